@@ -1,0 +1,123 @@
+/**
+ * Helpers shared by the command-line commands: flag parsing with friendly
+ * errors, and the flags every command that talks to a master understands.
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ConfigError } from "../errors.ts";
+import { ADDRESS_ENV, DEFAULT_ADDRESS, loadAuthKey } from "../config.ts";
+import type { LogFormat, LogLevel } from "../log.ts";
+
+/** Options of a command's flag parser. */
+export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
+
+/** Flags every command that reaches a master accepts. */
+export const CONNECTION_FLAGS: FlagSpec = {
+  connect: { type: "string" },
+  "authkey-file": { type: "string" },
+};
+
+/** Logging flags. */
+export const LOG_FLAGS: FlagSpec = {
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
+  quiet: { type: "boolean" },
+  verbose: { type: "boolean" },
+};
+
+/** Parsed flags and positional arguments. */
+export interface Parsed {
+  /** Flag values by name. */
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  /** Positional arguments. */
+  positionals: string[];
+}
+
+/**
+ * Parses `args` strictly against `spec` (plus `--help`).
+ * @throws {ConfigError} naming an unknown flag or a flag missing its value.
+ */
+export function parseFlags(command: string, args: string[], spec: FlagSpec): Parsed {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...spec, help: { type: "boolean", short: "h" } },
+      strict: true,
+      allowPositionals: true,
+    });
+    return { values, positionals };
+  } catch (cause) {
+    const message = (cause as Error).message.replace(/\. To specify .*$/s, "");
+    throw new ConfigError(`${command}: ${message} (see: taskq ${command} --help)`, { cause });
+  }
+}
+
+/** A string flag's value, or `fallback`. */
+export function stringFlag(parsed: Parsed, name: string, fallback?: string): string | undefined {
+  const value = parsed.values[name];
+  return typeof value === "string" ? value : fallback;
+}
+
+/**
+ * A whole-number flag's value, or `fallback`.
+ * @throws {ConfigError} when the value is not a whole number within range.
+ */
+export function intFlag(
+  parsed: Parsed,
+  name: string,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const text = stringFlag(parsed, name);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`--${name} must be a whole number from ${min} to ${max}, not "${text}"`);
+  }
+  return value;
+}
+
+/**
+ * A duration flag given in seconds (decimals allowed), as milliseconds.
+ * @throws {ConfigError} when the value is not a non-negative number.
+ */
+export function secondsFlag(parsed: Parsed, name: string, fallbackMs: number): number {
+  const text = stringFlag(parsed, name);
+  if (text === undefined) return fallbackMs;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new ConfigError(`--${name} takes seconds, a number ≥ 0, not "${text}"`);
+  }
+  return Math.round(value * 1000);
+}
+
+/** The master's address: `--connect`, else `TASKQ_ADDR`, else the default. */
+export function masterAddress(parsed: Parsed): string {
+  return stringFlag(parsed, "connect") ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS;
+}
+
+/** The key: `--authkey-file`, else `TASKQ_AUTHKEY`. */
+export function authKey(parsed: Parsed): Uint8Array | undefined {
+  return loadAuthKey({ authkeyFile: stringFlag(parsed, "authkey-file") });
+}
+
+/**
+ * Log level and format from the logging flags.
+ * @throws {ConfigError} on an unknown level or format.
+ */
+export function logSettings(parsed: Parsed): { level: LogLevel; format: LogFormat } {
+  let level = stringFlag(parsed, "log-level", "info") as string;
+  if (parsed.values.quiet) level = "warn";
+  if (parsed.values.verbose) level = "debug";
+  if (!["debug", "info", "warn", "error"].includes(level)) {
+    throw new ConfigError(`--log-level must be debug, info, warn or error, not "${level}"`);
+  }
+  const format = stringFlag(parsed, "log-format", "text") as string;
+  if (format !== "text" && format !== "json") {
+    throw new ConfigError(`--log-format must be text or json, not "${format}"`);
+  }
+  return { level: level as LogLevel, format };
+}

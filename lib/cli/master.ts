@@ -1,0 +1,92 @@
+/**
+ * `taskq master`: runs a master until interrupted.
+ *
+ * @module
+ */
+
+import {
+  authKey,
+  type FlagSpec,
+  intFlag,
+  LOG_FLAGS,
+  logSettings,
+  parseFlags,
+  secondsFlag,
+  stringFlag,
+} from "./args.ts";
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, serve } from "../server/master.ts";
+import { DEFAULT_ADDRESS, formatAddress } from "../config.ts";
+import { DEFAULT_LEASE_MS } from "../engine/engine.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
+import { createLogger } from "../log.ts";
+
+/** One-line summary shown by `taskq --help`. */
+export const MASTER_SUMMARY = "run a master that serves named queues";
+
+/** Help text of `taskq master`. */
+export const MASTER_HELP = `Usage: taskq master [--listen HOST:PORT] [options]
+
+Runs a master: serves named queues to clients and workers over TCP.
+Queues are created on first use.
+
+Options:
+  --listen HOST:PORT        address to listen on (default ${DEFAULT_ADDRESS});
+                            port 0 picks a free port
+  --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY);
+                            required unless listening on loopback
+  --lease SECONDS           default lease of a taken item (default ${DEFAULT_LEASE_MS / 1000})
+  --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
+  --handshake-timeout SECONDS
+                            time a new connection has to authenticate
+                            (default ${DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000})
+  --log-level LEVEL         debug, info, warn or error (default info)
+  --log-format FORMAT       text or json (default text)
+  -h, --help                show this help
+
+Prints "taskq master listening on HOST:PORT" once ready. Stops cleanly on
+Ctrl-C (SIGINT) or SIGTERM.
+`;
+
+const FLAGS: FlagSpec = {
+  listen: { type: "string" },
+  "authkey-file": { type: "string" },
+  lease: { type: "string" },
+  "max-frame": { type: "string" },
+  "handshake-timeout": { type: "string" },
+  ...LOG_FLAGS,
+};
+
+const SHUTDOWN_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
+/** Runs `taskq master` with `args`; resolves with the exit code once stopped. */
+export async function runMaster(args: string[]): Promise<number> {
+  const parsed = parseFlags("master", args, FLAGS);
+  if (parsed.values.help) {
+    console.log(MASTER_HELP);
+    return 0;
+  }
+  const log = createLogger(logSettings(parsed));
+  const master = await serve({
+    listen: stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
+    authkey: authKey(parsed),
+    defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS),
+    maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
+    handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
+    logger: log,
+  });
+  const where = formatAddress(master.address);
+  console.log(`taskq master listening on ${where}`);
+  log.info("master started", { address: where });
+  const stopped = Promise.withResolvers<string>();
+  const handlers = SHUTDOWN_SIGNALS.map((signal) => {
+    const handler = () => stopped.resolve(signal);
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
+  });
+  const signal = await stopped.promise;
+  for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+  log.info("master stopping", { signal });
+  await master.close();
+  log.info("master stopped");
+  return 0;
+}

@@ -1,0 +1,512 @@
+/**
+ * The client library: connect to a master, then put, get, ack and nack items
+ * of named queues.
+ *
+ * Requests are pipelined: each carries an id, many may be in flight on one
+ * connection, and replies are matched by id in whatever order they come.
+ * The client checks the master's proof of the key before sending anything
+ * else, so it never takes work from an impostor.
+ *
+ * @example
+ * ```ts
+ * const client = await connect({ address: "127.0.0.1:5000", authkey: "abc" });
+ * const tasks = client.queue("tasks");
+ * await tasks.put(42);
+ * const job = await tasks.get(1000);
+ * if (job) await tasks.ack(job);
+ * await client.close();
+ * ```
+ *
+ * @module
+ */
+
+import { FramedConnection } from "../wire/connection.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
+import { checkValue } from "../wire/codec.ts";
+import {
+  checkQueueName,
+  type ErrorMessage,
+  MAX_DURATION_MS,
+  type OkReply,
+  parseServerMessage,
+  type QueueStats,
+  type Request,
+  type ServerMessage,
+  type WelcomeMessage,
+} from "../wire/messages.ts";
+import {
+  clientProof,
+  newNonce,
+  proofMatches,
+  PROTOCOL_VERSION,
+  serverProof,
+} from "../wire/auth.ts";
+import {
+  type Address,
+  ADDRESS_ENV,
+  DEFAULT_ADDRESS,
+  formatAddress,
+  loadAuthKey,
+  parseAddress,
+} from "../config.ts";
+import {
+  AuthenticationError,
+  ConnectionLostError,
+  LeaseLostError,
+  ProtocolError,
+  RemoteError,
+  TaskqError,
+} from "../errors.ts";
+
+/** Time allowed to connect and complete the handshake: 5 s. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+/** Request ids wrap around at 2^32 to stay small on the wire. */
+const RID_MODULUS = 2 ** 32;
+
+/** Options of {@link connect}. */
+export interface ConnectOptions {
+  /** `HOST:PORT` of the master; `TASKQ_ADDR` or 127.0.0.1:5000 by default. */
+  address?: string | Address;
+  /** The shared key; `TASKQ_AUTHKEY` (or none, for a keyless loopback master) by default. */
+  authkey?: Uint8Array | string;
+  /** Name the master shows for this client; host and pid by default. */
+  name?: string;
+  /** Largest frame accepted from the master. */
+  maxFrameBytes?: number;
+  /** Time allowed to connect and complete the handshake. */
+  timeoutMs?: number;
+}
+
+/** A leased item, as returned by {@link Queue.get}. */
+export interface Job<T = unknown> {
+  /** The item's id, unique on its master. */
+  readonly id: number;
+  /** The queue it came from. */
+  readonly queue: string;
+  /** The item. */
+  readonly value: T;
+  /** 1 on first delivery, +1 each time it is served again. */
+  readonly attempt: number;
+}
+
+/** Options of a put. */
+export interface PutOptions {
+  /** Milliseconds before the items may be served. */
+  delayMs?: number;
+}
+
+/** Options of a get. */
+export interface GetOptions {
+  /** How long the lease lasts; the master's default (30 s) when absent. */
+  leaseMs?: number;
+}
+
+/** Statistics as returned by {@link Client.stats}. */
+export interface Stats {
+  /** Per-queue figures. */
+  queues: QueueStats[];
+  /** Authenticated connections on the master. */
+  clients: number;
+}
+
+type JobRef = Job | number;
+
+function idsOf(jobs: JobRef | readonly JobRef[]): number[] {
+  const list = Array.isArray(jobs) ? jobs : [jobs];
+  return list.map((job: JobRef) => (typeof job === "number" ? job : job.id));
+}
+
+function defaultName(): string {
+  let host = "unknown-host";
+  try {
+    host = Deno.hostname();
+  } catch {
+    // no --allow-sys: the pid alone still tells clients apart
+  }
+  return `${host}:${Deno.pid}`;
+}
+
+interface Pending {
+  resolve(reply: OkReply): void;
+  reject(error: Error): void;
+}
+
+/** Operations on one named queue, through a {@link Client}. */
+export class Queue {
+  /** The queue's name. */
+  readonly name: string;
+  readonly #client: Client;
+
+  /** Use {@link Client.queue}. */
+  constructor(client: Client, name: string) {
+    this.#client = client;
+    this.name = checkQueueName(name);
+  }
+
+  /** Adds one item; resolves with its id once the master has it. */
+  async put(value: unknown, options: PutOptions = {}): Promise<number> {
+    const ids = await this.putMany([value], options);
+    return ids[0];
+  }
+
+  /** Adds items in one request; resolves with their ids in order. */
+  async putMany(values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
+    for (const value of values) checkValue(value);
+    if (values.length === 0) return [];
+    const request: Request = { op: "put", rid: 0, queue: this.name, items: values as unknown[] };
+    if (options.delayMs) request.delay = checkDuration(options.delayMs);
+    const reply = await this.#client.request(request);
+    return expect(reply, "ids");
+  }
+
+  /**
+   * Takes one item, waiting up to `timeoutMs` (forever when omitted) for one to
+   * be ready. Resolves with `null` when the time runs out. The item is leased:
+   * {@link ack} it when done or it will be served again.
+   */
+  async get<T = unknown>(timeoutMs?: number, options: GetOptions = {}): Promise<Job<T> | null> {
+    const jobs = await this.getMany<T>(1, timeoutMs, options);
+    return jobs.length > 0 ? jobs[0] : null;
+  }
+
+  /** Takes up to `max` items, waiting up to `timeoutMs` (forever when omitted) for the first. */
+  async getMany<T = unknown>(
+    max: number,
+    timeoutMs?: number,
+    options: GetOptions = {},
+  ): Promise<Job<T>[]> {
+    for (;;) {
+      const timeout = timeoutMs === undefined ? MAX_DURATION_MS : checkDuration(timeoutMs);
+      const request: Request = { op: "get", rid: 0, queue: this.name, max, timeout };
+      if (options.leaseMs !== undefined) request.lease = checkDuration(options.leaseMs);
+      const reply = await this.#client.request(request);
+      const records = expect(reply, "jobs");
+      if (records.length === 0 && timeoutMs === undefined) continue;
+      return records.map((r) => ({
+        id: r.id,
+        queue: this.name,
+        value: r.value as T,
+        attempt: r.attempt,
+      }));
+    }
+  }
+
+  /**
+   * Marks items done.
+   * @throws {LeaseLostError} for items whose lease had already ended.
+   */
+  async ack(jobs: JobRef | readonly JobRef[]): Promise<void> {
+    const reply = await this.#client.request({ op: "ack", rid: 0, ids: idsOf(jobs) });
+    throwIfFailed(reply);
+  }
+
+  /**
+   * Gives items back to the queue to be served again, at once or after `delayMs`.
+   * @throws {LeaseLostError} for items whose lease had already ended.
+   */
+  async nack(jobs: JobRef | readonly JobRef[], options: PutOptions = {}): Promise<void> {
+    const request: Request = { op: "nack", rid: 0, ids: idsOf(jobs) };
+    if (options.delayMs) request.delay = checkDuration(options.delayMs);
+    throwIfFailed(await this.#client.request(request));
+  }
+
+  /**
+   * Renews leases so they last `leaseMs` from now; call it while working on
+   * long items.
+   * @throws {LeaseLostError} for items whose lease had already ended.
+   */
+  async extend(jobs: JobRef | readonly JobRef[], leaseMs: number): Promise<void> {
+    const request: Request = {
+      op: "extend",
+      rid: 0,
+      ids: idsOf(jobs),
+      lease: checkDuration(leaseMs),
+    };
+    throwIfFailed(await this.#client.request(request));
+  }
+
+  /** Number of items ready to be taken. */
+  async size(): Promise<number> {
+    const stats = await this.#client.stats(this.name);
+    return stats.queues[0]?.ready ?? 0;
+  }
+}
+
+function checkDuration(ms: number): number {
+  if (!Number.isInteger(ms) || ms < 0 || ms > MAX_DURATION_MS) {
+    throw new RangeError(`durations are whole milliseconds from 0 to ${MAX_DURATION_MS}`);
+  }
+  return ms;
+}
+
+function expect<K extends "ids" | "jobs" | "failed" | "queues">(
+  reply: OkReply,
+  field: K,
+): NonNullable<OkReply[K]> {
+  const value = reply[field];
+  if (value === undefined) {
+    throw new ProtocolError(`master's reply lacks the "${field}" field`);
+  }
+  return value as NonNullable<OkReply[K]>;
+}
+
+function throwIfFailed(reply: OkReply): void {
+  const failed = expect(reply, "failed");
+  if (failed.length > 0) throw new LeaseLostError(failed);
+}
+
+/** A connection to a master. */
+export class Client {
+  /** The master's address. */
+  readonly address: string;
+  /** The lease length the master grants by default. */
+  readonly defaultLeaseMs: number;
+  readonly #conn: FramedConnection;
+  readonly #pending = new Map<number, Pending>();
+  #nextRid = 1;
+  #closeReason: Error | undefined;
+  readonly #done: Promise<void>;
+  readonly #queues = new Map<string, Queue>();
+
+  /** Use {@link connect}. */
+  constructor(
+    conn: FramedConnection,
+    address: string,
+    welcome: WelcomeMessage,
+    pump: Promise<void>,
+    route: { handler: (msg: ServerMessage) => void },
+  ) {
+    this.#conn = conn;
+    this.address = address;
+    this.defaultLeaseMs = welcome.leaseMs;
+    conn.maxSendBytes = welcome.maxFrameBytes;
+    route.handler = (msg) => this.#onMessage(msg);
+    this.#done = pump.then(
+      () => this.#shutdown(new ConnectionLostError(`connection to master ${address} closed`)),
+      (error) => {
+        conn.close();
+        this.#shutdown(
+          new ConnectionLostError(
+            `connection to master ${address} broke: ${(error as Error).message}`,
+            { cause: error },
+          ),
+        );
+      },
+    );
+  }
+
+  /** Whether the connection is closed. */
+  get closed(): boolean {
+    return this.#conn.closed;
+  }
+
+  /** Resolves when the connection ends, for whatever reason. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Requests awaiting a reply. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** The queue called `name` (created on the master on first use). */
+  queue(name: string): Queue {
+    let queue = this.#queues.get(name);
+    if (queue === undefined) {
+      queue = new Queue(this, name);
+      this.#queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** Statistics of one queue, or of all queues. */
+  async stats(queue?: string): Promise<Stats> {
+    const request: Request = { op: "stats", rid: 0 };
+    if (queue !== undefined) request.queue = checkQueueName(queue);
+    const reply = await this.request(request);
+    return { queues: expect(reply, "queues"), clients: reply.clients ?? 0 };
+  }
+
+  /** Round trip to the master; resolves when it answers. */
+  async ping(): Promise<void> {
+    await this.request({ op: "ping", rid: 0 });
+  }
+
+  /**
+   * Sends a request (its `rid` is assigned here) and resolves with the reply.
+   * @throws {ConnectionLostError} if the connection ends first.
+   * @throws {RemoteError} if the master answers with an error.
+   */
+  request(request: Request): Promise<OkReply> {
+    if (this.#closeReason) return Promise.reject(this.#closeReason);
+    const rid = this.#nextRid;
+    this.#nextRid = (this.#nextRid + 1) % RID_MODULUS;
+    request.rid = rid;
+    return new Promise<OkReply>((resolve, reject) => {
+      this.#conn.send(request);
+      this.#pending.set(rid, { resolve, reject });
+    });
+  }
+
+  #onMessage(msg: ServerMessage): void {
+    if (msg.op === "ok" || (msg.op === "error" && msg.rid !== undefined)) {
+      const pending = this.#pending.get(msg.rid as number);
+      if (pending === undefined) {
+        throw new ProtocolError(`master replied to unknown request ${msg.rid}`);
+      }
+      this.#pending.delete(msg.rid as number);
+      if (msg.op === "ok") pending.resolve(msg);
+      else pending.reject(new RemoteError(msg.code, msg.message));
+      return;
+    }
+    if (msg.op === "error") {
+      this.#shutdown(new RemoteError(msg.code, msg.message));
+      this.#conn.close();
+      return;
+    }
+    throw new ProtocolError(`unexpected "${msg.op}" after the handshake`);
+  }
+
+  #shutdown(reason: Error): void {
+    this.#closeReason ??= reason;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(this.#closeReason);
+  }
+
+  /**
+   * Closes the connection. Items this client still holds go back to their
+   * queues at once; requests in flight fail with {@link ConnectionLostError}.
+   */
+  async close(): Promise<void> {
+    this.#shutdown(new ConnectionLostError("client closed"));
+    this.#conn.close();
+    await this.#done;
+  }
+}
+
+function timeout<T>(promise: Promise<T>, ms: number, what: () => Error): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => timer = setTimeout(() => reject(what()), ms)),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Connects to a master and completes the mutual handshake.
+ * @throws {ConnectionLostError} when the master cannot be reached in time.
+ * @throws {AuthenticationError} when the key is rejected or the master cannot
+ *   prove it holds the key.
+ */
+export async function connect(options: ConnectOptions = {}): Promise<Client> {
+  const address = typeof options.address === "object"
+    ? options.address
+    : parseAddress(options.address ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS);
+  const where = formatAddress(address);
+  const key = typeof options.authkey === "string"
+    ? new TextEncoder().encode(options.authkey)
+    : options.authkey ?? loadAuthKey() ?? new Uint8Array(0);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+
+  const connecting = Deno.connect({ hostname: address.hostname, port: address.port });
+  let tcp: Deno.TcpConn;
+  try {
+    tcp = await timeout(
+      connecting,
+      timeoutMs,
+      () => new ConnectionLostError(`cannot reach master ${where}: no answer in ${timeoutMs} ms`),
+    );
+  } catch (error) {
+    connecting.then((c) => c.close(), () => {});
+    if (error instanceof TaskqError) throw error;
+    throw new ConnectionLostError(
+      `cannot reach master ${where}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  tcp.setNoDelay(true);
+  const conn = new FramedConnection(tcp, {
+    maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+  });
+
+  // Handshake: messages go to `route.handler`, which the Client replaces once ready.
+  const clientNonce = newNonce();
+  const handshake = Promise.withResolvers<WelcomeMessage>();
+  let serverNonce: Uint8Array | undefined;
+  const route = {
+    handler: (msg: ServerMessage): void => {
+      if (msg.op === "error") {
+        handshake.reject(handshakeError(msg, where));
+      } else if (msg.op === "challenge" && serverNonce === undefined) {
+        if (msg.version !== PROTOCOL_VERSION) {
+          handshake.reject(
+            new AuthenticationError(
+              `master ${where} speaks protocol version ${msg.version}, ` +
+                `this client ${PROTOCOL_VERSION}: use the same taskq release on both ends`,
+            ),
+          );
+          return;
+        }
+        serverNonce = msg.nonce;
+        conn.send({ op: "auth", proof: clientProof(key, clientNonce, serverNonce) });
+      } else if (msg.op === "welcome" && serverNonce !== undefined) {
+        if (!proofMatches(msg.proof, serverProof(key, clientNonce, serverNonce))) {
+          handshake.reject(
+            new AuthenticationError(
+              `master ${where} could not prove it holds the key: refusing to use it ` +
+                `(is something else listening on that port?)`,
+            ),
+          );
+          return;
+        }
+        handshake.resolve(msg);
+      } else {
+        handshake.reject(new ProtocolError(`unexpected "${msg.op}" during the handshake`));
+      }
+    },
+  };
+  const pump = conn.pump((raw) => route.handler(parseServerMessage(raw)));
+  pump.then(
+    () =>
+      handshake.reject(
+        new ConnectionLostError(`master ${where} closed the connection during the handshake`),
+      ),
+    (error) => handshake.reject(error),
+  );
+  const hello: Record<string, unknown> = {
+    op: "hello",
+    version: PROTOCOL_VERSION,
+    nonce: clientNonce,
+    name: options.name ?? defaultName(),
+  };
+  conn.send(hello);
+  try {
+    const welcome = await timeout(
+      handshake.promise,
+      Math.max(0, deadline - Date.now()),
+      () =>
+        new ConnectionLostError(
+          `master ${where} did not complete the handshake in ${timeoutMs} ms`,
+        ),
+    );
+    return new Client(conn, where, welcome, pump, route);
+  } catch (error) {
+    conn.close();
+    await pump.catch(() => {});
+    throw error;
+  }
+}
+
+function handshakeError(msg: ErrorMessage, where: string): Error {
+  if (msg.code === "auth_failed") {
+    return new AuthenticationError(
+      `master ${where} rejected the key (${msg.message}); check TASKQ_AUTHKEY or --authkey-file`,
+    );
+  }
+  if (msg.code === "unsupported_version") return new AuthenticationError(msg.message);
+  return new RemoteError(msg.code, msg.message);
+}

@@ -1,0 +1,454 @@
+/**
+ * The queue engine: named queues, leases, delays and waiting getters, as pure
+ * logic with no I/O.
+ *
+ * Front-ends (one per wire protocol) call these operations on behalf of their
+ * connections, each of which is a {@link Consumer}. Time enters only through
+ * the injected clock and {@link Engine.tick}, which the master calls at
+ * {@link Engine.nextDeadline}; tests drive the engine without sockets or real
+ * time.
+ *
+ * Life of an item: `put` makes it *ready* (or *delayed*); a get *leases* it to
+ * one consumer for a limited time and counts an attempt; `ack` removes it;
+ * `nack`, an expired lease or the consumer's disconnect make it ready again.
+ *
+ * @module
+ */
+
+import { Deque } from "./deque.ts";
+import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
+import type { LoadedState, Store, StoredItem } from "../store/store.ts";
+import { MemoryStore } from "../store/memory.ts";
+
+/** Lease length when a get names none: 30 s. */
+export const DEFAULT_LEASE_MS = 30_000;
+
+/** How many dead waiters a queue tolerates before compacting its waiter list. */
+const WAITER_COMPACT_THRESHOLD = 64;
+
+/** Where an item is in its life. */
+export type ItemState = "ready" | "leased" | "delayed";
+
+/** An item held by the engine. Read-only outside the engine. */
+export class Item implements StoredItem, Timed {
+  /** Unique id. */
+  readonly id: number;
+  /** Name of its queue. */
+  readonly queue: string;
+  /** The item itself. */
+  readonly value: unknown;
+  /** Deliveries so far (the current attempt number while leased). */
+  attempts = 0;
+  /** When a delayed item becomes ready (0 otherwise). */
+  readyAt = 0;
+  /** Where the item is in its life. */
+  state: ItemState = "ready";
+  /** The consumer holding the lease, while leased. */
+  owner: Consumer | undefined = undefined;
+  /** Lease expiry or delay end, while scheduled. */
+  deadline = 0;
+  /** Timer heap position. */
+  heapIndex: number = NOT_SCHEDULED;
+
+  /** Creates an item. */
+  constructor(id: number, queue: string, value: unknown) {
+    this.id = id;
+    this.queue = queue;
+    this.value = value;
+  }
+}
+
+/** Receives the items of a get: called exactly once, possibly with none (timeout). */
+export type Deliver = (items: readonly Item[]) => void;
+
+class Waiter implements Timed {
+  deadline = 0;
+  heapIndex: number = NOT_SCHEDULED;
+  done = false;
+  constructor(
+    readonly consumer: Consumer,
+    readonly queue: QueueState,
+    readonly max: number,
+    readonly leaseMs: number,
+    readonly deliver: Deliver,
+  ) {}
+}
+
+/** One connection's view of the engine: what it holds and what it waits for. */
+export class Consumer {
+  /** Engine-wide unique number. */
+  readonly id: number;
+  /** Name the client gave (e.g. host and pid), or its address. */
+  readonly name: string;
+  /** When it connected (engine clock). */
+  readonly connectedAt: number;
+  /** Items it holds leases on, in the order taken. */
+  readonly leases: Set<Item> = new Set();
+  /** Gets it is waiting on. */
+  readonly waiters: Set<Waiter> = new Set();
+  /** Whether {@link Engine.disconnect} was called. */
+  gone = false;
+
+  /** Creates a consumer; use {@link Engine.connect}. */
+  constructor(id: number, name: string, connectedAt: number) {
+    this.id = id;
+    this.name = name;
+    this.connectedAt = connectedAt;
+  }
+}
+
+/** Counters and contents of one named queue. */
+class QueueState {
+  readonly ready: Deque<Item> = new Deque();
+  readonly waiters: Deque<Waiter> = new Deque();
+  liveWaiters = 0;
+  leased = 0;
+  delayed = 0;
+  put = 0;
+  acked = 0;
+  nacked = 0;
+  expired = 0;
+  constructor(readonly name: string) {}
+}
+
+/** Statistics of one queue, as {@link Engine.stats} reports them. */
+export interface QueueSnapshot {
+  /** Queue name. */
+  name: string;
+  /** Items waiting to be taken. */
+  ready: number;
+  /** Items taken and not yet settled. */
+  leased: number;
+  /** Items that become ready later. */
+  delayed: number;
+  /** Gets waiting for an item. */
+  waiting: number;
+  /** Items ever put. */
+  put: number;
+  /** Items acked. */
+  acked: number;
+  /** Items nacked. */
+  nacked: number;
+  /** Leases that ran out or were dropped with their connection. */
+  expired: number;
+}
+
+/** Options of an {@link Engine}. */
+export interface EngineOptions {
+  /** Where items are kept; in memory only by default. */
+  store?: Store;
+  /** Clock in milliseconds; `Date.now` by default. */
+  clock?: () => number;
+  /** Lease length for gets that name none. */
+  defaultLeaseMs?: number;
+}
+
+/** The queue engine. */
+export class Engine {
+  /** Where items are kept. */
+  readonly store: Store;
+  /** Lease length for gets that name none. */
+  readonly defaultLeaseMs: number;
+  readonly #clock: () => number;
+  readonly #queues = new Map<string, QueueState>();
+  readonly #items = new Map<number, Item>();
+  readonly #timers = new TimerHeap<Item | Waiter>();
+  readonly #consumers = new Set<Consumer>();
+  #nextId = 1;
+  #nextConsumerId = 1;
+
+  /** Creates an empty engine; call {@link restore} to load a store's items. */
+  constructor(options: EngineOptions = {}) {
+    this.store = options.store ?? new MemoryStore();
+    this.#clock = options.clock ?? Date.now;
+    this.defaultLeaseMs = options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
+  }
+
+  /** Loads the items an earlier run left in the store (all of them ready or delayed). */
+  restore(state: LoadedState): void {
+    this.#nextId = Math.max(this.#nextId, state.nextId);
+    const now = this.#clock();
+    for (const stored of state.items) {
+      const item = new Item(stored.id, stored.queue, stored.value);
+      item.attempts = stored.attempts;
+      this.#items.set(item.id, item);
+      const queue = this.#queue(item.queue);
+      if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
+      else queue.ready.push(item);
+    }
+  }
+
+  /** Number of connected consumers. */
+  get consumerCount(): number {
+    return this.#consumers.size;
+  }
+
+  /** The connected consumers. */
+  consumers(): Iterable<Consumer> {
+    return this.#consumers;
+  }
+
+  /** Registers a connection. */
+  connect(name: string): Consumer {
+    const consumer = new Consumer(this.#nextConsumerId++, name, this.#clock());
+    this.#consumers.add(consumer);
+    return consumer;
+  }
+
+  /**
+   * Unregisters a connection: its waiting gets are dropped (never delivered)
+   * and every item it held goes back to the front of its queue at once.
+   */
+  disconnect(consumer: Consumer): void {
+    if (consumer.gone) return;
+    consumer.gone = true;
+    this.#consumers.delete(consumer);
+    for (const waiter of consumer.waiters) this.#dropWaiter(waiter);
+    consumer.waiters.clear();
+    const held = [...consumer.leases];
+    consumer.leases.clear();
+    const touched = new Set<QueueState>();
+    for (let i = held.length - 1; i >= 0; i--) {
+      const item = held[i];
+      const queue = this.#queue(item.queue);
+      this.#unlease(queue, item);
+      queue.expired++;
+      queue.ready.unshift(item);
+      touched.add(queue);
+    }
+    for (const queue of touched) this.#dispatch(queue);
+  }
+
+  /** Adds `values` to the queue `name` (created on first use); returns their ids in order. */
+  put(name: string, values: readonly unknown[], delayMs = 0): number[] {
+    const queue = this.#queue(name);
+    const ids = new Array<number>(values.length);
+    const readyAt = delayMs > 0 ? this.#clock() + delayMs : 0;
+    for (let i = 0; i < values.length; i++) {
+      const item = new Item(this.#nextId++, name, values[i]);
+      ids[i] = item.id;
+      this.#items.set(item.id, item);
+      if (readyAt > 0) {
+        item.readyAt = readyAt;
+        this.#delay(queue, item, readyAt);
+      } else {
+        queue.ready.push(item);
+      }
+      this.store.insert(item);
+    }
+    queue.put += values.length;
+    if (readyAt === 0) this.#dispatch(queue);
+    return ids;
+  }
+
+  /**
+   * Leases up to `max` items of queue `name` to `consumer`. If none is ready,
+   * waits up to `timeoutMs` (first come, first served among waiting gets).
+   * `deliver` is called exactly once: with the items, or with none on timeout;
+   * never if the consumer disconnects first.
+   */
+  get(
+    consumer: Consumer,
+    name: string,
+    max: number,
+    timeoutMs: number,
+    leaseMs: number | undefined,
+    deliver: Deliver,
+  ): void {
+    const queue = this.#queue(name);
+    const lease = leaseMs ?? this.defaultLeaseMs;
+    if (queue.ready.length > 0 && queue.liveWaiters === 0) {
+      deliver(this.#take(queue, consumer, max, lease));
+      return;
+    }
+    if (timeoutMs <= 0) {
+      deliver([]);
+      return;
+    }
+    const waiter = new Waiter(consumer, queue, max, lease, deliver);
+    queue.waiters.push(waiter);
+    queue.liveWaiters++;
+    consumer.waiters.add(waiter);
+    this.#timers.schedule(waiter, this.#clock() + timeoutMs);
+  }
+
+  /** Settles leased items as done. Returns the ids `consumer` did not hold a lease on. */
+  ack(consumer: Consumer, ids: readonly number[]): number[] {
+    return this.#settle(consumer, ids, (queue, item) => {
+      queue.acked++;
+      this.#items.delete(item.id);
+      this.store.remove(item.id);
+    });
+  }
+
+  /**
+   * Returns leased items to the back of their queue, or after `delayMs`.
+   * Returns the ids `consumer` did not hold a lease on.
+   */
+  nack(consumer: Consumer, ids: readonly number[], delayMs = 0): number[] {
+    const touched = new Set<QueueState>();
+    const failed = this.#settle(consumer, ids, (queue, item) => {
+      queue.nacked++;
+      if (delayMs > 0) {
+        item.readyAt = this.#clock() + delayMs;
+        this.#delay(queue, item, item.readyAt);
+        this.store.update(item);
+      } else {
+        queue.ready.push(item);
+        touched.add(queue);
+      }
+    });
+    for (const queue of touched) this.#dispatch(queue);
+    return failed;
+  }
+
+  /** Renews leases to run `leaseMs` from now. Returns the ids `consumer` did not hold. */
+  extend(consumer: Consumer, ids: readonly number[], leaseMs: number): number[] {
+    const failed: number[] = [];
+    const deadline = this.#clock() + leaseMs;
+    for (const id of ids) {
+      const item = this.#items.get(id);
+      if (item === undefined || item.owner !== consumer) failed.push(id);
+      else this.#timers.schedule(item, deadline);
+    }
+    return failed;
+  }
+
+  /** Statistics of one queue (zeros if it was never used), or of every queue by name. */
+  stats(name?: string): QueueSnapshot[] {
+    if (name !== undefined) return [snapshot(this.#queues.get(name) ?? new QueueState(name))];
+    return [...this.#queues.values()].map(snapshot).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+    );
+  }
+
+  /** When {@link tick} next has work to do (engine clock), or `undefined` if never. */
+  nextDeadline(): number | undefined {
+    return this.#timers.peek()?.deadline;
+  }
+
+  /** Expires leases, readies delayed items and times out gets that are due by `now`. */
+  tick(now: number = this.#clock()): void {
+    const touched = new Set<QueueState>();
+    for (let due = this.#timers.popDue(now); due !== undefined; due = this.#timers.popDue(now)) {
+      if (due instanceof Waiter) {
+        this.#dropWaiter(due);
+        due.consumer.waiters.delete(due);
+        due.deliver([]);
+        continue;
+      }
+      const queue = this.#queue(due.queue);
+      if (due.state === "leased") {
+        due.owner?.leases.delete(due);
+        this.#unlease(queue, due);
+        queue.expired++;
+        queue.ready.unshift(due);
+      } else {
+        queue.delayed--;
+        due.state = "ready";
+        due.readyAt = 0;
+        queue.ready.push(due);
+      }
+      touched.add(queue);
+    }
+    for (const queue of touched) this.#dispatch(queue);
+  }
+
+  #queue(name: string): QueueState {
+    let queue = this.#queues.get(name);
+    if (queue === undefined) {
+      queue = new QueueState(name);
+      this.#queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  #delay(queue: QueueState, item: Item, readyAt: number): void {
+    item.state = "delayed";
+    queue.delayed++;
+    this.#timers.schedule(item, readyAt);
+  }
+
+  #take(queue: QueueState, consumer: Consumer, max: number, leaseMs: number): Item[] {
+    const n = Math.min(max, queue.ready.length);
+    const items = new Array<Item>(n);
+    const deadline = this.#clock() + leaseMs;
+    for (let i = 0; i < n; i++) {
+      const item = queue.ready.shift() as Item;
+      item.state = "leased";
+      item.owner = consumer;
+      item.attempts++;
+      consumer.leases.add(item);
+      this.#timers.schedule(item, deadline);
+      items[i] = item;
+    }
+    queue.leased += n;
+    return items;
+  }
+
+  #unlease(queue: QueueState, item: Item): void {
+    this.#timers.cancel(item);
+    item.state = "ready";
+    item.owner = undefined;
+    queue.leased--;
+  }
+
+  #settle(
+    consumer: Consumer,
+    ids: readonly number[],
+    then: (queue: QueueState, item: Item) => void,
+  ): number[] {
+    const failed: number[] = [];
+    for (const id of ids) {
+      const item = this.#items.get(id);
+      if (item === undefined || item.owner !== consumer) {
+        failed.push(id);
+        continue;
+      }
+      const queue = this.#queue(item.queue);
+      consumer.leases.delete(item);
+      this.#unlease(queue, item);
+      then(queue, item);
+    }
+    return failed;
+  }
+
+  /** Serves waiting gets, oldest first, while items are ready. */
+  #dispatch(queue: QueueState): void {
+    while (queue.ready.length > 0 && queue.liveWaiters > 0) {
+      const waiter = queue.waiters.shift() as Waiter;
+      if (waiter.done) continue;
+      waiter.done = true;
+      queue.liveWaiters--;
+      this.#timers.cancel(waiter);
+      waiter.consumer.waiters.delete(waiter);
+      waiter.deliver(this.#take(queue, waiter.consumer, waiter.max, waiter.leaseMs));
+    }
+  }
+
+  #dropWaiter(waiter: Waiter): void {
+    if (waiter.done) return;
+    waiter.done = true;
+    this.#timers.cancel(waiter);
+    const queue = waiter.queue;
+    queue.liveWaiters--;
+    const dead = queue.waiters.length - queue.liveWaiters;
+    if (dead > WAITER_COMPACT_THRESHOLD && dead > queue.liveWaiters) {
+      queue.waiters.removeWhere((w) => w.done);
+    }
+  }
+}
+
+function snapshot(queue: QueueState): QueueSnapshot {
+  return {
+    name: queue.name,
+    ready: queue.ready.length,
+    leased: queue.leased,
+    delayed: queue.delayed,
+    waiting: queue.liveWaiters,
+    put: queue.put,
+    acked: queue.acked,
+    nacked: queue.nacked,
+    expired: queue.expired,
+  };
+}

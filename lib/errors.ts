@@ -1,0 +1,102 @@
+/**
+ * The named error classes taskq throws.
+ *
+ * Every error a user can meet is one of these, so callers can branch on
+ * `instanceof` and every message says what went wrong and what to do about it.
+ *
+ * @module
+ */
+
+/** Base class of every error taskq throws on purpose. */
+export class TaskqError extends Error {
+  /** Creates an error with the given message. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The peer sent bytes that are not a valid taskq message (bad frame, bad msgpack, bad fields). */
+export class ProtocolError extends TaskqError {
+  /** Machine-readable reason, as sent on the wire in `error` replies. */
+  readonly code: ErrorCode;
+  /** Creates a protocol error with a wire code. */
+  constructor(message: string, code: ErrorCode = "bad_request", options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A frame's length prefix is larger than the configured maximum frame size. */
+export class FrameTooLargeError extends ProtocolError {
+  /** The length the prefix announced. */
+  readonly length: number;
+  /** The configured maximum. */
+  readonly max: number;
+  /** Creates the error for a frame of `length` bytes when `max` is allowed. */
+  constructor(length: number, max: number) {
+    super(
+      `frame of ${length} bytes is larger than the maximum of ${max} bytes ` +
+        `(send smaller items, e.g. a path on shared storage, or raise --max-frame)`,
+      "frame_too_large",
+    );
+    this.length = length;
+    this.max = max;
+  }
+}
+
+/** The handshake failed: wrong key, an impostor master, or an incompatible version. */
+export class AuthenticationError extends TaskqError {}
+
+/** The connection to the peer closed or broke while a request was outstanding. */
+export class ConnectionLostError extends TaskqError {}
+
+/** The master answered a request with an error reply. */
+export class RemoteError extends TaskqError {
+  /** Machine-readable reason sent by the master. */
+  readonly code: ErrorCode;
+  /** Creates the error from an `error` reply. */
+  constructor(code: ErrorCode, message: string) {
+    super(`master refused the request: ${message} (${code})`);
+    this.code = code;
+  }
+}
+
+/** An ack, nack or extend named an item whose lease this client no longer holds. */
+export class LeaseLostError extends TaskqError {
+  /** The ids whose leases were lost (expired, or the item was already settled). */
+  readonly ids: readonly number[];
+  /** Creates the error for the given ids. */
+  constructor(ids: readonly number[]) {
+    super(
+      `lease lost for item${ids.length === 1 ? "" : "s"} ${ids.join(", ")}: ` +
+        `it expired or was settled already, and the item was (or will be) served again; ` +
+        `extend leases of long-running work before they run out`,
+    );
+    this.ids = ids;
+  }
+}
+
+/** A configuration value (address, key file, flag) is unusable. */
+export class ConfigError extends TaskqError {}
+
+/** The wire codes carried by `error` messages. */
+export type ErrorCode =
+  | "bad_request"
+  | "frame_too_large"
+  | "unsupported_version"
+  | "auth_failed"
+  | "too_many_connections"
+  | "shutting_down"
+  | "internal";
+
+/** All wire error codes, for validating a received `error` message. */
+export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "bad_request",
+  "frame_too_large",
+  "unsupported_version",
+  "auth_failed",
+  "too_many_connections",
+  "shutting_down",
+  "internal",
+]);

@@ -1,0 +1,42 @@
+/**
+ * taskq: distributed task queues in one binary.
+ *
+ * The public API: {@link connect} to a master and use named queues, or
+ * {@link serve} to run a master inside your own program.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "./lib/mod.ts";
+ * const client = await connect({ address: "127.0.0.1:5000", authkey: "abc" });
+ * const job = await client.queue("tasks").get(1000);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  Client,
+  connect,
+  type ConnectOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type GetOptions,
+  type Job,
+  type PutOptions,
+  Queue,
+  type Stats,
+} from "./client/client.ts";
+export { Master, type MasterOptions, serve } from "./server/master.ts";
+export type { QueueStats } from "./wire/messages.ts";
+export {
+  AuthenticationError,
+  ConfigError,
+  ConnectionLostError,
+  type ErrorCode,
+  FrameTooLargeError,
+  LeaseLostError,
+  ProtocolError,
+  RemoteError,
+  TaskqError,
+} from "./errors.ts";
+export { type Address, loadAuthKey, parseAddress } from "./config.ts";
+export { DEFAULT_LEASE_MS } from "./engine/engine.ts";

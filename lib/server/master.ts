@@ -1,0 +1,195 @@
+/**
+ * The master: listens on TCP, runs one protocol session per connection over a
+ * shared queue engine, and drives the engine's timers.
+ *
+ * Connections that have not finished the handshake are capped; when the cap is
+ * reached the oldest of them is dropped to make room, so a flood of idle
+ * connections cannot lock real clients out.
+ *
+ * @module
+ */
+
+import { Engine } from "../engine/engine.ts";
+import type { Store } from "../store/store.ts";
+import { FramedConnection } from "../wire/connection.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
+import { NativeSession, type SessionContext } from "./native_session.ts";
+import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import { type Logger, silentLogger } from "../log.ts";
+
+/** Time a new connection has to complete the handshake: 5 s. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
+
+/** Connections allowed to be mid-handshake at once. */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
+
+/** Longest single wait `setTimeout` supports. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Options of {@link serve}. */
+export interface MasterOptions {
+  /** `HOST:PORT` or an address to listen on; port 0 picks a free port. */
+  listen: string | Address;
+  /** The shared key; may be omitted only when listening on loopback. */
+  authkey?: Uint8Array;
+  /** Where items are kept; in memory by default. */
+  store?: Store;
+  /** Lease length for gets that name none. */
+  defaultLeaseMs?: number;
+  /** Largest frame payload accepted. */
+  maxFrameBytes?: number;
+  /** Time allowed to complete the handshake. */
+  handshakeTimeoutMs?: number;
+  /** Connections allowed mid-handshake at once. */
+  maxPendingHandshakes?: number;
+  /** Where events are logged; nowhere by default. */
+  logger?: Logger;
+}
+
+/** A running master. */
+export class Master {
+  /** The queue engine it serves. */
+  readonly engine: Engine;
+  /** The address it listens on (with the real port when 0 was asked). */
+  readonly address: Address;
+  readonly #listener: Deno.TcpListener;
+  readonly #ctx: SessionContext;
+  readonly #sessions = new Set<NativeSession>();
+  readonly #pending = new Set<NativeSession>();
+  readonly #maxPending: number;
+  readonly #log: Logger;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedAt = Infinity;
+  #closing: Promise<void> | undefined;
+  readonly #accepting: Promise<void>;
+
+  /** Starts serving on an open listener; use {@link serve}. */
+  constructor(listener: Deno.TcpListener, engine: Engine, key: Uint8Array, options: MasterOptions) {
+    this.#listener = listener;
+    this.engine = engine;
+    const addr = listener.addr;
+    this.address = { hostname: addr.hostname, port: addr.port };
+    this.#log = options.logger ?? silentLogger;
+    this.#maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES;
+    this.#ctx = {
+      engine,
+      key,
+      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      log: this.#log,
+      afterChange: () => this.#arm(),
+      onAuthenticated: (session) => this.#pending.delete(session),
+    };
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** Number of open connections (authenticated or not). */
+  get connectionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Number of connections still in the handshake. */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closing) return;
+        if (error instanceof Deno.errors.BadResource) return;
+        this.#log.warn("accept failed", { error: (error as Error).message });
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch {
+        // the peer is already gone; the session will notice
+      }
+      this.#start(conn);
+    }
+  }
+
+  #start(conn: Deno.TcpConn): void {
+    const framed = new FramedConnection(conn, { maxFrameBytes: this.#ctx.maxFrameBytes });
+    const session = new NativeSession(framed, this.#ctx);
+    if (this.#pending.size >= this.#maxPending) {
+      const oldest = this.#pending.values().next().value as NativeSession;
+      this.#pending.delete(oldest);
+      this.#log.warn("too many unauthenticated connections; dropping the oldest", {
+        peer: oldest.conn.peer,
+        limit: this.#maxPending,
+      });
+      oldest.refuse("too_many_connections", "too many connections are mid-handshake");
+    }
+    this.#pending.add(session);
+    this.#sessions.add(session);
+    session.run().finally(() => {
+      this.#sessions.delete(session);
+      this.#pending.delete(session);
+    });
+  }
+
+  /** Arms the single timer for the engine's next deadline, if that is sooner. */
+  #arm(): void {
+    const next = this.engine.nextDeadline();
+    if (next === undefined || next >= this.#armedAt || this.#closing) return;
+    clearTimeout(this.#timer);
+    this.#armedAt = next;
+    const wait = Math.min(Math.max(0, next - Date.now()), MAX_TIMER_MS);
+    this.#timer = setTimeout(() => {
+      this.#armedAt = Infinity;
+      this.engine.tick();
+      this.#arm();
+    }, wait);
+  }
+
+  /** Stops accepting, closes every connection and the store. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearTimeout(this.#timer);
+      try {
+        this.#listener.close();
+      } catch {
+        // already closed
+      }
+      await this.#accepting;
+      for (const session of this.#sessions) session.conn.close();
+      await this.engine.store.close();
+    })();
+    return this.#closing;
+  }
+}
+
+/**
+ * Starts a master.
+ * @throws {ConfigError} when asked to listen beyond loopback without a key, or
+ *   when the address is in use or unusable.
+ */
+export async function serve(options: MasterOptions): Promise<Master> {
+  const address = typeof options.listen === "string"
+    ? parseAddress(options.listen)
+    : options.listen;
+  if (options.authkey === undefined && !isLoopback(address.hostname)) {
+    throw new ConfigError(
+      `refusing to listen on ${formatAddress(address)} without a key: anyone who can reach ` +
+        `the port could read and write the queues; set TASKQ_AUTHKEY or use --authkey-file`,
+    );
+  }
+  const engine = new Engine({ store: options.store, defaultLeaseMs: options.defaultLeaseMs });
+  engine.restore(await engine.store.load());
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
+  } catch (cause) {
+    throw new ConfigError(
+      `cannot listen on ${formatAddress(address)}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  return new Master(listener, engine, options.authkey ?? new Uint8Array(0), options);
+}

@@ -1,0 +1,248 @@
+/**
+ * The master's front-end for taskq's own msgpack protocol: one session per
+ * connection, turning validated messages into engine operations and engine
+ * results into replies.
+ *
+ * A session first runs the handshake (hello → challenge → auth → welcome)
+ * within a deadline; only then does it accept requests. Any malformed input
+ * gets an `error` reply (with the request id when one could be read) and
+ * closes this connection only.
+ *
+ * @module
+ */
+
+import type { Consumer, Engine, Item } from "../engine/engine.ts";
+import type { FramedConnection } from "../wire/connection.ts";
+import {
+  type ClientMessage,
+  type ErrorMessage,
+  type JobRecord,
+  parseClientMessage,
+  type Request,
+} from "../wire/messages.ts";
+import {
+  clientProof,
+  newNonce,
+  proofMatches,
+  PROTOCOL_VERSION,
+  serverProof,
+} from "../wire/auth.ts";
+import { type ErrorCode, ProtocolError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+/** What a session needs from the master that runs it. */
+export interface SessionContext {
+  /** The queue engine. */
+  readonly engine: Engine;
+  /** The shared key. */
+  readonly key: Uint8Array;
+  /** Largest frame payload accepted, announced in `welcome`. */
+  readonly maxFrameBytes: number;
+  /** Time allowed to complete the handshake. */
+  readonly handshakeTimeoutMs: number;
+  /** Where events are logged. */
+  readonly log: Logger;
+  /** Called after every handled message, so the master can re-arm its timer. */
+  afterChange(): void;
+  /** Called once the peer has authenticated. */
+  onAuthenticated(session: NativeSession): void;
+}
+
+type Phase = "hello" | "auth" | "ready" | "closed";
+
+function ridOf(raw: unknown): number | undefined {
+  if (typeof raw !== "object" || raw === null) return undefined;
+  const rid = (raw as Record<string, unknown>).rid;
+  return typeof rid === "number" && Number.isSafeInteger(rid) && rid >= 0 ? rid : undefined;
+}
+
+function toJobs(items: readonly Item[]): JobRecord[] {
+  const jobs = new Array<JobRecord>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    jobs[i] = { id: item.id, attempt: item.attempts, value: item.value };
+  }
+  return jobs;
+}
+
+/** One client connection speaking the native protocol. */
+export class NativeSession {
+  /** The framed connection. */
+  readonly conn: FramedConnection;
+  readonly #ctx: SessionContext;
+  #phase: Phase = "hello";
+  #clientNonce: Uint8Array | undefined;
+  #serverNonce: Uint8Array | undefined;
+  #name = "";
+  #consumer: Consumer | undefined;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+
+  /** Creates a session on an accepted connection. */
+  constructor(conn: FramedConnection, ctx: SessionContext) {
+    this.conn = conn;
+    this.#ctx = ctx;
+  }
+
+  /** Whether the handshake has completed. */
+  get authenticated(): boolean {
+    return this.#phase === "ready";
+  }
+
+  /** The name the client gave, or its address. */
+  get name(): string {
+    return this.#name || this.conn.peer;
+  }
+
+  /** Serves the connection until it closes; never throws. */
+  async run(): Promise<void> {
+    this.#deadline = setTimeout(() => {
+      if (this.#phase === "hello" || this.#phase === "auth") {
+        this.#ctx.log.warn("handshake timed out", { peer: this.conn.peer });
+        this.refuse("auth_failed", "handshake not completed in time");
+      }
+    }, this.#ctx.handshakeTimeoutMs);
+    try {
+      await this.conn.pump((raw) => this.#onMessage(raw));
+    } catch (error) {
+      this.#fail(error, undefined);
+    } finally {
+      clearTimeout(this.#deadline);
+      if (this.#consumer !== undefined) {
+        this.#ctx.engine.disconnect(this.#consumer);
+        this.#ctx.afterChange();
+        this.#ctx.log.debug("client disconnected", { peer: this.conn.peer, name: this.#name });
+      }
+      this.#phase = "closed";
+      this.conn.close();
+    }
+  }
+
+  /** Sends an error not tied to a request and closes the connection. */
+  refuse(code: ErrorCode, message: string): void {
+    if (this.#phase === "closed") return;
+    this.#phase = "closed";
+    void this.conn.sendAndClose({ op: "error", code, message } satisfies ErrorMessage);
+  }
+
+  #fail(error: unknown, rid: number | undefined): void {
+    if (this.#phase === "closed") return;
+    const protocol = error instanceof ProtocolError;
+    const code: ErrorCode = protocol ? error.code : "internal";
+    const message = protocol ? error.message : "internal error";
+    this.#ctx.log.warn("closing connection after bad input", {
+      peer: this.conn.peer,
+      error: (error as Error)?.message ?? String(error),
+    });
+    const reply: ErrorMessage = { op: "error", code, message };
+    if (rid !== undefined) reply.rid = rid;
+    this.#phase = "closed";
+    void this.conn.sendAndClose(reply);
+  }
+
+  #onMessage(raw: unknown): void {
+    if (this.#phase === "closed") return;
+    let msg: ClientMessage;
+    try {
+      msg = parseClientMessage(raw);
+    } catch (error) {
+      this.#fail(error, ridOf(raw));
+      return;
+    }
+    try {
+      switch (this.#phase) {
+        case "hello":
+          return this.#onHello(msg);
+        case "auth":
+          return this.#onAuth(msg);
+        default:
+          if (msg.op === "hello" || msg.op === "auth") {
+            throw new ProtocolError(`"${msg.op}" is only valid during the handshake`);
+          }
+          this.#onRequest(msg);
+          this.#ctx.afterChange();
+      }
+    } catch (error) {
+      this.#fail(error, ridOf(raw));
+    }
+  }
+
+  #onHello(msg: ClientMessage): void {
+    if (msg.op !== "hello") throw new ProtocolError(`expected "hello", got "${msg.op}"`);
+    if (msg.version !== PROTOCOL_VERSION) {
+      this.#ctx.log.warn("client speaks another protocol version", {
+        peer: this.conn.peer,
+        version: msg.version,
+      });
+      this.refuse(
+        "unsupported_version",
+        `protocol version ${msg.version} is not supported; this master speaks ` +
+          `version ${PROTOCOL_VERSION} (use the same taskq release on both ends)`,
+      );
+      return;
+    }
+    this.#clientNonce = msg.nonce;
+    this.#serverNonce = newNonce();
+    this.#name = msg.name ?? "";
+    this.#phase = "auth";
+    this.conn.send({ op: "challenge", version: PROTOCOL_VERSION, nonce: this.#serverNonce });
+  }
+
+  #onAuth(msg: ClientMessage): void {
+    if (msg.op !== "auth") throw new ProtocolError(`expected "auth", got "${msg.op}"`);
+    const cn = this.#clientNonce as Uint8Array;
+    const sn = this.#serverNonce as Uint8Array;
+    if (!proofMatches(msg.proof, clientProof(this.#ctx.key, cn, sn))) {
+      this.#ctx.log.warn("authentication failed: wrong key", { peer: this.conn.peer });
+      this.refuse("auth_failed", "authentication failed: the key was rejected");
+      return;
+    }
+    clearTimeout(this.#deadline);
+    this.#phase = "ready";
+    this.#consumer = this.#ctx.engine.connect(this.name);
+    this.conn.send({
+      op: "welcome",
+      proof: serverProof(this.#ctx.key, cn, sn),
+      maxFrameBytes: this.#ctx.maxFrameBytes,
+      leaseMs: this.#ctx.engine.defaultLeaseMs,
+    });
+    this.#ctx.log.debug("client authenticated", { peer: this.conn.peer, name: this.#name });
+    this.#ctx.onAuthenticated(this);
+  }
+
+  #onRequest(msg: Request): void {
+    const engine = this.#ctx.engine;
+    const consumer = this.#consumer as Consumer;
+    const conn = this.conn;
+    const rid = msg.rid;
+    switch (msg.op) {
+      case "put":
+        conn.send({ op: "ok", rid, ids: engine.put(msg.queue, msg.items, msg.delay) });
+        return;
+      case "get":
+        engine.get(consumer, msg.queue, msg.max, msg.timeout, msg.lease, (items) => {
+          conn.send({ op: "ok", rid, jobs: toJobs(items) });
+        });
+        return;
+      case "ack":
+        conn.send({ op: "ok", rid, failed: engine.ack(consumer, msg.ids) });
+        return;
+      case "nack":
+        conn.send({ op: "ok", rid, failed: engine.nack(consumer, msg.ids, msg.delay) });
+        return;
+      case "extend":
+        conn.send({ op: "ok", rid, failed: engine.extend(consumer, msg.ids, msg.lease) });
+        return;
+      case "stats":
+        conn.send({
+          op: "ok",
+          rid,
+          queues: engine.stats(msg.queue),
+          clients: engine.consumerCount,
+        });
+        return;
+      case "ping":
+        conn.send({ op: "ok", rid });
+        return;
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The interface between the queue engine and where its items are kept.
+ *
+ * The engine holds every live item in memory and tells the store about each
+ * change as it happens; a store that persists them commits the changes in
+ * groups, and {@link Store.commit} tells the front-ends when a reply that
+ * promised durability may be sent. Implementations: {@link MemoryStore} (keeps
+ * nothing beyond the engine's memory).
+ *
+ * @module
+ */
+
+/** An item as a store keeps it. */
+export interface StoredItem {
+  /** Unique id, never reused. */
+  id: number;
+  /** Name of the item's queue. */
+  queue: string;
+  /** The item itself: any msgpack value. */
+  value: unknown;
+  /** Deliveries so far. */
+  attempts: number;
+  /** Earliest time (ms since the epoch) the item may be served; 0 for at once. */
+  readyAt: number;
+}
+
+/** What a store hands the engine when the master starts. */
+export interface LoadedState {
+  /** Items that outlived the previous run, in id order. */
+  items: StoredItem[];
+  /** The next id to hand out (above every id ever used). */
+  nextId: number;
+}
+
+/** Persistence under the engine. */
+export interface Store {
+  /** Whether committed changes survive the master's process. */
+  readonly durable: boolean;
+  /** Reads what an earlier run left. */
+  load(): Promise<LoadedState>;
+  /** Records a new item. */
+  insert(item: StoredItem): void;
+  /** Records a changed item (attempts or readiness). */
+  update(item: StoredItem): void;
+  /** Records that an item is settled and gone. */
+  remove(id: number): void;
+  /** Whether changes are recorded but not yet committed. */
+  readonly dirty: boolean;
+  /** Resolves once every change recorded so far is durable. */
+  commit(): Promise<void>;
+  /** Commits what is pending and releases the store. */
+  close(): Promise<void>;
+}

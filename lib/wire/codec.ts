@@ -1,0 +1,85 @@
+/**
+ * The msgpack codec: standard msgpack values in, standard msgpack values out.
+ *
+ * msgpackr was chosen over @msgpack/msgpack by measurement (a small task
+ * message: 0.13 µs to encode and 0.12 µs to decode, against 1.0 µs and 0.26 µs).
+ * It is configured for plain msgpack only (no records, no structured clone).
+ * Decoding is strict: anything that is not plain data (the reserved 0xc1 byte,
+ * msgpackr's `undefined` extension, unknown extensions, nesting deeper than
+ * {@link MAX_VALUE_DEPTH}, trailing bytes) is a {@link ProtocolError}.
+ *
+ * @module
+ */
+
+import { Packr, Unpackr } from "msgpackr";
+import { ProtocolError } from "../errors.ts";
+
+/** Deepest nesting of arrays and maps accepted in one value. */
+export const MAX_VALUE_DEPTH = 64;
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const unpackr = new Unpackr({
+  useRecords: false,
+  mapsAsObjects: true,
+  // Frames are decoded out of a reused read buffer: binary data must be copied out.
+  copyBuffers: true,
+  int64AsType: "number",
+});
+
+/** Encodes one value as msgpack. The result stays valid (it is never overwritten). */
+export function encode(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+/**
+ * Decodes exactly one msgpack value filling all of `payload` and checks that it
+ * is plain data.
+ * @throws {ProtocolError} on malformed, trailing or unsupported input.
+ */
+export function decode(payload: Uint8Array): unknown {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(payload);
+  } catch (cause) {
+    const reason = cause instanceof RangeError ? "nested too deeply" : (cause as Error).message;
+    throw new ProtocolError(`frame is not one valid msgpack value: ${reason}`, "bad_request", {
+      cause,
+    });
+  }
+  checkValue(value);
+  return value;
+}
+
+/**
+ * Checks that `value` is plain msgpack data: null, boolean, number, string,
+ * bytes, Date (msgpack timestamp), array or string-keyed map, nested at most
+ * {@link MAX_VALUE_DEPTH} deep.
+ * @throws {ProtocolError} naming the first offending part.
+ */
+export function checkValue(value: unknown, depth = 0): void {
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+      return;
+    case "object":
+      break;
+    default:
+      throw new ProtocolError(`unsupported value of type ${typeof value} (plain data only)`);
+  }
+  if (value === null || value instanceof Uint8Array || value instanceof Date) return;
+  if (depth >= MAX_VALUE_DEPTH) {
+    throw new ProtocolError(`value nested more than ${MAX_VALUE_DEPTH} levels deep`);
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) checkValue(value[i], depth + 1);
+    return;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    throw new ProtocolError(
+      `unsupported value ${proto?.constructor?.name ?? "object"} (plain data only)`,
+    );
+  }
+  for (const key in value) checkValue((value as Record<string, unknown>)[key], depth + 1);
+}

@@ -1,0 +1,171 @@
+/**
+ * A TCP connection that speaks frames of msgpack values, used by both the
+ * master and the client.
+ *
+ * Outgoing messages are encoded at once and queued; everything queued during
+ * one turn of the event loop goes out in a single `write()`. Incoming bytes are
+ * read straight into the frame reader's buffer and every whole frame is
+ * decoded and handed on in order. When the peer does not read what we send,
+ * reading from it pauses until the queue drains (back-pressure), so a slow
+ * peer cannot make us buffer without limit.
+ *
+ * @module
+ */
+
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameReader, joinFrames } from "./frame.ts";
+import { decode, encode } from "./codec.ts";
+import { FrameTooLargeError } from "../errors.ts";
+
+/** Queued outgoing bytes above which reading from the peer pauses. */
+export const DEFAULT_HIGH_WATER_BYTES: number = 8 * 1024 * 1024;
+
+/** Options of a {@link FramedConnection}. */
+export interface FramedConnectionOptions {
+  /** Largest frame payload accepted from the peer. */
+  maxFrameBytes?: number;
+  /** Queued outgoing bytes above which reading pauses. */
+  highWaterBytes?: number;
+}
+
+/** A framed msgpack connection over a Deno TCP connection. */
+export class FramedConnection {
+  /** The underlying connection. */
+  readonly conn: Deno.Conn;
+  /** The peer's address as `HOST:PORT`, for logs. */
+  readonly peer: string;
+  readonly #reader: FrameReader;
+  readonly #highWater: number;
+  #out: Uint8Array[] = [];
+  #outPayloadBytes = 0;
+  #inFlightBytes = 0;
+  #flushScheduled = false;
+  #closed = false;
+  #drainWaiters: Array<() => void> = [];
+  /** Largest payload {@link send} lets through (the peer's limit, once known). */
+  maxSendBytes = Infinity;
+  readonly #flushNow = () => this.#flush();
+
+  /** Wraps `conn`. */
+  constructor(conn: Deno.Conn, options: FramedConnectionOptions = {}) {
+    this.conn = conn;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.peer = addr.hostname.includes(":")
+      ? `[${addr.hostname}]:${addr.port}`
+      : `${addr.hostname}:${addr.port}`;
+    this.#reader = new FrameReader(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    this.#highWater = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+  }
+
+  /** Whether {@link close} was called or the connection broke. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Outgoing bytes queued or being written. */
+  get queuedBytes(): number {
+    return this.#outPayloadBytes + this.#out.length * FRAME_HEADER_BYTES + this.#inFlightBytes;
+  }
+
+  /**
+   * Encodes `message` and queues it; it is written with the rest of this turn's
+   * messages. Does nothing once closed.
+   * @throws {FrameTooLargeError} when the payload exceeds {@link maxSendBytes}.
+   */
+  send(message: unknown): void {
+    if (this.#closed) return;
+    const payload = encode(message);
+    if (payload.length > this.maxSendBytes) {
+      throw new FrameTooLargeError(payload.length, this.maxSendBytes);
+    }
+    this.#out.push(payload);
+    this.#outPayloadBytes += payload.length;
+    if (!this.#flushScheduled && this.#inFlightBytes === 0) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushNow);
+    }
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushScheduled = false;
+    try {
+      while (this.#out.length > 0 && !this.#closed) {
+        const buf = joinFrames(this.#out, this.#outPayloadBytes);
+        this.#out = [];
+        this.#outPayloadBytes = 0;
+        this.#inFlightBytes = buf.length;
+        let offset = 0;
+        while (offset < buf.length) {
+          offset += await this.conn.write(offset === 0 ? buf : buf.subarray(offset));
+        }
+        this.#inFlightBytes = 0;
+      }
+    } catch {
+      this.close();
+    } finally {
+      this.#inFlightBytes = 0;
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /** Resolves once everything queued so far is written (or the connection closed). */
+  drained(): Promise<void> {
+    if (this.#closed || (this.#out.length === 0 && this.#inFlightBytes === 0)) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /**
+   * Reads frames until the peer closes the connection, calling `onMessage` with
+   * each decoded value in order.
+   * @throws {ProtocolError} on an oversized or undecodable frame, or whatever
+   *   `onMessage` throws; the caller decides whether to reply and close.
+   */
+  async pump(onMessage: (message: unknown) => void): Promise<void> {
+    const reader = this.#reader;
+    while (!this.#closed) {
+      let n: number | null;
+      try {
+        n = await this.conn.read(reader.space());
+      } catch {
+        return; // reset by peer, or closed by us
+      }
+      if (n === null) return;
+      reader.written(n);
+      for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
+        onMessage(decode(frame));
+        if (this.#closed) return;
+      }
+      if (this.queuedBytes > this.#highWater) await this.drained();
+    }
+  }
+
+  /** Closes at once, dropping anything not yet written. Safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#out = [];
+    try {
+      this.conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Sends `message`, waits (briefly) for it to be written, then closes. */
+  async sendAndClose(message: unknown, graceMs = 1000): Promise<void> {
+    this.send(message);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.drained(),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs)),
+    ]);
+    clearTimeout(timer);
+    this.close();
+  }
+}

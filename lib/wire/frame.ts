@@ -1,0 +1,119 @@
+/**
+ * Length-prefixed framing: every frame is a 4-byte big-endian unsigned length
+ * followed by exactly that many payload bytes (one msgpack value).
+ *
+ * {@link FrameReader} reassembles frames from reads that may split or merge
+ * them arbitrarily, reading straight into its own buffer (no copy per read) and
+ * checking the announced length against the maximum before allocating for it.
+ *
+ * @module
+ */
+
+import { FrameTooLargeError } from "../errors.ts";
+
+/** Bytes in a frame's length prefix. */
+export const FRAME_HEADER_BYTES = 4;
+
+/** Default largest payload a peer may send: 16 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES: number = 16 * 1024 * 1024;
+
+/** Free space kept at the end of the read buffer for each read. */
+const MIN_READ_BYTES = 64 * 1024;
+
+/** Reassembles frames from a byte stream. */
+export class FrameReader {
+  #buf: Uint8Array;
+  #view: DataView;
+  #start = 0;
+  #end = 0;
+  readonly #maxFrameBytes: number;
+
+  /** Creates a reader that refuses frames whose payload exceeds `maxFrameBytes`. */
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+    this.#maxFrameBytes = maxFrameBytes;
+    this.#buf = new Uint8Array(MIN_READ_BYTES * 2);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Bytes received that do not yet form a whole frame. */
+  get pendingBytes(): number {
+    return this.#end - this.#start;
+  }
+
+  /**
+   * The free space to read into next; call {@link written} with the count read.
+   * Grows (once the pending frame's length is known and allowed) so that the
+   * whole pending frame fits.
+   */
+  space(): Uint8Array {
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    let need = MIN_READ_BYTES;
+    const pending = this.#end - this.#start;
+    if (pending >= FRAME_HEADER_BYTES) {
+      const length = this.#view.getUint32(this.#start);
+      // An oversized length is refused by next(); never allocate for it.
+      if (length <= this.#maxFrameBytes) {
+        need = Math.max(need, FRAME_HEADER_BYTES + length - pending);
+      }
+    }
+    if (this.#buf.length - this.#end < need) {
+      if (this.#start > 0 && this.#buf.length - pending >= need) {
+        this.#buf.copyWithin(0, this.#start, this.#end);
+      } else {
+        const grown = new Uint8Array(Math.max(this.#buf.length * 2, pending + need));
+        grown.set(this.#buf.subarray(this.#start, this.#end));
+        this.#buf = grown;
+        this.#view = new DataView(grown.buffer);
+      }
+      this.#start = 0;
+      this.#end = pending;
+    }
+    return this.#buf.subarray(this.#end);
+  }
+
+  /** Records that `n` bytes were read into the last {@link space}. */
+  written(n: number): void {
+    this.#end += n;
+  }
+
+  /** Appends bytes (for callers that do not read into {@link space} directly). */
+  push(bytes: Uint8Array): void {
+    let offset = 0;
+    while (offset < bytes.length) {
+      const space = this.space();
+      const n = Math.min(space.length, bytes.length - offset);
+      space.set(bytes.subarray(offset, offset + n));
+      this.written(n);
+      offset += n;
+    }
+  }
+
+  /**
+   * The next whole frame's payload, or `undefined` when more bytes are needed.
+   * The returned view is valid until the next call to {@link space} or {@link push}.
+   * @throws {FrameTooLargeError} when the announced length exceeds the maximum.
+   */
+  next(): Uint8Array | undefined {
+    const pending = this.#end - this.#start;
+    if (pending < FRAME_HEADER_BYTES) return undefined;
+    const length = this.#view.getUint32(this.#start);
+    if (length > this.#maxFrameBytes) throw new FrameTooLargeError(length, this.#maxFrameBytes);
+    if (pending < FRAME_HEADER_BYTES + length) return undefined;
+    const from = this.#start + FRAME_HEADER_BYTES;
+    this.#start = from + length;
+    return this.#buf.subarray(from, from + length);
+  }
+}
+
+/** Concatenates payloads into one buffer of frames, ready for a single write. */
+export function joinFrames(payloads: readonly Uint8Array[], totalPayloadBytes: number): Uint8Array {
+  const out = new Uint8Array(totalPayloadBytes + payloads.length * FRAME_HEADER_BYTES);
+  const view = new DataView(out.buffer);
+  let offset = 0;
+  for (const payload of payloads) {
+    view.setUint32(offset, payload.length);
+    out.set(payload, offset + FRAME_HEADER_BYTES);
+    offset += FRAME_HEADER_BYTES + payload.length;
+  }
+  return out;
+}

@@ -1,0 +1,70 @@
+/**
+ * The taskq command: dispatches `taskq COMMAND` to the command's module.
+ *
+ * @module
+ */
+
+import { MASTER_HELP, MASTER_SUMMARY, runMaster } from "./lib/cli/master.ts";
+import { TaskqError } from "./lib/errors.ts";
+import denoJson from "./deno.json" with { type: "json" };
+
+/** The release of this build. */
+export const VERSION: string = denoJson.version;
+
+interface Command {
+  summary: string;
+  help: string;
+  run(args: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  master: { summary: MASTER_SUMMARY, help: MASTER_HELP, run: runMaster },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, command]) =>
+    `  ${name.padEnd(width)}  ${command.summary}`
+  );
+  return `taskq ${VERSION}: distributed task queues in one binary.
+
+Usage: taskq COMMAND [options]
+
+Commands:
+${lines.join("\n")}
+
+Run "taskq COMMAND --help" for a command's options.
+The key comes from --authkey-file FILE or the TASKQ_AUTHKEY environment variable.
+`;
+}
+
+/** Runs the command line `args`; resolves with the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V" || name === "version") {
+    console.log(`taskq ${VERSION}`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    console.error(`taskq: unknown command "${name}" (run "taskq --help" for the list)`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    if (error instanceof TaskqError) {
+      console.error(`taskq ${name}: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
