@@ -5,6 +5,11 @@
  */
 
 import { MASTER_HELP, MASTER_SUMMARY, runMaster } from "./lib/cli/master.ts";
+import { runWorkerCommand, WORKER_HELP, WORKER_SUMMARY } from "./lib/cli/worker.ts";
+import { PUT_HELP, PUT_SUMMARY, runPut } from "./lib/cli/put.ts";
+import { GET_HELP, GET_SUMMARY, runGet } from "./lib/cli/get.ts";
+import { runStatus, STATUS_HELP, STATUS_SUMMARY } from "./lib/cli/status.ts";
+import { DEMO_HELP, DEMO_SUMMARY, runDemo } from "./lib/cli/demo.ts";
 import { TaskqError } from "./lib/errors.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -19,6 +24,11 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   master: { summary: MASTER_SUMMARY, help: MASTER_HELP, run: runMaster },
+  worker: { summary: WORKER_SUMMARY, help: WORKER_HELP, run: runWorkerCommand },
+  put: { summary: PUT_SUMMARY, help: PUT_HELP, run: runPut },
+  get: { summary: GET_SUMMARY, help: GET_HELP, run: runGet },
+  status: { summary: STATUS_SUMMARY, help: STATUS_HELP, run: runStatus },
+  demo: { summary: DEMO_SUMMARY, help: DEMO_HELP, run: runDemo },
 };
 
 function usage(): string {

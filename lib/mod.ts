@@ -21,6 +21,7 @@ export {
   DEFAULT_CONNECT_TIMEOUT_MS,
   type GetOptions,
   type Job,
+  type NackOptions,
   type PutOptions,
   Queue,
   type Stats,
@@ -40,3 +41,10 @@ export {
 } from "./errors.ts";
 export { type Address, loadAuthKey, parseAddress } from "./config.ts";
 export { DEFAULT_LEASE_MS } from "./engine/engine.ts";
+export {
+  DEAD_LETTER_SUFFIX,
+  type DeadLetter,
+  deadLetterQueue,
+  DEFAULT_MAX_ATTEMPTS,
+  type RetryPolicy,
+} from "./engine/engine.ts";

@@ -9,6 +9,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError } from "../errors.ts";
 import { ADDRESS_ENV, DEFAULT_ADDRESS, loadAuthKey } from "../config.ts";
 import type { LogFormat, LogLevel } from "../log.ts";
+import { type Client, connect } from "../client/client.ts";
 
 /** Options of a command's flag parser. */
 export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -50,7 +51,7 @@ export function parseFlags(command: string, args: string[], spec: FlagSpec): Par
     return { values, positionals };
   } catch (cause) {
     const message = (cause as Error).message.replace(/\. To specify .*$/s, "");
-    throw new ConfigError(`${command}: ${message} (see: taskq ${command} --help)`, { cause });
+    throw new ConfigError(`${message} (see: taskq ${command} --help)`, { cause });
   }
 }
 
@@ -121,3 +122,17 @@ export function logSettings(parsed: Parsed): { level: LogLevel; format: LogForma
   }
   return { level: level as LogLevel, format };
 }
+
+/** Connects to the master named by the connection flags (or the environment). */
+export function connectFromFlags(parsed: Parsed, name?: string): Promise<Client> {
+  return connect({
+    address: masterAddress(parsed),
+    authkey: authKey(parsed) ?? new Uint8Array(0),
+    name,
+  });
+}
+
+/** The text of the connection flags for a command's help. */
+export const CONNECTION_HELP =
+  `  --connect HOST:PORT       the master (else TASKQ_ADDR, else ${DEFAULT_ADDRESS})
+  --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY)`;

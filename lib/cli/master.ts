@@ -10,13 +10,21 @@ import {
   intFlag,
   LOG_FLAGS,
   logSettings,
+  type Parsed,
   parseFlags,
   secondsFlag,
   stringFlag,
 } from "./args.ts";
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, serve } from "../server/master.ts";
 import { DEFAULT_ADDRESS, formatAddress } from "../config.ts";
-import { DEFAULT_LEASE_MS } from "../engine/engine.ts";
+import {
+  DEFAULT_BACKOFF_BASE_MS,
+  DEFAULT_BACKOFF_MAX_MS,
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+} from "../engine/engine.ts";
+import { checkQueueName, MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
+import { ConfigError } from "../errors.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { createLogger } from "../log.ts";
 
@@ -35,6 +43,14 @@ Options:
   --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY);
                             required unless listening on loopback
   --lease SECONDS           default lease of a taken item (default ${DEFAULT_LEASE_MS / 1000})
+  --max-attempts N          deliveries before a failing item goes to the
+                            dead-letter queue NAME.dead (default ${DEFAULT_MAX_ATTEMPTS})
+  --queue-max-attempts NAME=N
+                            the same for one queue (repeatable)
+  --retry-backoff SECONDS   first retry delay after a failure; doubles per
+                            attempt up to ${DEFAULT_BACKOFF_MAX_MS / 1000} s (default ${
+  DEFAULT_BACKOFF_BASE_MS / 1000
+})
   --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
   --handshake-timeout SECONDS
                             time a new connection has to authenticate
@@ -51,10 +67,27 @@ const FLAGS: FlagSpec = {
   listen: { type: "string" },
   "authkey-file": { type: "string" },
   lease: { type: "string" },
+  "max-attempts": { type: "string" },
+  "queue-max-attempts": { type: "string", multiple: true },
+  "retry-backoff": { type: "string" },
   "max-frame": { type: "string" },
   "handshake-timeout": { type: "string" },
   ...LOG_FLAGS,
 };
+
+function queueMaxAttempts(parsed: Parsed): Record<string, number> {
+  const out: Record<string, number> = {};
+  const values = parsed.values["queue-max-attempts"];
+  for (const entry of Array.isArray(values) ? values : []) {
+    const match = /^(.+)=(\d+)$/.exec(String(entry));
+    const n = match ? Number(match[2]) : 0;
+    if (!match || n < 1 || n > MAX_ATTEMPTS_LIMIT) {
+      throw new ConfigError(`--queue-max-attempts takes NAME=N with N ≥ 1, not "${entry}"`);
+    }
+    out[checkQueueName(match[1])] = n;
+  }
+  return out;
+}
 
 const SHUTDOWN_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
@@ -70,6 +103,11 @@ export async function runMaster(args: string[]): Promise<number> {
     listen: stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
     authkey: authKey(parsed),
     defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS),
+    retry: {
+      maxAttempts: intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT),
+      backoffBaseMs: secondsFlag(parsed, "retry-backoff", DEFAULT_BACKOFF_BASE_MS),
+      maxAttemptsByQueue: queueMaxAttempts(parsed),
+    },
     maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
     handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
     logger: log,

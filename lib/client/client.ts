@@ -27,6 +27,7 @@ import {
   checkQueueName,
   type ErrorMessage,
   MAX_DURATION_MS,
+  MAX_FAILURE_TEXT,
   type OkReply,
   parseServerMessage,
   type QueueStats,
@@ -94,6 +95,14 @@ export interface Job<T = unknown> {
 export interface PutOptions {
   /** Milliseconds before the items may be served. */
   delayMs?: number;
+  /** Deliveries allowed before the item is dead-lettered; the master's policy by default. */
+  maxAttempts?: number;
+}
+
+/** Options of a nack. */
+export interface NackOptions {
+  /** Milliseconds before the items may be served again. */
+  delayMs?: number;
 }
 
 /** Options of a get. */
@@ -117,7 +126,8 @@ function idsOf(jobs: JobRef | readonly JobRef[]): number[] {
   return list.map((job: JobRef) => (typeof job === "number" ? job : job.id));
 }
 
-function defaultName(): string {
+/** The name a client gives the master by default: host and process id. */
+export function defaultClientName(): string {
   let host = "unknown-host";
   try {
     host = Deno.hostname();
@@ -156,6 +166,7 @@ export class Queue {
     if (values.length === 0) return [];
     const request: Request = { op: "put", rid: 0, queue: this.name, items: values as unknown[] };
     if (options.delayMs) request.delay = checkDuration(options.delayMs);
+    if (options.maxAttempts !== undefined) request.maxAttempts = options.maxAttempts;
     const reply = await this.#client.request(request);
     return expect(reply, "ids");
   }
@@ -205,9 +216,25 @@ export class Queue {
    * Gives items back to the queue to be served again, at once or after `delayMs`.
    * @throws {LeaseLostError} for items whose lease had already ended.
    */
-  async nack(jobs: JobRef | readonly JobRef[], options: PutOptions = {}): Promise<void> {
+  async nack(jobs: JobRef | readonly JobRef[], options: NackOptions = {}): Promise<void> {
     const request: Request = { op: "nack", rid: 0, ids: idsOf(jobs) };
     if (options.delayMs) request.delay = checkDuration(options.delayMs);
+    throwIfFailed(await this.#client.request(request));
+  }
+
+  /**
+   * Reports that work on items failed with `error`: the master retries each
+   * after a backoff, or moves it to the dead-letter queue (`NAME.dead`) once it
+   * has had its maximum attempts.
+   * @throws {LeaseLostError} for items whose lease had already ended.
+   */
+  async fail(jobs: JobRef | readonly JobRef[], error: string): Promise<void> {
+    const request: Request = {
+      op: "fail",
+      rid: 0,
+      ids: idsOf(jobs),
+      error: error.slice(0, MAX_FAILURE_TEXT),
+    };
     throwIfFailed(await this.#client.request(request));
   }
 
@@ -481,7 +508,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
     op: "hello",
     version: PROTOCOL_VERSION,
     nonce: clientNonce,
-    name: options.name ?? defaultName(),
+    name: options.name ?? defaultClientName(),
   };
   conn.send(hello);
   try {

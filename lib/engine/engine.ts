@@ -23,6 +23,58 @@ import { MemoryStore } from "../store/memory.ts";
 /** Lease length when a get names none: 30 s. */
 export const DEFAULT_LEASE_MS = 30_000;
 
+/** Deliveries an item gets before it is dead-lettered, unless its put or queue says otherwise. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+
+/** First retry delay after a failure; doubles with each further attempt. */
+export const DEFAULT_BACKOFF_BASE_MS = 1_000;
+
+/** Longest retry delay. */
+export const DEFAULT_BACKOFF_MAX_MS = 300_000;
+
+/** Suffix of the dead-letter queue that belongs to each queue. */
+export const DEAD_LETTER_SUFFIX = ".dead";
+
+/** The dead-letter queue of queue `name`. */
+export function deadLetterQueue(name: string): string {
+  return name + DEAD_LETTER_SUFFIX;
+}
+
+/** What the dead-letter queue holds for each item that ran out of attempts. */
+export interface DeadLetter {
+  /** The queue the item failed in. */
+  queue: string;
+  /** Its id there. */
+  id: number;
+  /** The item itself, as it was put. */
+  value: unknown;
+  /** Deliveries it had. */
+  attempts: number;
+  /** The last failure's description. */
+  error: string;
+  /** When it was dead-lettered (ms since the epoch). */
+  failedAt: number;
+}
+
+/** How failed items are retried. */
+export interface RetryPolicy {
+  /** Deliveries before an item is dead-lettered. */
+  maxAttempts: number;
+  /** First retry delay; doubles per attempt. */
+  backoffBaseMs: number;
+  /** Longest retry delay. */
+  backoffMaxMs: number;
+  /** Per-queue overrides of {@link maxAttempts}. */
+  maxAttemptsByQueue?: Readonly<Record<string, number>>;
+}
+
+/** The retry policy used when none is given. */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = {
+  maxAttempts: DEFAULT_MAX_ATTEMPTS,
+  backoffBaseMs: DEFAULT_BACKOFF_BASE_MS,
+  backoffMaxMs: DEFAULT_BACKOFF_MAX_MS,
+};
+
 /** How many dead waiters a queue tolerates before compacting its waiter list. */
 const WAITER_COMPACT_THRESHOLD = 64;
 
@@ -39,6 +91,10 @@ export class Item implements StoredItem, Timed {
   readonly value: unknown;
   /** Deliveries so far (the current attempt number while leased). */
   attempts = 0;
+  /** Deliveries allowed before dead-lettering; 0 for the queue's policy. */
+  maxAttempts = 0;
+  /** Description of the last failure, if any. */
+  lastError: string | undefined = undefined;
   /** When a delayed item becomes ready (0 otherwise). */
   readyAt = 0;
   /** Where the item is in its life. */
@@ -108,7 +164,9 @@ class QueueState {
   acked = 0;
   nacked = 0;
   expired = 0;
-  constructor(readonly name: string) {}
+  failed = 0;
+  dead = 0;
+  constructor(readonly name: string, readonly maxAttempts: number) {}
 }
 
 /** Statistics of one queue, as {@link Engine.stats} reports them. */
@@ -131,6 +189,10 @@ export interface QueueSnapshot {
   nacked: number;
   /** Leases that ran out or were dropped with their connection. */
   expired: number;
+  /** Failures reported by workers. */
+  failed: number;
+  /** Items moved to the dead-letter queue. */
+  dead: number;
 }
 
 /** Options of an {@link Engine}. */
@@ -141,6 +203,8 @@ export interface EngineOptions {
   clock?: () => number;
   /** Lease length for gets that name none. */
   defaultLeaseMs?: number;
+  /** How failed items are retried and when they are dead-lettered. */
+  retry?: Partial<RetryPolicy>;
 }
 
 /** The queue engine. */
@@ -149,6 +213,8 @@ export class Engine {
   readonly store: Store;
   /** Lease length for gets that name none. */
   readonly defaultLeaseMs: number;
+  /** How failed items are retried. */
+  readonly retry: RetryPolicy;
   readonly #clock: () => number;
   readonly #queues = new Map<string, QueueState>();
   readonly #items = new Map<number, Item>();
@@ -162,6 +228,7 @@ export class Engine {
     this.store = options.store ?? new MemoryStore();
     this.#clock = options.clock ?? Date.now;
     this.defaultLeaseMs = options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
+    this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   }
 
   /** Loads the items an earlier run left in the store (all of them ready or delayed). */
@@ -171,6 +238,8 @@ export class Engine {
     for (const stored of state.items) {
       const item = new Item(stored.id, stored.queue, stored.value);
       item.attempts = stored.attempts;
+      item.maxAttempts = stored.maxAttempts ?? 0;
+      item.lastError = stored.lastError;
       this.#items.set(item.id, item);
       const queue = this.#queue(item.queue);
       if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
@@ -212,20 +281,23 @@ export class Engine {
       const item = held[i];
       const queue = this.#queue(item.queue);
       this.#unlease(queue, item);
-      queue.expired++;
-      queue.ready.unshift(item);
-      touched.add(queue);
+      this.#abandoned(queue, item, "its connection closed before it was acked", touched);
     }
     for (const queue of touched) this.#dispatch(queue);
   }
 
-  /** Adds `values` to the queue `name` (created on first use); returns their ids in order. */
-  put(name: string, values: readonly unknown[], delayMs = 0): number[] {
+  /**
+   * Adds `values` to the queue `name` (created on first use), ready after
+   * `delayMs`, each allowed `maxAttempts` deliveries (0: the queue's policy).
+   * Returns their ids in order.
+   */
+  put(name: string, values: readonly unknown[], delayMs = 0, maxAttempts = 0): number[] {
     const queue = this.#queue(name);
     const ids = new Array<number>(values.length);
     const readyAt = delayMs > 0 ? this.#clock() + delayMs : 0;
     for (let i = 0; i < values.length; i++) {
       const item = new Item(this.#nextId++, name, values[i]);
+      item.maxAttempts = maxAttempts;
       ids[i] = item.id;
       this.#items.set(item.id, item);
       if (readyAt > 0) {
@@ -302,6 +374,37 @@ export class Engine {
     return failed;
   }
 
+  /**
+   * Records that work on leased items failed with `error`. Each is retried
+   * after an exponential backoff, or moved to its queue's dead-letter queue
+   * once it has had its maximum attempts. Returns the ids `consumer` did not hold.
+   */
+  fail(consumer: Consumer, ids: readonly number[], error: string): number[] {
+    const touched = new Set<QueueState>();
+    const failed = this.#settle(consumer, ids, (queue, item) => {
+      queue.failed++;
+      item.lastError = error;
+      if (item.attempts >= this.#maxAttempts(queue, item)) {
+        this.#bury(queue, item, error, touched);
+        return;
+      }
+      const backoff = Math.min(
+        this.retry.backoffBaseMs * 2 ** Math.max(0, item.attempts - 1),
+        this.retry.backoffMaxMs,
+      );
+      if (backoff > 0) {
+        item.readyAt = this.#clock() + backoff;
+        this.#delay(queue, item, item.readyAt);
+      } else {
+        queue.ready.push(item);
+        touched.add(queue);
+      }
+      this.store.update(item);
+    });
+    for (const queue of touched) this.#dispatch(queue);
+    return failed;
+  }
+
   /** Renews leases to run `leaseMs` from now. Returns the ids `consumer` did not hold. */
   extend(consumer: Consumer, ids: readonly number[], leaseMs: number): number[] {
     const failed: number[] = [];
@@ -316,7 +419,9 @@ export class Engine {
 
   /** Statistics of one queue (zeros if it was never used), or of every queue by name. */
   stats(name?: string): QueueSnapshot[] {
-    if (name !== undefined) return [snapshot(this.#queues.get(name) ?? new QueueState(name))];
+    if (name !== undefined) {
+      return [snapshot(this.#queues.get(name) ?? new QueueState(name, this.retry.maxAttempts))];
+    }
     return [...this.#queues.values()].map(snapshot).sort((a, b) =>
       a.name < b.name ? -1 : a.name > b.name ? 1 : 0
     );
@@ -341,15 +446,14 @@ export class Engine {
       if (due.state === "leased") {
         due.owner?.leases.delete(due);
         this.#unlease(queue, due);
-        queue.expired++;
-        queue.ready.unshift(due);
+        this.#abandoned(queue, due, "its lease expired before it was acked", touched);
       } else {
         queue.delayed--;
         due.state = "ready";
         due.readyAt = 0;
         queue.ready.push(due);
+        touched.add(queue);
       }
-      touched.add(queue);
     }
     for (const queue of touched) this.#dispatch(queue);
   }
@@ -357,10 +461,51 @@ export class Engine {
   #queue(name: string): QueueState {
     let queue = this.#queues.get(name);
     if (queue === undefined) {
-      queue = new QueueState(name);
+      queue = new QueueState(name, this.retry.maxAttemptsByQueue?.[name] ?? this.retry.maxAttempts);
       this.#queues.set(name, queue);
     }
     return queue;
+  }
+
+  #maxAttempts(queue: QueueState, item: Item): number {
+    return item.maxAttempts > 0 ? item.maxAttempts : queue.maxAttempts;
+  }
+
+  /**
+   * An unsettled lease ended (expiry or disconnect): the item goes back to the
+   * front of its queue, or to the dead-letter queue if that was its last attempt.
+   */
+  #abandoned(queue: QueueState, item: Item, reason: string, touched: Set<QueueState>): void {
+    queue.expired++;
+    if (item.attempts >= this.#maxAttempts(queue, item)) {
+      this.#bury(
+        queue,
+        item,
+        item.lastError ? `${reason} (earlier: ${item.lastError})` : reason,
+        touched,
+      );
+      return;
+    }
+    queue.ready.unshift(item);
+    touched.add(queue);
+  }
+
+  /** Moves an item out of its queue into the queue's dead-letter queue. */
+  #bury(queue: QueueState, item: Item, error: string, touched: Set<QueueState>): void {
+    queue.dead++;
+    this.#items.delete(item.id);
+    this.store.remove(item.id);
+    const letter: DeadLetter = {
+      queue: item.queue,
+      id: item.id,
+      value: item.value,
+      attempts: item.attempts,
+      error,
+      failedAt: this.#clock(),
+    };
+    const deadName = deadLetterQueue(item.queue);
+    this.put(deadName, [letter]);
+    touched.add(this.#queue(deadName));
   }
 
   #delay(queue: QueueState, item: Item, readyAt: number): void {
@@ -450,5 +595,7 @@ function snapshot(queue: QueueState): QueueSnapshot {
     acked: queue.acked,
     nacked: queue.nacked,
     expired: queue.expired,
+    failed: queue.failed,
+    dead: queue.dead,
   };
 }

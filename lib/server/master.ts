@@ -9,7 +9,7 @@
  * @module
  */
 
-import { Engine } from "../engine/engine.ts";
+import { Engine, type RetryPolicy } from "../engine/engine.ts";
 import type { Store } from "../store/store.ts";
 import { FramedConnection } from "../wire/connection.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
@@ -31,12 +31,14 @@ const MAX_TIMER_MS = 2_147_483_647;
 export interface MasterOptions {
   /** `HOST:PORT` or an address to listen on; port 0 picks a free port. */
   listen: string | Address;
-  /** The shared key; may be omitted only when listening on loopback. */
-  authkey?: Uint8Array;
+  /** The shared key (text is taken as UTF-8); may be omitted only when listening on loopback. */
+  authkey?: Uint8Array | string;
   /** Where items are kept; in memory by default. */
   store?: Store;
   /** Lease length for gets that name none. */
   defaultLeaseMs?: number;
+  /** How failed items are retried and when they are dead-lettered. */
+  retry?: Partial<RetryPolicy>;
   /** Largest frame payload accepted. */
   maxFrameBytes?: number;
   /** Time allowed to complete the handshake. */
@@ -180,7 +182,11 @@ export async function serve(options: MasterOptions): Promise<Master> {
         `the port could read and write the queues; set TASKQ_AUTHKEY or use --authkey-file`,
     );
   }
-  const engine = new Engine({ store: options.store, defaultLeaseMs: options.defaultLeaseMs });
+  const engine = new Engine({
+    store: options.store,
+    defaultLeaseMs: options.defaultLeaseMs,
+    retry: options.retry,
+  });
   engine.restore(await engine.store.load());
   let listener: Deno.TcpListener;
   try {
@@ -191,5 +197,8 @@ export async function serve(options: MasterOptions): Promise<Master> {
       { cause },
     );
   }
-  return new Master(listener, engine, options.authkey ?? new Uint8Array(0), options);
+  const key = typeof options.authkey === "string"
+    ? new TextEncoder().encode(options.authkey)
+    : options.authkey ?? new Uint8Array(0);
+  return new Master(listener, engine, key, options);
 }

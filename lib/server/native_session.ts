@@ -216,7 +216,11 @@ export class NativeSession {
     const rid = msg.rid;
     switch (msg.op) {
       case "put":
-        conn.send({ op: "ok", rid, ids: engine.put(msg.queue, msg.items, msg.delay) });
+        conn.send({
+          op: "ok",
+          rid,
+          ids: engine.put(msg.queue, msg.items, msg.delay, msg.maxAttempts),
+        });
         return;
       case "get":
         engine.get(consumer, msg.queue, msg.max, msg.timeout, msg.lease, (items) => {
@@ -228,6 +232,9 @@ export class NativeSession {
         return;
       case "nack":
         conn.send({ op: "ok", rid, failed: engine.nack(consumer, msg.ids, msg.delay) });
+        return;
+      case "fail":
+        conn.send({ op: "ok", rid, failed: engine.fail(consumer, msg.ids, msg.error) });
         return;
       case "extend":
         conn.send({ op: "ok", rid, failed: engine.extend(consumer, msg.ids, msg.lease) });

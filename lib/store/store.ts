@@ -22,6 +22,10 @@ export interface StoredItem {
   attempts: number;
   /** Earliest time (ms since the epoch) the item may be served; 0 for at once. */
   readyAt: number;
+  /** Deliveries allowed before dead-lettering; 0 for the queue's policy. */
+  maxAttempts?: number;
+  /** Description of the last failure. */
+  lastError?: string;
 }
 
 /** What a store hands the engine when the master starts. */

@@ -67,7 +67,13 @@ export function checkValue(value: unknown, depth = 0): void {
     default:
       throw new ProtocolError(`unsupported value of type ${typeof value} (plain data only)`);
   }
-  if (value === null || value instanceof Uint8Array || value instanceof Date) return;
+  if (value === null || value instanceof Uint8Array) return;
+  if (value instanceof Date) {
+    // msgpackr decodes a timestamp of the wrong length, or beyond the range of
+    // a Date, as an invalid Date, which it would re-encode as a bogus extension.
+    if (Number.isNaN(value.getTime())) throw new ProtocolError("invalid or out-of-range timestamp");
+    return;
+  }
   if (depth >= MAX_VALUE_DEPTH) {
     throw new ProtocolError(`value nested more than ${MAX_VALUE_DEPTH} levels deep`);
   }

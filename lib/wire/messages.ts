@@ -23,6 +23,12 @@ export const MAX_BATCH = 65_536;
 /** Longest duration (timeout, delay, lease) in milliseconds: about 24.8 days. */
 export const MAX_DURATION_MS = 2_147_483_647;
 
+/** Longest failure description a worker may attach to a `fail`. */
+export const MAX_FAILURE_TEXT = 8192;
+
+/** Most deliveries a put may allow an item. */
+export const MAX_ATTEMPTS_LIMIT = 1_000_000;
+
 /** Longest error message text accepted from a peer. */
 const MAX_ERROR_TEXT = 4096;
 
@@ -83,6 +89,8 @@ export interface PutRequest {
   items: unknown[];
   /** Milliseconds before the items become ready. */
   delay?: number;
+  /** Deliveries allowed before dead-lettering; the queue's policy when absent. */
+  maxAttempts?: number;
 }
 
 /** Takes up to `max` items, waiting up to `timeout` ms for the first. */
@@ -109,6 +117,15 @@ export interface NackRequest {
   rid: number;
   ids: number[];
   delay?: number;
+}
+
+/** Reports that work on leased items failed: retried with backoff, or dead-lettered. */
+export interface FailRequest {
+  op: "fail";
+  rid: number;
+  ids: number[];
+  /** What went wrong, kept with the item (and shown in the dead-letter queue). */
+  error: string;
 }
 
 /** Renews leases for another `lease` ms from now. */
@@ -138,6 +155,7 @@ export type Request =
   | GetRequest
   | AckRequest
   | NackRequest
+  | FailRequest
   | ExtendRequest
   | StatsRequest
   | PingRequest;
@@ -172,6 +190,10 @@ export interface QueueStats {
   nacked: number;
   /** Leases that ran out or were dropped with their connection. */
   expired: number;
+  /** Failures reported by workers. */
+  failed: number;
+  /** Items moved to the dead-letter queue. */
+  dead: number;
 }
 
 /** Master → client: a request succeeded. Which fields are present depends on the request. */
@@ -182,7 +204,7 @@ export interface OkReply {
   ids?: number[];
   /** get: the leased items (empty when the timeout passed). */
   jobs?: JobRecord[];
-  /** ack, nack, extend: the ids whose lease this connection did not hold. */
+  /** ack, nack, fail, extend: the ids whose lease this connection did not hold. */
   failed?: number[];
   /** stats: per-queue statistics. */
   queues?: QueueStats[];
@@ -293,10 +315,11 @@ const CHALLENGE_FIELDS = fieldSets("version", "nonce");
 const AUTH_FIELDS = fieldSets("proof");
 const WELCOME_FIELDS = fieldSets("proof", "maxFrameBytes", "leaseMs");
 const ERROR_FIELDS = fieldSets("rid", "code", "message");
-const PUT_FIELDS = fieldSets("rid", "queue", "items", "delay");
+const PUT_FIELDS = fieldSets("rid", "queue", "items", "delay", "maxAttempts");
 const GET_FIELDS = fieldSets("rid", "queue", "max", "timeout", "lease");
 const IDS_FIELDS = fieldSets("rid", "ids");
 const NACK_FIELDS = fieldSets("rid", "ids", "delay");
+const FAIL_FIELDS = fieldSets("rid", "ids", "error");
 const EXTEND_FIELDS = fieldSets("rid", "ids", "lease");
 const STATS_FIELDS = fieldSets("rid", "queue");
 const PING_FIELDS = fieldSets("rid");
@@ -311,6 +334,8 @@ const STATS_NUMBER_FIELDS = [
   "acked",
   "nacked",
   "expired",
+  "failed",
+  "dead",
 ] as const;
 const QUEUE_STATS_FIELDS = new Set(["name", ...STATS_NUMBER_FIELDS]);
 
@@ -344,6 +369,8 @@ export function parseClientMessage(value: unknown): ClientMessage {
       };
       const delay = optUint(msg, "delay", MAX_DURATION_MS);
       if (delay !== undefined) put.delay = delay;
+      const maxAttempts = optUint(msg, "maxAttempts", MAX_ATTEMPTS_LIMIT);
+      if (maxAttempts !== undefined) put.maxAttempts = maxAttempts;
       return put;
     }
     case "get": {
@@ -370,6 +397,14 @@ export function parseClientMessage(value: unknown): ClientMessage {
       if (delay !== undefined) nack.delay = delay;
       return nack;
     }
+    case "fail":
+      onlyFields(msg, FAIL_FIELDS);
+      return {
+        op: "fail",
+        rid: uint(msg, "rid"),
+        ids: ids(msg, "ids", 1),
+        error: text(msg, "error", MAX_FAILURE_TEXT),
+      };
     case "extend":
       onlyFields(msg, EXTEND_FIELDS);
       return {

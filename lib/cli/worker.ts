@@ -1,0 +1,147 @@
+/**
+ * `taskq worker`: takes items from a queue and runs a command once per item.
+ *
+ * @module
+ */
+
+import {
+  connectFromFlags,
+  CONNECTION_FLAGS,
+  CONNECTION_HELP,
+  type FlagSpec,
+  intFlag,
+  LOG_FLAGS,
+  logSettings,
+  parseFlags,
+  secondsFlag,
+  stringFlag,
+} from "./args.ts";
+import { runWorker } from "../worker/worker.ts";
+import { type CommandOutcome, ITEM_PLACEHOLDER, runCommand } from "../worker/command.ts";
+import { defaultClientName, type Job } from "../client/client.ts";
+import { ConfigError } from "../errors.ts";
+import { createLogger } from "../log.ts";
+import { checkQueueName } from "../wire/messages.ts";
+
+/** One-line summary shown by `taskq --help`. */
+export const WORKER_SUMMARY = "take items from a queue and run a command for each";
+
+/** Help text of `taskq worker`. */
+export const WORKER_HELP = `Usage: taskq worker --queue NAME [options] -- COMMAND [ARGS...]
+
+Takes items from a queue and runs COMMAND once per item, without a shell.
+A ${ITEM_PLACEHOLDER} in ARGS is replaced by the item's text; the text is also written to
+the command's standard input. The environment has TASKQ_TASK_ID, TASKQ_ATTEMPT
+and TASKQ_QUEUE. The command's standard output becomes the result.
+
+A non-zero exit, a crash or a timeout is a failure: the master retries the
+item with exponential backoff, then moves it to the dead-letter queue
+NAME.dead with its last error (see taskq master --help for the limits).
+
+Options:
+  --queue NAME              queue to take items from (required)
+  --results NAME            queue to put result records on: {id, queue, item,
+                            output, exitCode, attempt, worker}
+  --concurrency N           commands run at once (default 1)
+  --timeout SECONDS         kill a command that runs longer (default: no limit)
+  --exit-when-idle SECONDS  exit once no item came for this long
+  --lease SECONDS           lease to ask for; renewed while a command runs
+  --name NAME               name shown by the master (default host:pid)
+${CONNECTION_HELP}
+  --quiet / --verbose       fewer / more log lines
+  --log-format FORMAT       text or json (default text)
+  -h, --help                show this help
+
+Example:
+  taskq worker --queue tasks --results results --concurrency 4 -- \\
+    sh -c 'echo $(( $1 * $1 ))' square {}
+
+Stops on Ctrl-C (SIGINT) or SIGTERM: takes no more items and lets running
+commands finish.
+`;
+
+const FLAGS: FlagSpec = {
+  queue: { type: "string" },
+  results: { type: "string" },
+  concurrency: { type: "string" },
+  timeout: { type: "string" },
+  "exit-when-idle": { type: "string" },
+  lease: { type: "string" },
+  name: { type: "string" },
+  ...CONNECTION_FLAGS,
+  ...LOG_FLAGS,
+};
+
+const MAX_CONCURRENCY = 1024;
+const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
+/** Runs `taskq worker` with `args`; resolves with the exit code. */
+export async function runWorkerCommand(args: string[]): Promise<number> {
+  const parsed = parseFlags("worker", args, FLAGS);
+  if (parsed.values.help) {
+    console.log(WORKER_HELP);
+    return 0;
+  }
+  const queue = stringFlag(parsed, "queue");
+  if (queue === undefined) throw new ConfigError("--queue NAME is required");
+  checkQueueName(queue);
+  const results = stringFlag(parsed, "results");
+  if (results !== undefined) checkQueueName(results);
+  const [command, ...commandArgs] = parsed.positionals;
+  if (command === undefined) {
+    throw new ConfigError("give the command to run after --, e.g. -- echo {}");
+  }
+  const concurrency = intFlag(parsed, "concurrency", 1, 1, MAX_CONCURRENCY);
+  const timeoutText = stringFlag(parsed, "timeout");
+  const timeoutMs = timeoutText === undefined ? undefined : secondsFlag(parsed, "timeout", 0);
+  const idleText = stringFlag(parsed, "exit-when-idle");
+  const exitWhenIdleMs = idleText === undefined
+    ? undefined
+    : secondsFlag(parsed, "exit-when-idle", 0);
+  const leaseText = stringFlag(parsed, "lease");
+  const leaseMs = leaseText === undefined ? undefined : secondsFlag(parsed, "lease", 0);
+  const log = createLogger(logSettings(parsed));
+  const name = stringFlag(parsed, "name") ?? defaultClientName();
+
+  const client = await connectFromFlags(parsed, name);
+  const stop = new AbortController();
+  const onSignal = () => {
+    log.info("stopping: finishing running commands");
+    stop.abort();
+  };
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
+  log.info("worker started", { master: client.address, queue, concurrency, name });
+  try {
+    const summary = await runWorker({
+      client,
+      queue,
+      results,
+      concurrency,
+      exitWhenIdleMs,
+      leaseMs,
+      signal: stop.signal,
+      log,
+      handler: async (job: Job, signal: AbortSignal) => {
+        const outcome: CommandOutcome = await runCommand(
+          { command, args: commandArgs, timeoutMs },
+          job,
+          signal,
+        );
+        return {
+          id: job.id,
+          queue: job.queue,
+          item: job.value,
+          output: outcome.output,
+          exitCode: outcome.exitCode,
+          attempt: job.attempt,
+          worker: name,
+        };
+      },
+    });
+    log.info("worker stopped", { ...summary });
+    return 0;
+  } finally {
+    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    await client.close();
+  }
+}
