@@ -69,7 +69,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof TaskqError) {
       console.error(`taskq ${name}: ${error.message}`);
-      return 1;
+      return error.exitCode;
     }
     throw error;
   }

@@ -7,8 +7,20 @@
  * @module
  */
 
+/** Process exit code of a command that fails with a plain {@link TaskqError}. */
+export const EXIT_FAILURE = 1;
+
+/** Exit code for a usage or configuration error. */
+export const EXIT_USAGE = 2;
+
+/** Exit code when the master's data directory cannot be used. */
+export const EXIT_DATA = 3;
+
 /** Base class of every error taskq throws on purpose. */
 export class TaskqError extends Error {
+  /** Exit code a command uses when it stops because of this error. */
+  readonly exitCode: number = EXIT_FAILURE;
+
   /** Creates an error with the given message. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -78,7 +90,10 @@ export class LeaseLostError extends TaskqError {
 }
 
 /** A configuration value (address, key file, flag) is unusable. */
-export class ConfigError extends TaskqError {}
+export class ConfigError extends TaskqError {
+  /** Usage errors exit with {@link EXIT_USAGE}. */
+  override readonly exitCode: number = EXIT_USAGE;
+}
 
 /** The wire codes carried by `error` messages. */
 export type ErrorCode =

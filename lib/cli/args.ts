@@ -50,7 +50,9 @@ export function parseFlags(command: string, args: string[], spec: FlagSpec): Par
     });
     return { values, positionals };
   } catch (cause) {
-    const message = (cause as Error).message.replace(/\. To specify .*$/s, "");
+    // One line: drop node's hint about positionals, join multi-line messages.
+    const message = (cause as Error).message.replace(/\. To specify .*$/s, "")
+      .replace(/\s*\n\s*/g, " ");
     throw new ConfigError(`${message} (see: taskq ${command} --help)`, { cause });
   }
 }

@@ -15,7 +15,7 @@ import {
   secondsFlag,
   stringFlag,
 } from "./args.ts";
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, serve } from "../server/master.ts";
+import { checkListenAddress, DEFAULT_HANDSHAKE_TIMEOUT_MS, serve } from "../server/master.ts";
 import { DEFAULT_ADDRESS, formatAddress } from "../config.ts";
 import {
   DEFAULT_BACKOFF_BASE_MS,
@@ -27,6 +27,11 @@ import { checkQueueName, MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
 import { ConfigError } from "../errors.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { createLogger } from "../log.ts";
+import { MemoryStore } from "../store/memory.ts";
+import { SqliteStore } from "../store/sqlite.ts";
+
+/** Where the master keeps its items unless told otherwise. */
+export const DEFAULT_DATA_DIR = "taskq-data";
 
 /** One-line summary shown by `taskq --help`. */
 export const MASTER_SUMMARY = "run a master that serves named queues";
@@ -42,6 +47,10 @@ Options:
                             port 0 picks a free port
   --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY);
                             required unless listening on loopback
+  --data DIR                where queued items are kept, durably (default
+                            ${DEFAULT_DATA_DIR} in the working directory)
+  --memory                  keep items in memory only: faster, but everything
+                            queued is lost when the master stops
   --lease SECONDS           default lease of a taken item (default ${DEFAULT_LEASE_MS / 1000})
   --max-attempts N          deliveries before a failing item goes to the
                             dead-letter queue NAME.dead (default ${DEFAULT_MAX_ATTEMPTS})
@@ -60,13 +69,20 @@ Options:
   -h, --help                show this help
 
 Prints "taskq master listening on HOST:PORT" once ready. Stops cleanly on
-Ctrl-C (SIGINT) or SIGTERM.
+Ctrl-C (SIGINT) or SIGTERM: stops accepting, answers what is in flight,
+commits and closes the store.
+
+Exit codes: 0 stopped cleanly, 2 bad flags, 3 the data directory cannot be
+used (damaged, from a newer taskq, or held by another running master: it is
+never overwritten), 1 any other error.
 `;
 
 const FLAGS: FlagSpec = {
   listen: { type: "string" },
   "authkey-file": { type: "string" },
   lease: { type: "string" },
+  data: { type: "string" },
+  memory: { type: "boolean" },
   "max-attempts": { type: "string" },
   "queue-max-attempts": { type: "string", multiple: true },
   "retry-backoff": { type: "string" },
@@ -99,9 +115,19 @@ export async function runMaster(args: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger(logSettings(parsed));
+  if (parsed.values.memory && parsed.values.data !== undefined) {
+    throw new ConfigError("--memory and --data exclude each other");
+  }
+  const dataDir = stringFlag(parsed, "data", DEFAULT_DATA_DIR) as string;
+  // Refuse an unsafe address before the store creates or locks anything on disk.
+  const authkey = authKey(parsed);
+  const listen = checkListenAddress(
+    stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
+    authkey,
+  );
   const master = await serve({
-    listen: stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
-    authkey: authKey(parsed),
+    listen,
+    authkey,
     defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS),
     retry: {
       maxAttempts: intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT),
@@ -111,10 +137,15 @@ export async function runMaster(args: string[]): Promise<number> {
     maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
     handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
     logger: log,
+    // Last, once every flag has been checked.
+    store: parsed.values.memory ? new MemoryStore() : new SqliteStore(dataDir),
   });
   const where = formatAddress(master.address);
   console.log(`taskq master listening on ${where}`);
-  log.info("master started", { address: where });
+  log.info("master started", {
+    address: where,
+    store: parsed.values.memory ? "memory" : dataDir,
+  });
   const stopped = Promise.withResolvers<string>();
   const handlers = SHUTDOWN_SIGNALS.map((signal) => {
     const handler = () => stopped.resolve(signal);

@@ -20,28 +20,16 @@
  * @module
  */
 
-import { FramedConnection } from "../wire/connection.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { checkValue } from "../wire/codec.ts";
 import {
   checkQueueName,
-  type ErrorMessage,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
   type OkReply,
-  parseServerMessage,
   type QueueStats,
   type Request,
   type ServerMessage,
-  type WelcomeMessage,
 } from "../wire/messages.ts";
-import {
-  clientProof,
-  newNonce,
-  proofMatches,
-  PROTOCOL_VERSION,
-  serverProof,
-} from "../wire/auth.ts";
 import {
   type Address,
   ADDRESS_ENV,
@@ -50,13 +38,13 @@ import {
   loadAuthKey,
   parseAddress,
 } from "../config.ts";
+import { openSession, type Session, type SessionParams } from "./handshake.ts";
 import {
   AuthenticationError,
   ConnectionLostError,
   LeaseLostError,
   ProtocolError,
   RemoteError,
-  TaskqError,
 } from "../errors.ts";
 
 /** Time allowed to connect and complete the handshake: 5 s. */
@@ -77,7 +65,24 @@ export interface ConnectOptions {
   maxFrameBytes?: number;
   /** Time allowed to connect and complete the handshake. */
   timeoutMs?: number;
+  /**
+   * Reconnect by itself (capped exponential backoff with jitter) when an
+   * established connection drops; on by default. Requests in flight at the
+   * drop fail with {@link ConnectionLostError}; later ones wait for the new
+   * connection. A rejected key stops reconnection for good.
+   */
+  reconnect?: boolean;
+  /** Called after each successful reconnection (for logs). */
+  onReconnect?: (attempt: number) => void;
+  /** Called when a connection drops and reconnection starts (for logs). */
+  onDisconnect?: (reason: Error) => void;
 }
+
+/** First reconnection delay (before jitter). */
+export const RECONNECT_BASE_MS = 100;
+
+/** Longest reconnection delay. */
+export const RECONNECT_MAX_MS = 5_000;
 
 /** A leased item, as returned by {@link Queue.get}. */
 export interface Job<T = unknown> {
@@ -142,6 +147,9 @@ interface Pending {
   reject(error: Error): void;
 }
 
+/** The connection each job came on: its lease dies with that connection. */
+const jobSession = new WeakMap<object, number>();
+
 /** Operations on one named queue, through a {@link Client}. */
 export class Queue {
   /** The queue's name. */
@@ -194,12 +202,12 @@ export class Queue {
       const reply = await this.#client.request(request);
       const records = expect(reply, "jobs");
       if (records.length === 0 && timeoutMs === undefined) continue;
-      return records.map((r) => ({
-        id: r.id,
-        queue: this.name,
-        value: r.value as T,
-        attempt: r.attempt,
-      }));
+      const session = this.#client.sessionNumber;
+      return records.map((r) => {
+        const job: Job<T> = { id: r.id, queue: this.name, value: r.value as T, attempt: r.attempt };
+        jobSession.set(job, session);
+        return job;
+      });
     }
   }
 
@@ -283,59 +291,70 @@ function throwIfFailed(reply: OkReply): void {
   if (failed.length > 0) throw new LeaseLostError(failed);
 }
 
-/** A connection to a master. */
+/** A connection to a master, which re-establishes itself when it drops. */
 export class Client {
   /** The master's address. */
   readonly address: string;
-  /** The lease length the master grants by default. */
-  readonly defaultLeaseMs: number;
-  readonly #conn: FramedConnection;
-  readonly #pending = new Map<number, Pending>();
+  readonly #params: SessionParams;
+  readonly #options: ConnectOptions;
+  #session: Session;
+  #sessionNumber = 1;
+  #pending = new Map<number, Pending>();
   #nextRid = 1;
+  /** Set once the client is closed for good. */
   #closeReason: Error | undefined;
-  readonly #done: Promise<void>;
+  /** While reconnecting: resolves when a session is up again (or the client closed). */
+  #reconnecting: Promise<void> | undefined;
+  readonly #done = Promise.withResolvers<void>();
   readonly #queues = new Map<string, Queue>();
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #wakeRetry: (() => void) | undefined;
 
   /** Use {@link connect}. */
-  constructor(
-    conn: FramedConnection,
-    address: string,
-    welcome: WelcomeMessage,
-    pump: Promise<void>,
-    route: { handler: (msg: ServerMessage) => void },
-  ) {
-    this.#conn = conn;
-    this.address = address;
-    this.defaultLeaseMs = welcome.leaseMs;
-    conn.maxSendBytes = welcome.maxFrameBytes;
-    route.handler = (msg) => this.#onMessage(msg);
-    this.#done = pump.then(
-      () => this.#shutdown(new ConnectionLostError(`connection to master ${address} closed`)),
-      (error) => {
-        conn.close();
-        this.#shutdown(
-          new ConnectionLostError(
-            `connection to master ${address} broke: ${(error as Error).message}`,
-            { cause: error },
-          ),
-        );
-      },
-    );
+  constructor(session: Session, params: SessionParams, options: ConnectOptions) {
+    this.address = formatAddress(params.address);
+    this.#params = params;
+    this.#options = options;
+    this.#session = session;
+    this.#adopt(session);
   }
 
-  /** Whether the connection is closed. */
+  /** Lease length the master grants by default. */
+  get defaultLeaseMs(): number {
+    return this.#session.welcome.leaseMs;
+  }
+
+  /** Whether the client is closed for good. */
   get closed(): boolean {
-    return this.#conn.closed;
+    return this.#closeReason !== undefined;
   }
 
-  /** Resolves when the connection ends, for whatever reason. */
+  /** Whether a connection is up right now. */
+  get connected(): boolean {
+    return this.#closeReason === undefined && this.#reconnecting === undefined;
+  }
+
+  /** Resolves when the client is closed for good. */
   get done(): Promise<void> {
-    return this.#done;
+    return this.#done.promise;
   }
 
   /** Requests awaiting a reply. */
   get inFlight(): number {
     return this.#pending.size;
+  }
+
+  /**
+   * Whether this client may still hold `job`'s lease: false once the
+   * connection it came on has dropped (the master then served it again).
+   */
+  mayHoldLease(job: Job): boolean {
+    return this.connected && jobSession.get(job) === this.#sessionNumber;
+  }
+
+  /** Counts connections: 1 for the first, +1 with each reconnection. */
+  get sessionNumber(): number {
+    return this.#sessionNumber;
   }
 
   /** The queue called `name` (created on the master on first use). */
@@ -363,18 +382,40 @@ export class Client {
 
   /**
    * Sends a request (its `rid` is assigned here) and resolves with the reply.
-   * @throws {ConnectionLostError} if the connection ends first.
+   * While reconnecting, waits for the new connection first.
+   * @throws {ConnectionLostError} if the connection drops before the reply
+   *   (the request may or may not have taken effect).
    * @throws {RemoteError} if the master answers with an error.
    */
-  request(request: Request): Promise<OkReply> {
-    if (this.#closeReason) return Promise.reject(this.#closeReason);
+  async request(request: Request): Promise<OkReply> {
+    while (this.#reconnecting !== undefined) await this.#reconnecting;
+    if (this.#closeReason) throw this.#closeReason;
     const rid = this.#nextRid;
     this.#nextRid = (this.#nextRid + 1) % RID_MODULUS;
     request.rid = rid;
-    return new Promise<OkReply>((resolve, reject) => {
-      this.#conn.send(request);
+    const conn = this.#session.conn;
+    return await new Promise<OkReply>((resolve, reject) => {
+      conn.send(request);
       this.#pending.set(rid, { resolve, reject });
     });
+  }
+
+  #adopt(session: Session): void {
+    const { conn, welcome, pump, route } = session;
+    conn.maxSendBytes = welcome.maxFrameBytes;
+    route.handler = (msg) => this.#onMessage(msg);
+    pump.then(
+      () =>
+        this.#lost(session, new ConnectionLostError(`connection to master ${this.address} closed`)),
+      (error) =>
+        this.#lost(
+          session,
+          new ConnectionLostError(
+            `connection to master ${this.address} broke: ${(error as Error).message}`,
+            { cause: error },
+          ),
+        ),
+    );
   }
 
   #onMessage(msg: ServerMessage): void {
@@ -389,37 +430,83 @@ export class Client {
       return;
     }
     if (msg.op === "error") {
-      this.#shutdown(new RemoteError(msg.code, msg.message));
-      this.#conn.close();
+      this.#failPending(new RemoteError(msg.code, msg.message));
+      this.#session.conn.close();
       return;
     }
     throw new ProtocolError(`unexpected "${msg.op}" after the handshake`);
   }
 
-  #shutdown(reason: Error): void {
-    this.#closeReason ??= reason;
+  #failPending(reason: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) p.reject(this.#closeReason);
+    for (const p of pending) p.reject(reason);
+  }
+
+  /** The current connection ended: fail what was in flight, then reconnect or close. */
+  #lost(session: Session, reason: Error): void {
+    session.conn.close();
+    if (session !== this.#session) return;
+    this.#failPending(reason);
+    if (this.#closeReason) return;
+    if (this.#options.reconnect === false) {
+      this.#finish(reason);
+      return;
+    }
+    this.#options.onDisconnect?.(reason);
+    this.#reconnecting = this.#reconnect();
+  }
+
+  async #reconnect(): Promise<void> {
+    for (let attempt = 1; this.#closeReason === undefined; attempt++) {
+      const cap = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** (attempt - 1));
+      await new Promise<void>((resolve) => {
+        this.#wakeRetry = resolve;
+        this.#retryTimer = setTimeout(resolve, Math.random() * cap);
+      });
+      this.#wakeRetry = undefined;
+      if (this.#closeReason) break;
+      try {
+        const session = await openSession(this.#params);
+        if (this.#closeReason) {
+          session.conn.close();
+          await session.pump.catch(() => {});
+          break;
+        }
+        this.#session = session;
+        this.#sessionNumber++;
+        this.#reconnecting = undefined;
+        this.#adopt(session);
+        this.#options.onReconnect?.(attempt);
+        return;
+      } catch (error) {
+        if (error instanceof AuthenticationError) {
+          this.#finish(error);
+          break;
+        }
+      }
+    }
+    this.#reconnecting = undefined;
+  }
+
+  #finish(reason: Error): void {
+    this.#closeReason ??= reason;
+    this.#failPending(this.#closeReason);
+    clearTimeout(this.#retryTimer);
+    this.#wakeRetry?.();
+    this.#session.pump.catch(() => {}).finally(() => this.#done.resolve());
   }
 
   /**
-   * Closes the connection. Items this client still holds go back to their
-   * queues at once; requests in flight fail with {@link ConnectionLostError}.
+   * Closes the client for good. Items it still holds go back to their queues
+   * at once; requests in flight fail with {@link ConnectionLostError}.
    */
   async close(): Promise<void> {
-    this.#shutdown(new ConnectionLostError("client closed"));
-    this.#conn.close();
-    await this.#done;
+    this.#finish(new ConnectionLostError("client closed"));
+    this.#session.conn.close();
+    await this.#reconnecting;
+    await this.#done.promise;
   }
-}
-
-function timeout<T>(promise: Promise<T>, ms: number, what: () => Error): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => timer = setTimeout(() => reject(what()), ms)),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -432,108 +519,15 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
   const address = typeof options.address === "object"
     ? options.address
     : parseAddress(options.address ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS);
-  const where = formatAddress(address);
   const key = typeof options.authkey === "string"
     ? new TextEncoder().encode(options.authkey)
     : options.authkey ?? loadAuthKey() ?? new Uint8Array(0);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const deadline = Date.now() + timeoutMs;
-
-  const connecting = Deno.connect({ hostname: address.hostname, port: address.port });
-  let tcp: Deno.TcpConn;
-  try {
-    tcp = await timeout(
-      connecting,
-      timeoutMs,
-      () => new ConnectionLostError(`cannot reach master ${where}: no answer in ${timeoutMs} ms`),
-    );
-  } catch (error) {
-    connecting.then((c) => c.close(), () => {});
-    if (error instanceof TaskqError) throw error;
-    throw new ConnectionLostError(
-      `cannot reach master ${where}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  tcp.setNoDelay(true);
-  const conn = new FramedConnection(tcp, {
-    maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-  });
-
-  // Handshake: messages go to `route.handler`, which the Client replaces once ready.
-  const clientNonce = newNonce();
-  const handshake = Promise.withResolvers<WelcomeMessage>();
-  let serverNonce: Uint8Array | undefined;
-  const route = {
-    handler: (msg: ServerMessage): void => {
-      if (msg.op === "error") {
-        handshake.reject(handshakeError(msg, where));
-      } else if (msg.op === "challenge" && serverNonce === undefined) {
-        if (msg.version !== PROTOCOL_VERSION) {
-          handshake.reject(
-            new AuthenticationError(
-              `master ${where} speaks protocol version ${msg.version}, ` +
-                `this client ${PROTOCOL_VERSION}: use the same taskq release on both ends`,
-            ),
-          );
-          return;
-        }
-        serverNonce = msg.nonce;
-        conn.send({ op: "auth", proof: clientProof(key, clientNonce, serverNonce) });
-      } else if (msg.op === "welcome" && serverNonce !== undefined) {
-        if (!proofMatches(msg.proof, serverProof(key, clientNonce, serverNonce))) {
-          handshake.reject(
-            new AuthenticationError(
-              `master ${where} could not prove it holds the key: refusing to use it ` +
-                `(is something else listening on that port?)`,
-            ),
-          );
-          return;
-        }
-        handshake.resolve(msg);
-      } else {
-        handshake.reject(new ProtocolError(`unexpected "${msg.op}" during the handshake`));
-      }
-    },
-  };
-  const pump = conn.pump((raw) => route.handler(parseServerMessage(raw)));
-  pump.then(
-    () =>
-      handshake.reject(
-        new ConnectionLostError(`master ${where} closed the connection during the handshake`),
-      ),
-    (error) => handshake.reject(error),
-  );
-  const hello: Record<string, unknown> = {
-    op: "hello",
-    version: PROTOCOL_VERSION,
-    nonce: clientNonce,
+  const params: SessionParams = {
+    address,
+    key,
     name: options.name ?? defaultClientName(),
+    maxFrameBytes: options.maxFrameBytes,
+    timeoutMs: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
   };
-  conn.send(hello);
-  try {
-    const welcome = await timeout(
-      handshake.promise,
-      Math.max(0, deadline - Date.now()),
-      () =>
-        new ConnectionLostError(
-          `master ${where} did not complete the handshake in ${timeoutMs} ms`,
-        ),
-    );
-    return new Client(conn, where, welcome, pump, route);
-  } catch (error) {
-    conn.close();
-    await pump.catch(() => {});
-    throw error;
-  }
-}
-
-function handshakeError(msg: ErrorMessage, where: string): Error {
-  if (msg.code === "auth_failed") {
-    return new AuthenticationError(
-      `master ${where} rejected the key (${msg.message}); check TASKQ_AUTHKEY or --authkey-file`,
-    );
-  }
-  if (msg.code === "unsupported_version") return new AuthenticationError(msg.message);
-  return new RemoteError(msg.code, msg.message);
+  return new Client(await openSession(params), params, options);
 }

@@ -523,6 +523,7 @@ export class Engine {
       item.state = "leased";
       item.owner = consumer;
       item.attempts++;
+      this.store.update(item);
       consumer.leases.add(item);
       this.#timers.schedule(item, deadline);
       items[i] = item;

@@ -24,6 +24,9 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Connections allowed to be mid-handshake at once. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
 
+/** Time connections get to receive their last replies when the master stops. */
+const SHUTDOWN_DRAIN_MS = 2_000;
+
 /** Longest single wait `setTimeout` supports. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -160,6 +163,15 @@ export class Master {
         // already closed
       }
       await this.#accepting;
+      // Answer what is in flight: commit, so replies waiting on durability go out,
+      // then give every connection a moment to write them.
+      await this.engine.store.commit().catch(() => {});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all([...this.#sessions].map((session) => session.conn.drained())),
+        new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_DRAIN_MS)),
+      ]);
+      clearTimeout(timer);
       for (const session of this.#sessions) session.conn.close();
       await this.engine.store.close();
     })();
@@ -168,20 +180,31 @@ export class Master {
 }
 
 /**
- * Starts a master.
- * @throws {ConfigError} when asked to listen beyond loopback without a key, or
- *   when the address is in use or unusable.
+ * Checks that a master may listen on `listen` with the key it has (or none),
+ * before anything is opened; returns the parsed address.
+ * @throws {ConfigError} when the address is malformed, or beyond loopback without a key.
  */
-export async function serve(options: MasterOptions): Promise<Master> {
-  const address = typeof options.listen === "string"
-    ? parseAddress(options.listen)
-    : options.listen;
-  if (options.authkey === undefined && !isLoopback(address.hostname)) {
+export function checkListenAddress(
+  listen: string | Address,
+  authkey: Uint8Array | string | undefined,
+): Address {
+  const address = typeof listen === "string" ? parseAddress(listen) : listen;
+  if (authkey === undefined && !isLoopback(address.hostname)) {
     throw new ConfigError(
       `refusing to listen on ${formatAddress(address)} without a key: anyone who can reach ` +
         `the port could read and write the queues; set TASKQ_AUTHKEY or use --authkey-file`,
     );
   }
+  return address;
+}
+
+/**
+ * Starts a master.
+ * @throws {ConfigError} when asked to listen beyond loopback without a key, or
+ *   when the address is in use or unusable.
+ */
+export async function serve(options: MasterOptions): Promise<Master> {
+  const address = checkListenAddress(options.listen, options.authkey);
   const engine = new Engine({
     store: options.store,
     defaultLeaseMs: options.defaultLeaseMs,
@@ -192,6 +215,7 @@ export async function serve(options: MasterOptions): Promise<Master> {
   try {
     listener = Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
   } catch (cause) {
+    await engine.store.close();
     throw new ConfigError(
       `cannot listen on ${formatAddress(address)}: ${(cause as Error).message}`,
       { cause },

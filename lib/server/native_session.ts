@@ -17,6 +17,7 @@ import {
   type ClientMessage,
   type ErrorMessage,
   type JobRecord,
+  type OkReply,
   parseClientMessage,
   type Request,
 } from "../wire/messages.ts";
@@ -104,7 +105,8 @@ export class NativeSession {
     try {
       await this.conn.pump((raw) => this.#onMessage(raw));
     } catch (error) {
-      this.#fail(error, undefined);
+      // Let the error reply go out before the connection is closed below.
+      await this.#fail(error, undefined);
     } finally {
       clearTimeout(this.#deadline);
       if (this.#consumer !== undefined) {
@@ -124,8 +126,9 @@ export class NativeSession {
     void this.conn.sendAndClose({ op: "error", code, message } satisfies ErrorMessage);
   }
 
-  #fail(error: unknown, rid: number | undefined): void {
-    if (this.#phase === "closed") return;
+  /** Replies an error for bad input and closes; resolves once the reply is written. */
+  #fail(error: unknown, rid: number | undefined): Promise<void> {
+    if (this.#phase === "closed") return Promise.resolve();
     const protocol = error instanceof ProtocolError;
     const code: ErrorCode = protocol ? error.code : "internal";
     const message = protocol ? error.message : "internal error";
@@ -136,7 +139,7 @@ export class NativeSession {
     const reply: ErrorMessage = { op: "error", code, message };
     if (rid !== undefined) reply.rid = rid;
     this.#phase = "closed";
-    void this.conn.sendAndClose(reply);
+    return this.conn.sendAndClose(reply);
   }
 
   #onMessage(raw: unknown): void {
@@ -145,7 +148,7 @@ export class NativeSession {
     try {
       msg = parseClientMessage(raw);
     } catch (error) {
-      this.#fail(error, ridOf(raw));
+      void this.#fail(error, ridOf(raw));
       return;
     }
     try {
@@ -162,7 +165,7 @@ export class NativeSession {
           this.#ctx.afterChange();
       }
     } catch (error) {
-      this.#fail(error, ridOf(raw));
+      void this.#fail(error, ridOf(raw));
     }
   }
 
@@ -209,6 +212,31 @@ export class NativeSession {
     this.#ctx.onAuthenticated(this);
   }
 
+  /** Sends a reply that promises durability once the store has committed what it reports. */
+  #sendDurable(reply: OkReply): void {
+    const store = this.#ctx.engine.store;
+    if (!store.dirty) {
+      this.conn.send(reply);
+      return;
+    }
+    store.commit().then(
+      () => this.conn.send(reply),
+      (error) => {
+        this.#ctx.log.error("store commit failed", { error: (error as Error).message });
+        if (this.#phase !== "closed") {
+          this.conn.send(
+            {
+              op: "error",
+              rid: reply.rid,
+              code: "internal",
+              message: `not saved: ${(error as Error).message}`,
+            } satisfies ErrorMessage,
+          );
+        }
+      },
+    );
+  }
+
   #onRequest(msg: Request): void {
     const engine = this.#ctx.engine;
     const consumer = this.#consumer as Consumer;
@@ -216,7 +244,7 @@ export class NativeSession {
     const rid = msg.rid;
     switch (msg.op) {
       case "put":
-        conn.send({
+        this.#sendDurable({
           op: "ok",
           rid,
           ids: engine.put(msg.queue, msg.items, msg.delay, msg.maxAttempts),
@@ -228,13 +256,13 @@ export class NativeSession {
         });
         return;
       case "ack":
-        conn.send({ op: "ok", rid, failed: engine.ack(consumer, msg.ids) });
+        this.#sendDurable({ op: "ok", rid, failed: engine.ack(consumer, msg.ids) });
         return;
       case "nack":
-        conn.send({ op: "ok", rid, failed: engine.nack(consumer, msg.ids, msg.delay) });
+        this.#sendDurable({ op: "ok", rid, failed: engine.nack(consumer, msg.ids, msg.delay) });
         return;
       case "fail":
-        conn.send({ op: "ok", rid, failed: engine.fail(consumer, msg.ids, msg.error) });
+        this.#sendDurable({ op: "ok", rid, failed: engine.fail(consumer, msg.ids, msg.error) });
         return;
       case "extend":
         conn.send({ op: "ok", rid, failed: engine.extend(consumer, msg.ids, msg.lease) });

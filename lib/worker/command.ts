@@ -24,15 +24,7 @@ export const KILL_GRACE_MS = 1_000;
 const STDERR_TAIL_CHARS = 2_000;
 
 /** The command failed: non-zero exit, signal, timeout, or it could not start. */
-export class CommandFailedError extends TaskqError {
-  /** Exit code, when it exited. */
-  readonly exitCode: number | undefined;
-  /** Creates the error. */
-  constructor(message: string, exitCode?: number) {
-    super(message);
-    this.exitCode = exitCode;
-  }
-}
+export class CommandFailedError extends TaskqError {}
 
 /** What to run for each item. */
 export interface CommandSpec {
@@ -142,7 +134,6 @@ export async function runCommand(
     const stderr = decoder.decode(result.stderr).trim().slice(-STDERR_TAIL_CHARS);
     throw new CommandFailedError(
       `command exited with code ${result.code}${stderr ? `: ${stderr}` : ""}`,
-      result.code,
     );
   }
   return { output: trimNewline(decoder.decode(result.stdout)), exitCode: 0 };

@@ -1,0 +1,375 @@
+/**
+ * The durable store: SQLite (through the runtime's built-in `node:sqlite`) in
+ * WAL mode with full fsync, one row per live item.
+ *
+ * Changes are collected as the engine makes them and written in one
+ * transaction per turn of the event loop (group commit); replies that promise
+ * durability wait for {@link SqliteStore.commit}. Changes that cancel out
+ * before a commit (an item put and acked in the same window) never touch the
+ * disk. Deleted rows' pages are returned to the file system (incremental
+ * vacuum) and the WAL is truncated after large drains, so the files shrink
+ * back as queues empty.
+ *
+ * The database is opened in exclusive locking mode: a second master on the
+ * same directory fails at once with {@link StoreLockedError}. A file that is
+ * not a taskq database, is damaged, or comes from a newer taskq is refused
+ * with a named error and never overwritten.
+ *
+ * SQLite was chosen over Deno KV by measurement on this machine: 785,000
+ * inserts/s against 204,000 with 1,000 per transaction, 6,800/s against
+ * 2,300/s one per transaction, and it needs no unstable flag.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { decode, encode } from "../wire/codec.ts";
+import { EXIT_DATA, TaskqError } from "../errors.ts";
+import type { LoadedState, Store, StoredItem } from "./store.ts";
+
+/** File name of the database inside the data directory. */
+export const DATABASE_FILE = "taskq.db";
+
+/** Marks a SQLite file as taskq's ("tq" + schema family), in `PRAGMA application_id`. */
+export const APPLICATION_ID = 0x74710001;
+
+/** Version of the schema this release writes, in `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 1;
+
+/** Free pages above which a commit gives space back to the file system. */
+const VACUUM_FREE_PAGES = 256;
+
+/** WAL size (bytes) kept after a checkpoint. */
+const WAL_SIZE_LIMIT = 16 * 1024 * 1024;
+
+/** Why the data directory cannot be used. */
+export class StoreError extends TaskqError {
+  /** Data-directory errors exit with {@link EXIT_DATA}. */
+  override readonly exitCode: number = EXIT_DATA;
+}
+
+/** Another running master holds the data directory. */
+export class StoreLockedError extends StoreError {}
+
+/** The data directory's database is damaged or not a taskq database. */
+export class StoreCorruptError extends StoreError {}
+
+/** The data directory was written by a newer taskq. */
+export class StoreVersionError extends StoreError {}
+
+type Change = "insert" | "update" | "delete";
+
+interface Row {
+  id: number;
+  queue: string;
+  value: Uint8Array;
+  attempts: number;
+  ready_at: number;
+  max_attempts: number;
+  last_error: string | null;
+}
+
+const SCHEMA = `
+  CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    value BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    ready_at INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    last_error TEXT
+  );
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+function sqliteMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A store in a SQLite database inside a data directory. */
+export class SqliteStore implements Store {
+  /** Always true: committed changes survive the process. */
+  readonly durable = true;
+  /** Path of the database file. */
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #update: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #setNextId: StatementSync;
+  /** Pending change per item, collapsed (insert+delete = nothing). */
+  #pending = new Map<number, { change: Change; item: StoredItem }>();
+  #nextId = 1;
+  #committedNextId = 1;
+  #waiters: PromiseWithResolvers<void> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+  /** Commit durations in ms, for metrics; the latest few hundred. */
+  readonly commitTimes: number[] = [];
+
+  /**
+   * Opens (creating if needed) the store in directory `dir`.
+   * @throws {StoreLockedError | StoreCorruptError | StoreVersionError | StoreError}
+   */
+  constructor(dir: string) {
+    try {
+      Deno.mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      throw new StoreError(`cannot create data directory ${dir}: ${sqliteMessage(error)}`);
+    }
+    this.path = `${dir}/${DATABASE_FILE}`;
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(this.path);
+    } catch (error) {
+      throw new StoreError(`cannot open ${this.path}: ${sqliteMessage(error)}`);
+    }
+    try {
+      this.#open(db);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    this.#db = db;
+    this.#insert = db.prepare(
+      "INSERT OR REPLACE INTO items (id, queue, value, attempts, ready_at, max_attempts, last_error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#update = db.prepare(
+      "UPDATE items SET attempts = ?, ready_at = ?, max_attempts = ?, last_error = ? WHERE id = ?",
+    );
+    this.#delete = db.prepare("DELETE FROM items WHERE id = ?");
+    this.#setNextId = db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('next_id', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    );
+  }
+
+  #open(db: DatabaseSync): void {
+    const where = this.path;
+    try {
+      // Exclusive locking: the lock is taken by the first write and held until close.
+      db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
+      db.exec("BEGIN IMMEDIATE");
+    } catch (error) {
+      const message = sqliteMessage(error);
+      if (/locked|busy/i.test(message)) {
+        throw new StoreLockedError(
+          `data directory in use: ${where} is locked by another running master ` +
+            `(stop it, or give this one another --data directory)`,
+        );
+      }
+      throw new StoreCorruptError(
+        `${where} is not a usable taskq database (${message}); it was left untouched: ` +
+          `move it away or choose another --data directory`,
+      );
+    }
+    try {
+      const appId = (db.prepare("PRAGMA application_id").get() as { application_id: number })
+        .application_id;
+      const version = (db.prepare("PRAGMA user_version").get() as { user_version: number })
+        .user_version;
+      const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number };
+      if (appId === 0 && version === 0 && tables.n === 0) {
+        db.exec("PRAGMA auto_vacuum = INCREMENTAL");
+        db.exec(SCHEMA);
+        db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+        db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      } else if (appId !== APPLICATION_ID) {
+        throw new StoreCorruptError(
+          `${where} is a SQLite database but not taskq's; it was left untouched: ` +
+            `choose another --data directory`,
+        );
+      } else if (version > SCHEMA_VERSION) {
+        throw new StoreVersionError(
+          `${where} was written by a newer taskq (schema ${version}, this release reads ` +
+            `${SCHEMA_VERSION}); upgrade taskq to use it`,
+        );
+      } else {
+        const check = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
+        if (check.length !== 1 || check[0].quick_check !== "ok") {
+          throw new StoreCorruptError(
+            `${where} is damaged (${check.map((r) => r.quick_check).slice(0, 3).join("; ")}); ` +
+              `it was left untouched: restore a backup or move it away`,
+          );
+        }
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      try {
+        db.exec("ROLLBACK");
+      } catch {
+        // nothing to roll back
+      }
+      if (error instanceof StoreError) throw error;
+      throw new StoreCorruptError(
+        `${where} is damaged (${sqliteMessage(error)}); it was left untouched: ` +
+          `restore a backup or move it away`,
+      );
+    }
+  }
+
+  /** Whether changes are waiting for a commit. */
+  get dirty(): boolean {
+    return this.#pending.size > 0 || this.#nextId !== this.#committedNextId;
+  }
+
+  /** Reads every live item, in id order, and the next id to use. */
+  load(): Promise<LoadedState> {
+    const rows = this.#db.prepare(
+      "SELECT id, queue, value, attempts, ready_at, max_attempts, last_error FROM items ORDER BY id",
+    ).all() as unknown as Row[];
+    const meta = this.#db.prepare("SELECT value FROM meta WHERE key = 'next_id'").get() as
+      | { value: number }
+      | undefined;
+    let nextId = meta?.value ?? 1;
+    const items: StoredItem[] = rows.map((row) => {
+      nextId = Math.max(nextId, row.id + 1);
+      const item: StoredItem = {
+        id: row.id,
+        queue: row.queue,
+        value: decode(row.value),
+        attempts: row.attempts,
+        readyAt: row.ready_at,
+        maxAttempts: row.max_attempts,
+      };
+      if (row.last_error !== null) item.lastError = row.last_error;
+      return item;
+    });
+    this.#nextId = this.#committedNextId = nextId;
+    return Promise.resolve({ items, nextId });
+  }
+
+  #record(change: Change, item: StoredItem): void {
+    const pending = this.#pending.get(item.id);
+    if (pending === undefined) {
+      this.#pending.set(item.id, { change, item });
+    } else if (change === "delete") {
+      if (pending.change === "insert") this.#pending.delete(item.id);
+      else pending.change = "delete";
+    } else if (change === "update") {
+      if (pending.change === "delete") pending.change = "update";
+    } else {
+      pending.change = "insert";
+    }
+    this.#schedule();
+  }
+
+  /** Records a new item. */
+  insert(item: StoredItem): void {
+    if (item.id >= this.#nextId) this.#nextId = item.id + 1;
+    this.#record("insert", item);
+  }
+
+  /** Records a changed item. */
+  update(item: StoredItem): void {
+    this.#record("update", item);
+  }
+
+  /** Records that an item is gone. */
+  remove(id: number): void {
+    this.#record("delete", { id } as StoredItem);
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    // A macrotask: everything that arrives in this turn of the event loop commits together.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#flush();
+    }, 0);
+  }
+
+  /** Resolves once every change recorded so far is durable. */
+  commit(): Promise<void> {
+    if (!this.dirty) return Promise.resolve();
+    this.#waiters ??= Promise.withResolvers<void>();
+    this.#schedule();
+    return this.#waiters.promise;
+  }
+
+  #flush(): void {
+    const waiters = this.#waiters;
+    this.#waiters = undefined;
+    if (!this.dirty) {
+      waiters?.resolve();
+      return;
+    }
+    const pending = this.#pending;
+    this.#pending = new Map();
+    const started = performance.now();
+    try {
+      this.#db.exec("BEGIN");
+      for (const { change, item } of pending.values()) {
+        if (change === "delete") {
+          this.#delete.run(item.id);
+        } else if (change === "insert") {
+          this.#insert.run(
+            item.id,
+            item.queue,
+            encode(item.value),
+            item.attempts,
+            item.readyAt,
+            item.maxAttempts ?? 0,
+            item.lastError ?? null,
+          );
+        } else {
+          this.#update.run(
+            item.attempts,
+            item.readyAt,
+            item.maxAttempts ?? 0,
+            item.lastError ?? null,
+            item.id,
+          );
+        }
+      }
+      if (this.#nextId !== this.#committedNextId) this.#setNextId.run(this.#nextId);
+      this.#db.exec("COMMIT");
+      this.#committedNextId = this.#nextId;
+    } catch (error) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch {
+        // the failed statement already ended the transaction
+      }
+      // Keep the changes for the next attempt, under any made since.
+      for (const [id, entry] of pending) if (!this.#pending.has(id)) this.#pending.set(id, entry);
+      waiters?.reject(new StoreError(`cannot write ${this.path}: ${sqliteMessage(error)}`));
+      return;
+    }
+    this.#recordCommitTime(performance.now() - started);
+    this.#reclaim();
+    waiters?.resolve();
+  }
+
+  #recordCommitTime(ms: number): void {
+    this.commitTimes.push(ms);
+    if (this.commitTimes.length > 1024) this.commitTimes.splice(0, 512);
+  }
+
+  /** Gives free pages back to the file system and trims the WAL after large drains. */
+  #reclaim(): void {
+    const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
+      .freelist_count;
+    if (free < VACUUM_FREE_PAGES) return;
+    this.#db.exec("PRAGMA incremental_vacuum");
+    this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+
+  /** Commits what is pending and closes the database (releasing the lock). */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#flush();
+    this.#closed = true;
+    try {
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch {
+      // closing checkpoints anyway
+    }
+    this.#db.close();
+    return Promise.resolve();
+  }
+}
