@@ -41,10 +41,5 @@ export {
 } from "./errors.ts";
 export { type Address, loadAuthKey, parseAddress } from "./config.ts";
 export { DEFAULT_LEASE_MS } from "./engine/engine.ts";
-export {
-  DEAD_LETTER_SUFFIX,
-  type DeadLetter,
-  deadLetterQueue,
-  DEFAULT_MAX_ATTEMPTS,
-  type RetryPolicy,
-} from "./engine/engine.ts";
+export { type DeadLetter, DEFAULT_MAX_ATTEMPTS, type RetryPolicy } from "./engine/engine.ts";
+export { DEAD_LETTER_SUFFIX, deadLetterQueue, MAX_QUEUE_NAME_LENGTH } from "./queue_names.ts";

@@ -9,7 +9,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError } from "../errors.ts";
 import { ADDRESS_ENV, DEFAULT_ADDRESS, loadAuthKey } from "../config.ts";
 import type { LogFormat, LogLevel } from "../log.ts";
-import { type Client, connect } from "../client/client.ts";
+import { type Client, connect, type ConnectOptions } from "../client/client.ts";
 
 /** Options of a command's flag parser. */
 export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -125,12 +125,18 @@ export function logSettings(parsed: Parsed): { level: LogLevel; format: LogForma
   return { level: level as LogLevel, format };
 }
 
-/** Connects to the master named by the connection flags (or the environment). */
-export function connectFromFlags(parsed: Parsed, name?: string): Promise<Client> {
+/**
+ * Connects to the master named by the connection flags (or the environment).
+ * One-shot commands do not reconnect: a lost connection is their error.
+ */
+export function connectFromFlags(
+  parsed: Parsed,
+  options: Omit<ConnectOptions, "address" | "authkey"> = { reconnect: false },
+): Promise<Client> {
   return connect({
     address: masterAddress(parsed),
     authkey: authKey(parsed) ?? new Uint8Array(0),
-    name,
+    ...options,
   });
 }
 

@@ -12,7 +12,7 @@ import {
   parseFlags,
 } from "./args.ts";
 import type { Stats } from "../client/client.ts";
-import { DEAD_LETTER_SUFFIX } from "../engine/engine.ts";
+import { DEAD_LETTER_SUFFIX, deadLetterQueue, isDeadLetterQueue } from "../queue_names.ts";
 import type { QueueStats } from "../wire/messages.ts";
 
 /** One-line summary shown by `taskq --help`. */
@@ -45,10 +45,12 @@ export function statusRows(stats: Stats): StatusRow[] {
   const byName = new Map(stats.queues.map((q) => [q.name, q]));
   const rows: StatusRow[] = [];
   for (const queue of stats.queues) {
-    const isDeadLetters = queue.name.endsWith(DEAD_LETTER_SUFFIX) &&
+    const isDeadLetters = isDeadLetterQueue(queue.name) &&
       byName.has(queue.name.slice(0, -DEAD_LETTER_SUFFIX.length));
     if (isDeadLetters) continue;
-    const dead = byName.get(queue.name + DEAD_LETTER_SUFFIX);
+    const dead = isDeadLetterQueue(queue.name)
+      ? undefined
+      : byName.get(deadLetterQueue(queue.name));
     rows.push({ ...queue, deadLetters: dead ? dead.ready + dead.leased : 0 });
   }
   return rows;

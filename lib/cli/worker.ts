@@ -16,7 +16,7 @@ import {
   secondsFlag,
   stringFlag,
 } from "./args.ts";
-import { runWorker } from "../worker/worker.ts";
+import { DEFAULT_GRACE_MS, runWorker } from "../worker/worker.ts";
 import { type CommandOutcome, ITEM_PLACEHOLDER, runCommand } from "../worker/command.ts";
 import { defaultClientName, type Job } from "../client/client.ts";
 import { ConfigError } from "../errors.ts";
@@ -46,6 +46,9 @@ Options:
   --timeout SECONDS         kill a command that runs longer (default: no limit)
   --exit-when-idle SECONDS  exit once no item came for this long
   --lease SECONDS           lease to ask for; renewed while a command runs
+  --grace SECONDS           on SIGINT/SIGTERM, time running commands get to
+                            finish before they are killed and their items
+                            returned (default ${DEFAULT_GRACE_MS / 1000})
   --name NAME               name shown by the master (default host:pid)
 ${CONNECTION_HELP}
   --quiet / --verbose       fewer / more log lines
@@ -56,8 +59,9 @@ Example:
   taskq worker --queue tasks --results results --concurrency 4 -- \\
     sh -c 'echo $(( $1 * $1 ))' square {}
 
-Stops on Ctrl-C (SIGINT) or SIGTERM: takes no more items and lets running
-commands finish.
+Stops on Ctrl-C (SIGINT) or SIGTERM: takes no more items, lets running
+commands finish within the grace period, then returns the rest. When the
+master goes away, the worker reconnects by itself and carries on.
 `;
 
 const FLAGS: FlagSpec = {
@@ -67,6 +71,7 @@ const FLAGS: FlagSpec = {
   timeout: { type: "string" },
   "exit-when-idle": { type: "string" },
   lease: { type: "string" },
+  grace: { type: "string" },
   name: { type: "string" },
   ...CONNECTION_FLAGS,
   ...LOG_FLAGS,
@@ -103,7 +108,12 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
   const log = createLogger(logSettings(parsed));
   const name = stringFlag(parsed, "name") ?? defaultClientName();
 
-  const client = await connectFromFlags(parsed, name);
+  const client = await connectFromFlags(parsed, {
+    name,
+    reconnect: true,
+    onDisconnect: (reason) => log.warn("lost the master; reconnecting", { reason: reason.message }),
+    onReconnect: (attempt) => log.info("reconnected to the master", { attempt }),
+  });
   const stop = new AbortController();
   const onSignal = () => {
     log.info("stopping: finishing running commands");
@@ -120,6 +130,7 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
       exitWhenIdleMs,
       leaseMs,
       signal: stop.signal,
+      graceMs: secondsFlag(parsed, "grace", DEFAULT_GRACE_MS),
       log,
       handler: async (job: Job, signal: AbortSignal) => {
         const outcome: CommandOutcome = await runCommand(

@@ -430,7 +430,12 @@ export class Client {
       return;
     }
     if (msg.op === "error") {
-      this.#failPending(new RemoteError(msg.code, msg.message));
+      // Not about one request: the master is closing this connection.
+      this.#failPending(
+        new ConnectionLostError(
+          `master ${this.address} closed the connection: ${msg.message} (${msg.code})`,
+        ),
+      );
       this.#session.conn.close();
       return;
     }

@@ -19,6 +19,7 @@ import { Deque } from "./deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { MemoryStore } from "../store/memory.ts";
+import { deadLetterQueue } from "../queue_names.ts";
 
 /** Lease length when a get names none: 30 s. */
 export const DEFAULT_LEASE_MS = 30_000;
@@ -31,14 +32,6 @@ export const DEFAULT_BACKOFF_BASE_MS = 1_000;
 
 /** Longest retry delay. */
 export const DEFAULT_BACKOFF_MAX_MS = 300_000;
-
-/** Suffix of the dead-letter queue that belongs to each queue. */
-export const DEAD_LETTER_SUFFIX = ".dead";
-
-/** The dead-letter queue of queue `name`. */
-export function deadLetterQueue(name: string): string {
-  return name + DEAD_LETTER_SUFFIX;
-}
 
 /** What the dead-letter queue holds for each item that ran out of attempts. */
 export interface DeadLetter {
@@ -435,6 +428,7 @@ export class Engine {
   /** Expires leases, readies delayed items and times out gets that are due by `now`. */
   tick(now: number = this.#clock()): void {
     const touched = new Set<QueueState>();
+    const expired: Item[] = [];
     for (let due = this.#timers.popDue(now); due !== undefined; due = this.#timers.popDue(now)) {
       if (due instanceof Waiter) {
         this.#dropWaiter(due);
@@ -446,7 +440,7 @@ export class Engine {
       if (due.state === "leased") {
         due.owner?.leases.delete(due);
         this.#unlease(queue, due);
-        this.#abandoned(queue, due, "its lease expired before it was acked", touched);
+        expired.push(due);
       } else {
         queue.delayed--;
         due.state = "ready";
@@ -454,6 +448,16 @@ export class Engine {
         queue.ready.push(due);
         touched.add(queue);
       }
+    }
+    // Each goes back to the front: highest id first, so they line up in put order.
+    expired.sort((a, b) => b.id - a.id);
+    for (const item of expired) {
+      this.#abandoned(
+        this.#queue(item.queue),
+        item,
+        "its lease expired before it was acked",
+        touched,
+      );
     }
     for (const queue of touched) this.#dispatch(queue);
   }

@@ -24,8 +24,8 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Connections allowed to be mid-handshake at once. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
 
-/** Time connections get to receive their last replies when the master stops. */
-const SHUTDOWN_DRAIN_MS = 2_000;
+/** Largest frame accepted before authentication: handshake messages are under 200 bytes. */
+export const HANDSHAKE_MAX_FRAME_BYTES = 1024;
 
 /** Longest single wait `setTimeout` supports. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -120,7 +120,8 @@ export class Master {
   }
 
   #start(conn: Deno.TcpConn): void {
-    const framed = new FramedConnection(conn, { maxFrameBytes: this.#ctx.maxFrameBytes });
+    // Until the peer proves the key, only handshake-sized frames are accepted.
+    const framed = new FramedConnection(conn, { maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES });
     const session = new NativeSession(framed, this.#ctx);
     if (this.#pending.size >= this.#maxPending) {
       const oldest = this.#pending.values().next().value as NativeSession;
@@ -163,16 +164,14 @@ export class Master {
         // already closed
       }
       await this.#accepting;
-      // Answer what is in flight: commit, so replies waiting on durability go out,
-      // then give every connection a moment to write them.
+      // Answer what is in flight: commit, so replies waiting on durability go
+      // out, then tell every client (it will reconnect) and close.
       await this.engine.store.commit().catch(() => {});
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.all([...this.#sessions].map((session) => session.conn.drained())),
-        new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_DRAIN_MS)),
-      ]);
-      clearTimeout(timer);
-      for (const session of this.#sessions) session.conn.close();
+      await Promise.all(
+        [...this.#sessions].map((session) =>
+          session.refuse("shutting_down", "the master is shutting down; reconnect later")
+        ),
+      );
       await this.engine.store.close();
     })();
     return this.#closing;

@@ -120,10 +120,10 @@ export class NativeSession {
   }
 
   /** Sends an error not tied to a request and closes the connection. */
-  refuse(code: ErrorCode, message: string): void {
-    if (this.#phase === "closed") return;
+  refuse(code: ErrorCode, message: string): Promise<void> {
+    if (this.#phase === "closed") return Promise.resolve();
     this.#phase = "closed";
-    void this.conn.sendAndClose({ op: "error", code, message } satisfies ErrorMessage);
+    return this.conn.sendAndClose({ op: "error", code, message } satisfies ErrorMessage);
   }
 
   /** Replies an error for bad input and closes; resolves once the reply is written. */
@@ -201,6 +201,7 @@ export class NativeSession {
     }
     clearTimeout(this.#deadline);
     this.#phase = "ready";
+    this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
     this.#consumer = this.#ctx.engine.connect(this.name);
     this.conn.send({
       op: "welcome",

@@ -13,7 +13,7 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 
-/** Version of the taskq wire protocol, carried in `hello` and `welcome`. */
+/** Version of the taskq wire protocol, carried in `hello` and `challenge`. */
 export const PROTOCOL_VERSION = 1;
 
 /** Bytes in each side's random nonce. */

@@ -56,6 +56,11 @@ export class FramedConnection {
     this.#highWater = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
   }
 
+  /** Largest frame payload accepted from the peer from now on. */
+  set maxFrameBytes(bytes: number) {
+    this.#reader.maxFrameBytes = bytes;
+  }
+
   /** Whether {@link close} was called or the connection broke. */
   get closed(): boolean {
     return this.#closed;

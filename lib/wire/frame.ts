@@ -26,13 +26,22 @@ export class FrameReader {
   #view: DataView;
   #start = 0;
   #end = 0;
-  readonly #maxFrameBytes: number;
+  #maxFrameBytes: number;
 
   /** Creates a reader that refuses frames whose payload exceeds `maxFrameBytes`. */
   constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
     this.#maxFrameBytes = maxFrameBytes;
     this.#buf = new Uint8Array(MIN_READ_BYTES * 2);
     this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Largest payload accepted; may be raised or lowered between frames. */
+  get maxFrameBytes(): number {
+    return this.#maxFrameBytes;
+  }
+
+  set maxFrameBytes(bytes: number) {
+    this.#maxFrameBytes = bytes;
   }
 
   /** Bytes received that do not yet form a whole frame. */

@@ -10,9 +10,9 @@
 
 import { ERROR_CODES, type ErrorCode, ProtocolError } from "../errors.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
+import { DEAD_LETTER_SUFFIX, isValidQueueName, MAX_QUEUE_NAME_LENGTH } from "../queue_names.ts";
 
-/** Longest queue name, in UTF-16 code units. */
-export const MAX_QUEUE_NAME_LENGTH = 200;
+export { MAX_QUEUE_NAME_LENGTH };
 
 /** Longest client name sent in `hello`. */
 export const MAX_CLIENT_NAME_LENGTH = 200;
@@ -70,7 +70,7 @@ export interface WelcomeMessage {
   leaseMs: number;
 }
 
-/** Either direction: a request failed, or the connection is being refused. */
+/** Master → client: a request failed, or the connection is being refused or closed. */
 export interface ErrorMessage {
   op: "error";
   /** The failed request's id; absent for errors not tied to a request. */
@@ -233,7 +233,9 @@ function asMap(value: unknown): Fields {
 
 function onlyFields(msg: Fields, allowed: ReadonlySet<string>): void {
   for (const key in msg) {
-    if (!allowed.has(key)) fail(`"${msg.op}" message has unknown field "${key}"`);
+    if (!allowed.has(key)) {
+      fail(`"${String(msg.op).slice(0, 40)}" message has unknown field "${key.slice(0, 40)}"`);
+    }
   }
 }
 
@@ -265,22 +267,16 @@ function text(msg: Fields, key: string, maxLength: number): string {
   return value;
 }
 
-// Control characters would corrupt logs and terminals that show queue names.
-// deno-lint-ignore no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
-
 /**
  * Checks a queue name: 1 to {@link MAX_QUEUE_NAME_LENGTH} characters, no
  * control characters.
  * @throws {ProtocolError} when it is not.
  */
 export function checkQueueName(name: unknown): string {
-  if (
-    typeof name !== "string" || name.length === 0 || name.length > MAX_QUEUE_NAME_LENGTH ||
-    CONTROL_CHARS.test(name)
-  ) {
+  if (!isValidQueueName(name)) {
     fail(
-      `queue name must be 1–${MAX_QUEUE_NAME_LENGTH} characters without control characters`,
+      `queue name must be 1–${MAX_QUEUE_NAME_LENGTH} characters (plus an optional ` +
+        `"${DEAD_LETTER_SUFFIX}") without control characters`,
     );
   }
   return name;

@@ -1,0 +1,38 @@
+/**
+ * Queue names and the dead-letter naming rule, shared by the engine and every
+ * protocol front-end.
+ *
+ * A name is 1 to {@link MAX_QUEUE_NAME_LENGTH} characters without control
+ * characters, not counting one trailing {@link DEAD_LETTER_SUFFIX}; so the
+ * dead-letter queue of every valid queue has a valid name too. Items that run
+ * out of attempts inside a dead-letter queue stay in it.
+ *
+ * @module
+ */
+
+/** Longest queue name, in UTF-16 code units, not counting a trailing `.dead`. */
+export const MAX_QUEUE_NAME_LENGTH = 200;
+
+/** Suffix of the dead-letter queue that belongs to each queue. */
+export const DEAD_LETTER_SUFFIX = ".dead";
+
+// Control characters would corrupt logs and terminals that show queue names.
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+/** Whether `name` names the dead-letter queue of another queue. */
+export function isDeadLetterQueue(name: string): boolean {
+  return name.endsWith(DEAD_LETTER_SUFFIX) && name.length > DEAD_LETTER_SUFFIX.length;
+}
+
+/** The dead-letter queue of queue `name` (a dead-letter queue is its own). */
+export function deadLetterQueue(name: string): string {
+  return isDeadLetterQueue(name) ? name : name + DEAD_LETTER_SUFFIX;
+}
+
+/** Whether `name` is a valid queue name. */
+export function isValidQueueName(name: unknown): name is string {
+  if (typeof name !== "string" || name.length === 0 || CONTROL_CHARS.test(name)) return false;
+  const base = isDeadLetterQueue(name) ? name.length - DEAD_LETTER_SUFFIX.length : name.length;
+  return base <= MAX_QUEUE_NAME_LENGTH;
+}
