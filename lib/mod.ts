@@ -15,6 +15,7 @@
  */
 
 export {
+  type AckOptions,
   Client,
   connect,
   type ConnectOptions,

@@ -1,11 +1,15 @@
 /**
- * `deno task bench`: measures taskq on this machine and prints a table plus one
- * JSON line per scenario (also written to bench-results/).
+ * `deno task bench`: measures taskq on this machine next to Python's
+ * `multiprocessing.managers`, and prints a table, the ratios, and one JSON line
+ * per scenario (all also written to bench-results/).
  *
- * Scenarios: producer-only puts (batched, and one by one pipelined), the
- * put→get→ack round trip of one client, and the seed's workload end to end
- * (a producer puts N ints, 1, 2 and 4 worker processes square them, the
- * producer collects the N results).
+ * For each store (in memory, and durable SQLite, the default):
+ * - producer-only puts, batched and one by one (pipelined);
+ * - the put→get→ack round trip of one client (median, p99);
+ * - the seed's workload: a producer puts N ints, 1, 2 and 4 worker processes
+ *   square them into "results", the producer collects the N results.
+ * Then the same seed workload on Python's managers (scripts/python_managers_bench.py),
+ * and the master's memory with 1,000,000 small items queued.
  *
  * Usage: deno task bench [N]   (default N = 100000)
  *
@@ -16,18 +20,26 @@ import { connect } from "../lib/mod.ts";
 
 const DEFAULT_N = 100_000;
 const PUT_BATCH = 1_000;
+const PUT_BATCHES_IN_FLIGHT = 8;
 const PIPELINE_DEPTH = 256;
 const ROUND_TRIPS = 5_000;
 const WORKER_COUNTS = [1, 2, 4];
 const WORKER_CONCURRENCY = 64;
 const COLLECT_BATCH = 1_000;
 const COLLECT_TIMEOUT_MS = 60_000;
+const MEMORY_ITEMS = 1_000_000;
+const PROGRESS_STEPS = 4;
 
 const N = Number(Deno.args[0] ?? DEFAULT_N);
 const root = new URL("..", import.meta.url).pathname;
+const encoder = new TextEncoder();
+
+type Store = "memory" | "durable";
 
 interface Row {
   scenario: string;
+  store?: Store | "python";
+  workers?: number;
   value: number;
   unit: string;
   [key: string]: unknown;
@@ -39,7 +51,19 @@ function report(row: Row): void {
   console.log(JSON.stringify(row));
 }
 
-async function startMaster(): Promise<{ address: string; stop(): Promise<void> }> {
+function progress(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(`  ${text}\r`));
+}
+
+interface RunningMaster {
+  address: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function startMaster(store: Store): Promise<RunningMaster> {
+  const dataDir = store === "durable" ? await Deno.makeTempDir({ prefix: "taskq-bench-" }) : "";
+  const storeArgs = store === "durable" ? ["--data", dataDir] : ["--memory"];
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -50,6 +74,7 @@ async function startMaster(): Promise<{ address: string; stop(): Promise<void> }
       "127.0.0.1:0",
       "--log-level",
       "warn",
+      ...storeArgs,
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -61,13 +86,14 @@ async function startMaster(): Promise<{ address: string; stop(): Promise<void> }
     if (done) throw new Error("master exited before listening");
     text += value;
   }
-  const address = /listening on (\S+)/.exec(text)![1];
   return {
-    address,
+    address: /listening on (\S+)/.exec(text)![1],
+    pid: child.pid,
     async stop() {
       child.kill("SIGTERM");
       await reader.cancel();
       await child.status;
+      if (dataDir) await Deno.remove(dataDir, { recursive: true });
     },
   };
 }
@@ -76,28 +102,24 @@ function rate(count: number, ms: number): number {
   return Math.round(count / (ms / 1000));
 }
 
-async function producerBatched(address: string): Promise<void> {
-  const client = await connect({ address });
+async function producerBatched(address: string, store: Store): Promise<void> {
+  const client = await connect({ address, reconnect: false });
   const queue = client.queue("bench-put-batched");
   const batch = Array.from({ length: PUT_BATCH }, (_, i) => i);
   const t0 = performance.now();
   const inFlight: Promise<unknown>[] = [];
   for (let sent = 0; sent < N; sent += PUT_BATCH) {
     inFlight.push(queue.putMany(batch));
-    if (inFlight.length >= 8) await inFlight.shift();
+    if (inFlight.length >= PUT_BATCHES_IN_FLIGHT) await inFlight.shift();
   }
   await Promise.all(inFlight);
-  report({
-    scenario: "put-batched",
-    value: rate(N, performance.now() - t0),
-    unit: "items/s",
-    batch: PUT_BATCH,
-  });
+  const value = rate(N, performance.now() - t0);
+  report({ scenario: "put-batched", store, value, unit: "items/s", batch: PUT_BATCH });
   await client.close();
 }
 
-async function producerOneByOne(address: string): Promise<void> {
-  const client = await connect({ address });
+async function producerOneByOne(address: string, store: Store): Promise<void> {
+  const client = await connect({ address, reconnect: false });
   const queue = client.queue("bench-put-single");
   const t0 = performance.now();
   const window = new Set<Promise<unknown>>();
@@ -107,17 +129,13 @@ async function producerOneByOne(address: string): Promise<void> {
     if (window.size >= PIPELINE_DEPTH) await Promise.race(window);
   }
   await Promise.all(window);
-  report({
-    scenario: "put-single-pipelined",
-    value: rate(N, performance.now() - t0),
-    unit: "items/s",
-    depth: PIPELINE_DEPTH,
-  });
+  const value = rate(N, performance.now() - t0);
+  report({ scenario: "put-single", store, value, unit: "items/s", pipelined: PIPELINE_DEPTH });
   await client.close();
 }
 
-async function roundTrip(address: string): Promise<void> {
-  const client = await connect({ address });
+async function roundTrip(address: string, store: Store): Promise<void> {
+  const client = await connect({ address, reconnect: false });
   const queue = client.queue("bench-rtt");
   const samples: number[] = [];
   for (let i = 0; i < ROUND_TRIPS; i++) {
@@ -128,22 +146,16 @@ async function roundTrip(address: string): Promise<void> {
     samples.push((performance.now() - t0) * 1000);
   }
   samples.sort((a, b) => a - b);
-  const median = samples[Math.floor(samples.length / 2)];
-  const p99 = samples[Math.floor(samples.length * 0.99)];
-  report({
-    scenario: "put-get-ack-rtt",
-    value: Math.round(median),
-    unit: "µs median",
-    p99: Math.round(p99),
-  });
+  const median = Math.round(samples[Math.floor(samples.length / 2)]);
+  const p99 = Math.round(samples[Math.floor(samples.length * 0.99)]);
+  report({ scenario: "put-get-ack-rtt", store, value: median, unit: "µs median", p99 });
   await client.close();
 }
 
-async function seedWorkload(address: string, workers: number): Promise<void> {
-  const client = await connect({ address });
+async function seedWorkload(address: string, store: Store, workers: number): Promise<void> {
+  const client = await connect({ address, reconnect: false });
   const tasks = client.queue("tasks");
   const results = client.queue("results");
-  const t0 = performance.now();
   const procs = Array.from({ length: workers }, () =>
     new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", `${root}scripts/bench_worker.ts`, address, String(WORKER_CONCURRENCY)],
@@ -151,54 +163,128 @@ async function seedWorkload(address: string, workers: number): Promise<void> {
       stderr: "inherit",
     }).spawn());
   const ints = Array.from({ length: N }, () => Math.floor(Math.random() * 10_001));
-  for (let i = 0; i < N; i += PUT_BATCH) await tasks.putMany(ints.slice(i, i + PUT_BATCH));
+  const t0 = performance.now();
+  const putting = (async () => {
+    for (let i = 0; i < N; i += PUT_BATCH) await tasks.putMany(ints.slice(i, i + PUT_BATCH));
+  })();
   let got = 0;
   while (got < N) {
     const jobs = await results.getMany(COLLECT_BATCH, COLLECT_TIMEOUT_MS);
     if (jobs.length === 0) throw new Error(`only ${got} of ${N} results came`);
     await results.ack(jobs);
     got += jobs.length;
-    if (got % (N / 4) < jobs.length) {
-      await Deno.stderr.write(new TextEncoder().encode(`  ${workers} workers: ${got}/${N}\r`));
+    if (got % (N / PROGRESS_STEPS) < jobs.length) {
+      progress(`${store}, ${workers} workers: ${got}/${N}`);
     }
   }
   const ms = performance.now() - t0;
+  await putting;
   await Promise.all(procs.map((p) => p.status));
+  report({ scenario: "seed-workload", store, workers, value: rate(N, ms), unit: "tasks/s", n: N });
+  await client.close();
+}
+
+async function pythonWorkload(workers: number): Promise<void> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command("python3", {
+      args: [`${root}scripts/python_managers_bench.py`, String(N), String(workers)],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+  } catch {
+    console.log(`python managers, ${workers} workers: SKIPPED (no python3 on this machine)`);
+    return;
+  }
+  if (!output.success) throw new Error("python managers benchmark failed");
+  const result = JSON.parse(new TextDecoder().decode(output.stdout));
   report({
     scenario: "seed-workload",
-    value: rate(N, ms),
-    unit: "tasks/s",
+    store: "python",
     workers,
-    store: "memory",
+    value: result.tasks_per_s,
+    unit: "tasks/s",
     n: N,
+    python: result.python,
   });
-  await client.close();
+}
+
+async function rssOf(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+async function memoryFootprint(): Promise<void> {
+  const master = await startMaster("memory");
+  try {
+    const client = await connect({ address: master.address, reconnect: false });
+    const before = await rssOf(master.pid);
+    const queue = client.queue("bench-memory");
+    const batch = Array.from({ length: PUT_BATCH }, (_, i) => i);
+    for (let sent = 0; sent < MEMORY_ITEMS; sent += PUT_BATCH) {
+      await queue.putMany(batch);
+      if (sent % (MEMORY_ITEMS / PROGRESS_STEPS) === 0) progress(`memory: ${sent}/${MEMORY_ITEMS}`);
+    }
+    const after = await rssOf(master.pid);
+    report({
+      scenario: "master-rss-1M-items",
+      store: "memory",
+      value: Math.round(after / 2 ** 20),
+      unit: "MiB RSS",
+      bytesPerItem: Math.round((after - before) / MEMORY_ITEMS),
+    });
+    await client.close();
+  } finally {
+    await master.stop();
+  }
+}
+
+function find(scenario: string, store: string, workers?: number): number | undefined {
+  return rows.find((r) => r.scenario === scenario && r.store === store && r.workers === workers)
+    ?.value;
 }
 
 console.log(
   `taskq bench: N=${N}, ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}`,
 );
-const master = await startMaster();
-try {
-  await producerBatched(master.address);
-  await producerOneByOne(master.address);
-  await roundTrip(master.address);
-  for (const workers of WORKER_COUNTS) await seedWorkload(master.address, workers);
-} finally {
-  await master.stop();
+for (const store of ["memory", "durable"] as const) {
+  const master = await startMaster(store);
+  try {
+    await producerBatched(master.address, store);
+    await producerOneByOne(master.address, store);
+    await roundTrip(master.address, store);
+    for (const workers of WORKER_COUNTS) await seedWorkload(master.address, store, workers);
+  } finally {
+    await master.stop();
+  }
 }
-console.log("\nscenario               value       unit");
+for (const workers of WORKER_COUNTS) await pythonWorkload(workers);
+await memoryFootprint();
+
+console.log("\nscenario              store     workers        value  unit");
 for (const row of rows) {
   console.log(
-    `${row.scenario.padEnd(22)} ${String(row.value).padStart(10)}  ${row.unit}${
-      row.workers ? ` (${row.workers} workers)` : ""
-    }`,
+    `${row.scenario.padEnd(21)} ${String(row.store ?? "").padEnd(9)} ${
+      String(row.workers ?? "").padStart(7)
+    } ${String(row.value).padStart(12)}  ${row.unit}`,
   );
+}
+console.log("\nseed workload, taskq / python managers:");
+for (const workers of WORKER_COUNTS) {
+  const python = find("seed-workload", "python", workers);
+  if (python === undefined) continue;
+  const ratios: Record<string, number> = {};
+  for (const store of ["memory", "durable"]) {
+    const value = find("seed-workload", store, workers);
+    if (value !== undefined) ratios[store] = Math.round((value / python) * 10) / 10;
+  }
+  console.log(`  ${workers} workers: memory ${ratios.memory}×, durable ${ratios.durable}×`);
+  report({ scenario: "ratio-vs-python", workers, value: ratios.memory, unit: "×", ...ratios });
 }
 await Deno.mkdir(`${root}bench-results`, { recursive: true });
 const file = `${root}bench-results/bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
 await Deno.writeTextFile(
   file,
-  JSON.stringify({ date: new Date().toISOString(), n: N, rows }, null, 2),
+  JSON.stringify({ date: new Date().toISOString(), n: N, deno: Deno.version.deno, rows }, null, 2),
 );
 console.log(`results written to ${file}`);

@@ -8,11 +8,15 @@
  * @module
  */
 
-/** The permissions the binary runs with: the network, its key and config, and worker commands. */
+/**
+ * The permissions the binary runs with: the network, its key and config, the
+ * master's data directory, and worker commands.
+ */
 export const PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-env",
   "--allow-read",
+  "--allow-write",
   "--allow-run",
   "--allow-sys=hostname",
 ];

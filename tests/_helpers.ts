@@ -576,3 +576,67 @@ export function randomBytes(random: () => number, n: number): Uint8Array {
   for (let i = 0; i < n; i++) out[i] = Math.floor(random() * 256);
   return out;
 }
+
+/**
+ * A TCP port on loopback that was free a moment ago: listens on port 0, notes
+ * the port and closes. For a master that must come back on the same address.
+ */
+export function freeLoopbackPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
+  try {
+    return (listener.addr as Deno.NetAddr).port;
+  } finally {
+    listener.close();
+  }
+}
+
+/**
+ * The command line (after the deno executable) that runs `taskq master` on
+ * `listen` with its items kept durably in `dataDir` (`--data`), allowed to
+ * write there only.
+ */
+export function durableMasterArgs(listen: string, dataDir: string, extra: string[] = []): string[] {
+  const args = masterArgs(listen, ["--data", dataDir, ...extra], false);
+  args.splice(1, 0, `--allow-write=${dataDir}`);
+  return args;
+}
+
+/** Options of {@link startDurableMaster}. */
+export interface StartDurableMasterOptions extends StartMasterOptions {
+  /** The data directory (`--data`). */
+  dataDir: string;
+}
+
+/**
+ * Starts `main.ts master --data DIR` (durable: no `--memory`) and waits until
+ * it prints its address; on `127.0.0.1:0` unless `listen` says otherwise.
+ */
+export async function startDurableMaster(
+  options: StartDurableMasterOptions,
+): Promise<MasterProcess> {
+  const key = options.key === undefined ? TEST_KEY : options.key;
+  const proc = new Proc(
+    "durable master",
+    durableMasterArgs(options.listen ?? "127.0.0.1:0", options.dataDir, options.args),
+    keyEnv(key),
+  );
+  let address: string;
+  try {
+    address = (await proc.waitForLine(LISTENING, MASTER_START_MS))[1];
+  } catch (error) {
+    await proc.dispose();
+    throw error;
+  }
+  return {
+    proc,
+    address,
+    key,
+    async stop() {
+      const status = await proc.stop("SIGTERM");
+      if (status.code !== 0) {
+        throw new Error(`master did not shut down cleanly: ${proc.describe()}`);
+      }
+    },
+    [Symbol.asyncDispose]: () => proc.dispose(),
+  };
+}

@@ -169,3 +169,30 @@ Deno.test("demo prints 10 tasks and 10 correct results, then exits 0", async () 
   }).sort();
   assert.deepEqual(squared, put);
 });
+
+Deno.test("the deno.json master task has the permissions a durable master needs", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(`${REPO_ROOT}/deno.json`));
+  const [deno, ...taskArgs] = (denoJson.tasks.master as string).split(/\s+/);
+  assert.equal(deno, "deno");
+  const dir = await Deno.makeTempDir({ prefix: "taskq-task-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs, "--listen", "127.0.0.1:0", "--data", `${dir}/data`],
+    cwd: REPO_ROOT,
+    env: keyEnv(TEST_KEY),
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const { value } = await reader.read();
+    assert.match(value ?? "", /^taskq master listening on 127\.0\.0\.1:\d+/);
+    await reader.cancel();
+  } finally {
+    child.kill("SIGTERM");
+    const status = await child.status;
+    const stderr = decoder.decode(await new Response(child.stderr).arrayBuffer());
+    await Deno.remove(dir, { recursive: true });
+    assert.equal(status.code, 0, stderr);
+  }
+});

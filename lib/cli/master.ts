@@ -60,6 +60,8 @@ Options:
                             attempt up to ${DEFAULT_BACKOFF_MAX_MS / 1000} s (default ${
   DEFAULT_BACKOFF_BASE_MS / 1000
 })
+  --max-queue-length N      items a queue may hold before puts to it wait
+                            (back-pressure on producers; default 0: no limit)
   --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
   --handshake-timeout SECONDS
                             time a new connection has to authenticate
@@ -87,6 +89,7 @@ const FLAGS: FlagSpec = {
   "queue-max-attempts": { type: "string", multiple: true },
   "retry-backoff": { type: "string" },
   "max-frame": { type: "string" },
+  "max-queue-length": { type: "string" },
   "handshake-timeout": { type: "string" },
   ...LOG_FLAGS,
 };
@@ -129,6 +132,7 @@ export async function runMaster(args: string[]): Promise<number> {
     listen,
     authkey,
     defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS),
+    maxQueueLength: intFlag(parsed, "max-queue-length", 0, 0),
     retry: {
       maxAttempts: intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT),
       backoffBaseMs: secondsFlag(parsed, "retry-backoff", DEFAULT_BACKOFF_BASE_MS),

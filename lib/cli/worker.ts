@@ -43,6 +43,8 @@ Options:
   --results NAME            queue to put result records on: {id, queue, item,
                             output, exitCode, attempt, worker}
   --concurrency N           commands run at once (default 1)
+  --prefetch N              leased items held ready beyond the running ones
+                            (default 0; raise it for many short commands)
   --timeout SECONDS         kill a command that runs longer (default: no limit)
   --exit-when-idle SECONDS  exit once no item came for this long
   --lease SECONDS           lease to ask for; renewed while a command runs
@@ -68,6 +70,7 @@ const FLAGS: FlagSpec = {
   queue: { type: "string" },
   results: { type: "string" },
   concurrency: { type: "string" },
+  prefetch: { type: "string" },
   timeout: { type: "string" },
   "exit-when-idle": { type: "string" },
   lease: { type: "string" },
@@ -127,6 +130,7 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
       queue,
       results,
       concurrency,
+      prefetch: intFlag(parsed, "prefetch", 0, 0, MAX_CONCURRENCY),
       exitWhenIdleMs,
       leaseMs,
       signal: stop.signal,

@@ -104,6 +104,12 @@ export interface PutOptions {
   maxAttempts?: number;
 }
 
+/** Options of an ack. */
+export interface AckOptions {
+  /** One result per acked item, put on `queue` together with the acks. */
+  results?: { queue: string; values: readonly unknown[] };
+}
+
 /** Options of a nack. */
 export interface NackOptions {
   /** Milliseconds before the items may be served again. */
@@ -212,12 +218,26 @@ export class Queue {
   }
 
   /**
-   * Marks items done.
-   * @throws {LeaseLostError} for items whose lease had already ended.
+   * Marks items done. With `options.results`, also puts one result per item on
+   * another queue in the same step: the master commits each result together
+   * with its item's ack, and drops the results of items whose lease was lost.
+   * @throws {LeaseLostError} for items whose lease had already ended (the
+   *   others are acked).
    */
-  async ack(jobs: JobRef | readonly JobRef[]): Promise<void> {
-    const reply = await this.#client.request({ op: "ack", rid: 0, ids: idsOf(jobs) });
-    throwIfFailed(reply);
+  async ack(jobs: JobRef | readonly JobRef[], options: AckOptions = {}): Promise<void> {
+    const request: Request = { op: "ack", rid: 0, ids: idsOf(jobs) };
+    if (options.results !== undefined) {
+      const { queue, values } = options.results;
+      if (values.length !== request.ids.length) {
+        throw new RangeError(
+          `ack needs one result per item: ${request.ids.length} items, ${values.length} results`,
+        );
+      }
+      for (const value of values) checkValue(value);
+      request.resultQueue = checkQueueName(queue);
+      request.results = values as unknown[];
+    }
+    throwIfFailed(await this.#client.request(request));
   }
 
   /**

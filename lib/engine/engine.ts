@@ -159,7 +159,14 @@ class QueueState {
   expired = 0;
   failed = 0;
   dead = 0;
+  /** Callbacks waiting for the queue to drop below its maximum length. */
+  readonly roomWaiters: Deque<() => void> = new Deque();
   constructor(readonly name: string, readonly maxAttempts: number) {}
+
+  /** Items in the queue: ready, delayed and leased. */
+  get length(): number {
+    return this.ready.length + this.delayed + this.leased;
+  }
 }
 
 /** Statistics of one queue, as {@link Engine.stats} reports them. */
@@ -198,6 +205,8 @@ export interface EngineOptions {
   defaultLeaseMs?: number;
   /** How failed items are retried and when they are dead-lettered. */
   retry?: Partial<RetryPolicy>;
+  /** Items a queue may hold before puts to it wait (0: no limit). */
+  maxQueueLength?: number;
 }
 
 /** The queue engine. */
@@ -208,6 +217,8 @@ export class Engine {
   readonly defaultLeaseMs: number;
   /** How failed items are retried. */
   readonly retry: RetryPolicy;
+  /** Items a queue may hold before puts to it wait (0: no limit). */
+  readonly maxQueueLength: number;
   readonly #clock: () => number;
   readonly #queues = new Map<string, QueueState>();
   readonly #items = new Map<number, Item>();
@@ -221,7 +232,15 @@ export class Engine {
     this.store = options.store ?? new MemoryStore();
     this.#clock = options.clock ?? Date.now;
     this.defaultLeaseMs = options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
-    this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    // Fields given as undefined take their defaults too (a spread would copy the undefined).
+    const retry = options.retry ?? {};
+    this.retry = {
+      maxAttempts: retry.maxAttempts ?? DEFAULT_RETRY_POLICY.maxAttempts,
+      backoffBaseMs: retry.backoffBaseMs ?? DEFAULT_RETRY_POLICY.backoffBaseMs,
+      backoffMaxMs: retry.backoffMaxMs ?? DEFAULT_RETRY_POLICY.backoffMaxMs,
+      maxAttemptsByQueue: retry.maxAttemptsByQueue,
+    };
+    this.maxQueueLength = options.maxQueueLength ?? 0;
   }
 
   /** Loads the items an earlier run left in the store (all of them ready or delayed). */
@@ -307,6 +326,25 @@ export class Engine {
   }
 
   /**
+   * Whether queue `name` is at its maximum length, so puts to it should wait;
+   * if so, `onRoom` is called (once, first come first served) when it drops below.
+   */
+  isFull(name: string, onRoom: () => void): boolean {
+    if (this.maxQueueLength === 0) return false;
+    const queue = this.#queue(name);
+    if (queue.length < this.maxQueueLength && queue.roomWaiters.length === 0) return false;
+    queue.roomWaiters.push(onRoom);
+    return true;
+  }
+
+  /** Wakes puts waiting for room in `queue`, while there is room. */
+  #wakeRoomWaiters(queue: QueueState): void {
+    while (queue.roomWaiters.length > 0 && queue.length < this.maxQueueLength) {
+      (queue.roomWaiters.shift() as () => void)();
+    }
+  }
+
+  /**
    * Leases up to `max` items of queue `name` to `consumer`. If none is ready,
    * waits up to `timeoutMs` (first come, first served among waiting gets).
    * `deliver` is called exactly once: with the items, or with none on timeout;
@@ -337,13 +375,29 @@ export class Engine {
     this.#timers.schedule(waiter, this.#clock() + timeoutMs);
   }
 
-  /** Settles leased items as done. Returns the ids `consumer` did not hold a lease on. */
-  ack(consumer: Consumer, ids: readonly number[]): number[] {
-    return this.#settle(consumer, ids, (queue, item) => {
+  /**
+   * Settles leased items as done, and puts `results.values[i]` for each
+   * `ids[i]` that was held on `results.queue`, in the same step (so a result
+   * and its ack are committed together). Returns the ids `consumer` did not
+   * hold a lease on; their results are dropped.
+   */
+  ack(
+    consumer: Consumer,
+    ids: readonly number[],
+    results?: { queue: string; values: readonly unknown[] },
+  ): number[] {
+    const kept: unknown[] = [];
+    const touched = new Set<QueueState>();
+    const failed = this.#settle(consumer, ids, (queue, item, index) => {
       queue.acked++;
       this.#items.delete(item.id);
       this.store.remove(item.id);
+      if (results !== undefined) kept.push(results.values[index]);
+      if (queue.roomWaiters.length > 0) touched.add(queue);
     });
+    for (const queue of touched) this.#wakeRoomWaiters(queue);
+    if (kept.length > 0) this.put((results as { queue: string }).queue, kept);
+    return failed;
   }
 
   /**
@@ -499,6 +553,7 @@ export class Engine {
     queue.dead++;
     this.#items.delete(item.id);
     this.store.remove(item.id);
+    if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
     const letter: DeadLetter = {
       queue: item.queue,
       id: item.id,
@@ -546,10 +601,11 @@ export class Engine {
   #settle(
     consumer: Consumer,
     ids: readonly number[],
-    then: (queue: QueueState, item: Item) => void,
+    then: (queue: QueueState, item: Item, index: number) => void,
   ): number[] {
     const failed: number[] = [];
-    for (const id of ids) {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
       const item = this.#items.get(id);
       if (item === undefined || item.owner !== consumer) {
         failed.push(id);
@@ -558,7 +614,7 @@ export class Engine {
       const queue = this.#queue(item.queue);
       consumer.leases.delete(item);
       this.#unlease(queue, item);
-      then(queue, item);
+      then(queue, item, i);
     }
     return failed;
   }

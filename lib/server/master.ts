@@ -42,6 +42,8 @@ export interface MasterOptions {
   defaultLeaseMs?: number;
   /** How failed items are retried and when they are dead-lettered. */
   retry?: Partial<RetryPolicy>;
+  /** Items a queue may hold before puts to it wait (0, the default: no limit). */
+  maxQueueLength?: number;
   /** Largest frame payload accepted. */
   maxFrameBytes?: number;
   /** Time allowed to complete the handshake. */
@@ -208,6 +210,7 @@ export async function serve(options: MasterOptions): Promise<Master> {
     store: options.store,
     defaultLeaseMs: options.defaultLeaseMs,
     retry: options.retry,
+    maxQueueLength: options.maxQueueLength,
   });
   engine.restore(await engine.store.load());
   let listener: Deno.TcpListener;

@@ -142,7 +142,7 @@ export class NativeSession {
     return this.conn.sendAndClose(reply);
   }
 
-  #onMessage(raw: unknown): void {
+  #onMessage(raw: unknown): void | Promise<void> {
     if (this.#phase === "closed") return;
     let msg: ClientMessage;
     try {
@@ -161,8 +161,11 @@ export class NativeSession {
           if (msg.op === "hello" || msg.op === "auth") {
             throw new ProtocolError(`"${msg.op}" is only valid during the handshake`);
           }
-          this.#onRequest(msg);
-          this.#ctx.afterChange();
+          {
+            const paused = this.#onRequest(msg);
+            this.#ctx.afterChange();
+            return paused;
+          }
       }
     } catch (error) {
       void this.#fail(error, ridOf(raw));
@@ -238,7 +241,22 @@ export class NativeSession {
     );
   }
 
-  #onRequest(msg: Request): void {
+  #onRequest(msg: Request): void | Promise<void> {
+    if (msg.op === "put") {
+      // A full queue: stop reading this connection until there is room (back-pressure).
+      let room: (() => void) | undefined;
+      const paused = new Promise<void>((resolve) => room = resolve);
+      if (this.#ctx.engine.isFull(msg.queue, room!)) {
+        return paused.then(() => {
+          if (this.#phase !== "closed") this.#handle(msg);
+          this.#ctx.afterChange();
+        });
+      }
+    }
+    this.#handle(msg);
+  }
+
+  #handle(msg: Request): void {
     const engine = this.#ctx.engine;
     const consumer = this.#consumer as Consumer;
     const conn = this.conn;
@@ -257,7 +275,15 @@ export class NativeSession {
         });
         return;
       case "ack":
-        this.#sendDurable({ op: "ok", rid, failed: engine.ack(consumer, msg.ids) });
+        this.#sendDurable({
+          op: "ok",
+          rid,
+          failed: engine.ack(
+            consumer,
+            msg.ids,
+            msg.results && { queue: msg.resultQueue as string, values: msg.results },
+          ),
+        });
         return;
       case "nack":
         this.#sendDurable({ op: "ok", rid, failed: engine.nack(consumer, msg.ids, msg.delay) });

@@ -23,6 +23,7 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { clearImmediate, setImmediate } from "node:timers";
 import { decode, encode } from "../wire/codec.ts";
 import { EXIT_DATA, TaskqError } from "../errors.ts";
 import type { LoadedState, Store, StoredItem } from "./store.ts";
@@ -82,6 +83,11 @@ const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
+/** Pages in the database file: 0 for a new, empty file. */
+function pageCount(db: DatabaseSync): number {
+  return (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
+}
+
 function sqliteMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -102,7 +108,7 @@ export class SqliteStore implements Store {
   #nextId = 1;
   #committedNextId = 1;
   #waiters: PromiseWithResolvers<void> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: ReturnType<typeof setImmediate> | undefined;
   #closed = false;
   /** Commit durations in ms, for metrics; the latest few hundred. */
   readonly commitTimes: number[] = [];
@@ -145,14 +151,22 @@ export class SqliteStore implements Store {
 
   #open(db: DatabaseSync): void {
     const where = this.path;
+    let fresh: boolean;
     try {
-      // Exclusive locking: the lock is taken by the first write and held until close.
+      // Exclusive locking: the lock is taken by the first access and held until close.
       db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      // Identified before anything is written: another program's file, or a
+      // newer taskq's, is never changed (not even switched to WAL).
+      fresh = this.#identify(db);
+      // Incremental vacuum can only be chosen for a new file, and before the
+      // switch to WAL (which writes the file's first page).
+      if (fresh) db.exec("PRAGMA auto_vacuum = INCREMENTAL");
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = FULL");
       db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
       db.exec("BEGIN IMMEDIATE");
     } catch (error) {
+      if (error instanceof StoreError) throw error;
       const message = sqliteMessage(error);
       if (/locked|busy/i.test(message)) {
         throw new StoreLockedError(
@@ -166,26 +180,10 @@ export class SqliteStore implements Store {
       );
     }
     try {
-      const appId = (db.prepare("PRAGMA application_id").get() as { application_id: number })
-        .application_id;
-      const version = (db.prepare("PRAGMA user_version").get() as { user_version: number })
-        .user_version;
-      const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number };
-      if (appId === 0 && version === 0 && tables.n === 0) {
-        db.exec("PRAGMA auto_vacuum = INCREMENTAL");
+      if (fresh) {
         db.exec(SCHEMA);
         db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
         db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-      } else if (appId !== APPLICATION_ID) {
-        throw new StoreCorruptError(
-          `${where} is a SQLite database but not taskq's; it was left untouched: ` +
-            `choose another --data directory`,
-        );
-      } else if (version > SCHEMA_VERSION) {
-        throw new StoreVersionError(
-          `${where} was written by a newer taskq (schema ${version}, this release reads ` +
-            `${SCHEMA_VERSION}); upgrade taskq to use it`,
-        );
       } else {
         const check = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
         if (check.length !== 1 || check[0].quick_check !== "ok") {
@@ -208,6 +206,36 @@ export class SqliteStore implements Store {
           `restore a backup or move it away`,
       );
     }
+  }
+
+  /**
+   * Reads (only) the file's identity: true for a new file (empty, or a SQLite
+   * file with no table and no mark), false for a taskq database this release reads.
+   * @throws {StoreCorruptError} for another program's SQLite database.
+   * @throws {StoreVersionError} for a database written by a newer taskq.
+   */
+  #identify(db: DatabaseSync): boolean {
+    if (pageCount(db) === 0) return true;
+    const where = this.path;
+    const appId = (db.prepare("PRAGMA application_id").get() as { application_id: number })
+      .application_id;
+    const version = (db.prepare("PRAGMA user_version").get() as { user_version: number })
+      .user_version;
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number };
+    if (appId === 0 && version === 0 && tables.n === 0) return true;
+    if (appId !== APPLICATION_ID) {
+      throw new StoreCorruptError(
+        `${where} is a SQLite database but not taskq's; it was left untouched: ` +
+          `choose another --data directory`,
+      );
+    }
+    if (version > SCHEMA_VERSION) {
+      throw new StoreVersionError(
+        `${where} was written by a newer taskq (schema ${version}, this release reads ` +
+          `${SCHEMA_VERSION}); upgrade taskq to use it`,
+      );
+    }
+    return false;
   }
 
   /** Whether changes are waiting for a commit. */
@@ -248,10 +276,11 @@ export class SqliteStore implements Store {
     } else if (change === "delete") {
       if (pending.change === "insert") this.#pending.delete(item.id);
       else pending.change = "delete";
-    } else if (change === "update") {
-      if (pending.change === "delete") pending.change = "update";
     } else {
-      pending.change = "insert";
+      // The latest state wins; an insert not yet written stays an insert.
+      pending.item = item;
+      if (change === "insert") pending.change = "insert";
+      else if (pending.change === "delete") pending.change = "update";
     }
     this.#schedule();
   }
@@ -274,11 +303,12 @@ export class SqliteStore implements Store {
 
   #schedule(): void {
     if (this.#timer !== undefined || this.#closed) return;
-    // A macrotask: everything that arrives in this turn of the event loop commits together.
-    this.#timer = setTimeout(() => {
+    // After the I/O of this turn of the event loop: what arrived together commits
+    // together. (setTimeout(0) would be clamped to milliseconds; this is not.)
+    this.#timer = setImmediate(() => {
       this.#timer = undefined;
       this.#flush();
-    }, 0);
+    });
   }
 
   /** Resolves once every change recorded so far is durable. */
@@ -353,14 +383,15 @@ export class SqliteStore implements Store {
     const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
       .freelist_count;
     if (free < VACUUM_FREE_PAGES) return;
-    this.#db.exec("PRAGMA incremental_vacuum");
+    // Each step of this pragma frees one page: step it to the end (exec() steps only once).
+    this.#db.prepare("PRAGMA incremental_vacuum").all();
     this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
 
   /** Commits what is pending and closes the database (releasing the lock). */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    clearTimeout(this.#timer);
+    if (this.#timer !== undefined) clearImmediate(this.#timer);
     this.#timer = undefined;
     this.#flush();
     this.#closed = true;

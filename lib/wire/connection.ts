@@ -124,11 +124,12 @@ export class FramedConnection {
 
   /**
    * Reads frames until the peer closes the connection, calling `onMessage` with
-   * each decoded value in order.
+   * each decoded value in order. When `onMessage` returns a promise, reading
+   * pauses until it settles (back-pressure on the peer).
    * @throws {ProtocolError} on an oversized or undecodable frame, or whatever
    *   `onMessage` throws; the caller decides whether to reply and close.
    */
-  async pump(onMessage: (message: unknown) => void): Promise<void> {
+  async pump(onMessage: (message: unknown) => void | Promise<void>): Promise<void> {
     const reader = this.#reader;
     while (!this.#closed) {
       let n: number | null;
@@ -140,7 +141,8 @@ export class FramedConnection {
       if (n === null) return;
       reader.written(n);
       for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
-        onMessage(decode(frame));
+        const paused = onMessage(decode(frame));
+        if (paused !== undefined) await paused;
         if (this.#closed) return;
       }
       if (this.queuedBytes > this.#highWater) await this.drained();

@@ -104,11 +104,18 @@ export interface GetRequest {
   lease?: number;
 }
 
-/** Settles leased items as done. */
+/**
+ * Settles leased items as done; optionally puts one result per id on
+ * `resultQueue` in the same step (results of ids not held are dropped).
+ */
 export interface AckRequest {
   op: "ack";
   rid: number;
   ids: number[];
+  /** Queue the results go to; present exactly when `results` is. */
+  resultQueue?: string;
+  /** One result per id, in the same order. */
+  results?: unknown[];
 }
 
 /** Returns leased items to their queue, optionally after a delay. */
@@ -313,7 +320,7 @@ const WELCOME_FIELDS = fieldSets("proof", "maxFrameBytes", "leaseMs");
 const ERROR_FIELDS = fieldSets("rid", "code", "message");
 const PUT_FIELDS = fieldSets("rid", "queue", "items", "delay", "maxAttempts");
 const GET_FIELDS = fieldSets("rid", "queue", "max", "timeout", "lease");
-const IDS_FIELDS = fieldSets("rid", "ids");
+const ACK_FIELDS = fieldSets("rid", "ids", "resultQueue", "results");
 const NACK_FIELDS = fieldSets("rid", "ids", "delay");
 const FAIL_FIELDS = fieldSets("rid", "ids", "error");
 const EXTEND_FIELDS = fieldSets("rid", "ids", "lease");
@@ -383,9 +390,19 @@ export function parseClientMessage(value: unknown): ClientMessage {
       if (lease !== undefined) get.lease = lease;
       return get;
     }
-    case "ack":
-      onlyFields(msg, IDS_FIELDS);
-      return { op: "ack", rid: uint(msg, "rid"), ids: ids(msg, "ids", 1) };
+    case "ack": {
+      onlyFields(msg, ACK_FIELDS);
+      const ack: AckRequest = { op: "ack", rid: uint(msg, "rid"), ids: ids(msg, "ids", 1) };
+      if (msg.results !== undefined || msg.resultQueue !== undefined) {
+        if (msg.resultQueue === undefined) fail(`"ack" with "results" needs "resultQueue"`);
+        ack.resultQueue = checkQueueName(msg.resultQueue);
+        ack.results = list(msg, "results", ack.ids.length);
+        if (ack.results.length !== ack.ids.length) {
+          fail(`"ack" needs exactly one result per id`);
+        }
+      }
+      return ack;
+    }
     case "nack": {
       onlyFields(msg, NACK_FIELDS);
       const nack: NackRequest = { op: "nack", rid: uint(msg, "rid"), ids: ids(msg, "ids", 1) };

@@ -69,6 +69,8 @@ export async function runCommand(
 ): Promise<CommandOutcome> {
   const text = itemText(job.value);
   const args = spec.args.map((arg) => arg.replaceAll(ITEM_PLACEHOLDER, text));
+  // An abort listener added now would never fire: do not start at all.
+  if (signal?.aborted) throw new CommandFailedError("command was stopped: the work was abandoned");
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(spec.command, {
@@ -76,6 +78,9 @@ export async function runCommand(
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
+      // Its own process group, so a stop reaches whatever it started too: a
+      // grandchild left running would hold the pipes open and the run with them.
+      detached: true,
       env: {
         TASKQ_TASK_ID: String(job.id),
         TASKQ_ATTEMPT: String(job.attempt),
@@ -88,15 +93,19 @@ export async function runCommand(
 
   let timedOut = false;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
+  const signalGroup = (sig: Deno.Signal) => {
+    if (Deno.build.os === "windows") child.kill(sig);
+    else Deno.kill(-child.pid, sig);
+  };
   const kill = () => {
     try {
-      child.kill("SIGTERM");
+      signalGroup("SIGTERM");
     } catch {
       return; // already exited
     }
     killTimer = setTimeout(() => {
       try {
-        child.kill("SIGKILL");
+        signalGroup("SIGKILL");
       } catch {
         // exited after SIGTERM
       }

@@ -1,18 +1,24 @@
 /**
  * The worker loop as a library: take items from a queue, run a handler on
- * each (up to `concurrency` at once), put what it returns on a results queue,
- * and ack; report failures to the master, which retries them with backoff or
- * dead-letters them.
+ * each (up to `concurrency` at once), and ack each with the handler's return
+ * value as its result; report failures to the master, which retries them with
+ * backoff or dead-letters them.
  *
- * While a handler runs, its lease is renewed every third of the lease length,
- * however long the work takes. If the lease is lost (a renewal is refused, or
- * the connection it came on dropped), the handler's signal is aborted and its
- * outcome discarded: the master serves the item again. When the master goes
- * away the client reconnects by itself and the loop carries on.
+ * Throughput: the worker keeps one get outstanding for the free slots plus a
+ * small prefetch window of leased items, so a slot never waits a round trip
+ * for its next item; acks of items finishing together go out as one request
+ * that also carries their results (committed together on the master); a slot
+ * is free as soon as its handler returns.
  *
- * Stopping (the `signal` option) takes no more items and lets running handlers
- * finish within a grace period; those still running then are aborted and their
- * items given back to the queue.
+ * Leases: every third of the lease length, one request renews the leases of
+ * all items held. If a lease is lost (a renewal is refused, or the connection
+ * the item came on dropped), the handler's signal is aborted and its outcome
+ * discarded: the master serves the item again. When the master goes away the
+ * client reconnects by itself and the loop carries on.
+ *
+ * Stopping (the `signal` option) takes no more items, gives back prefetched
+ * ones, and lets running handlers finish within a grace period; those still
+ * running then are aborted and their items given back to the queue.
  *
  * @module
  */
@@ -20,6 +26,8 @@
 import type { Client, Job } from "../client/client.ts";
 import { ConnectionLostError, LeaseLostError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { type Completion, Completions } from "./completions.ts";
+import { Deque } from "../engine/deque.ts";
 
 /** Longest single wait for items, so a stop or idle exit is noticed promptly. */
 export const WORKER_POLL_MS = 1_000;
@@ -47,6 +55,12 @@ export interface WorkerOptions<T = unknown> {
   results?: string;
   /** Handler runs at once (default 1). */
   concurrency?: number;
+  /**
+   * Leased items held ready beyond the running ones, so no slot waits a round
+   * trip (default: `concurrency`). Use 0 for slow work, so idle workers are
+   * never starved of items another worker holds.
+   */
+  prefetch?: number;
   /** The work. */
   handler: Handler<T>;
   /** Stop once no item has come for this long and nothing runs (default: never). */
@@ -69,7 +83,7 @@ export interface WorkerSummary {
   failed: number;
   /** Items whose lease was lost mid-work (the master serves them again). */
   lost: number;
-  /** Items whose result was sent but whose ack did not reach the master: they will run again. */
+  /** Items whose ack (sent together with its result) was in flight when the connection dropped. */
   ackLost: number;
   /** Items given back unfinished when the worker stopped. */
   returned: number;
@@ -89,122 +103,191 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   const { client, handler } = options;
   const log = options.log ?? silentLogger;
   const concurrency = Math.max(1, options.concurrency ?? 1);
+  const prefetch = Math.max(0, options.prefetch ?? concurrency);
   const leaseMs = options.leaseMs ?? client.defaultLeaseMs;
   const source = client.queue(options.queue);
-  const sink = options.results === undefined ? undefined : client.queue(options.results);
+  const completions = new Completions(source, options.results);
   const summary: WorkerSummary = { done: 0, failed: 0, lost: 0, ackLost: 0, returned: 0 };
-  const running = new Map<Promise<void>, AbortController>();
+  /** Jobs whose handler runs, with the controller that aborts it. */
+  const running = new Map<Job<T>, AbortController>();
+  /** Leased jobs waiting for a slot. */
+  const buffered = new Deque<Job<T>>();
+  /** Every job's settling (handler and ack), awaited before returning. */
+  const settling = new Set<Promise<void>>();
   let lastItemAt = Date.now();
-  let slotFreed = Promise.withResolvers<void>();
+  let wake = Promise.withResolvers<void>();
+  let fatal: { error: unknown } | undefined;
+  /** Settles when the get waiting at the master (if any) has been answered. */
+  let outstandingGet: Promise<unknown> | undefined;
+  const stopped = () => options.signal?.aborted === true || fatal !== undefined;
 
   const lost = (job: Job<T>, why: string) => {
     summary.lost++;
     log.warn("lease lost; the item will be served again", { id: job.id, why });
   };
 
+  /** Runs one job's handler, then acks it; frees its slot as soon as the handler returns. */
   const work = async (job: Job<T>, abort: AbortController): Promise<void> => {
-    const renew = setInterval(() => {
-      source.extend(job, leaseMs).catch((error) => {
-        if (!abort.signal.aborted) abort.abort(ABANDONED);
-        log.debug("lease renewal failed", { id: job.id, error: describe(error) });
-      });
-    }, Math.max(1, Math.floor(leaseMs / RENEWALS_PER_LEASE)));
-    let resultSent = false;
+    let result: unknown;
     try {
-      let result: unknown;
-      try {
-        result = await handler(job, abort.signal);
-      } catch (error) {
-        if (abort.signal.reason === SHUTDOWN) {
-          if (client.mayHoldLease(job)) await source.nack(job);
-          summary.returned++;
-        } else if (abort.signal.aborted || !client.mayHoldLease(job)) {
-          lost(job, "the work was abandoned");
-        } else {
-          summary.failed++;
-          log.warn("task failed", { id: job.id, attempt: job.attempt, error: describe(error) });
-          await source.fail(job, describe(error));
-        }
-        return;
-      }
-      if (abort.signal.reason === ABANDONED || !client.mayHoldLease(job)) {
-        lost(job, "the lease ended before the work did; its result was dropped");
-        return;
-      }
-      if (sink !== undefined) {
-        resultSent = true;
-        await sink.put(result);
-      }
-      await source.ack(job);
-      summary.done++;
+      result = await handler(job, abort.signal);
     } catch (error) {
-      if (!(error instanceof LeaseLostError) && !isDisconnect(error)) throw error;
-      if (resultSent) {
-        summary.ackLost++;
-        log.warn("result sent but the ack was lost; the item will run again", {
+      running.delete(job);
+      fillSlots();
+      if (abort.signal.reason === SHUTDOWN) {
+        // A get still waiting at the master would take the item straight back.
+        await outstandingGet;
+        if (client.mayHoldLease(job)) await source.nack(job);
+        summary.returned++;
+      } else if (abort.signal.aborted || !client.mayHoldLease(job)) {
+        lost(job, "the work was abandoned");
+      } else {
+        summary.failed++;
+        log.warn("task failed", { id: job.id, attempt: job.attempt, error: describe(error) });
+        await source.fail(job, describe(error));
+      }
+      return;
+    }
+    running.delete(job);
+    fillSlots();
+    if (abort.signal.reason === ABANDONED || !client.mayHoldLease(job)) {
+      lost(job, "the lease ended before the work did; its result was dropped");
+      return;
+    }
+    let completion: Completion;
+    try {
+      completion = await completions.complete(job, result);
+    } catch (error) {
+      if (!isDisconnect(error)) throw error;
+      // The ack and its result were sent together: either both took effect,
+      // or neither did and the item will run again.
+      summary.ackLost++;
+      log.warn(
+        "the connection dropped while acking; if the ack was lost, the item will run again",
+        {
           id: job.id,
           error: describe(error),
-        });
-      } else {
-        lost(job, describe(error));
-      }
-    } finally {
-      clearInterval(renew);
+        },
+      );
+      return;
     }
+    if (completion === "acked") summary.done++;
+    else lost(job, "the lease ended before the ack; its result was dropped");
   };
 
-  let fatal: { error: unknown } | undefined;
   const start = (job: Job<T>) => {
     const abort = new AbortController();
+    running.set(job, abort);
     const task: Promise<void> = work(job, abort)
       .catch((error) => {
-        fatal ??= { error };
+        if (error instanceof LeaseLostError || isDisconnect(error)) lost(job, describe(error));
+        else fatal ??= { error };
       })
       .finally(() => {
-        running.delete(task);
+        running.delete(job);
+        settling.delete(task);
         lastItemAt = Date.now();
-        slotFreed.resolve();
-        slotFreed = Promise.withResolvers<void>();
+        fillSlots();
+        wake.resolve();
       });
-    running.set(task, abort);
+    settling.add(task);
   };
 
-  const stopped = () => options.signal?.aborted === true || fatal !== undefined;
+  /**
+   * Holds a newly leased job. If the same item is still held from an earlier
+   * delivery (its lease expired and the master served it again), the earlier
+   * one is abandoned: only the newest delivery may settle it.
+   */
+  const take = (job: Job<T>) => {
+    for (const [old, abort] of running) {
+      if (old.id === job.id && !abort.signal.aborted) abort.abort(ABANDONED);
+    }
+    buffered.removeWhere((old) => old.id === job.id);
+    buffered.push(job);
+  };
+
+  /** Starts buffered jobs while slots are free. */
+  function fillSlots(): void {
+    while (running.size < concurrency && buffered.length > 0 && !stopped()) {
+      start(buffered.shift() as Job<T>);
+    }
+    wake.resolve();
+  }
+
+  /** Renews every held lease in one request; aborts the jobs whose lease is gone. */
+  const renew = setInterval(() => {
+    const held = [...running.keys(), ...buffered];
+    if (held.length === 0) return;
+    source.extend(held, leaseMs).catch((error) => {
+      const gone = error instanceof LeaseLostError ? new Set(error.ids) : undefined;
+      for (const [job, abort] of running) {
+        if ((gone === undefined || gone.has(job.id)) && !abort.signal.aborted) {
+          abort.abort(ABANDONED);
+        }
+      }
+      log.debug("lease renewal failed", { error: describe(error) });
+    });
+  }, Math.max(1, Math.floor(leaseMs / RENEWALS_PER_LEASE)));
+
   const stopWaiting = new Promise<void>((resolve) => {
     if (options.signal?.aborted) resolve();
     options.signal?.addEventListener("abort", () => resolve(), { once: true });
   });
   try {
     while (!stopped()) {
-      const free = concurrency - running.size;
-      if (free === 0) {
-        await Promise.race([slotFreed.promise, stopWaiting]);
+      fillSlots();
+      const want = concurrency + prefetch - running.size - buffered.length;
+      if (want <= 0) {
+        wake = Promise.withResolvers<void>();
+        await Promise.race([wake.promise, stopWaiting]);
         continue;
       }
       let wait = WORKER_POLL_MS;
+      if (running.size > 0 || buffered.length > 0) {
+        // Work is at hand: only take what is ready now, waiting a little at most.
+        wait = Math.min(wait, leaseMs / RENEWALS_PER_LEASE);
+      }
       if (options.exitWhenIdleMs !== undefined) {
         const idleFor = Date.now() - lastItemAt;
-        if (running.size === 0 && idleFor >= options.exitWhenIdleMs) break;
+        if (running.size === 0 && settling.size === 0 && idleFor >= options.exitWhenIdleMs) break;
         wait = Math.max(1, Math.min(wait, options.exitWhenIdleMs - idleFor));
       }
-      let jobs: Job<T>[];
+      let jobs: Job<T>[] | undefined;
+      const getting = source.getMany<T>(want, Math.round(wait), { leaseMs });
+      outstandingGet = getting.catch(() => {});
       try {
-        jobs = await source.getMany<T>(free, wait, { leaseMs });
+        jobs = await Promise.race([getting, stopWaiting.then(() => undefined)]);
       } catch (error) {
         if (isDisconnect(error) && !client.closed) {
           log.warn("connection to the master lost; reconnecting", { error: describe(error) });
+          // Prefetched items were returned by the master with the connection.
+          buffered.removeWhere(() => true);
           continue;
         }
         throw error;
       }
-      if (jobs.length === 0) continue;
-      lastItemAt = Date.now();
-      if (stopped()) {
-        await source.nack(jobs).catch(() => {});
-        summary.returned += jobs.length;
+      if (jobs === undefined) {
+        // Stopped while waiting: whatever the get still brings goes back.
+        const returning = getting.then(async (late) => {
+          if (late.length === 0) return;
+          await source.nack(late);
+          summary.returned += late.length;
+        }).catch(() => {});
+        settling.add(returning);
         break;
       }
-      for (const job of jobs) start(job);
+      if (jobs.length === 0) continue;
+      lastItemAt = Date.now();
+      for (const job of jobs) take(job);
+    }
+    // Give back what was prefetched but not started (once no get is waiting at
+    // the master, which would take it straight back).
+    const unstarted = [...buffered];
+    buffered.removeWhere(() => true);
+    if (unstarted.length > 0) {
+      await outstandingGet;
+      await source.nack(unstarted.filter((job) => client.mayHoldLease(job))).catch(() => {});
+      summary.returned += unstarted.length;
     }
     if (running.size > 0 && options.signal?.aborted) {
       const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
@@ -212,7 +295,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       const graceOver = new Promise<boolean>((resolve) =>
         timer = setTimeout(() => resolve(true), graceMs)
       );
-      const finished = Promise.all(running.keys()).then(() => false);
+      const finished = Promise.all(settling).then(() => false);
       if (await Promise.race([finished, graceOver])) {
         log.warn("grace period over; stopping the work still running", { running: running.size });
         for (const abort of running.values()) abort.abort(SHUTDOWN);
@@ -220,7 +303,8 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       clearTimeout(timer);
     }
   } finally {
-    await Promise.allSettled(running.keys());
+    await Promise.allSettled(settling);
+    clearInterval(renew);
   }
   if (fatal !== undefined) throw fatal.error;
   return summary;

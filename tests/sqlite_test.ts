@@ -1,0 +1,429 @@
+/**
+ * Tests of lib/store/sqlite.ts, the durable store, on temp directories (no
+ * sockets): items of every value type survive commit, close and reopen;
+ * changes that cancel out before a commit never reach the disk and the latest
+ * state of an item wins; ids are never reused; a fill-and-drain of 100,000
+ * items gives the space back; damaged, foreign and newer files are refused
+ * with a named error and left byte for byte as they were; and a second store
+ * on a directory in use is refused until the first one closes.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import {
+  APPLICATION_ID,
+  DATABASE_FILE,
+  SCHEMA_VERSION,
+  SqliteStore,
+  StoreCorruptError,
+  type StoreError,
+  StoreLockedError,
+  StoreVersionError,
+} from "../lib/store/sqlite.ts";
+import type { StoredItem } from "../lib/store/store.ts";
+import { EXIT_DATA } from "../lib/errors.ts";
+import { randomBytes, seededRandom } from "./_helpers.ts";
+
+/** Items in the fill-and-drain test. */
+const FILL_ITEMS = 100_000;
+
+/** Items per committed batch while filling. */
+const FILL_BATCH = 1_000;
+
+/** Slack allowed over twice the empty size after a drain (a few pages). */
+const DRAINED_MARGIN_BYTES = 64 * 1024;
+
+/** Size of a SQLite page as taskq's files use it (SQLite's default). */
+const PAGE_BYTES = 4096;
+
+/** Runs `body` with a fresh temp dir, removed afterwards whatever happens. */
+async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "taskq-sqlite-test-" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Opens a store on `dir`, runs `body`, and closes it whatever happens. */
+async function withStore<T>(dir: string, body: (store: SqliteStore) => Promise<T>): Promise<T> {
+  const store = new SqliteStore(dir);
+  try {
+    return await body(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** The items and next id a fresh store on `dir` loads. */
+function reload(dir: string) {
+  return withStore(dir, (store) => store.load());
+}
+
+/** Total size of the database files (the database and its WAL, when present). */
+async function databaseBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const suffix of ["", "-wal"]) {
+    try {
+      total += (await Deno.stat(`${dir}/${DATABASE_FILE}${suffix}`)).size;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return total;
+}
+
+/** Names in `dir`, sorted. */
+async function listing(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** Copies every binary (msgpackr decodes bin as a Buffer, a Uint8Array subclass) to a Uint8Array. */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return new Uint8Array(value);
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  }
+  return value;
+}
+
+function item(id: number, value: unknown, extra: Partial<StoredItem> = {}): StoredItem {
+  return { id, queue: "q", value, attempts: 0, readyAt: 0, ...extra };
+}
+
+/**
+ * Checks that opening a store on `dir` fails with `kind` (a data error, exit
+ * code 3, one line naming the file) and leaves every file's bytes and the
+ * directory's listing as they were.
+ */
+async function assertRefusedUntouched(
+  dir: string,
+  kind: new (...args: never[]) => StoreError,
+  pattern: RegExp,
+): Promise<void> {
+  const names = await listing(dir);
+  const before = await Promise.all(names.map((name) => Deno.readFile(`${dir}/${name}`)));
+  assert.throws(() => new SqliteStore(dir), (error: unknown) => {
+    assert.ok(error instanceof kind, `expected ${kind.name}, got ${error}`);
+    assert.equal(error.exitCode, EXIT_DATA);
+    assert.ok(error.message.includes(`${dir}/${DATABASE_FILE}`), error.message);
+    assert.match(error.message, pattern);
+    assert.ok(!error.message.includes("\n"), "one line");
+    return true;
+  });
+  assert.deepEqual(await listing(dir), names, "no file was created or removed");
+  for (const [i, name] of names.entries()) {
+    assert.deepEqual(await Deno.readFile(`${dir}/${name}`), before[i], `${name} is unchanged`);
+  }
+}
+
+Deno.test("sqlite: items of every value type survive commit, close and reopen", async () => {
+  await withTempDir(async (dir) => {
+    const random = seededRandom(7);
+    const values: unknown[] = [
+      null,
+      true,
+      false,
+      0,
+      -1,
+      2 ** 40,
+      Number.MAX_SAFE_INTEGER,
+      -0.25,
+      "",
+      "text with ünïcödé, emoji 🎉 and\nnewlines",
+      "x".repeat(100_000),
+      new Uint8Array(0),
+      randomBytes(random, 70_000),
+      [],
+      [1, "two", [3, [4, null]], new Uint8Array([5, 6])],
+      {},
+      {
+        a: 1,
+        nested: { deeper: { list: [{ k: "v" }, new Uint8Array([255, 0])] } },
+        "": "empty key",
+      },
+      new Date(Date.UTC(2024, 1, 29, 12, 30)),
+    ];
+    const items = values.map((value, i) =>
+      item(i + 1, value, {
+        queue: i % 2 === 0 ? "even" : "odd.queue",
+        attempts: i % 3,
+        readyAt: i === 4 ? Date.now() + 60_000 : 0,
+        maxAttempts: i % 4,
+        ...(i === 5 ? { lastError: "command exited with code 1: boom" } : {}),
+      })
+    );
+    await withStore(dir, async (store) => {
+      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      for (const it of items) store.insert(it);
+      assert.ok(store.dirty);
+      await store.commit();
+      assert.ok(!store.dirty);
+    });
+    const loaded = await reload(dir);
+    assert.equal(loaded.nextId, items.length + 1);
+    assert.equal(loaded.items.length, items.length);
+    for (const [i, got] of loaded.items.entries()) {
+      const want = items[i];
+      assert.deepEqual(
+        { ...got, value: plain(got.value) },
+        { ...want, value: plain(want.value) },
+        `item ${want.id}`,
+      );
+    }
+  });
+});
+
+Deno.test("sqlite: close commits what is pending; updates and removals persist", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      for (let id = 1; id <= 4; id++) store.insert(item(id, `v${id}`));
+      await store.commit();
+      store.update(item(2, "v2", { attempts: 2, readyAt: 1234, lastError: "late" }));
+      store.remove(3);
+      // Not committed: close() must write it.
+    });
+    const { items, nextId } = await reload(dir);
+    assert.equal(nextId, 5);
+    assert.deepEqual(items, [
+      item(1, "v1", { maxAttempts: 0 }),
+      item(2, "v2", { attempts: 2, readyAt: 1234, maxAttempts: 0, lastError: "late" }),
+      item(4, "v4", { maxAttempts: 0 }),
+    ]);
+  });
+});
+
+Deno.test("sqlite: an item put and removed before a commit never reaches the disk", async () => {
+  await withTempDir(async (dir) => {
+    const big = new Uint8Array(2 * 1024 * 1024).fill(0x5a);
+    await withStore(dir, async (store) => {
+      await store.load();
+      await store.commit();
+      const before = await databaseBytes(dir);
+      store.insert(item(1, big));
+      store.update(item(1, big, { attempts: 1 }));
+      store.remove(1);
+      await store.commit();
+      const after = await databaseBytes(dir);
+      assert.ok(
+        after - before < big.length / 8,
+        `a 2 MiB item that cancelled out grew the files by ${after - before} bytes`,
+      );
+    });
+    const { items, nextId } = await reload(dir);
+    assert.deepEqual(items, []);
+    assert.equal(nextId, 2, "its id stays used");
+  });
+});
+
+Deno.test("sqlite: the latest state of an item wins, before and after its insert is written", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      // Updated before its insert was written: one insert with the new state.
+      store.insert(item(1, "a"));
+      store.update(item(1, "a", { attempts: 3, readyAt: 99, lastError: "e1" }));
+      // The same object mutated in place (as the engine does).
+      const mutable = item(2, "b");
+      store.insert(mutable);
+      mutable.attempts = 1;
+      store.update(mutable);
+      await store.commit();
+      // Two updates in one window after the insert was written: the last wins.
+      store.update(item(2, "b", { attempts: 2 }));
+      store.update(item(2, "b", { attempts: 4, maxAttempts: 9 }));
+      await store.commit();
+    });
+    assert.deepEqual((await reload(dir)).items, [
+      item(1, "a", { attempts: 3, readyAt: 99, lastError: "e1", maxAttempts: 0 }),
+      item(2, "b", { attempts: 4, maxAttempts: 9 }),
+    ]);
+  });
+});
+
+Deno.test("sqlite: the next id never goes back, even once every item is gone", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      for (let id = 1; id <= 10; id++) store.insert(item(id, id));
+      await store.commit();
+      for (let id = 1; id <= 10; id++) store.remove(id);
+      await store.commit();
+    });
+    assert.deepEqual(await reload(dir), { items: [], nextId: 11 });
+    // Again after a reopen, with ids handed out past the loaded next id.
+    await withStore(dir, async (store) => {
+      assert.equal((await store.load()).nextId, 11);
+      store.insert(item(11, "x"));
+      store.insert(item(20, "y"));
+      store.remove(11);
+      store.remove(20);
+      await store.commit();
+    });
+    assert.deepEqual(await reload(dir), { items: [], nextId: 21 });
+  });
+});
+
+Deno.test("sqlite: a fill-and-drain of 100,000 items gives the space back", async () => {
+  await withTempDir(async (dir) => {
+    const emptyDir = `${dir}/empty`;
+    const dataDir = `${dir}/data`;
+    // A fresh empty store, open and committed, as the baseline.
+    const emptyBytes = await withStore(emptyDir, async (store) => {
+      await store.load();
+      await store.commit();
+      return await databaseBytes(emptyDir);
+    });
+    const payload = "p".repeat(60);
+    await withStore(dataDir, async (store) => {
+      await store.load();
+      for (let first = 1; first <= FILL_ITEMS; first += FILL_BATCH) {
+        for (let id = first; id < first + FILL_BATCH; id++) {
+          store.insert(item(id, { n: id, payload }));
+        }
+        await store.commit();
+      }
+      const filledBytes = await databaseBytes(dataDir);
+      assert.ok(filledBytes > 4 * 1024 * 1024, `filled: ${filledBytes} bytes`);
+      for (let id = 1; id <= FILL_ITEMS; id++) store.remove(id);
+      await store.commit();
+      const drainedBytes = await databaseBytes(dataDir);
+      const limit = 2 * emptyBytes + DRAINED_MARGIN_BYTES;
+      assert.ok(
+        drainedBytes < limit,
+        `drained: ${drainedBytes} bytes, empty: ${emptyBytes}, filled: ${filledBytes}`,
+      );
+      assert.ok(drainedBytes * 20 < filledBytes, `drained ${drainedBytes} vs ${filledBytes}`);
+    });
+    const closedBytes = await databaseBytes(dataDir);
+    assert.ok(closedBytes < 2 * emptyBytes + DRAINED_MARGIN_BYTES, `closed: ${closedBytes}`);
+    assert.deepEqual(await reload(dataDir), { items: [], nextId: FILL_ITEMS + 1 });
+  });
+});
+
+Deno.test("sqlite: a file of garbage bytes is refused and left untouched", async () => {
+  await withTempDir(async (dir) => {
+    const random = seededRandom(11);
+    await Deno.writeFile(`${dir}/${DATABASE_FILE}`, randomBytes(random, 64 * 1024));
+    await assertRefusedUntouched(dir, StoreCorruptError, /not a usable taskq database/);
+  });
+});
+
+Deno.test("sqlite: a text file in place of the database is refused and left untouched", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/${DATABASE_FILE}`, "my notes, not a database\n".repeat(300));
+    await assertRefusedUntouched(dir, StoreCorruptError, /untouched/);
+  });
+});
+
+Deno.test("sqlite: a taskq database with damaged pages in the middle is refused, untouched", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      for (let id = 1; id <= 2_000; id++) store.insert(item(id, { id, text: "t".repeat(100) }));
+      await store.commit();
+    });
+    const path = `${dir}/${DATABASE_FILE}`;
+    const bytes = await Deno.readFile(path);
+    const pages = bytes.length / PAGE_BYTES;
+    assert.ok(pages >= 20, `${pages} pages`);
+    // Overwrite two pages in the middle (table pages in use) with junk.
+    const junk = randomBytes(seededRandom(3), 2 * PAGE_BYTES);
+    bytes.set(junk, Math.floor(pages / 2) * PAGE_BYTES);
+    await Deno.writeFile(path, bytes);
+    await assertRefusedUntouched(dir, StoreCorruptError, /damaged/);
+  });
+});
+
+Deno.test("sqlite: another program's SQLite database is refused and left untouched", async () => {
+  await withTempDir(async (dir) => {
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    db.exec("CREATE TABLE contacts (name TEXT, phone TEXT)");
+    db.exec("INSERT INTO contacts VALUES ('Ada', '555-0100'), ('Alan', '555-0101')");
+    db.close();
+    await assertRefusedUntouched(dir, StoreCorruptError, /not taskq's/);
+  });
+});
+
+Deno.test("sqlite: a WAL-mode database of another program is refused and left untouched", async () => {
+  await withTempDir(async (dir) => {
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA application_id = 42");
+    db.exec("CREATE TABLE t (x)");
+    db.exec("INSERT INTO t VALUES (1)");
+    db.close();
+    await assertRefusedUntouched(dir, StoreCorruptError, /not taskq's/);
+  });
+});
+
+Deno.test("sqlite: an empty file is a new store", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeFile(`${dir}/${DATABASE_FILE}`, new Uint8Array(0));
+    await withStore(dir, async (store) => {
+      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      store.insert(item(1, "first"));
+    });
+    assert.deepEqual((await reload(dir)).items, [item(1, "first", { maxAttempts: 0 })]);
+  });
+});
+
+Deno.test("sqlite: a database from a newer schema is refused with StoreVersionError", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      store.insert(item(1, "kept"));
+    });
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    assert.equal(
+      (db.prepare("PRAGMA application_id").get() as { application_id: number }).application_id,
+      APPLICATION_ID,
+    );
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    await assertRefusedUntouched(dir, StoreVersionError, /newer taskq/);
+  });
+});
+
+Deno.test("sqlite: a second store on a directory in use is refused until the first closes", async () => {
+  await withTempDir(async (dir) => {
+    const first = new SqliteStore(dir);
+    try {
+      await first.load();
+      first.insert(item(1, "held"));
+      await first.commit();
+      assert.throws(() => new SqliteStore(dir), (error: unknown) => {
+        assert.ok(error instanceof StoreLockedError, `expected StoreLockedError, got ${error}`);
+        assert.equal(error.exitCode, EXIT_DATA);
+        assert.match(error.message, /in use/);
+        assert.match(error.message, /locked by another running master/);
+        return true;
+      });
+      // The refusal did not disturb the first store.
+      first.insert(item(2, "still writable"));
+      await first.commit();
+    } finally {
+      await first.close();
+    }
+    const { items } = await reload(dir);
+    assert.deepEqual(items.map((it) => it.value), ["held", "still writable"]);
+  });
+});
+
+Deno.test("sqlite: a fresh store's directory is created, nested", async () => {
+  await withTempDir(async (dir) => {
+    const nested = `${dir}/a/b/c`;
+    await withStore(nested, async (store) => {
+      await store.load();
+      assert.equal(store.path, `${nested}/${DATABASE_FILE}`);
+    });
+    assert.ok((await Deno.stat(`${nested}/${DATABASE_FILE}`)).isFile);
+  });
+});
