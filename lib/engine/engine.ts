@@ -545,6 +545,7 @@ export class Engine {
       return;
     }
     queue.ready.unshift(item);
+    this.store.update(item);
     touched.add(queue);
   }
 
@@ -581,8 +582,9 @@ export class Engine {
       const item = queue.ready.shift() as Item;
       item.state = "leased";
       item.owner = consumer;
+      // Counted in memory; saved with the item's next change (fail, nack, lease
+      // end), so a delivery the master crashed during is not counted.
       item.attempts++;
-      this.store.update(item);
       consumer.leases.add(item);
       this.#timers.schedule(item, deadline);
       items[i] = item;
