@@ -9,7 +9,10 @@
  * - the seed's workload: a producer puts N ints, 1, 2 and 4 worker processes
  *   square them into "results", the producer collects the N results.
  * Then the same seed workload on Python's managers (scripts/python_managers_bench.py),
- * and the master's memory with 1,000,000 small items queued.
+ * the master's memory with 1,000,000 small items queued, and, for scale, a raw
+ * TCP ping-pong between two processes (the floor under every round trip).
+ * The taskq producer pipelines batched puts and the workers prefetch; the
+ * Python programs do what the seed does (one call at a time).
  *
  * Usage: deno task bench [N]   (default N = 100000)
  *
@@ -25,12 +28,33 @@ const PIPELINE_DEPTH = 256;
 const ROUND_TRIPS = 5_000;
 const WORKER_COUNTS = [1, 2, 4];
 const WORKER_CONCURRENCY = 64;
+const WORKER_PREFETCH = 256;
 const COLLECT_BATCH = 1_000;
 const COLLECT_TIMEOUT_MS = 60_000;
 const MEMORY_ITEMS = 1_000_000;
 const PROGRESS_STEPS = 4;
+const STARTUP_POLL_MS = 20;
 
 const N = Number(Deno.args[0] ?? DEFAULT_N);
+const PING_BYTES = 64;
+/** A client that pings a port N times and prints the median and p99 round trip in µs. */
+const ECHO_CLIENT_SOURCE = `
+const [port, count] = Deno.args.map(Number);
+const c = await Deno.connect({ hostname: "127.0.0.1", port });
+c.setNoDelay(true);
+const b = new Uint8Array(${PING_BYTES});
+const s = [];
+for (let i = 0; i < count; i++) {
+  const t = performance.now();
+  await c.write(b);
+  let got = 0;
+  while (got < b.length) got += await c.read(b.subarray(got));
+  s.push((performance.now() - t) * 1000);
+}
+c.close();
+s.sort((x, y) => x - y);
+console.log(JSON.stringify({ median: Math.round(s[s.length >> 1]), p99: Math.round(s[Math.floor(s.length * 0.99)]) }));
+`;
 const root = new URL("..", import.meta.url).pathname;
 const encoder = new TextEncoder();
 
@@ -98,6 +122,28 @@ async function startMaster(store: Store): Promise<RunningMaster> {
   };
 }
 
+/** The floor under any round trip here: a raw 64-byte TCP ping-pong between two processes. */
+async function rawPingPong(): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const echo = new Deno.Command(Deno.execPath(), {
+    args: ["eval", ECHO_CLIENT_SOURCE, String(listener.addr.port), String(ROUND_TRIPS)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const conn = await listener.accept();
+  conn.setNoDelay(true);
+  const buf = new Uint8Array(PING_BYTES);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    await conn.write(buf.subarray(0, n));
+  }
+  conn.close();
+  listener.close();
+  const out = JSON.parse(new TextDecoder().decode((await echo.output()).stdout));
+  report({ scenario: "raw-tcp-pingpong", value: out.median, unit: "µs median", p99: out.p99 });
+}
+
 function rate(count: number, ms: number): number {
   return Math.round(count / (ms / 1000));
 }
@@ -158,14 +204,30 @@ async function seedWorkload(address: string, store: Store, workers: number): Pro
   const results = client.queue("results");
   const procs = Array.from({ length: workers }, () =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${root}scripts/bench_worker.ts`, address, String(WORKER_CONCURRENCY)],
+      args: [
+        "run",
+        "-A",
+        `${root}scripts/bench_worker.ts`,
+        address,
+        String(WORKER_CONCURRENCY),
+        String(WORKER_PREFETCH),
+      ],
       stdout: "null",
       stderr: "inherit",
     }).spawn());
   const ints = Array.from({ length: N }, () => Math.floor(Math.random() * 10_001));
+  // Time the work, not the workers' process start-up: wait until all are connected.
+  while ((await client.stats()).clients < workers + 1) {
+    await new Promise((resolve) => setTimeout(resolve, STARTUP_POLL_MS));
+  }
   const t0 = performance.now();
   const putting = (async () => {
-    for (let i = 0; i < N; i += PUT_BATCH) await tasks.putMany(ints.slice(i, i + PUT_BATCH));
+    const inFlight: Promise<unknown>[] = [];
+    for (let i = 0; i < N; i += PUT_BATCH) {
+      inFlight.push(tasks.putMany(ints.slice(i, i + PUT_BATCH)));
+      if (inFlight.length >= PUT_BATCHES_IN_FLIGHT) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
   })();
   let got = 0;
   while (got < N) {
@@ -247,6 +309,7 @@ function find(scenario: string, store: string, workers?: number): number | undef
 console.log(
   `taskq bench: N=${N}, ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}`,
 );
+await rawPingPong();
 for (const store of ["memory", "durable"] as const) {
   const master = await startMaster(store);
   try {

@@ -19,7 +19,7 @@ import { Deque } from "./deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { MemoryStore } from "../store/memory.ts";
-import { deadLetterQueue } from "../queue_names.ts";
+import { deadLetterQueue, isValidQueueName } from "../queue_names.ts";
 
 /** Lease length when a get names none: 30 s. */
 export const DEFAULT_LEASE_MS = 30_000;
@@ -88,8 +88,6 @@ export class Item implements StoredItem, Timed {
   maxAttempts = 0;
   /** Description of the last failure, if any. */
   lastError: string | undefined = undefined;
-  /** When a delayed item becomes ready (0 otherwise). */
-  readyAt = 0;
   /** Where the item is in its life. */
   state: ItemState = "ready";
   /** The consumer holding the lease, while leased. */
@@ -104,6 +102,11 @@ export class Item implements StoredItem, Timed {
     this.id = id;
     this.queue = queue;
     this.value = value;
+  }
+
+  /** When a delayed item becomes ready (0 otherwise); derived, to keep items small. */
+  get readyAt(): number {
+    return this.state === "delayed" ? this.deadline : 0;
   }
 }
 
@@ -137,12 +140,18 @@ export class Consumer {
   readonly waiters: Set<Waiter> = new Set();
   /** Whether {@link Engine.disconnect} was called. */
   gone = false;
+  /** The peer's network address (`HOST:PORT`), or empty when unknown. */
+  readonly address: string;
+  /** When it last sent anything (ms since the epoch); front-ends keep it current. */
+  lastSeenAt: number;
 
   /** Creates a consumer; use {@link Engine.connect}. */
-  constructor(id: number, name: string, connectedAt: number) {
+  constructor(id: number, name: string, connectedAt: number, address = "") {
     this.id = id;
     this.name = name;
     this.connectedAt = connectedAt;
+    this.address = address;
+    this.lastSeenAt = connectedAt;
   }
 }
 
@@ -159,6 +168,8 @@ class QueueState {
   expired = 0;
   failed = 0;
   dead = 0;
+  /** Whether gets are held back ({@link Engine.pause}). */
+  paused = false;
   /** Callbacks waiting for the queue to drop below its maximum length. */
   readonly roomWaiters: Deque<() => void> = new Deque();
   constructor(readonly name: string, readonly maxAttempts: number) {}
@@ -221,7 +232,8 @@ export class Engine {
   readonly maxQueueLength: number;
   readonly #clock: () => number;
   readonly #queues = new Map<string, QueueState>();
-  readonly #items = new Map<number, Item>();
+  /** Leased items by id: the only ones an ack, nack, fail or extend can name. */
+  readonly #leased = new Map<number, Item>();
   readonly #timers = new TimerHeap<Item | Waiter>();
   readonly #consumers = new Set<Consumer>();
   #nextId = 1;
@@ -252,7 +264,6 @@ export class Engine {
       item.attempts = stored.attempts;
       item.maxAttempts = stored.maxAttempts ?? 0;
       item.lastError = stored.lastError;
-      this.#items.set(item.id, item);
       const queue = this.#queue(item.queue);
       if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
       else queue.ready.push(item);
@@ -269,9 +280,9 @@ export class Engine {
     return this.#consumers;
   }
 
-  /** Registers a connection. */
-  connect(name: string): Consumer {
-    const consumer = new Consumer(this.#nextConsumerId++, name, this.#clock());
+  /** Registers a connection, from network `address` when known. */
+  connect(name: string, address = ""): Consumer {
+    const consumer = new Consumer(this.#nextConsumerId++, name, this.#clock(), address);
     this.#consumers.add(consumer);
     return consumer;
   }
@@ -311,9 +322,7 @@ export class Engine {
       const item = new Item(this.#nextId++, name, values[i]);
       item.maxAttempts = maxAttempts;
       ids[i] = item.id;
-      this.#items.set(item.id, item);
       if (readyAt > 0) {
-        item.readyAt = readyAt;
         this.#delay(queue, item, readyAt);
       } else {
         queue.ready.push(item);
@@ -360,7 +369,7 @@ export class Engine {
   ): void {
     const queue = this.#queue(name);
     const lease = leaseMs ?? this.defaultLeaseMs;
-    if (queue.ready.length > 0 && queue.liveWaiters === 0) {
+    if (queue.ready.length > 0 && queue.liveWaiters === 0 && !queue.paused) {
       deliver(this.#take(queue, consumer, max, lease));
       return;
     }
@@ -390,7 +399,6 @@ export class Engine {
     const touched = new Set<QueueState>();
     const failed = this.#settle(consumer, ids, (queue, item, index) => {
       queue.acked++;
-      this.#items.delete(item.id);
       this.store.remove(item.id);
       if (results !== undefined) kept.push(results.values[index]);
       if (queue.roomWaiters.length > 0) touched.add(queue);
@@ -409,8 +417,7 @@ export class Engine {
     const failed = this.#settle(consumer, ids, (queue, item) => {
       queue.nacked++;
       if (delayMs > 0) {
-        item.readyAt = this.#clock() + delayMs;
-        this.#delay(queue, item, item.readyAt);
+        this.#delay(queue, item, this.#clock() + delayMs);
         this.store.update(item);
       } else {
         queue.ready.push(item);
@@ -440,8 +447,7 @@ export class Engine {
         this.retry.backoffMaxMs,
       );
       if (backoff > 0) {
-        item.readyAt = this.#clock() + backoff;
-        this.#delay(queue, item, item.readyAt);
+        this.#delay(queue, item, this.#clock() + backoff);
       } else {
         queue.ready.push(item);
         touched.add(queue);
@@ -457,7 +463,7 @@ export class Engine {
     const failed: number[] = [];
     const deadline = this.#clock() + leaseMs;
     for (const id of ids) {
-      const item = this.#items.get(id);
+      const item = this.#leased.get(id);
       if (item === undefined || item.owner !== consumer) failed.push(id);
       else this.#timers.schedule(item, deadline);
     }
@@ -498,7 +504,6 @@ export class Engine {
       } else {
         queue.delayed--;
         due.state = "ready";
-        due.readyAt = 0;
         queue.ready.push(due);
         touched.add(queue);
       }
@@ -514,6 +519,80 @@ export class Engine {
       );
     }
     for (const queue of touched) this.#dispatch(queue);
+  }
+
+  /**
+   * Holds back queue `name`'s items: its gets wait (or time out) as if it were
+   * empty, while puts, acks and everything else go on. Kept in memory only.
+   */
+  pause(name: string): void {
+    this.#queue(name).paused = true;
+  }
+
+  /** Lets queue `name` serve gets again, starting with those waiting. */
+  resume(name: string): void {
+    const queue = this.#queue(name);
+    queue.paused = false;
+    this.#dispatch(queue);
+  }
+
+  /** Whether queue `name` is paused (a queue never used is not). */
+  isPaused(name: string): boolean {
+    return this.#queues.get(name)?.paused ?? false;
+  }
+
+  /** Up to `limit` of queue `name`'s ready items, front first, without taking them. */
+  peek(name: string, limit: number): Item[] {
+    const out: Item[] = [];
+    const queue = this.#queues.get(name);
+    if (queue === undefined) return out;
+    for (const item of queue.ready) {
+      if (out.length >= limit) break;
+      out.push(item);
+    }
+    return out;
+  }
+
+  /**
+   * Removes for good the ready items of queue `name` with the given ids
+   * (leased and delayed ones are left alone). Returns the items removed.
+   */
+  drop(name: string, ids: readonly number[]): Item[] {
+    const wanted = new Set(ids);
+    return this.#removeReady(name, (item) => wanted.has(item.id));
+  }
+
+  /**
+   * Moves dead letters (ready items of the dead-letter queue `name`) back to
+   * the queue they failed in, as new items with fresh attempts. Items of
+   * `name` that are not dead letters of it are left alone. Returns the new ids.
+   */
+  requeueDead(name: string, ids: readonly number[]): number[] {
+    const wanted = new Set(ids);
+    const letters = this.#removeReady(
+      name,
+      (item) => wanted.has(item.id) && isDeadLetterOf(item.value, name),
+    );
+    const out: number[] = [];
+    for (const item of letters) {
+      const letter = item.value as DeadLetter;
+      out.push(...this.put(letter.queue, [letter.value]));
+    }
+    return out;
+  }
+
+  #removeReady(name: string, match: (item: Item) => boolean): Item[] {
+    const queue = this.#queues.get(name);
+    const removed: Item[] = [];
+    if (queue === undefined) return removed;
+    queue.ready.removeWhere((item) => {
+      if (!match(item)) return false;
+      removed.push(item);
+      this.store.remove(item.id);
+      return true;
+    });
+    if (removed.length > 0 && queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
+    return removed;
   }
 
   #queue(name: string): QueueState {
@@ -552,7 +631,6 @@ export class Engine {
   /** Moves an item out of its queue into the queue's dead-letter queue. */
   #bury(queue: QueueState, item: Item, error: string, touched: Set<QueueState>): void {
     queue.dead++;
-    this.#items.delete(item.id);
     this.store.remove(item.id);
     if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
     const letter: DeadLetter = {
@@ -586,6 +664,7 @@ export class Engine {
       // end), so a delivery the master crashed during is not counted.
       item.attempts++;
       consumer.leases.add(item);
+      this.#leased.set(item.id, item);
       this.#timers.schedule(item, deadline);
       items[i] = item;
     }
@@ -594,6 +673,7 @@ export class Engine {
   }
 
   #unlease(queue: QueueState, item: Item): void {
+    this.#leased.delete(item.id);
     this.#timers.cancel(item);
     item.state = "ready";
     item.owner = undefined;
@@ -608,7 +688,7 @@ export class Engine {
     const failed: number[] = [];
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      const item = this.#items.get(id);
+      const item = this.#leased.get(id);
       if (item === undefined || item.owner !== consumer) {
         failed.push(id);
         continue;
@@ -623,6 +703,7 @@ export class Engine {
 
   /** Serves waiting gets, oldest first, while items are ready. */
   #dispatch(queue: QueueState): void {
+    if (queue.paused) return;
     while (queue.ready.length > 0 && queue.liveWaiters > 0) {
       const waiter = queue.waiters.shift() as Waiter;
       if (waiter.done) continue;
@@ -645,6 +726,14 @@ export class Engine {
       queue.waiters.removeWhere((w) => w.done);
     }
   }
+}
+
+/** Whether `value` is a dead letter that belongs in the dead-letter queue `deadName`. */
+function isDeadLetterOf(value: unknown, deadName: string): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const letter = value as Partial<DeadLetter>;
+  return typeof letter.queue === "string" && isValidQueueName(letter.queue) &&
+    "value" in letter && deadLetterQueue(letter.queue) === deadName;
 }
 
 function snapshot(queue: QueueState): QueueSnapshot {

@@ -17,6 +17,7 @@ import { NativeSession, type SessionContext } from "./native_session.ts";
 import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { Telemetry } from "./telemetry.ts";
 
 /** Time a new connection has to complete the handshake: 5 s. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -60,6 +61,8 @@ export class Master {
   readonly engine: Engine;
   /** The address it listens on (with the real port when 0 was asked). */
   readonly address: Address;
+  /** What it counts about itself (error replies, connections, commit latency). */
+  readonly telemetry: Telemetry = new Telemetry();
   readonly #listener: Deno.TcpListener;
   readonly #ctx: SessionContext;
   readonly #sessions = new Set<NativeSession>();
@@ -87,7 +90,9 @@ export class Master {
       log: this.#log,
       afterChange: () => this.#arm(),
       onAuthenticated: (session) => this.#pending.delete(session),
+      telemetry: this.telemetry,
     };
+    engine.store.onCommit = (ms) => this.telemetry.observeCommit(ms);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -122,6 +127,7 @@ export class Master {
   }
 
   #start(conn: Deno.TcpConn): void {
+    this.telemetry.connectionsAccepted++;
     // Until the peer proves the key, only handshake-sized frames are accepted.
     const framed = new FramedConnection(conn, { maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES });
     const session = new NativeSession(framed, this.#ctx);

@@ -30,6 +30,7 @@ import {
 } from "../wire/auth.ts";
 import { type ErrorCode, ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { Telemetry } from "./telemetry.ts";
 
 /** What a session needs from the master that runs it. */
 export interface SessionContext {
@@ -47,6 +48,8 @@ export interface SessionContext {
   afterChange(): void;
   /** Called once the peer has authenticated. */
   onAuthenticated(session: NativeSession): void;
+  /** Where error replies are counted, if anywhere. */
+  readonly telemetry?: Telemetry;
 }
 
 type Phase = "hello" | "auth" | "ready" | "closed";
@@ -123,6 +126,7 @@ export class NativeSession {
   refuse(code: ErrorCode, message: string): Promise<void> {
     if (this.#phase === "closed") return Promise.resolve();
     this.#phase = "closed";
+    this.#ctx.telemetry?.countError(code);
     return this.conn.sendAndClose({ op: "error", code, message } satisfies ErrorMessage);
   }
 
@@ -139,11 +143,13 @@ export class NativeSession {
     const reply: ErrorMessage = { op: "error", code, message };
     if (rid !== undefined) reply.rid = rid;
     this.#phase = "closed";
+    this.#ctx.telemetry?.countError(code);
     return this.conn.sendAndClose(reply);
   }
 
   #onMessage(raw: unknown): void | Promise<void> {
     if (this.#phase === "closed") return;
+    if (this.#consumer !== undefined) this.#consumer.lastSeenAt = Date.now();
     let msg: ClientMessage;
     try {
       msg = parseClientMessage(raw);
@@ -205,7 +211,7 @@ export class NativeSession {
     clearTimeout(this.#deadline);
     this.#phase = "ready";
     this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
-    this.#consumer = this.#ctx.engine.connect(this.name);
+    this.#consumer = this.#ctx.engine.connect(this.name, this.conn.peer);
     this.conn.send({
       op: "welcome",
       proof: serverProof(this.#ctx.key, cn, sn),

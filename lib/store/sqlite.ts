@@ -103,6 +103,8 @@ export class SqliteStore implements Store {
   readonly #update: StatementSync;
   readonly #delete: StatementSync;
   readonly #setNextId: StatementSync;
+  readonly #freelistCount: StatementSync;
+  readonly #pageCount: StatementSync;
   /** Pending change per item, collapsed (insert+delete = nothing). */
   #pending = new Map<number, { change: Change; item: StoredItem }>();
   #nextId = 1;
@@ -112,6 +114,8 @@ export class SqliteStore implements Store {
   #closed = false;
   /** Commit durations in ms, for metrics; the latest few hundred. */
   readonly commitTimes: number[] = [];
+  /** Called after each commit with its duration in ms (the master's metrics). */
+  onCommit: ((ms: number) => void) | undefined = undefined;
 
   /**
    * Opens (creating if needed) the store in directory `dir`.
@@ -144,6 +148,8 @@ export class SqliteStore implements Store {
       "UPDATE items SET attempts = ?, ready_at = ?, max_attempts = ?, last_error = ? WHERE id = ?",
     );
     this.#delete = db.prepare("DELETE FROM items WHERE id = ?");
+    this.#freelistCount = db.prepare("PRAGMA freelist_count");
+    this.#pageCount = db.prepare("PRAGMA page_count");
     this.#setNextId = db.prepare(
       "INSERT INTO meta (key, value) VALUES ('next_id', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     );
@@ -375,14 +381,20 @@ export class SqliteStore implements Store {
 
   #recordCommitTime(ms: number): void {
     this.commitTimes.push(ms);
+    this.onCommit?.(ms);
     if (this.commitTimes.length > 1024) this.commitTimes.splice(0, 512);
   }
 
-  /** Gives free pages back to the file system and trims the WAL after large drains. */
+  /**
+   * Gives free pages back to the file system and trims the WAL after large
+   * drains: when most of the file is free. (While queues churn, SQLite reuses
+   * free pages by itself; reclaiming then would only cost time.)
+   */
   #reclaim(): void {
-    const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
-      .freelist_count;
+    const free = (this.#freelistCount.get() as { freelist_count: number }).freelist_count;
     if (free < VACUUM_FREE_PAGES) return;
+    const pages = (this.#pageCount.get() as { page_count: number }).page_count;
+    if (free * 2 < pages) return;
     // Each step of this pragma frees one page: step it to the end (exec() steps only once).
     this.#db.prepare("PRAGMA incremental_vacuum").all();
     this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");

@@ -54,4 +54,6 @@ export interface Store {
   commit(): Promise<void>;
   /** Commits what is pending and releases the store. */
   close(): Promise<void>;
+  /** If set, called after each commit that wrote to disk with its duration in ms. */
+  onCommit?: ((ms: number) => void) | undefined;
 }
