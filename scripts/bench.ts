@@ -5,6 +5,7 @@
  *
  * For each store (in memory, and durable SQLite, the default):
  * - producer-only puts, batched and one by one (pipelined);
+ * - put→get→ack throughput: one producer, one consumer taking and acking in batches;
  * - the put→get→ack round trip of one client (median, p99);
  * - the seed's workload: a producer puts N ints, 1, 2 and 4 worker processes
  *   square them into "results", the producer collects the N results.
@@ -180,6 +181,34 @@ async function producerOneByOne(address: string, store: Store): Promise<void> {
   await client.close();
 }
 
+/** One producer puts N items (batched, pipelined) while one consumer takes and acks them in batches. */
+async function putGetAck(address: string, store: Store): Promise<void> {
+  const producer = await connect({ address, reconnect: false });
+  const consumer = await connect({ address, reconnect: false });
+  const name = "bench-put-get-ack";
+  const batch = Array.from({ length: PUT_BATCH }, (_, i) => i);
+  const t0 = performance.now();
+  const putting = (async () => {
+    const inFlight: Promise<unknown>[] = [];
+    for (let sent = 0; sent < N; sent += PUT_BATCH) {
+      inFlight.push(producer.queue(name).putMany(batch));
+      if (inFlight.length >= PUT_BATCHES_IN_FLIGHT) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+  })();
+  const queue = consumer.queue(name);
+  for (let got = 0; got < N;) {
+    const jobs = await queue.getMany(COLLECT_BATCH, COLLECT_TIMEOUT_MS);
+    await queue.ack(jobs);
+    got += jobs.length;
+  }
+  await putting;
+  const value = rate(N, performance.now() - t0);
+  report({ scenario: "put-get-ack", store, value, unit: "items/s", batch: PUT_BATCH });
+  await producer.close();
+  await consumer.close();
+}
+
 async function roundTrip(address: string, store: Store): Promise<void> {
   const client = await connect({ address, reconnect: false });
   const queue = client.queue("bench-rtt");
@@ -315,6 +344,7 @@ for (const store of ["memory", "durable"] as const) {
   try {
     await producerBatched(master.address, store);
     await producerOneByOne(master.address, store);
+    await putGetAck(master.address, store);
     await roundTrip(master.address, store);
     for (const workers of WORKER_COUNTS) await seedWorkload(master.address, store, workers);
   } finally {

@@ -143,9 +143,10 @@ export class FramedConnection {
       for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
         const paused = onMessage(decode(frame));
         if (paused !== undefined) await paused;
+        // The peer is not reading our replies: read no more from it until it does.
+        if (this.queuedBytes > this.#highWater) await this.drained();
         if (this.#closed) return;
       }
-      if (this.queuedBytes > this.#highWater) await this.drained();
     }
   }
 
