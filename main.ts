@@ -10,7 +10,9 @@ import { PUT_HELP, PUT_SUMMARY, runPut } from "./lib/cli/put.ts";
 import { GET_HELP, GET_SUMMARY, runGet } from "./lib/cli/get.ts";
 import { runStatus, STATUS_HELP, STATUS_SUMMARY } from "./lib/cli/status.ts";
 import { DEMO_HELP, DEMO_SUMMARY, runDemo } from "./lib/cli/demo.ts";
+import { HTTP_TOKEN_HELP, HTTP_TOKEN_SUMMARY, runHttpToken } from "./lib/cli/http_token.ts";
 import { TaskqError } from "./lib/errors.ts";
+import { errorLogLine, jsonLogsRequested } from "./lib/log.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** The release of this build. */
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   get: { summary: GET_SUMMARY, help: GET_HELP, run: runGet },
   status: { summary: STATUS_SUMMARY, help: STATUS_HELP, run: runStatus },
   demo: { summary: DEMO_SUMMARY, help: DEMO_HELP, run: runDemo },
+  "http-token": { summary: HTTP_TOKEN_SUMMARY, help: HTTP_TOKEN_HELP, run: runHttpToken },
 };
 
 function usage(): string {
@@ -68,7 +71,8 @@ export async function main(args: string[]): Promise<number> {
     return await command.run(rest);
   } catch (error) {
     if (error instanceof TaskqError) {
-      console.error(`taskq ${name}: ${error.message}`);
+      if (jsonLogsRequested(rest)) console.error(errorLogLine(name, error.message));
+      else console.error(`taskq ${name}: ${error.message}`);
       return error.exitCode;
     }
     throw error;

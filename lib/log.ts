@@ -73,5 +73,19 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   };
 }
 
+/** Whether command-line `args` ask for JSON log lines (`--log-format json`, before any `--`). */
+export function jsonLogsRequested(args: readonly string[]): boolean {
+  const end = args.indexOf("--");
+  const own = end < 0 ? args : args.slice(0, end);
+  return own.some((arg, i) =>
+    arg === "--log-format=json" || (arg === "--log-format" && own[i + 1] === "json")
+  );
+}
+
+/** The JSON log line of a command that stops on an error. */
+export function errorLogLine(command: string, message: string): string {
+  return JSON.stringify({ time: new Date().toISOString(), level: "error", msg: message, command });
+}
+
 /** A logger that writes nothing. */
 export const silentLogger: Logger = createLogger({ write: () => {} });

@@ -28,6 +28,8 @@ export {
   type Stats,
 } from "./client/client.ts";
 export { Master, type MasterOptions, serve } from "./server/master.ts";
+export { type HttpOptions, HttpServer, serveHttp } from "./http/server.ts";
+export { httpToken } from "./http/token.ts";
 export type { QueueStats } from "./wire/messages.ts";
 export {
   AuthenticationError,
@@ -44,3 +46,17 @@ export { type Address, loadAuthKey, parseAddress } from "./config.ts";
 export { DEFAULT_LEASE_MS } from "./engine/engine.ts";
 export { type DeadLetter, DEFAULT_MAX_ATTEMPTS, type RetryPolicy } from "./engine/engine.ts";
 export { DEAD_LETTER_SUFFIX, deadLetterQueue, MAX_QUEUE_NAME_LENGTH } from "./queue_names.ts";
+export {
+  DEFAULT_PYTHON_QUEUES,
+  PythonFrontEnd,
+  type PythonServeOptions,
+  servePython,
+} from "./server/python_frontend.ts";
+export { PythonManagerClient, type PythonManagerOptions } from "./client/python_client.ts";
+export {
+  type PythonHandler,
+  type PythonWorkerOptions,
+  type PythonWorkerSummary,
+  runPythonWorker,
+} from "./worker/python_worker.ts";
+export { PickleError, PythonCallError, PythonRemoteError } from "./errors.ts";

@@ -116,10 +116,15 @@ export class Proc implements AsyncDisposable {
   #stderr = "";
   #exit: Deno.CommandStatus | undefined;
 
-  /** Spawns `args` of the deno executable with the given environment. */
-  constructor(label: string, args: string[], env: Record<string, string>) {
+  /** Spawns `args` of the deno executable (or of `executable`) with the given environment. */
+  constructor(
+    label: string,
+    args: string[],
+    env: Record<string, string>,
+    executable: string = Deno.execPath(),
+  ) {
     this.label = label;
-    this.#child = new Deno.Command(Deno.execPath(), {
+    this.#child = new Deno.Command(executable, {
       args,
       cwd: REPO_ROOT,
       env,

@@ -18,6 +18,7 @@ import {
 import { ConfigError, TaskqError } from "../errors.ts";
 import type { Job } from "../client/client.ts";
 import { MAX_BATCH } from "../wire/messages.ts";
+import { Progress } from "./progress.ts";
 
 /** One-line summary shown by `taskq --help`. */
 export const GET_SUMMARY = "take items from a queue and print them as JSON lines";
@@ -28,7 +29,8 @@ export const GET_HELP = `Usage: taskq get --queue NAME [--count N] [--timeout SE
 Takes up to N items from the queue, waiting up to SECONDS in all, prints each
 as one JSON line {"id", "queue", "attempt", "value"} and acks it once printed.
 Binary values print as {"base64": "..."}. Exits 1 if fewer than N items came
-in time (after printing those that did).
+in time (after printing those that did). With N > 1 on a terminal, it shows
+its progress on stderr.
 
 Options:
   --queue NAME              queue to take from (required); NAME.dead holds
@@ -82,6 +84,12 @@ export async function runGet(args: string[]): Promise<number> {
   const out = Deno.stdout;
   const encoder = new TextEncoder();
   let got = 0;
+  const progress = new Progress({
+    label: `get ${queueName}`,
+    unit: "items",
+    total: count,
+    enabled: count > 1 ? undefined : false,
+  });
   try {
     const queue = client.queue(queueName);
     while (got < count) {
@@ -94,8 +102,10 @@ export async function runGet(args: string[]): Promise<number> {
       for (let off = 0; off < bytes.length;) off += await out.write(bytes.subarray(off));
       await queue.ack(jobs);
       got += jobs.length;
+      progress.update(got);
     }
   } finally {
+    progress.finish();
     await client.close();
   }
   if (got < count) {

@@ -29,6 +29,14 @@ import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { createLogger } from "../log.ts";
 import { MemoryStore } from "../store/memory.ts";
 import { SqliteStore } from "../store/sqlite.ts";
+import { checkHttpAddress, type HttpServer, serveHttp } from "../http/server.ts";
+import {
+  PYTHON_MASTER_FLAGS,
+  PYTHON_MASTER_HELP,
+  pythonSettings,
+  startPythonFrontEnd,
+} from "./python_master.ts";
+import type { PythonFrontEnd } from "../server/python_frontend.ts";
 
 /** Where the master keeps its items unless told otherwise. */
 export const DEFAULT_DATA_DIR = "taskq-data";
@@ -66,7 +74,12 @@ Options:
   --handshake-timeout SECONDS
                             time a new connection has to authenticate
                             (default ${DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000})
+${PYTHON_MASTER_HELP}
   --log-level LEVEL         debug, info, warn or error (default info)
+  --http [HOST:]PORT        also serve the dashboard, a JSON API and /metrics
+                            over HTTP (off by default; PORT alone means
+                            127.0.0.1:PORT); every request but the page needs
+                            the token printed by taskq http-token
   --log-format FORMAT       text or json (default text)
   -h, --help                show this help
 
@@ -91,6 +104,8 @@ const FLAGS: FlagSpec = {
   "max-frame": { type: "string" },
   "max-queue-length": { type: "string" },
   "handshake-timeout": { type: "string" },
+  http: { type: "string" },
+  ...PYTHON_MASTER_FLAGS,
   ...LOG_FLAGS,
 };
 
@@ -128,6 +143,9 @@ export async function runMaster(args: string[]): Promise<number> {
     stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
     authkey,
   );
+  const httpText = stringFlag(parsed, "http");
+  const httpAddress = httpText === undefined ? undefined : checkHttpAddress(httpText, authkey);
+  const pythonAt = pythonSettings(parsed, authkey);
   const master = await serve({
     listen,
     authkey,
@@ -146,6 +164,32 @@ export async function runMaster(args: string[]): Promise<number> {
   });
   const where = formatAddress(master.address);
   console.log(`taskq master listening on ${where}`);
+  let http: HttpServer | undefined;
+  if (httpAddress !== undefined) {
+    try {
+      http = await serveHttp({ source: master, listen: httpAddress, authkey, logger: log });
+    } catch (error) {
+      await master.close();
+      throw error;
+    }
+    console.log(`taskq http listening on ${http.url}`);
+    log.info("dashboard ready", { url: http.url, token: "see taskq http-token" });
+  }
+  let python: PythonFrontEnd | undefined;
+  if (pythonAt !== undefined) {
+    try {
+      python = await startPythonFrontEnd(master, pythonAt, {
+        authkey,
+        maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
+        handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
+        logger: log,
+      });
+    } catch (error) {
+      await http?.close();
+      await master.close();
+      throw error;
+    }
+  }
   log.info("master started", {
     address: where,
     store: parsed.values.memory ? "memory" : dataDir,
@@ -159,6 +203,8 @@ export async function runMaster(args: string[]): Promise<number> {
   const signal = await stopped.promise;
   for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
   log.info("master stopping", { signal });
+  await python?.close();
+  await http?.close();
   await master.close();
   log.info("master stopped");
   return 0;

@@ -17,6 +17,7 @@ import {
 import { ConfigError } from "../errors.ts";
 import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
 import type { PutOptions } from "../client/client.ts";
+import { Progress } from "./progress.ts";
 
 /** One-line summary shown by `taskq --help`. */
 export const PUT_SUMMARY = "add items to a queue";
@@ -27,6 +28,7 @@ export const PUT_HELP = `Usage: taskq put --queue NAME [options] [ITEM...]
 Adds each ITEM to the queue; with no ITEM, adds one item per line of standard
 input (empty lines are skipped). Items are text unless --json is given.
 Keep items small: put a file's path on shared storage, not the file.
+Reading standard input on a terminal, it shows its progress on stderr.
 
 Options:
   --queue NAME              queue to add to (required)
@@ -55,6 +57,19 @@ const STDIN_BATCH = 1_000;
 
 /** Batches in flight at once when reading standard input. */
 const STDIN_PIPELINE = 4;
+
+/** Where standard input can be looked at as a file (Linux and macOS). */
+const STDIN_PATH = "/dev/stdin";
+
+/** The size of standard input when it is a regular file (a redirect), else 0. */
+function stdinFileSize(): number {
+  try {
+    const info = Deno.statSync(STDIN_PATH);
+    return info.isFile ? info.size : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** Yields the non-empty lines of a byte stream. */
 export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
@@ -107,19 +122,44 @@ export async function runPut(args: string[]): Promise<number> {
     const inFlight = new Set<Promise<unknown>>();
     let batch: unknown[] = [];
     let lineNo = 0;
+    const progress = new Progress({ label: `put ${queueName}`, unit: "items" });
+    let input: ReadableStream<Uint8Array> = Deno.stdin.readable;
+    let bytesRead = 0;
+    let inputBytes = 0;
+    if (progress.enabled) {
+      // From a file, the share of it read gives a bar and a time left.
+      inputBytes = stdinFileSize();
+      input = input.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            bytesRead += chunk.length;
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+    }
+    let confirmed = 0;
     const send = async () => {
       const sending = queue.putMany(batch, options);
+      if (progress.enabled) {
+        sending.then((ids) => {
+          confirmed += ids.length;
+          progress.update(confirmed, inputBytes > 0 ? bytesRead / inputBytes : undefined);
+        }, () => {});
+      }
       batch = [];
       inFlight.add(sending);
       sending.finally(() => inFlight.delete(sending)).catch(() => {});
       if (inFlight.size >= STDIN_PIPELINE) await Promise.race(inFlight);
     };
-    for await (const line of lines(Deno.stdin.readable)) {
+    for await (const line of lines(input)) {
       batch.push(parse(line, `line ${++lineNo}`));
       if (batch.length >= STDIN_BATCH) await send();
     }
     if (batch.length > 0) await send();
     await Promise.all(inFlight);
+    progress.update(confirmed, inputBytes > 0 ? 1 : undefined);
+    progress.finish();
     return 0;
   } finally {
     await client.close();

@@ -22,12 +22,21 @@ import { defaultClientName, type Job } from "../client/client.ts";
 import { ConfigError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { checkQueueName } from "../wire/messages.ts";
+import {
+  PYTHON_WORKER_FLAGS,
+  PYTHON_WORKER_HELP,
+  runPythonWorkerCommand,
+} from "./python_worker.ts";
+
+/** How often a working worker logs a summary, by default. */
+export const DEFAULT_SUMMARY_MS = 30_000;
 
 /** One-line summary shown by `taskq --help`. */
 export const WORKER_SUMMARY = "take items from a queue and run a command for each";
 
 /** Help text of `taskq worker`. */
 export const WORKER_HELP = `Usage: taskq worker --queue NAME [options] -- COMMAND [ARGS...]
+       taskq worker --python-master HOST:PORT --python-queue NAME [options] -- COMMAND...
 
 Takes items from a queue and runs COMMAND once per item, without a shell.
 A ${ITEM_PLACEHOLDER} in ARGS is replaced by the item's text; the text is also written to
@@ -53,9 +62,14 @@ Options:
                             returned (default ${DEFAULT_GRACE_MS / 1000})
   --name NAME               name shown by the master (default host:pid)
 ${CONNECTION_HELP}
-  --quiet / --verbose       fewer / more log lines
+  --summary-every SECONDS   log a progress summary this often while working
+                            (default ${DEFAULT_SUMMARY_MS / 1000}; 0: never)
+  --quiet / --verbose       only warnings and errors (one line per failure) /
+                            also one line per item done
   --log-format FORMAT       text or json (default text)
   -h, --help                show this help
+
+${PYTHON_WORKER_HELP}
 
 Example:
   taskq worker --queue tasks --results results --concurrency 4 -- \\
@@ -76,6 +90,8 @@ const FLAGS: FlagSpec = {
   lease: { type: "string" },
   grace: { type: "string" },
   name: { type: "string" },
+  "summary-every": { type: "string" },
+  ...PYTHON_WORKER_FLAGS,
   ...CONNECTION_FLAGS,
   ...LOG_FLAGS,
 };
@@ -90,6 +106,7 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
     console.log(WORKER_HELP);
     return 0;
   }
+  if (parsed.values["python-master"] !== undefined) return await runPythonWorkerCommand(parsed);
   const queue = stringFlag(parsed, "queue");
   if (queue === undefined) throw new ConfigError("--queue NAME is required");
   checkQueueName(queue);
@@ -109,6 +126,7 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
   const leaseText = stringFlag(parsed, "lease");
   const leaseMs = leaseText === undefined ? undefined : secondsFlag(parsed, "lease", 0);
   const log = createLogger(logSettings(parsed));
+  const summaryMs = secondsFlag(parsed, "summary-every", DEFAULT_SUMMARY_MS);
   const name = stringFlag(parsed, "name") ?? defaultClientName();
 
   const client = await connectFromFlags(parsed, {
@@ -136,6 +154,7 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
       signal: stop.signal,
       graceMs: secondsFlag(parsed, "grace", DEFAULT_GRACE_MS),
       log,
+      summaryIntervalMs: summaryMs > 0 ? summaryMs : undefined,
       handler: async (job: Job, signal: AbortSignal) => {
         const outcome: CommandOutcome = await runCommand(
           { command, args: commandArgs, timeoutMs },

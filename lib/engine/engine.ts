@@ -82,6 +82,12 @@ export class Item implements StoredItem, Timed {
   readonly queue: string;
   /** The item itself. */
   readonly value: unknown;
+  /**
+   * The item as the front-end that put it holds it, when its plain `value`
+   * loses detail that front-end's protocol keeps (e.g. a Python tuple); opaque
+   * to the engine, kept in memory only.
+   */
+  original: unknown = undefined;
   /** Deliveries so far (the current attempt number while leased). */
   attempts = 0;
   /** Deliveries allowed before dead-lettering; 0 for the queue's policy. */
@@ -312,15 +318,23 @@ export class Engine {
   /**
    * Adds `values` to the queue `name` (created on first use), ready after
    * `delayMs`, each allowed `maxAttempts` deliveries (0: the queue's policy).
+   * `originals[i]`, when given, becomes the {@link Item.original} of `values[i]`.
    * Returns their ids in order.
    */
-  put(name: string, values: readonly unknown[], delayMs = 0, maxAttempts = 0): number[] {
+  put(
+    name: string,
+    values: readonly unknown[],
+    delayMs = 0,
+    maxAttempts = 0,
+    originals?: readonly unknown[],
+  ): number[] {
     const queue = this.#queue(name);
     const ids = new Array<number>(values.length);
     const readyAt = delayMs > 0 ? this.#clock() + delayMs : 0;
     for (let i = 0; i < values.length; i++) {
       const item = new Item(this.#nextId++, name, values[i]);
       item.maxAttempts = maxAttempts;
+      if (originals !== undefined) item.original = originals[i];
       ids[i] = item.id;
       if (readyAt > 0) {
         this.#delay(queue, item, readyAt);

@@ -148,6 +148,11 @@ export class Master {
     });
   }
 
+  /** Re-arms the engine's timer after changes made outside a session (e.g. over HTTP). */
+  rearm(): void {
+    this.#arm();
+  }
+
   /** Arms the single timer for the engine's next deadline, if that is sooner. */
   #arm(): void {
     const next = this.engine.nextDeadline();

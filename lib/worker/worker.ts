@@ -35,6 +35,9 @@ export const WORKER_POLL_MS = 1_000;
 /** Time running handlers get to finish after a stop, by default. */
 export const DEFAULT_GRACE_MS = 30_000;
 
+/** Milliseconds per second, for rates. */
+const MS_PER_SECOND = 1000;
+
 /** Leases are renewed this many times per lease length. */
 const RENEWALS_PER_LEASE = 3;
 
@@ -71,8 +74,10 @@ export interface WorkerOptions<T = unknown> {
   signal?: AbortSignal;
   /** Time running handlers get after a stop before they are aborted (default 30 s). */
   graceMs?: number;
-  /** Where failures and lost leases are logged. */
+  /** Where failures and lost leases are logged (and, at debug level, every item done). */
   log?: Logger;
+  /** Log a summary of the work done this often, while anything happened (default: never). */
+  summaryIntervalMs?: number;
 }
 
 /** What a worker did, returned when it stops. */
@@ -171,8 +176,12 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       );
       return;
     }
-    if (completion === "acked") summary.done++;
-    else lost(job, "the lease ended before the ack; its result was dropped");
+    if (completion === "acked") {
+      summary.done++;
+      log.debug("task done", { id: job.id, attempt: job.attempt });
+    } else {
+      lost(job, "the lease ended before the ack; its result was dropped");
+    }
   };
 
   const start = (job: Job<T>) => {
@@ -228,6 +237,23 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       log.debug("lease renewal failed", { error: describe(error) });
     });
   }, Math.max(1, Math.floor(leaseMs / RENEWALS_PER_LEASE)));
+
+  /** Logs what was done since the last summary, unless nothing was. */
+  let reported = { ...summary };
+  let reportedAt = Date.now();
+  const report = options.summaryIntervalMs === undefined ? undefined : setInterval(() => {
+    const now = Date.now();
+    const done = summary.done - reported.done;
+    const failed = summary.failed - reported.failed;
+    if (done === 0 && failed === 0 && running.size === 0) return;
+    log.info("progress", {
+      ...summary,
+      running: running.size,
+      perSecond: Math.round((done / Math.max(1, now - reportedAt)) * MS_PER_SECOND * 10) / 10,
+    });
+    reported = { ...summary };
+    reportedAt = now;
+  }, options.summaryIntervalMs);
 
   const stopWaiting = new Promise<void>((resolve) => {
     if (options.signal?.aborted) resolve();
@@ -305,6 +331,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   } finally {
     await Promise.allSettled(settling);
     clearInterval(renew);
+    clearInterval(report);
   }
   if (fatal !== undefined) throw fatal.error;
   return summary;

@@ -1,0 +1,161 @@
+/**
+ * `/metrics`: the master's state in the Prometheus text exposition format
+ * (version 0.0.4): queue depths and totals per queue, connected clients,
+ * error replies by wire code, HTTP refusals, and the store's commit latency
+ * histogram.
+ *
+ * Queue series carry a `queue` label holding the queue's exact name (escaped
+ * as the format requires), dead-letter queues included; `taskq_queue_dead_letters`
+ * gives each queue's dead-letter count the way `taskq status` folds it.
+ *
+ * @module
+ */
+
+import type { Engine } from "../engine/engine.ts";
+import { ERROR_CODES, type ErrorCode } from "../errors.ts";
+import type { Histogram, Telemetry } from "../server/telemetry.ts";
+import { statusRows } from "../status_rows.ts";
+
+/** The Content-Type of the text exposition format. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** Escapes a label value: backslash, double quote and newline. */
+export function escapeLabel(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+/** Formats a sample value as the format wants it. */
+function formatNumber(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+type Labels = Record<string, string>;
+
+/** Builds the exposition text one metric family at a time. */
+class Exposition {
+  #text = "";
+
+  /** Starts a family with its help text and type. */
+  family(name: string, type: "gauge" | "counter" | "histogram", help: string): this {
+    this.#text += `# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n`;
+    this.#text += `# TYPE ${name} ${type}\n`;
+    return this;
+  }
+
+  /** Adds one sample. */
+  sample(name: string, labels: Labels, value: number): this {
+    const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+    const set = pairs.length > 0 ? `{${pairs.join(",")}}` : "";
+    this.#text += `${name}${set} ${formatNumber(value)}\n`;
+    return this;
+  }
+
+  /** Adds a histogram's buckets, sum and count. */
+  histogram(name: string, histogram: Histogram): this {
+    const cumulative = histogram.cumulative();
+    histogram.bounds.forEach((bound, i) => {
+      this.sample(`${name}_bucket`, { le: formatNumber(bound) }, cumulative[i]);
+    });
+    this.sample(`${name}_bucket`, { le: "+Inf" }, histogram.count);
+    this.sample(`${name}_sum`, {}, histogram.sum);
+    this.sample(`${name}_count`, {}, histogram.count);
+    return this;
+  }
+
+  /** The text so far. */
+  toString(): string {
+    return this.#text;
+  }
+}
+
+/** What `/metrics` reports. */
+export interface MetricsInput {
+  /** The queue engine. */
+  engine: Engine;
+  /** The master's counters. */
+  telemetry: Telemetry;
+  /** Requests the HTTP side refused, by reason. */
+  httpRefused: ReadonlyMap<string, number>;
+}
+
+/** Renders the metrics text. */
+export function renderMetrics(input: MetricsInput): string {
+  const { engine, telemetry } = input;
+  const queues = engine.stats();
+  const out = new Exposition();
+
+  out.family("taskq_queue_items", "gauge", "Items in a queue, by state (ready, leased, delayed).");
+  for (const q of queues) {
+    out.sample("taskq_queue_items", { queue: q.name, state: "ready" }, q.ready);
+    out.sample("taskq_queue_items", { queue: q.name, state: "leased" }, q.leased);
+    out.sample("taskq_queue_items", { queue: q.name, state: "delayed" }, q.delayed);
+  }
+  out.family(
+    "taskq_queue_dead_letters",
+    "gauge",
+    "Items in a queue's dead-letter queue NAME.dead.",
+  );
+  for (const row of statusRows(queues)) {
+    out.sample("taskq_queue_dead_letters", { queue: row.name }, row.deadLetters);
+  }
+  out.family("taskq_queue_waiting_gets", "gauge", "Gets waiting for an item of a queue.");
+  for (const q of queues) out.sample("taskq_queue_waiting_gets", { queue: q.name }, q.waiting);
+  out.family("taskq_queue_paused", "gauge", "1 if a queue is paused (serves no gets), else 0.");
+  for (const q of queues) {
+    out.sample("taskq_queue_paused", { queue: q.name }, engine.isPaused(q.name) ? 1 : 0);
+  }
+
+  const counters: Array<[string, string, (q: (typeof queues)[number]) => number]> = [
+    ["taskq_items_put_total", "Items put on a queue.", (q) => q.put],
+    ["taskq_items_acked_total", "Items acked (done).", (q) => q.acked],
+    ["taskq_items_nacked_total", "Items given back with nack.", (q) => q.nacked],
+    ["taskq_items_failed_total", "Failures reported by workers.", (q) => q.failed],
+    [
+      "taskq_lease_expiries_total",
+      "Leases that ran out or were dropped with their connection.",
+      (q) => q.expired,
+    ],
+    [
+      "taskq_retries_total",
+      "Items served again after a failure or a lost lease (failed + expired - dead-lettered).",
+      (q) => q.failed + q.expired - q.dead,
+    ],
+    ["taskq_items_dead_lettered_total", "Items moved to the dead-letter queue.", (q) => q.dead],
+  ];
+  for (const [name, help, value] of counters) {
+    out.family(name, "counter", help);
+    for (const q of queues) out.sample(name, { queue: q.name }, value(q));
+  }
+
+  out.family("taskq_connected_clients", "gauge", "Authenticated client connections.");
+  out.sample("taskq_connected_clients", {}, engine.consumerCount);
+  out.family("taskq_connections_accepted_total", "counter", "TCP connections accepted.");
+  out.sample("taskq_connections_accepted_total", {}, telemetry.connectionsAccepted);
+  out.family(
+    "taskq_protocol_errors_total",
+    "counter",
+    "Error replies sent to clients, by code (auth_failed: wrong key or handshake timeout; " +
+      "frame_too_large and bad_request: bad frames).",
+  );
+  for (const code of [...ERROR_CODES].sort()) {
+    out.sample(
+      "taskq_protocol_errors_total",
+      { code },
+      telemetry.errors.get(code as ErrorCode) ?? 0,
+    );
+  }
+  out.family("taskq_http_refused_total", "counter", "HTTP requests refused, by reason.");
+  for (const [reason, count] of [...input.httpRefused].sort(([a], [b]) => a < b ? -1 : 1)) {
+    out.sample("taskq_http_refused_total", { reason }, count);
+  }
+  out.family(
+    "taskq_store_commit_seconds",
+    "histogram",
+    "Time the store took to commit a group of changes to disk.",
+  );
+  out.histogram("taskq_store_commit_seconds", telemetry.commitSeconds);
+  return out.toString();
+}

@@ -1,0 +1,370 @@
+/**
+ * The master's HTTP side (`taskq master --http`): the dashboard page, the
+ * JSON state API, `/metrics` for Prometheus, and the dashboard's actions
+ * (pause or resume a queue, re-queue or drop dead letters).
+ *
+ * Routes (every one behind the host and cross-site checks of guard.ts):
+ *
+ * | method | path                 | token | what                                        |
+ * | ------ | -------------------- | ----- | ------------------------------------------- |
+ * | GET    | `/`                  | no    | the page (holds no data)                    |
+ * | GET    | `/app.js`, `/app.css`| no    | its script and stylesheet                   |
+ * | GET    | `/api/state`         | yes   | {@link DashboardState} as JSON              |
+ * | GET    | `/metrics`           | yes   | Prometheus text format                      |
+ * | POST   | `/api/queues/pause`  | yes   | `{queue}`: the queue serves no gets         |
+ * | POST   | `/api/queues/resume` | yes   | `{queue}`: it serves them again             |
+ * | POST   | `/api/dead/requeue`  | yes   | `{queue: "NAME.dead", ids}`: back to NAME   |
+ * | POST   | `/api/dead/drop`     | yes   | `{queue: "NAME.dead", ids}`: gone for good  |
+ *
+ * Actions answer once their change is committed to the store.
+ *
+ * @module
+ */
+
+import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
+import { ConfigError, ProtocolError } from "../errors.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { isDeadLetterQueue } from "../queue_names.ts";
+import { checkQueueName } from "../wire/messages.ts";
+import { Guard, type Refusal } from "./guard.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.ts";
+import { DEFAULT_SAMPLE_MS, RateTracker } from "./rates.ts";
+import { type DashboardSource, type DashboardState, takeState } from "./state.ts";
+import { httpToken } from "./token.ts";
+
+/** Host the HTTP side listens on when `--http` names only a port. */
+export const DEFAULT_HTTP_HOST = "127.0.0.1";
+
+/** Largest action body accepted, in bytes. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Most ids one action may name. */
+export const MAX_ACTION_IDS = 1_000;
+
+const STATUS_OK = 200;
+const STATUS_NO_CONTENT = 204;
+const STATUS_BAD_REQUEST = 400;
+const STATUS_NOT_FOUND = 404;
+const STATUS_METHOD_NOT_ALLOWED = 405;
+const STATUS_TOO_LARGE = 413;
+const STATUS_SERVER_ERROR = 500;
+
+/** The page may load only its own script, style and data. */
+const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+  "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** Headers every response carries. */
+const COMMON_HEADERS: Readonly<Record<string, string>> = {
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+  "cross-origin-resource-policy": "same-origin",
+  "cross-origin-opener-policy": "same-origin",
+};
+
+const STATIC_FILES: Readonly<Record<string, { type: string; body: string }>> = {
+  "/": { type: "text/html; charset=utf-8", body: PAGE_HTML },
+  "/index.html": { type: "text/html; charset=utf-8", body: PAGE_HTML },
+  "/app.js": { type: "text/javascript; charset=utf-8", body: PAGE_JS },
+  "/app.css": { type: "text/css; charset=utf-8", body: PAGE_CSS },
+};
+
+const ACTIONS = new Set([
+  "/api/queues/pause",
+  "/api/queues/resume",
+  "/api/dead/requeue",
+  "/api/dead/drop",
+]);
+
+const READS = new Set(["/api/state", "/metrics"]);
+
+/** Options of {@link serveHttp}. */
+export interface HttpOptions {
+  /** The master (or anything with its engine, telemetry and timer). */
+  source: DashboardSource;
+  /** `HOST:PORT`, `PORT` (on loopback) or an address; port 0 picks a free one. */
+  listen: string | Address;
+  /** The master's key; the token is derived from it (the empty key when absent). */
+  authkey?: Uint8Array;
+  /** Where events are logged. */
+  logger?: Logger;
+  /** How often rates are sampled (default 1 s). */
+  sampleMs?: number;
+}
+
+/** A bad action request. */
+class BadAction extends Error {
+  constructor(message: string, readonly status: number = STATUS_BAD_REQUEST) {
+    super(message);
+  }
+}
+
+/**
+ * Parses the `--http` value: `PORT` means loopback, else `HOST:PORT`.
+ * @throws {ConfigError} when it is neither.
+ */
+export function parseHttpAddress(text: string): Address {
+  if (/^\d+$/.test(text.trim())) return parseAddress(`${DEFAULT_HTTP_HOST}:${text.trim()}`);
+  return parseAddress(text);
+}
+
+/** The running HTTP side. */
+export class HttpServer {
+  /** The address it listens on. */
+  readonly address: Address;
+  /** The page's address, e.g. `http://127.0.0.1:8080/`. */
+  readonly url: string;
+  readonly #source: DashboardSource;
+  readonly #guard: Guard;
+  readonly #rates: RateTracker;
+  readonly #log: Logger;
+  readonly #refused = new Map<string, number>();
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #sampler: ReturnType<typeof setInterval>;
+  #closing: Promise<void> | undefined;
+
+  /** Starts serving; use {@link serveHttp}. */
+  constructor(address: Address, options: HttpOptions) {
+    this.#source = options.source;
+    this.#log = options.logger ?? silentLogger;
+    const sampleMs = options.sampleMs ?? DEFAULT_SAMPLE_MS;
+    this.#rates = new RateTracker(sampleMs);
+    this.#sample();
+    this.#sampler = setInterval(() => this.#sample(), sampleMs);
+    try {
+      this.#server = Deno.serve({
+        hostname: address.hostname,
+        port: address.port,
+        onListen: () => {},
+      }, (request) => this.#handle(request));
+    } catch (cause) {
+      clearInterval(this.#sampler);
+      throw new ConfigError(
+        `cannot serve HTTP on ${formatAddress(address)}: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
+    this.address = { hostname: this.#server.addr.hostname, port: this.#server.addr.port };
+    this.url = `http://${formatAddress(this.address)}/`;
+    this.#guard = new Guard({
+      token: httpToken(options.authkey ?? new Uint8Array(0)),
+      address: this.address,
+    });
+  }
+
+  /** The current state, as `GET /api/state` returns it. */
+  state(): DashboardState {
+    return takeState(this.#source, this.#rates, Date.now());
+  }
+
+  /** Requests refused so far, by reason. */
+  get refused(): ReadonlyMap<string, number> {
+    return this.#refused;
+  }
+
+  #sample(): void {
+    this.#rates.sample(Date.now(), this.#source.engine.stats());
+  }
+
+  async #handle(request: Request): Promise<Response> {
+    const path = new URL(request.url).pathname;
+    const originRefusal = this.#guard.checkOrigin(request);
+    if (originRefusal) return this.#refuse("origin", originRefusal, request, path);
+    const file = STATIC_FILES[path];
+    if (file !== undefined || path === "/favicon.ico") {
+      if (request.method !== "GET" && request.method !== "HEAD") return notAllowed("GET");
+      if (file === undefined) return respond(STATUS_NO_CONTENT, null, {});
+      const headers: Record<string, string> = { "content-type": file.type };
+      if (path === "/" || path === "/index.html") headers["content-security-policy"] = PAGE_CSP;
+      return respond(STATUS_OK, request.method === "HEAD" ? null : file.body, headers);
+    }
+    const isRead = READS.has(path);
+    const isAction = ACTIONS.has(path);
+    if (!isRead && !isAction) return json(STATUS_NOT_FOUND, { error: `no such page: ${path}` });
+    const tokenRefusal = this.#guard.checkToken(request);
+    if (tokenRefusal) return this.#refuse("token", tokenRefusal, request, path);
+    if (isRead) {
+      if (request.method !== "GET" && request.method !== "HEAD") return notAllowed("GET");
+      if (path === "/metrics") {
+        const text = renderMetrics({
+          engine: this.#source.engine,
+          telemetry: this.#source.telemetry,
+          httpRefused: this.#refused,
+        });
+        return respond(STATUS_OK, text, { "content-type": METRICS_CONTENT_TYPE });
+      }
+      return json(STATUS_OK, this.state());
+    }
+    if (request.method !== "POST") return notAllowed("POST");
+    const typeRefusal = this.#guard.checkAction(request);
+    if (typeRefusal) return this.#refuse("content_type", typeRefusal, request, path);
+    try {
+      const body = await readJson(request);
+      const reply = this.#act(path, body);
+      await this.#source.engine.store.commit();
+      this.#source.rearm();
+      this.#log.info("dashboard action", { action: path, ...reply });
+      return json(STATUS_OK, { ok: true, ...reply });
+    } catch (error) {
+      if (error instanceof BadAction) return json(error.status, { error: error.message });
+      if (error instanceof ProtocolError) return json(STATUS_BAD_REQUEST, { error: error.message });
+      this.#log.error("dashboard action failed", { action: path, error: String(error) });
+      return json(STATUS_SERVER_ERROR, { error: `not done: ${(error as Error).message}` });
+    }
+  }
+
+  #act(path: string, body: Record<string, unknown>): Record<string, unknown> {
+    const engine = this.#source.engine;
+    const queue = checkQueueName(body.queue);
+    if (path === "/api/queues/pause" || path === "/api/queues/resume") {
+      onlyKeys(body, ["queue"]);
+      if (path.endsWith("pause")) engine.pause(queue);
+      else engine.resume(queue);
+      return { queue, paused: engine.isPaused(queue) };
+    }
+    onlyKeys(body, ["queue", "ids"]);
+    if (!isDeadLetterQueue(queue)) {
+      throw new BadAction(`"${queue}" is not a dead-letter queue (NAME.dead)`);
+    }
+    const ids = body.ids;
+    if (
+      !Array.isArray(ids) || ids.length === 0 || ids.length > MAX_ACTION_IDS ||
+      !ids.every((id) => Number.isSafeInteger(id) && id > 0)
+    ) {
+      throw new BadAction(`"ids" must be 1 to ${MAX_ACTION_IDS} item ids`);
+    }
+    if (path === "/api/dead/requeue") {
+      const newIds = engine.requeueDead(queue, ids);
+      if (newIds.length === 0) throw notFound();
+      return { queue, requeued: newIds.length, ids: newIds };
+    }
+    const dropped = engine.drop(queue, ids).length;
+    if (dropped === 0) throw notFound();
+    return { queue, dropped };
+  }
+
+  #refuse(kind: string, refusal: Refusal, request: Request, path: string): Response {
+    this.#refused.set(kind, (this.#refused.get(kind) ?? 0) + 1);
+    this.#log.debug("http request refused", {
+      method: request.method,
+      path,
+      reason: refusal.reason,
+    });
+    const headers: Record<string, string> = {};
+    if (kind === "token") headers["www-authenticate"] = 'Bearer realm="taskq"';
+    return json(refusal.status, { error: refusal.reason }, headers);
+  }
+
+  /** Stops serving and sampling. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#sampler);
+      await this.#server.shutdown();
+    })();
+    return this.#closing;
+  }
+}
+
+function notFound(): BadAction {
+  return new BadAction(
+    "no such dead letter here (re-queued, dropped or taken already)",
+    STATUS_NOT_FOUND,
+  );
+}
+
+function onlyKeys(body: Record<string, unknown>, allowed: string[]): void {
+  for (const key of Object.keys(body)) {
+    if (!allowed.includes(key)) throw new BadAction(`unknown field "${key.slice(0, 40)}"`);
+  }
+}
+
+async function readJson(request: Request): Promise<Record<string, unknown>> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_BODY_BYTES) throw new BadAction("body too large", STATUS_TOO_LARGE);
+  const reader = request.body?.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (reader !== undefined) {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > MAX_BODY_BYTES) {
+        await reader.cancel();
+        throw new BadAction("body too large", STATUS_TOO_LARGE);
+      }
+      chunks.push(value);
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new BadAction("the body is not valid JSON");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new BadAction("the body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
+
+function respond(
+  status: number,
+  body: string | null,
+  headers: Record<string, string>,
+): Response {
+  return new Response(body, { status, headers: { ...COMMON_HEADERS, ...headers } });
+}
+
+function json(status: number, value: unknown, headers: Record<string, string> = {}): Response {
+  return respond(status, JSON.stringify(value), {
+    "content-type": "application/json; charset=utf-8",
+    ...headers,
+  });
+}
+
+function notAllowed(allow: string): Response {
+  return json(STATUS_METHOD_NOT_ALLOWED, { error: `use ${allow}` }, { allow });
+}
+
+/**
+ * Checks that the HTTP side may listen on `listen` with the key it has (or
+ * none), before anything is opened; returns the parsed address.
+ * @throws {ConfigError} when the address is malformed, or beyond loopback without a key.
+ */
+export function checkHttpAddress(
+  listen: string | Address,
+  authkey: Uint8Array | undefined,
+): Address {
+  const address = typeof listen === "string" ? parseHttpAddress(listen) : listen;
+  const keyless = authkey === undefined || authkey.length === 0;
+  if (keyless && !isLoopback(address.hostname)) {
+    throw new ConfigError(
+      `refusing to serve HTTP on ${formatAddress(address)} without a key: its token would be ` +
+        `public; set TASKQ_AUTHKEY or use --authkey-file, or serve on loopback`,
+    );
+  }
+  return address;
+}
+
+/**
+ * Starts the HTTP side of a master.
+ * @throws {ConfigError} when asked to listen beyond loopback without a key, or
+ *   when the address is unusable.
+ */
+export function serveHttp(options: HttpOptions): Promise<HttpServer> {
+  try {
+    const address = checkHttpAddress(options.listen, options.authkey);
+    return Promise.resolve(new HttpServer(address, options));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

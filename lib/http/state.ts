@@ -1,0 +1,185 @@
+/**
+ * The master's state as one JSON-ready object: the queues (with dead-letter
+ * counts folded in, paused flags and rates), the connected clients, the
+ * dead letters waiting for a decision, and the throughput history. The
+ * dashboard, `GET /api/state` and `taskq status --http` all show this.
+ *
+ * @module
+ */
+
+import type { DeadLetter, Engine } from "../engine/engine.ts";
+import type { Telemetry } from "../server/telemetry.ts";
+import { type StatusRow, statusRows } from "../status_rows.ts";
+import { deadLetterQueue, isDeadLetterQueue } from "../queue_names.ts";
+import type { History, Rates, RateTracker } from "./rates.ts";
+
+/** Dead letters listed at most, over all queues (the counts cover all of them). */
+export const DEAD_LIST_LIMIT = 100;
+
+/** Longest preview of an item's value, in characters. */
+export const VALUE_PREVIEW_CHARS = 200;
+
+/** Longest error text shown, in characters. */
+export const ERROR_PREVIEW_CHARS = 2_000;
+
+/** What the HTTP side reads and acts on: a running {@link Master} is one. */
+export interface DashboardSource {
+  /** The queue engine. */
+  readonly engine: Engine;
+  /** The master's own counters. */
+  readonly telemetry: Telemetry;
+  /** Re-arms the engine's timer after a change (an action taken over HTTP). */
+  rearm(): void;
+}
+
+/** A queue as the dashboard shows it. */
+export interface QueueRow extends StatusRow {
+  /** Whether its gets are held back. */
+  paused: boolean;
+  /** Recent per-second rates. */
+  rates: Rates;
+}
+
+/** A connected client (worker, producer or status reader). */
+export interface ClientRow {
+  /** The master's number for the connection. */
+  id: number;
+  /** The name it gave (host:pid by default). */
+  name: string;
+  /** Its network address, `HOST:PORT`. */
+  address: string;
+  /** Items it holds leases on. */
+  held: number;
+  /** When it connected (ms since the epoch). */
+  connectedAt: number;
+  /** When it last sent anything (ms since the epoch). */
+  lastSeenAt: number;
+}
+
+/** An item of a dead-letter queue. */
+export interface DeadItem {
+  /** The dead-letter queue holding it (`NAME.dead`). */
+  queue: string;
+  /** Its id there: what re-queue and drop name. */
+  id: number;
+  /** Whether it is a dead letter of this queue (only those can be re-queued). */
+  letter: boolean;
+  /** The queue it failed in. */
+  failedIn: string;
+  /** Its id in that queue. */
+  failedId: number;
+  /** Deliveries it had. */
+  attempts: number;
+  /** The last error (shortened). */
+  error: string;
+  /** When it was dead-lettered (ms since the epoch). */
+  failedAt: number;
+  /** The item's value as JSON text (shortened). */
+  value: string;
+}
+
+/** Everything the dashboard shows. */
+export interface DashboardState {
+  /** When this state was taken (ms since the epoch). */
+  now: number;
+  /** Authenticated connections. */
+  clients: number;
+  /** One row per queue, dead-letter queues folded in. */
+  queues: QueueRow[];
+  /** The connected clients, oldest first. */
+  workers: ClientRow[];
+  /** Dead letters: how many there are, and the first of them. */
+  dead: { total: number; items: DeadItem[] };
+  /** Throughput over the last minutes. */
+  history: History;
+}
+
+/** Shortens `text` to `max` characters, marking the cut. */
+export function shorten(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** An item's value as short JSON text (binary as its size). */
+export function previewValue(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value, (_key, v) =>
+      v instanceof Uint8Array ? `<${v.length} bytes>` : v) ??
+      String(value);
+  } catch {
+    text = String(value);
+  }
+  return shorten(text, VALUE_PREVIEW_CHARS);
+}
+
+function deadItem(queue: string, id: number, value: unknown): DeadItem {
+  const letter = value as Partial<DeadLetter> | null;
+  const isLetter = typeof letter === "object" && letter !== null &&
+    typeof letter.queue === "string" && deadLetterQueue(letter.queue) === queue &&
+    "value" in letter;
+  if (!isLetter) {
+    return {
+      queue,
+      id,
+      letter: false,
+      failedIn: "",
+      failedId: 0,
+      attempts: 0,
+      error: "",
+      failedAt: 0,
+      value: previewValue(value),
+    };
+  }
+  return {
+    queue,
+    id,
+    letter: true,
+    failedIn: letter.queue as string,
+    failedId: Number(letter.id ?? 0),
+    attempts: Number(letter.attempts ?? 0),
+    error: shorten(String(letter.error ?? ""), ERROR_PREVIEW_CHARS),
+    failedAt: Number(letter.failedAt ?? 0),
+    value: previewValue(letter.value),
+  };
+}
+
+/** Takes the state of `source` now, with rates and history from `rates`. */
+export function takeState(
+  source: DashboardSource,
+  rates: RateTracker,
+  now: number,
+): DashboardState {
+  const engine = source.engine;
+  const stats = engine.stats();
+  const queues: QueueRow[] = statusRows(stats).map((row) => ({
+    ...row,
+    paused: engine.isPaused(row.name),
+    rates: rates.rates(row.name),
+  }));
+  const workers: ClientRow[] = [...engine.consumers()].map((c) => ({
+    id: c.id,
+    name: c.name,
+    address: c.address,
+    held: c.leases.size,
+    connectedAt: c.connectedAt,
+    lastSeenAt: c.lastSeenAt,
+  }));
+  let total = 0;
+  const items: DeadItem[] = [];
+  for (const queue of stats) {
+    if (!isDeadLetterQueue(queue.name)) continue;
+    total += queue.ready + queue.leased + queue.delayed;
+    if (items.length >= DEAD_LIST_LIMIT) continue;
+    for (const item of engine.peek(queue.name, DEAD_LIST_LIMIT - items.length)) {
+      items.push(deadItem(queue.name, item.id, item.value));
+    }
+  }
+  return {
+    now,
+    clients: engine.consumerCount,
+    queues,
+    workers,
+    dead: { total, items },
+    history: rates.history(),
+  };
+}

@@ -1,0 +1,508 @@
+/**
+ * The master's front-end for Python's `multiprocessing.managers` protocol:
+ * one session per connection from an unmodified Python worker or producer,
+ * turning its manager and queue calls into engine operations on the same
+ * queues the native protocol serves.
+ *
+ * A session first runs Python's handshake (either challenge style) within a
+ * deadline. After it, each request is a pickle read by the strict reader;
+ * one that cannot be read or is refused gets a `#TRACEBACK` reply naming the
+ * reason (the Python caller raises it as `RemoteError`) and the connection
+ * stays usable, as with a Python master. Calls Python itself would reject get
+ * the exception Python would raise (`TypeError`, `ValueError`), and an empty
+ * queue raises `queue.Empty`.
+ *
+ * At-least-once: an item a connection takes with `get` is leased to it (its
+ * lease renewed while the connection stays open) and counts as done (acked)
+ * at that connection's next call, which is what a worker that gets, works and
+ * puts its result does; the ack and a result `put` are committed together.
+ * If the connection closes first (the worker died), the item goes back to the
+ * front of its queue.
+ *
+ * @module
+ */
+
+import type { Consumer, Engine, Item } from "../engine/engine.ts";
+import type { PythonConnection } from "../wire/python/connection.ts";
+import {
+  acceptChallenge,
+  type ChallengeStyle,
+  deliverChallenge,
+} from "../wire/python/handshake.ts";
+import { unpickle } from "../wire/python/pickle_reader.ts";
+import {
+  bindArgs,
+  encodeReply,
+  errorReply,
+  type Param,
+  parseRequest,
+  type PyRequest,
+} from "../wire/python/rpc.ts";
+import { PyFloat, pyTruthy, PyTuple, pyTypeName, type PyValue } from "../wire/python/values.ts";
+import { fromNatural, toNatural } from "../wire/python/natural.ts";
+import { checkValue } from "../wire/codec.ts";
+import { MAX_DURATION_MS } from "../wire/messages.ts";
+import {
+  AuthenticationError,
+  ConnectionLostError,
+  PickleError,
+  PythonCallError,
+  TaskqError,
+} from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+/** The methods a queue exposes to Python, as `queue.Queue` does. */
+export const QUEUE_METHODS: readonly string[] = [
+  "empty",
+  "full",
+  "get",
+  "get_nowait",
+  "join",
+  "put",
+  "put_nowait",
+  "qsize",
+  "task_done",
+];
+
+/** Leases held by a Python connection are renewed this many times per lease length. */
+const RENEWALS_PER_LEASE = 3;
+
+/** How often a `join()` checks whether its queue has emptied. */
+export const JOIN_POLL_MS = 50;
+
+/** The exception `queue.get` raises on an empty queue, pickled as Python does. */
+const EMPTY = "_queue.Empty";
+
+/** The exception `queue.put` raises on a full queue. */
+const FULL = "queue.Full";
+
+/** What a session needs from the front-end that runs it. */
+export interface PythonSessionContext {
+  /** The queue engine. */
+  readonly engine: Engine;
+  /** The shared key. */
+  readonly key: Uint8Array;
+  /** Largest message accepted after the handshake. */
+  readonly maxFrameBytes: number;
+  /** Time allowed to complete the handshake. */
+  readonly handshakeTimeoutMs: number;
+  /** The challenge this side sends. */
+  readonly challenge: ChallengeStyle;
+  /** Registered names (`get_task_queue`) and the queues they stand for. */
+  readonly queues: ReadonlyMap<string, string>;
+  /** Where events are logged. */
+  readonly log: Logger;
+  /** Called after every engine operation, so the master can re-arm its timer. */
+  afterChange(): void;
+  /** Called once the peer has authenticated. */
+  onAuthenticated(session: PythonSession): void;
+}
+
+/** The Python form of an item whose native form loses detail (see {@link Item.original}). */
+export class PythonOriginal {
+  /** The value exactly as the Python peer sent it. */
+  readonly value: PyValue;
+  /** Wraps `value`. */
+  constructor(value: PyValue) {
+    this.value = value;
+  }
+}
+
+/** The value a Python peer gets for an item: its Python original, or its native value mapped. */
+export function pythonValueOf(item: Item): PyValue {
+  return item.original instanceof PythonOriginal ? item.original.value : fromNatural(item.value);
+}
+
+const GET_PARAMS: readonly Param[] = [["block", true], ["timeout", null]];
+const PUT_PARAMS: readonly Param[] = [["item"], ["block", true], ["timeout", null]];
+
+/** Milliseconds of a Python `timeout` argument; `undefined` for `None` (no limit). */
+function timeoutMs(value: PyValue): number | undefined {
+  if (value === null) return undefined;
+  let seconds: number;
+  if (typeof value === "number" || typeof value === "boolean") seconds = Number(value);
+  else if (typeof value === "bigint") seconds = Number(value);
+  else if (value instanceof PyFloat) seconds = value.value;
+  else {
+    throw new PythonCallError(
+      "builtins.TypeError",
+      `'<' not supported between instances of '${pyTypeName(value)}' and 'int'`,
+    );
+  }
+  if (!(seconds >= 0)) {
+    throw new PythonCallError("builtins.ValueError", "'timeout' must be a non-negative number");
+  }
+  return Math.min(Math.round(seconds * 1000), MAX_DURATION_MS);
+}
+
+/** The traceback text a Python caller shows for a refusal. */
+function traceback(message: string): string {
+  return `taskq master refused the request: ${message}\n`;
+}
+
+const CLOSED: unique symbol = Symbol("closed");
+
+/** One connection speaking Python's managers protocol. */
+export class PythonSession {
+  /** The framed connection. */
+  readonly conn: PythonConnection;
+  readonly #ctx: PythonSessionContext;
+  #authenticated = false;
+  #name = "";
+  #consumer: Consumer | undefined;
+  #held: number[] = [];
+  #renewal: ReturnType<typeof setInterval> | undefined;
+
+  /** Creates a session on an accepted connection. */
+  constructor(conn: PythonConnection, ctx: PythonSessionContext) {
+    this.conn = conn;
+    this.#ctx = ctx;
+  }
+
+  /** Whether the handshake has completed. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /** Serves the connection until it closes; never throws. */
+  async run(): Promise<void> {
+    const { log } = this.#ctx;
+    try {
+      if (!await this.#handshake()) return;
+      for (;;) {
+        let frame: Uint8Array;
+        try {
+          frame = await this.conn.recv();
+        } catch (error) {
+          if (!(error instanceof ConnectionLostError)) {
+            // A refused length: answer it, then stop reading this stream.
+            log.warn("closing Python connection after bad input", {
+              peer: this.conn.peer,
+              error: (error as Error).message,
+            });
+            await this.conn.send(encodeReply("#TRACEBACK", traceback((error as Error).message)))
+              .catch(() => {});
+          }
+          return;
+        }
+        const reply = await this.#handle(frame);
+        if (reply === CLOSED) return;
+        await this.conn.send(reply);
+      }
+    } catch (error) {
+      if (!(error instanceof ConnectionLostError)) {
+        log.error("Python session failed", { peer: this.conn.peer, error: String(error) });
+      }
+    } finally {
+      this.#release();
+      this.conn.close();
+    }
+  }
+
+  /** Closes the connection; whatever it held goes back to its queue. */
+  close(): void {
+    this.conn.close();
+  }
+
+  async #handshake(): Promise<boolean> {
+    const { log } = this.#ctx;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#ctx.handshakeTimeoutMs);
+    });
+    try {
+      const shaking = (async () => {
+        await deliverChallenge(this.conn, this.#ctx.key, this.#ctx.challenge);
+        // The peer holds the key: its first request (sent right after our answer) may be large.
+        this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
+        await acceptChallenge(this.conn, this.#ctx.key);
+        return true;
+      })();
+      const ok = await Promise.race([shaking, expired]);
+      if (!ok) {
+        log.warn("Python handshake timed out", { peer: this.conn.peer });
+        return false;
+      }
+    } catch (error) {
+      if (error instanceof AuthenticationError) {
+        log.warn("Python peer failed authentication", {
+          peer: this.conn.peer,
+          error: error.message,
+        });
+      } else if (!(error instanceof ConnectionLostError)) {
+        log.warn("Python handshake failed", { peer: this.conn.peer, error: String(error) });
+      }
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#authenticated = true;
+    log.debug("Python peer authenticated", { peer: this.conn.peer });
+    this.#ctx.onAuthenticated(this);
+    return true;
+  }
+
+  /** Reads and serves one request; the reply to send, or {@link CLOSED}. */
+  async #handle(frame: Uint8Array): Promise<Uint8Array | typeof CLOSED> {
+    let request: PyRequest;
+    try {
+      request = parseRequest(unpickle(frame, { maxSize: this.#ctx.maxFrameBytes }));
+    } catch (error) {
+      if (!(error instanceof PickleError)) throw error;
+      this.#ctx.log.warn("refused a Python request", {
+        peer: this.conn.peer,
+        error: error.message,
+      });
+      return encodeReply("#TRACEBACK", traceback(error.message));
+    }
+    // The connection's next call: what it took before is done.
+    this.#settleHeld();
+    let result: PyValue | typeof CLOSED;
+    try {
+      result = await Promise.race([
+        this.#dispatch(request),
+        this.conn.ended.then((): typeof CLOSED => CLOSED),
+      ]);
+      if (result === CLOSED) return CLOSED;
+      const store = this.#ctx.engine.store;
+      if (store.dirty) await store.commit();
+    } catch (error) {
+      if (error instanceof PythonCallError) return errorReply(error);
+      if (error instanceof TaskqError) return encodeReply("#TRACEBACK", traceback(error.message));
+      this.#ctx.log.error("internal error serving a Python request", {
+        peer: this.conn.peer,
+        method: request.method,
+        error: String(error),
+      });
+      return encodeReply("#TRACEBACK", traceback(`internal error: ${String(error)}`));
+    }
+    return encodeReply("#RETURN", result);
+  }
+
+  #dispatch(request: PyRequest): PyValue | Promise<PyValue> {
+    if (request.ident === null) return this.#control(request);
+    const queue = this.#queueOf(request.ident);
+    const { method, args, kwargs } = request;
+    const engine = this.#ctx.engine;
+    switch (method) {
+      case "get": {
+        const bound = bindArgs(method, GET_PARAMS, args, kwargs);
+        const block = pyTruthy(bound.get("block") as PyValue);
+        return this.#get(queue, block, timeoutMs(bound.get("timeout") as PyValue));
+      }
+      case "get_nowait":
+        bindArgs(method, [], args, kwargs);
+        return this.#get(queue, false, undefined);
+      case "put": {
+        const bound = bindArgs(method, PUT_PARAMS, args, kwargs);
+        const block = pyTruthy(bound.get("block") as PyValue);
+        const wait = timeoutMs(bound.get("timeout") as PyValue);
+        return this.#put(queue, bound.get("item") as PyValue, block, wait);
+      }
+      case "put_nowait": {
+        const bound = bindArgs(method, [["item"]], args, kwargs);
+        return this.#put(queue, bound.get("item") as PyValue, false, undefined);
+      }
+      case "qsize":
+        bindArgs(method, [], args, kwargs);
+        return engine.stats(queue)[0].ready;
+      case "empty":
+        bindArgs(method, [], args, kwargs);
+        return engine.stats(queue)[0].ready === 0;
+      case "full": {
+        bindArgs(method, [], args, kwargs);
+        const { ready, leased, delayed } = engine.stats(queue)[0];
+        return engine.maxQueueLength > 0 && ready + leased + delayed >= engine.maxQueueLength;
+      }
+      case "task_done":
+        bindArgs(method, [], args, kwargs);
+        return null;
+      case "join":
+        bindArgs(method, [], args, kwargs);
+        return this.#join(queue);
+      case "__str__":
+      case "__repr__":
+        return `<taskq queue '${queue}'>`;
+      case "#GETVALUE":
+        throw new TaskqError("a taskq queue cannot be copied to the client");
+      default:
+        throw new TaskqError(
+          `'${method}' is not a method of taskq queues (they have ${QUEUE_METHODS.join(", ")})`,
+        );
+    }
+  }
+
+  #control(request: PyRequest): PyValue {
+    const { method, args, kwargs } = request;
+    switch (method) {
+      case "dummy":
+        return null;
+      case "create": {
+        if (args.length !== 1 || kwargs.size > 0 || typeof args[0] !== "string") {
+          throw new TaskqError("create takes one registered name, e.g. 'get_task_queue'");
+        }
+        const queue = this.#ctx.queues.get(args[0]);
+        if (queue === undefined) {
+          const known = [...this.#ctx.queues.keys()].map((name) => `'${name}'`).join(", ");
+          throw new TaskqError(
+            `this master serves no '${args[0]}' (it serves ${known}; map more names to queues ` +
+              `with taskq master --python-queue NAME=QUEUE)`,
+          );
+        }
+        return new PyTuple([queue, new PyTuple(QUEUE_METHODS)]);
+      }
+      case "incref":
+      case "decref": {
+        const bound = bindArgs(method, [["ident"]], args, kwargs);
+        this.#queueOf(bound.get("ident") as PyValue);
+        return null;
+      }
+      case "accept_connection": {
+        const bound = bindArgs(method, [["name"]], args, kwargs);
+        const name = bound.get("name");
+        this.#name = typeof name === "string" ? name : "";
+        return null;
+      }
+      case "get_methods":
+        bindArgs(method, [["token"]], args, kwargs);
+        return new PyTuple(QUEUE_METHODS);
+      case "number_of_objects":
+        return new Set(this.#ctx.queues.values()).size;
+      case "debug_info":
+        return [...this.#ctx.queues].map(([name, queue]) => `${name}: queue '${queue}'`).join("\n");
+      case "shutdown":
+        throw new TaskqError(
+          "a taskq master does not stop at a client's request; stop it with Ctrl-C or SIGTERM",
+        );
+      default:
+        throw new TaskqError(`'${method}' is not a function of this manager`);
+    }
+  }
+
+  /** The queue an ident stands for (idents are the queue names the mapping serves). */
+  #queueOf(ident: PyValue): string {
+    if (typeof ident === "string") {
+      for (const queue of this.#ctx.queues.values()) if (queue === ident) return queue;
+    }
+    throw new TaskqError(`no object with id ${String(ident)} on this master`);
+  }
+
+  #ensureConsumer(): Consumer {
+    this.#consumer ??= this.#ctx.engine.connect(
+      `python ${this.conn.peer}${this.#name ? ` ${this.#name}` : ""}`,
+    );
+    return this.#consumer;
+  }
+
+  async #get(queue: string, block: boolean, waitMs: number | undefined): Promise<PyValue> {
+    const engine = this.#ctx.engine;
+    const consumer = this.#ensureConsumer();
+    for (;;) {
+      const wait = block ? waitMs ?? MAX_DURATION_MS : 0;
+      const got = new Promise<readonly Item[]>((resolve) => {
+        engine.get(consumer, queue, 1, wait, engine.defaultLeaseMs, resolve);
+      });
+      this.#ctx.afterChange();
+      const items = await got;
+      if (items.length > 0) {
+        this.#hold(items[0]);
+        return pythonValueOf(items[0]);
+      }
+      if (!block || waitMs !== undefined || this.conn.closed) {
+        throw new PythonCallError(EMPTY, "");
+      }
+    }
+  }
+
+  async #put(
+    queue: string,
+    item: PyValue,
+    block: boolean,
+    waitMs: number | undefined,
+  ): Promise<PyValue> {
+    const natural = toNatural(item);
+    checkValue(natural.value);
+    const engine = this.#ctx.engine;
+    if (!await this.#waitForRoom(queue, block, waitMs)) throw new PythonCallError(FULL, "");
+    if (this.conn.closed) return null;
+    engine.put(
+      queue,
+      [natural.value],
+      0,
+      0,
+      natural.exact ? undefined : [new PythonOriginal(item)],
+    );
+    this.#ctx.afterChange();
+    return null;
+  }
+
+  /** Whether there is room in `queue` (waiting for it as the call allows). */
+  async #waitForRoom(queue: string, block: boolean, waitMs: number | undefined): Promise<boolean> {
+    const room = Promise.withResolvers<boolean>();
+    if (!this.#ctx.engine.isFull(queue, () => room.resolve(true))) return true;
+    if (!block) return false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (waitMs !== undefined) timer = setTimeout(() => room.resolve(false), waitMs);
+    try {
+      return await room.promise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #join(queue: string): Promise<PyValue> {
+    const engine = this.#ctx.engine;
+    for (;;) {
+      const { ready, leased, delayed } = engine.stats(queue)[0];
+      if (ready + leased + delayed === 0 || this.conn.closed) return null;
+      await new Promise((resolve) => setTimeout(resolve, JOIN_POLL_MS));
+    }
+  }
+
+  /** Keeps an item this connection took leased until its next call. */
+  #hold(item: Item): void {
+    this.#held.push(item.id);
+    if (this.#renewal !== undefined) return;
+    const engine = this.#ctx.engine;
+    const leaseMs = engine.defaultLeaseMs;
+    this.#renewal = setInterval(() => {
+      if (this.#consumer === undefined || this.#held.length === 0) return;
+      engine.extend(this.#consumer, this.#held, leaseMs);
+      this.#ctx.afterChange();
+    }, Math.max(1, Math.floor(leaseMs / RENEWALS_PER_LEASE)));
+  }
+
+  /** Acks what this connection took: it has made its next call. */
+  #settleHeld(): void {
+    clearInterval(this.#renewal);
+    this.#renewal = undefined;
+    if (this.#held.length === 0 || this.#consumer === undefined) return;
+    const held = this.#held;
+    this.#held = [];
+    const lost = this.#ctx.engine.ack(this.#consumer, held);
+    if (lost.length > 0) {
+      this.#ctx.log.warn("a Python connection's lease ended before its next call", {
+        peer: this.conn.peer,
+        ids: lost,
+      });
+    }
+    this.#ctx.afterChange();
+  }
+
+  /** The connection is gone: unsettled items go back to their queues. */
+  #release(): void {
+    clearInterval(this.#renewal);
+    this.#renewal = undefined;
+    if (this.#consumer !== undefined) {
+      this.#ctx.engine.disconnect(this.#consumer);
+      this.#ctx.afterChange();
+      if (this.#held.length > 0) {
+        this.#ctx.log.info("Python connection closed holding items; they are served again", {
+          peer: this.conn.peer,
+          ids: this.#held,
+        });
+      }
+      this.#held = [];
+    }
+  }
+}

@@ -1,0 +1,363 @@
+/**
+ * The dashboard (lib/http/page.ts, served by lib/http/server.ts) in a real
+ * headless Chromium (Debian's `chromium`, driven by playwright-core).
+ *
+ * A master runs as a subprocess with `--http`; items are put, the page is
+ * opened once, a worker process starts: the queue's counts change on the page
+ * without a reload, the worker shows among the connected clients, the item it
+ * failed shows as a dead letter with its error, and its Re-queue button puts
+ * it back; a queue's Pause and Resume buttons work. A queue named
+ * `<img src=x onerror=alert(1)>` and an item `<script>...` show as text: no
+ * element is made of them and no dialog opens.
+ * Screenshots are saved in tests/artifacts/: dashboard-working.png while the
+ * worker runs, dashboard.png at the end.
+ *
+ * Then, from a page of another origin: a cross-origin form post to an action,
+ * and a script's fetch carrying the token, are both refused.
+ *
+ * When Chromium is missing or cannot start, the tests are registered as
+ * ignored and say why; they never pass without a browser.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import type { BrowserContext, Page } from "playwright-core";
+import { connect, serve } from "../lib/mod.ts";
+import { serveHttp } from "../lib/http/server.ts";
+import { httpToken } from "../lib/http/token.ts";
+import { keyEnv, Proc, REPO_ROOT, startMaster, TEST_KEY, waitFor } from "./_helpers.ts";
+
+/** Where Debian's chromium package puts the browser. */
+const CHROMIUM = "/usr/bin/chromium";
+
+/** Where screenshots go (ignored by git). */
+const ARTIFACTS = `${REPO_ROOT}/tests/artifacts`;
+
+const LAUNCH_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** Time the browser has to start. */
+const LAUNCH_TIMEOUT_MS = 30_000;
+
+/** Deadline for what the page should show. */
+const UI_WAIT_MS = 15_000;
+
+const XSS_QUEUE = "<img src=x onerror=alert(1)>";
+const XSS_ITEM = "<script>alert(2)</script>";
+const HTTP_LINE = /^taskq http listening on (\S+)$/;
+const KEY = new TextEncoder().encode(TEST_KEY);
+
+/**
+ * playwright-core, loaded with one shim: when it loads it asks whether it runs
+ * under WSL by probing /proc/sys, which Deno allows only with --allow-all, so
+ * the probe is answered "no" while it loads (and node:fs restored after).
+ */
+async function loadPlaywright(): Promise<typeof import("playwright-core")> {
+  const existsSync = fs.existsSync;
+  fs.existsSync = (path: fs.PathLike) => {
+    try {
+      return existsSync(path);
+    } catch {
+      return false;
+    }
+  };
+  try {
+    return await import("playwright-core");
+  } finally {
+    fs.existsSync = existsSync;
+  }
+}
+
+const { chromium } = await loadPlaywright();
+
+/** Starts Chromium with a fresh profile; the profile goes with the context. */
+async function launch(): Promise<{ context: BrowserContext; dispose(): Promise<void> }> {
+  const profile = await Deno.makeTempDir({ prefix: "taskq-chromium-" });
+  try {
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: LAUNCH_ARGS,
+      timeout: LAUNCH_TIMEOUT_MS,
+      viewport: { width: 1280, height: 900 },
+    });
+    return {
+      context,
+      async dispose() {
+        await context.close();
+        await Deno.remove(profile, { recursive: true });
+      },
+    };
+  } catch (error) {
+    await Deno.remove(profile, { recursive: true });
+    throw error;
+  }
+}
+
+/** Why the browser tests cannot run here, or undefined if they can. */
+async function browserUnavailable(): Promise<string | undefined> {
+  try {
+    await Deno.stat(CHROMIUM);
+  } catch {
+    return `${CHROMIUM} is missing (apt-get install chromium; .ci/run does it)`;
+  }
+  try {
+    const browser = await launch();
+    await browser.dispose();
+    return undefined;
+  } catch (error) {
+    return `Chromium did not start: ${(error as Error).message.split("\n")[0]}`;
+  }
+}
+
+const unavailable = await browserUnavailable();
+if (unavailable !== undefined) {
+  console.log(`SKIPPED browser tests: ${unavailable}`);
+}
+
+/** Registers a browser test, ignored (and saying why) when Chromium cannot run. */
+function browserTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name: unavailable === undefined ? name : `${name} (SKIPPED: ${unavailable})`,
+    ignore: unavailable !== undefined,
+    // playwright-core keeps its connection to the browser in timers and pipes
+    // that outlive a single test's bookkeeping; everything is closed in finally.
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
+}
+
+/** The texts of one table's body cells, row by row. */
+function tableRows(page: Page, table: string): Promise<string[][]> {
+  return page.$$eval(`#${table} tbody tr`, (rows) =>
+    rows.map((tr) => {
+      const cells = (tr as unknown as { cells: ArrayLike<{ textContent: string | null }> }).cells;
+      return Array.from(cells, (cell) => cell.textContent ?? "");
+    }));
+}
+
+/** The cells of the queue row whose name is exactly `name`, or undefined. */
+async function queueRow(page: Page, name: string): Promise<string[] | undefined> {
+  return (await tableRows(page, "queues")).find((cells) => cells[0] === name);
+}
+
+/** Column of each figure in the queues table. */
+const READY = 1;
+const DEAD = 4;
+const DONE = 10;
+const STATE = 12;
+
+browserTest(
+  "the dashboard updates live, re-queues a dead letter and shows names as text",
+  async () => {
+    await using master = await startMaster({
+      args: ["--http", "127.0.0.1:0", "--max-attempts", "1", "--retry-backoff", "0"],
+    });
+    const base = (await master.proc.waitForLine(HTTP_LINE))[1];
+    const client = await connect({ address: master.address, authkey: TEST_KEY, name: "producer" });
+    const items = [...Array.from({ length: 12 }, (_, i) => String(i + 1)), "poison"];
+    await client.queue("tasks").putMany(items);
+    await client.queue(XSS_QUEUE).put(XSS_ITEM);
+    await client.close();
+
+    const browser = await launch();
+    let worker: Proc | undefined;
+    try {
+      const page = await browser.context.newPage();
+      const dialogs: string[] = [];
+      const errors: string[] = [];
+      page.on("dialog", (dialog) => {
+        dialogs.push(dialog.message());
+        void dialog.dismiss();
+      });
+      page.on("pageerror", (error) => errors.push(error.message));
+      await page.goto(`${base}#token=${httpToken(KEY)}`);
+      assert.equal(new URL(page.url()).hash, "", "the token is taken out of the address bar");
+
+      const first = await waitFor("the tasks row", () => queueRow(page, "tasks"), {
+        timeoutMs: UI_WAIT_MS,
+      });
+      assert.equal(first[READY], "13");
+      assert.equal(first[DONE], "0");
+      // Marks this document: a reload would lose the mark.
+      await page.evaluate(() => (globalThis as Record<string, unknown>).taskqMark = "same page");
+
+      worker = new Proc("worker", [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        "--allow-run",
+        "--allow-sys=hostname",
+        `${REPO_ROOT}/main.ts`,
+        "worker",
+        "--connect",
+        master.address,
+        "--queue",
+        "tasks",
+        "--results",
+        "results",
+        "--name",
+        "browser-worker",
+        "--",
+        "sh",
+        "-c",
+        'sleep 0.2; test "$1" != poison || { echo "poisoned item" >&2; exit 3; }',
+        "sh",
+        "{}",
+      ], keyEnv(TEST_KEY));
+
+      // The counts change on the page as the worker goes.
+      const readySeen = new Set<string>();
+      await waitFor("the worker to finish, seen on the page", async () => {
+        const row = await queueRow(page, "tasks");
+        if (row) readySeen.add(row[READY]);
+        return row?.[READY] === "0" && row[DONE] === "12" && row[DEAD] === "1";
+      }, { timeoutMs: UI_WAIT_MS, intervalMs: 100 });
+      assert.ok(readySeen.size >= 3, `several counts seen on the way: ${[...readySeen]}`);
+      const workers = await tableRows(page, "workers");
+      const shown = workers.find((cells) => cells[0] === "browser-worker");
+      assert.ok(shown, `the worker is listed: ${JSON.stringify(workers)}`);
+      assert.match(shown[1], /^127\.0\.0\.1:\d+$/);
+
+      const dead = await waitFor("the dead letter", async () => {
+        const rows = await tableRows(page, "dead");
+        return rows.find((cells) => cells[5] === '"poison"');
+      }, { timeoutMs: UI_WAIT_MS });
+      assert.equal(dead[0], "tasks");
+      assert.match(dead[4], /poisoned item/);
+      await Deno.mkdir(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: `${ARTIFACTS}/dashboard-working.png`, fullPage: true });
+
+      // Stop the worker (so the item stays put once re-queued) and see it leave the page.
+      await worker.stop();
+      await waitFor("the worker to leave the page", async () => {
+        const rows = await tableRows(page, "workers");
+        return !rows.some((cells) => cells[0] === "browser-worker");
+      }, { timeoutMs: UI_WAIT_MS });
+
+      await page.locator("#dead tbody tr", { hasText: '"poison"' }).getByRole("button", {
+        name: "Re-queue",
+      }).click();
+      await waitFor("the re-queued item on the page", async () => {
+        const row = await queueRow(page, "tasks");
+        return row?.[READY] === "1" && row[DEAD] === "0" &&
+          (await tableRows(page, "dead")).length === 0;
+      }, { timeoutMs: UI_WAIT_MS });
+      assert.match(await page.locator("#toast").textContent() ?? "", /Re-queued item \d+ to tasks/);
+      assert.equal(
+        await page.evaluate(() => (globalThis as Record<string, unknown>).taskqMark),
+        "same page",
+        "no reload happened",
+      );
+
+      // Pause and resume a queue with its button.
+      const resultsRow = page.locator("#queues tbody tr", { hasText: "results" });
+      await resultsRow.getByRole("button", { name: "Pause" }).click();
+      await waitFor(
+        "the queue to show as paused",
+        async () => (await queueRow(page, "results"))?.[STATE] === "pausedResume",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      const paused = await (await fetch(`${base}api/state`, {
+        headers: { authorization: `Bearer ${httpToken(KEY)}` },
+      })).json();
+      assert.equal(paused.queues.find((q: { name: string }) => q.name === "results").paused, true);
+      await resultsRow.getByRole("button", { name: "Resume" }).click();
+      await waitFor(
+        "the queue to serve again",
+        async () => (await queueRow(page, "results"))?.[STATE] === "servingPause",
+        { timeoutMs: UI_WAIT_MS },
+      );
+
+      // The odd queue name and item show as text, and nothing ran.
+      const xss = await queueRow(page, XSS_QUEUE);
+      assert.ok(xss, "the queue named like an img tag is listed by its exact name");
+      assert.equal(await page.locator("img").count(), 0, "no img element was made");
+      assert.equal(await page.locator("script").count(), 1, "only the page's own script");
+      await assert.doesNotReject(page.getByText(XSS_QUEUE, { exact: true }).waitFor());
+
+      await page.screenshot({ path: `${ARTIFACTS}/dashboard.png`, fullPage: true });
+      assert.deepEqual(dialogs, [], "no dialog opened");
+      assert.deepEqual(errors, [], "no error in the page");
+    } finally {
+      await worker?.dispose();
+      await browser.dispose();
+    }
+    await master.stop();
+  },
+);
+
+browserTest(
+  "a page of another origin can neither post a form nor fetch with the token",
+  async () => {
+    const master = await serve({
+      listen: "127.0.0.1:0",
+      authkey: KEY,
+      retry: { maxAttempts: 1, backoffBaseMs: 0 },
+    });
+    const http = await serveHttp({ source: master, listen: "127.0.0.1:0", authkey: KEY });
+    const client = await connect({ address: master.address, authkey: KEY });
+    const q = client.queue("jobs");
+    await q.put("victim");
+    await q.fail((await q.get(1000))!, "boom");
+    const [letter] = master.engine.peek("jobs.dead", 1);
+    const target = `${http.url}api/dead/requeue`;
+    const token = httpToken(KEY);
+    // The attacker's page: another origin (and another site: localhost, not 127.0.0.1).
+    const attacker = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+      const path = new URL(request.url).pathname;
+      const body = path === "/form"
+        ? `<form id="f" method="POST" action="${target}">
+           <input name="queue" value="jobs.dead"><input name="ids" value="${letter.id}">
+         </form><script>document.getElementById("f").submit()</script>`
+        : `<p id="out">pending</p><script>
+           fetch(${JSON.stringify(target)}, {
+             method: "POST",
+             headers: { "Authorization": "Bearer ${token}", "Content-Type": "application/json" },
+             body: JSON.stringify({ queue: "jobs.dead", ids: [${letter.id}] }),
+           }).then((r) => { document.getElementById("out").textContent = "status " + r.status; },
+                   (e) => { document.getElementById("out").textContent = "blocked"; });
+         </script>`;
+      return new Response(body, { headers: { "content-type": "text/html" } });
+    });
+    const evil = `http://localhost:${attacker.addr.port}`;
+    const browser = await launch();
+    try {
+      const page = await browser.context.newPage();
+      const answered = page.waitForResponse((r) => r.url() === target);
+      await page.goto(`${evil}/form`);
+      const response = await answered;
+      assert.equal(response.status(), 403, "the cross-origin form post is refused");
+      assert.match(await response.text(), /cross-(site|origin) request refused/);
+
+      await page.goto(`${evil}/fetch`);
+      await waitFor(
+        "the fetch to settle",
+        async () => (await page.locator("#out").textContent()) !== "pending",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.equal(await page.locator("#out").textContent(), "blocked", "CORS blocks the fetch");
+
+      assert.equal(master.engine.peek("jobs.dead", 10).length, 1, "the dead letter is still there");
+      assert.equal(master.engine.stats("jobs")[0].ready, 0, "nothing was re-queued");
+    } finally {
+      await browser.dispose();
+      await attacker.shutdown();
+      await client.close();
+      await http.close();
+      await master.close();
+    }
+  },
+);
