@@ -60,3 +60,4 @@ export {
   runPythonWorker,
 } from "./worker/python_worker.ts";
 export { PickleError, PythonCallError, PythonRemoteError } from "./errors.ts";
+export { MAX_ITEM_DEPTH, MAX_VALUE_DEPTH } from "./wire/codec.ts";

@@ -6,7 +6,8 @@
  * For each store (in memory, and durable SQLite, the default):
  * - producer-only puts, batched and one by one (pipelined);
  * - put→get→ack throughput: one producer, one consumer taking and acking in batches;
- * - the put→get→ack round trip of one client (median, p99);
+ * - the put→get→ack round trip of one client (median, p99), request by request
+ *   and with the get pipelined behind the put;
  * - the seed's workload: a producer puts N ints, 1, 2 and 4 worker processes
  *   square them into "results", the producer collects the N results.
  * Then the same seed workload on Python's managers (scripts/python_managers_bench.py),
@@ -209,21 +210,34 @@ async function putGetAck(address: string, store: Store): Promise<void> {
   await consumer.close();
 }
 
+/**
+ * One client's put→get→ack latency, unloaded: each request waits for the one
+ * before it (three round trips), and pipelined, where the get is sent with
+ * the put (the master handles a connection's requests in order, so the get
+ * sees the item): two round trips.
+ */
 async function roundTrip(address: string, store: Store): Promise<void> {
   const client = await connect({ address, reconnect: false });
   const queue = client.queue("bench-rtt");
-  const samples: number[] = [];
-  for (let i = 0; i < ROUND_TRIPS; i++) {
-    const t0 = performance.now();
-    await queue.put(i);
-    const job = await queue.get(1000);
-    await queue.ack(job!);
-    samples.push((performance.now() - t0) * 1000);
+  for (const pipelined of [false, true]) {
+    const samples: number[] = [];
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      const t0 = performance.now();
+      let job;
+      if (pipelined) [, job] = await Promise.all([queue.put(i), queue.get(1000)]);
+      else {
+        await queue.put(i);
+        job = await queue.get(1000);
+      }
+      await queue.ack(job!);
+      samples.push((performance.now() - t0) * 1000);
+    }
+    samples.sort((a, b) => a - b);
+    const median = Math.round(samples[Math.floor(samples.length / 2)]);
+    const p99 = Math.round(samples[Math.floor(samples.length * 0.99)]);
+    const scenario = pipelined ? "put-get-ack-rtt-pipelined" : "put-get-ack-rtt";
+    report({ scenario, store, value: median, unit: "µs median", p99 });
   }
-  samples.sort((a, b) => a - b);
-  const median = Math.round(samples[Math.floor(samples.length / 2)]);
-  const p99 = Math.round(samples[Math.floor(samples.length * 0.99)]);
-  report({ scenario: "put-get-ack-rtt", store, value: median, unit: "µs median", p99 });
   await client.close();
 }
 
@@ -354,10 +368,10 @@ for (const store of ["memory", "durable"] as const) {
 for (const workers of WORKER_COUNTS) await pythonWorkload(workers);
 await memoryFootprint();
 
-console.log("\nscenario              store     workers        value  unit");
+console.log("\nscenario                   store     workers        value  unit");
 for (const row of rows) {
   console.log(
-    `${row.scenario.padEnd(21)} ${String(row.store ?? "").padEnd(9)} ${
+    `${row.scenario.padEnd(25)} ${String(row.store ?? "").padEnd(9)} ${
       String(row.workers ?? "").padStart(7)
     } ${String(row.value).padStart(12)}  ${row.unit}`,
   );

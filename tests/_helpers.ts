@@ -251,6 +251,89 @@ export class Proc implements AsyncDisposable {
   }
 }
 
+/**
+ * Permissions of `taskq` run from source as a master or a client command
+ * (`put`, `get`, `status`): network, environment and reading files.
+ */
+export const MASTER_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  "--allow-env",
+  "--allow-read",
+];
+
+/** {@link MASTER_PERMISSIONS} plus running commands: a worker that names itself without the host name. */
+export const WORKER_PERMISSIONS: readonly string[] = [...MASTER_PERMISSIONS, "--allow-run"];
+
+/**
+ * {@link WORKER_PERMISSIONS} plus reading the host name, as `deno task worker`
+ * grants them: the default of {@link runTaskq} and {@link startTaskq}.
+ */
+export const TASKQ_PERMISSIONS: readonly string[] = [...WORKER_PERMISSIONS, "--allow-sys=hostname"];
+
+/**
+ * The command line (after the deno executable) that runs `taskq ARGS` from
+ * source with `permissions` ({@link TASKQ_PERMISSIONS} by default).
+ */
+export function taskqArgs(
+  args: readonly string[],
+  permissions: readonly string[] = TASKQ_PERMISSIONS,
+): string[] {
+  return ["run", ...permissions, `${REPO_ROOT}/main.ts`, ...args];
+}
+
+/** Options of {@link runTaskq} and {@link startTaskq}. */
+export interface TaskqOptions {
+  /** The key (TASKQ_AUTHKEY); {@link TEST_KEY} by default, `null` for none. */
+  key?: string | null;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Text written to its stdin, which is then closed (no stdin by default); {@link runTaskq} only. */
+  stdin?: string;
+  /** Deno permission flags; {@link TASKQ_PERMISSIONS} by default. */
+  permissions?: readonly string[];
+}
+
+/** The outcome of a `taskq` command run to its end. */
+export interface TaskqRun {
+  /** Exit code. */
+  code: number;
+  /** Standard output. */
+  stdout: string;
+  /** Standard error. */
+  stderr: string;
+}
+
+/** The environment of a `taskq` child started with `options`. */
+function taskqEnv(options: TaskqOptions): Record<string, string> {
+  return keyEnv(options.key === undefined ? TEST_KEY : options.key, options.env);
+}
+
+/** Runs `taskq ARGS` from source as a child process and waits for it to end. */
+export async function runTaskq(args: string[], options: TaskqOptions = {}): Promise<TaskqRun> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: taskqArgs(args, options.permissions),
+    cwd: REPO_ROOT,
+    env: taskqEnv(options),
+    clearEnv: true,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** Starts `taskq ARGS` from source as a {@link Proc} (`stdin` is not supported). */
+export function startTaskq(label: string, args: string[], options: TaskqOptions = {}): Proc {
+  return new Proc(label, taskqArgs(args, options.permissions), taskqEnv(options));
+}
+
 /** Options of {@link startMaster}. */
 export interface StartMasterOptions {
   /** The key (TASKQ_AUTHKEY); {@link TEST_KEY} by default, `null` for none. */
@@ -259,6 +342,8 @@ export interface StartMasterOptions {
   args?: string[];
   /** Address to listen on; `127.0.0.1:0` by default. */
   listen?: string;
+  /** Keep items durably in this data directory (`--data`); in memory only when absent. */
+  dataDir?: string;
 }
 
 /** A master running as a subprocess. */
@@ -282,18 +367,21 @@ export interface MasterProcess extends AsyncDisposable {
  * `memory` is false.
  */
 export function masterArgs(listen: string, extra: string[] = [], memory = true): string[] {
-  return [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    `${REPO_ROOT}/main.ts`,
-    "master",
-    ...(memory ? ["--memory"] : []),
-    "--listen",
-    listen,
-    ...extra,
-  ];
+  return taskqArgs(
+    ["master", ...(memory ? ["--memory"] : []), "--listen", listen, ...extra],
+    MASTER_PERMISSIONS,
+  );
+}
+
+/**
+ * The command line (after the deno executable) that runs `taskq master` on
+ * `listen` with its items kept durably in `dataDir` (`--data`), allowed to
+ * write there only.
+ */
+export function durableMasterArgs(listen: string, dataDir: string, extra: string[] = []): string[] {
+  const args = masterArgs(listen, ["--data", dataDir, ...extra], false);
+  args.splice(1, 0, `--allow-write=${dataDir}`);
+  return args;
 }
 
 /** The environment of a master or client child with the given key (or none). */
@@ -302,16 +390,20 @@ export function keyEnv(key: string | null, extra: Record<string, string> = {}) {
 }
 
 /**
- * Starts `main.ts master` on an ephemeral loopback port and waits until it
- * prints its address.
+ * Starts `main.ts master` on an ephemeral loopback port (unless `listen` says
+ * otherwise), in memory or durable in `dataDir`, and waits until it prints
+ * its address.
  */
 export async function startMaster(options: StartMasterOptions = {}): Promise<MasterProcess> {
   const key = options.key === undefined ? TEST_KEY : options.key;
-  const proc = new Proc(
-    "master",
-    masterArgs(options.listen ?? "127.0.0.1:0", options.args),
-    keyEnv(key),
-  );
+  const listen = options.listen ?? "127.0.0.1:0";
+  const proc = options.dataDir === undefined
+    ? new Proc("master", masterArgs(listen, options.args), keyEnv(key))
+    : new Proc(
+      "durable master",
+      durableMasterArgs(listen, options.dataDir, options.args),
+      keyEnv(key),
+    );
   let address: string;
   try {
     address = (await proc.waitForLine(LISTENING, MASTER_START_MS))[1];
@@ -563,6 +655,34 @@ export function asError(value: unknown, code: string): ErrorFrame {
   return msg;
 }
 
+/** Copies every binary (msgpackr decodes bin as a Buffer, a Uint8Array subclass) to a Uint8Array. */
+export function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return new Uint8Array(value);
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  }
+  return value;
+}
+
+/** The record `taskq worker --results` puts for each item done. */
+export interface ResultRecord {
+  /** The item's task id. */
+  id: number;
+  /** The queue the item came from. */
+  queue: string;
+  /** The item. */
+  item: unknown;
+  /** The command's output. */
+  output: string;
+  /** The command's exit code. */
+  exitCode: number;
+  /** Which attempt succeeded. */
+  attempt: number;
+  /** The worker's name. */
+  worker: string;
+}
+
 /** A small seeded pseudo-random generator (mulberry32), for reproducible junk. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
@@ -593,55 +713,4 @@ export function freeLoopbackPort(): number {
   } finally {
     listener.close();
   }
-}
-
-/**
- * The command line (after the deno executable) that runs `taskq master` on
- * `listen` with its items kept durably in `dataDir` (`--data`), allowed to
- * write there only.
- */
-export function durableMasterArgs(listen: string, dataDir: string, extra: string[] = []): string[] {
-  const args = masterArgs(listen, ["--data", dataDir, ...extra], false);
-  args.splice(1, 0, `--allow-write=${dataDir}`);
-  return args;
-}
-
-/** Options of {@link startDurableMaster}. */
-export interface StartDurableMasterOptions extends StartMasterOptions {
-  /** The data directory (`--data`). */
-  dataDir: string;
-}
-
-/**
- * Starts `main.ts master --data DIR` (durable: no `--memory`) and waits until
- * it prints its address; on `127.0.0.1:0` unless `listen` says otherwise.
- */
-export async function startDurableMaster(
-  options: StartDurableMasterOptions,
-): Promise<MasterProcess> {
-  const key = options.key === undefined ? TEST_KEY : options.key;
-  const proc = new Proc(
-    "durable master",
-    durableMasterArgs(options.listen ?? "127.0.0.1:0", options.dataDir, options.args),
-    keyEnv(key),
-  );
-  let address: string;
-  try {
-    address = (await proc.waitForLine(LISTENING, MASTER_START_MS))[1];
-  } catch (error) {
-    await proc.dispose();
-    throw error;
-  }
-  return {
-    proc,
-    address,
-    key,
-    async stop() {
-      const status = await proc.stop("SIGTERM");
-      if (status.code !== 0) {
-        throw new Error(`master did not shut down cleanly: ${proc.describe()}`);
-      }
-    },
-    [Symbol.asyncDispose]: () => proc.dispose(),
-  };
 }

@@ -133,39 +133,6 @@ export function seedWorker(address: string, key: string): string {
   return source;
 }
 
-/** The outcome of a `taskq` command run to its end. */
-export interface TaskqRun {
-  /** Exit code. */
-  code: number;
-  /** Standard output. */
-  stdout: string;
-  /** Standard error. */
-  stderr: string;
-}
-
-/** Runs `taskq ARGS` from source with the key `key` (or none) and waits for it to end. */
-export async function taskq(args: string[], key: string | null): Promise<TaskqRun> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-run",
-      "--allow-sys=hostname",
-      `${REPO_ROOT}/main.ts`,
-      ...args,
-    ],
-    env: keyEnv(key),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
 /** The line a master started with `--python` prints with the Python address. */
 export const PYTHON_LISTENING = /^taskq master serving Python on (\S+)$/;
 

@@ -22,12 +22,21 @@ import {
   LeaseLostError,
   type Master,
   type MasterOptions,
+  MAX_ITEM_DEPTH,
   ProtocolError,
   RemoteError,
   serve,
 } from "../lib/mod.ts";
 import { clientProof, newNonce, PROTOCOL_VERSION, serverProof } from "../lib/wire/auth.ts";
-import { bytesEqual, RawConn, show, TEST_KEY, waitFor, withDeadline } from "./_helpers.ts";
+import {
+  bytesEqual,
+  freeLoopbackPort,
+  RawConn,
+  show,
+  TEST_KEY,
+  waitFor,
+  withDeadline,
+} from "./_helpers.ts";
 
 const KEY_BYTES = new TextEncoder().encode(TEST_KEY);
 
@@ -432,9 +441,7 @@ Deno.test("client: a wrong key is an AuthenticationError saying the key was reje
 });
 
 Deno.test("client: an unreachable master is a ConnectionLostError", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close(); // nothing listens there now
+  const port = freeLoopbackPort(); // nothing listens there now
   await assert.rejects(
     connect({ address: `127.0.0.1:${port}`, authkey: TEST_KEY, timeoutMs: 2000 }),
     (error: unknown) => {
@@ -631,5 +638,18 @@ Deno.test("client: a reply to an unknown request drops the connection", async ()
     } finally {
       await client.close();
     }
+  });
+});
+
+Deno.test("client: the deepest item allowed goes through a master and back; a deeper one is refused before sending", async () => {
+  await withMaster(async (client) => {
+    let deepest: unknown = "core";
+    for (let i = 0; i < MAX_ITEM_DEPTH; i++) deepest = [deepest];
+    const queue = client.queue("deep");
+    await queue.put(deepest);
+    const job = await queue.get(1_000);
+    assert.deepEqual(job?.value, deepest);
+    await queue.ack(job!);
+    await assert.rejects(queue.put([deepest]), ProtocolError);
   });
 });

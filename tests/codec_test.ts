@@ -11,8 +11,16 @@
 
 import assert from "node:assert/strict";
 import { Packr } from "msgpackr";
-import { checkValue, decode, encode, MAX_VALUE_DEPTH } from "../lib/wire/codec.ts";
+import {
+  checkItem,
+  checkValue,
+  decode,
+  encode,
+  MAX_ITEM_DEPTH,
+  MAX_VALUE_DEPTH,
+} from "../lib/wire/codec.ts";
 import { ProtocolError } from "../lib/errors.ts";
+import { plain } from "./_helpers.ts";
 
 /** msgpackr with its non-standard extensions turned on, to produce what the codec must refuse. */
 const extended = new Packr({ structuredClone: true, moreTypes: true, useRecords: false });
@@ -20,16 +28,6 @@ const extended = new Packr({ structuredClone: true, moreTypes: true, useRecords:
 function nested(depth: number): unknown {
   let value: unknown = 1;
   for (let i = 0; i < depth; i++) value = [value];
-  return value;
-}
-
-/** Copies every binary (msgpackr decodes bin as a Buffer, a Uint8Array subclass) to a Uint8Array. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return new Uint8Array(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
   return value;
 }
 
@@ -169,4 +167,16 @@ Deno.test("codec: checkValue accepts plain data and names what is not", () => {
       return true;
     });
   }
+});
+
+Deno.test("codec: items may nest MAX_ITEM_DEPTH levels, leaving room for their envelope", () => {
+  checkItem(nested(MAX_ITEM_DEPTH));
+  assert.throws(() => checkItem(nested(MAX_ITEM_DEPTH + 1)), ProtocolError);
+  // The deepest item still decodes inside a reply, a job record and a dead letter.
+  const reply = {
+    op: "ok",
+    rid: 1,
+    jobs: [{ id: 1, attempt: 1, value: { letter: nested(MAX_ITEM_DEPTH) } }],
+  };
+  assert.deepEqual(decode(encode(reply)), reply);
 });

@@ -25,13 +25,16 @@ import {
   freeLoopbackPort,
   keyEnv,
   type MasterProcess,
+  plain,
   Proc,
   randomBytes,
-  REPO_ROOT,
+  type ResultRecord,
   seededRandom,
-  startDurableMaster,
+  startMaster,
+  startTaskq,
   TEST_KEY,
   waitFor,
+  WORKER_PERMISSIONS,
 } from "./_helpers.ts";
 
 /** Generous deadline for anything that waits on processes. */
@@ -113,16 +116,6 @@ async function killHard(master: MasterProcess): Promise<void> {
   assert.equal(status.signal, "SIGKILL", master.proc.describe());
 }
 
-/** Copies every binary (msgpackr decodes bin as a Buffer, a Uint8Array subclass) to a Uint8Array. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return new Uint8Array(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
-
 /** Checks that a process printed exactly one line on stderr, no stack trace, nothing on stdout. */
 function assertOneLine(proc: Proc, pattern: RegExp): string {
   const lines = proc.stderr.trimEnd().split("\n");
@@ -144,18 +137,9 @@ async function snapshot(dir: string): Promise<Map<string, Uint8Array>> {
 
 /** Starts `taskq worker` against `address` with `args`. */
 function startWorker(label: string, address: string, args: string[]): Proc {
-  return new Proc(label, [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    "--allow-run",
-    `${REPO_ROOT}/main.ts`,
-    "worker",
-    "--connect",
-    address,
-    ...args,
-  ], keyEnv(TEST_KEY));
+  return startTaskq(label, ["worker", "--connect", address, ...args], {
+    permissions: WORKER_PERMISSIONS,
+  });
 }
 
 Deno.test("durability: 10,000 acknowledged puts survive kill -9 of the master", async () => {
@@ -169,7 +153,7 @@ Deno.test("durability: 10,000 acknowledged puts survive kill -9 of the master", 
     }));
     const sent = new Map<number, unknown>();
     {
-      await using master = await startDurableMaster({ dataDir });
+      await using master = await startMaster({ dataDir });
       const client = await connectTo(master);
       try {
         const tasks = client.queue("tasks");
@@ -187,7 +171,7 @@ Deno.test("durability: 10,000 acknowledged puts survive kill -9 of the master", 
         await client.close();
       }
     }
-    await using master = await startDurableMaster({ dataDir });
+    await using master = await startMaster({ dataDir });
     await withClient(master, async (client) => {
       const jobs = await takeAll(client, "tasks", KILL_ITEMS);
       const got = new Map(jobs.map((job) => [job.id, job]));
@@ -210,7 +194,7 @@ Deno.test("durability: items leased at a kill -9 are served again, in order", as
     const values = ["a", "b", "c", "d", "e", "f"];
     let ids: number[];
     {
-      await using master = await startDurableMaster({ dataDir });
+      await using master = await startMaster({ dataDir });
       await withClient(master, async (client) => {
         const tasks = client.queue("tasks");
         ids = await tasks.putMany(values);
@@ -224,7 +208,7 @@ Deno.test("durability: items leased at a kill -9 are served again, in order", as
         await killHard(master);
       });
     }
-    await using master = await startDurableMaster({ dataDir });
+    await using master = await startMaster({ dataDir });
     await withClient(master, async (client) => {
       const stats = (await client.stats("tasks")).queues[0];
       assert.equal(stats.ready, values.length, "the leased items are ready again");
@@ -248,16 +232,6 @@ Deno.test("durability: items leased at a kill -9 are served again, in order", as
   });
 });
 
-interface ResultRecord {
-  id: number;
-  queue: string;
-  item: unknown;
-  output: string;
-  exitCode: number;
-  attempt: number;
-  worker: string;
-}
-
 /** Waits until `queue` holds at least `count` ready items; returns how many it holds. */
 async function waitForReady(master: MasterProcess, queue: string, count: number): Promise<number> {
   return await withClient(
@@ -274,7 +248,7 @@ Deno.test("durability: a worker fleet carries on through two kill -9s of its mas
   await withDataDir(async (dataDir) => {
     // The master must come back on the same address for the workers to find it.
     const listen = `127.0.0.1:${freeLoopbackPort()}`;
-    let master = await startDurableMaster({ dataDir, listen });
+    let master = await startMaster({ dataDir, listen });
     const workers: Proc[] = [];
     try {
       const numbers = Array.from({ length: FLEET_ITEMS }, (_, i) => i + 1);
@@ -310,7 +284,7 @@ Deno.test("durability: a worker fleet carries on through two kill -9s of its mas
         const done = await waitForReady(master, "results", Math.round(FLEET_ITEMS * fraction));
         assert.ok(done < FLEET_ITEMS, `the kill comes in the middle of the run (${done} done)`);
         await killHard(master);
-        master = await startDurableMaster({ dataDir, listen });
+        master = await startMaster({ dataDir, listen });
         assert.equal(master.address, listen);
       }
       for (const worker of workers) {
@@ -377,7 +351,7 @@ Deno.test("durability: a worker fleet carries on through two kill -9s of its mas
 
 Deno.test("durability: a second master on a data directory in use exits 3; the first serves on", async () => {
   await withDataDir(async (dataDir) => {
-    await using first = await startDurableMaster({ dataDir });
+    await using first = await startMaster({ dataDir });
     await withClient(first, (client) => client.queue("tasks").put("before"));
     await using second = new Proc(
       "second master",
@@ -400,7 +374,7 @@ Deno.test("durability: a second master on a data directory in use exits 3; the f
     await first.stop();
 
     // Once the first is gone, the directory is free again.
-    await using third = await startDurableMaster({ dataDir });
+    await using third = await startMaster({ dataDir });
     await third.stop();
   });
 });
@@ -428,7 +402,7 @@ Deno.test("durability: SIGTERM with puts in flight: exit 0, every acknowledged p
     const sent = new Set<string>();
     const acked = new Set<string>();
     {
-      await using master = await startDurableMaster({ dataDir });
+      await using master = await startMaster({ dataDir });
       const client = await connectTo(master);
       try {
         const tasks = client.queue("tasks");
@@ -458,7 +432,7 @@ Deno.test("durability: SIGTERM with puts in flight: exit 0, every acknowledged p
         await client.close();
       }
     }
-    await using master = await startDurableMaster({ dataDir });
+    await using master = await startMaster({ dataDir });
     await withClient(master, async (client) => {
       const count = await client.queue("tasks").size();
       const jobs = await takeAll<string>(client, "tasks", count);
@@ -473,7 +447,7 @@ Deno.test("durability: SIGTERM with puts in flight: exit 0, every acknowledged p
 
 Deno.test("durability: a worker stopped with SIGTERM kills its long command after --grace", async () => {
   await withDataDir(async (dataDir) => {
-    await using master = await startDurableMaster({ dataDir });
+    await using master = await startMaster({ dataDir });
     // Each item is the path where its command writes its pid (then sleeps long).
     const [pathA, pathB] = [`${dataDir}/pid-a`, `${dataDir}/pid-b`];
     const [idA, idB] = await withClient(

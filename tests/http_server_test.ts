@@ -23,7 +23,7 @@ import { checkHttpAddress, type HttpServer, serveHttp } from "../lib/http/server
 import { httpToken } from "../lib/http/token.ts";
 import type { DashboardState } from "../lib/http/state.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { keyEnv, masterArgs, TEST_KEY, waitFor } from "./_helpers.ts";
+import { MASTER_PERMISSIONS, runTaskq, TEST_KEY, waitFor } from "./_helpers.ts";
 
 const KEY = new TextEncoder().encode(TEST_KEY);
 
@@ -401,15 +401,11 @@ Deno.test("the state lists connected clients and rates", async () => {
 });
 
 Deno.test("taskq master refuses --http beyond loopback without a key, and a port in use", async () => {
-  const run = async (args: string[], key: string | null) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: masterArgs("127.0.0.1:0", args),
-      env: keyEnv(key),
-      clearEnv: true,
-      stdin: "null",
-    }).output();
-    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-  };
+  const run = (args: string[], key: string | null) =>
+    runTaskq(["master", "--memory", "--listen", "127.0.0.1:0", ...args], {
+      key,
+      permissions: MASTER_PERMISSIONS,
+    });
   const open = await run(["--http", "0.0.0.0:0"], null);
   assert.equal(open.code, 2);
   assert.match(open.stderr, /refusing to serve HTTP on 0\.0\.0\.0:0 without a key/);

@@ -17,10 +17,11 @@ import { escapeLabel } from "../lib/http/metrics.ts";
 import { parsePrometheus, type PromFamily, sampleValue } from "./_prometheus.ts";
 import {
   frameOf,
-  keyEnv,
+  MASTER_PERMISSIONS,
   RawConn,
-  REPO_ROOT,
-  startDurableMaster,
+  runTaskq,
+  startMaster,
+  type TaskqRun,
   TEST_KEY,
   waitFor,
 } from "./_helpers.ts";
@@ -30,23 +31,9 @@ const HTTP_LINE = /^taskq http listening on (\S+)$/;
 /** A queue name that needs escaping in a label value. */
 const ODD_QUEUE = 'odd "name" \\ with <tags>';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function taskq(args: string[]): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", `${REPO_ROOT}/main.ts`, ...args],
-    env: keyEnv(TEST_KEY),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+/** Runs a client command (`put`, `status`, …) with a client's permissions. */
+function taskq(args: string[]): Promise<TaskqRun> {
+  return runTaskq(args, { permissions: MASTER_PERMISSIONS });
 }
 
 async function scrape(base: string): Promise<Map<string, PromFamily>> {
@@ -80,7 +67,7 @@ Deno.test("the strict parser refuses malformed exposition text", () => {
 
 Deno.test("/metrics parses strictly and matches taskq status --json", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "taskq-metrics-" });
-  await using master = await startDurableMaster({
+  await using master = await startMaster({
     dataDir,
     args: ["--http", "127.0.0.1:0", "--max-attempts", "1", "--retry-backoff", "0"],
   });

@@ -27,7 +27,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { connect, serve } from "../lib/mod.ts";
 import { serveHttp } from "../lib/http/server.ts";
 import { httpToken } from "../lib/http/token.ts";
-import { keyEnv, Proc, REPO_ROOT, startMaster, TEST_KEY, waitFor } from "./_helpers.ts";
+import { type Proc, REPO_ROOT, startMaster, startTaskq, TEST_KEY, waitFor } from "./_helpers.ts";
 
 /** Where Debian's chromium package puts the browser. */
 const CHROMIUM = "/usr/bin/chromium";
@@ -193,14 +193,7 @@ browserTest(
       // Marks this document: a reload would lose the mark.
       await page.evaluate(() => (globalThis as Record<string, unknown>).taskqMark = "same page");
 
-      worker = new Proc("worker", [
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        "--allow-run",
-        "--allow-sys=hostname",
-        `${REPO_ROOT}/main.ts`,
+      worker = startTaskq("worker", [
         "worker",
         "--connect",
         master.address,
@@ -216,7 +209,7 @@ browserTest(
         'sleep 0.2; test "$1" != poison || { echo "poisoned item" >&2; exit 3; }',
         "sh",
         "{}",
-      ], keyEnv(TEST_KEY));
+      ]);
 
       // The counts change on the page as the worker goes.
       const readySeen = new Set<string>();

@@ -19,7 +19,8 @@
  *   on "tasks") have exactly the documented structure: same keys, same msgpack
  *   type per field; the live proofs verify; the put and its reply are byte for
  *   byte the documented ones;
- * - the error-code table and the limits table match the code.
+ * - the error-code table and the limits table match the code (one limits row,
+ *   `maxQueueLength`, is checked against a default {@link Engine}'s value).
  *
  * @module
  */
@@ -42,14 +43,16 @@ import {
   MAX_CLIENT_NAME_LENGTH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
-  MAX_QUEUE_NAME_LENGTH,
   parseClientMessage,
   parseServerMessage,
 } from "../lib/wire/messages.ts";
+import { MAX_QUEUE_NAME_LENGTH } from "../lib/queue_names.ts";
+import { DEFAULT_HIGH_WATER_BYTES } from "../lib/wire/connection.ts";
 import { ERROR_CODES } from "../lib/errors.ts";
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
+  HANDSHAKE_MAX_FRAME_BYTES,
   serve,
 } from "../lib/server/master.ts";
 import {
@@ -57,6 +60,7 @@ import {
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_ATTEMPTS,
+  Engine,
 } from "../lib/engine/engine.ts";
 import { connect } from "../lib/client/client.ts";
 
@@ -560,6 +564,8 @@ Deno.test("documented limits and defaults match the code", async () => {
     PROOF_BYTES,
     FRAME_HEADER_BYTES,
     DEFAULT_MAX_FRAME_BYTES,
+    HANDSHAKE_MAX_FRAME_BYTES,
+    DEFAULT_HIGH_WATER_BYTES,
     MAX_VALUE_DEPTH,
     DEFAULT_HANDSHAKE_TIMEOUT_MS,
     DEFAULT_MAX_PENDING_HANDSHAKES,
@@ -573,6 +579,8 @@ Deno.test("documented limits and defaults match the code", async () => {
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_BACKOFF_BASE_MS,
     DEFAULT_BACKOFF_MAX_MS,
+    // Not a named constant: the engine's default when no maximum is given.
+    maxQueueLength: new Engine().maxQueueLength,
   };
   const rows = tableAfter(doc.text, "<!-- limits -->");
   const seen = new Set<string>();

@@ -31,20 +31,13 @@ import assert from "node:assert/strict";
 import { connect } from "../lib/mod.ts";
 import {
   type MasterProcess,
-  startDurableMaster,
+  runTaskq,
   startMaster,
   TEST_KEY,
   waitFor,
   withDeadline,
 } from "./_helpers.ts";
-import {
-  managerPreamble,
-  PYTHON_LISTENING,
-  pythonTest,
-  runPython,
-  seedWorker,
-  taskq,
-} from "./_python.ts";
+import { managerPreamble, PYTHON_LISTENING, pythonTest, runPython, seedWorker } from "./_python.ts";
 import { PythonConnection } from "../lib/wire/python/connection.ts";
 import { clientHandshake } from "../lib/wire/python/handshake.ts";
 import { encodeRequest, parseReply } from "../lib/wire/python/rpc.ts";
@@ -64,9 +57,7 @@ async function startPythonMaster(
   extra: string[] = [],
 ): Promise<{ master: MasterProcess; python: string }> {
   const args = ["--python", "127.0.0.1:0", "--python-queue", "get_native_queue=native", ...extra];
-  const master = dataDir === undefined
-    ? await startMaster({ args })
-    : await startDurableMaster({ dataDir, args });
+  const master = await startMaster({ dataDir, args });
   try {
     const python = (await master.proc.waitForLine(PYTHON_LISTENING))[1];
     return { master, python };
@@ -95,9 +86,8 @@ pythonTest(
     const { master, python: address } = await startPythonMaster();
     await using _master = master;
     const numbers = randomInts(10);
-    const put = await taskq(
+    const put = await runTaskq(
       ["put", "--connect", master.address, "--queue", "tasks", "--json", ...numbers.map(String)],
-      TEST_KEY,
     );
     assert.equal(put.code, 0, put.stderr);
 
@@ -112,9 +102,8 @@ pythonTest(
       "worker exit.",
     ]);
 
-    const got = await taskq(
+    const got = await runTaskq(
       ["get", "--connect", master.address, "--queue", "results", "--count", "10", "--timeout", "5"],
-      TEST_KEY,
     );
     assert.equal(got.code, 0, got.stderr);
     const results = got.stdout.trim().split("\n").map((line) => JSON.parse(line).value);
@@ -718,7 +707,7 @@ Deno.test("taskq master checks its --python flags before starting", async () => 
     [["--python", "0.0.0.0:0"], null, /refusing to listen on 0\.0\.0\.0:0 without a key/],
   ];
   for (const [args, key, pattern] of cases) {
-    const run = await taskq(["master", "--memory", "--listen", "127.0.0.1:0", ...args], key);
+    const run = await runTaskq(["master", "--memory", "--listen", "127.0.0.1:0", ...args], { key });
     assert.equal(run.code, 2, `${args.join(" ")}: ${run.stderr}`);
     assert.match(run.stderr.trim(), pattern);
     assert.equal(run.stderr.trim().split("\n").length, 1, "one line");

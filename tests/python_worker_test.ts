@@ -17,7 +17,7 @@
  */
 
 import assert from "node:assert/strict";
-import { freeLoopbackPort, keyEnv, Proc, REPO_ROOT, TEST_KEY, waitFor } from "./_helpers.ts";
+import { freeLoopbackPort, type Proc, startTaskq, TEST_KEY, waitFor } from "./_helpers.ts";
 import { bytesLiteral, type Python, pythonTest, runPython, seedMaster } from "./_python.ts";
 import { isEmptyError, PythonManagerClient } from "../lib/client/python_client.ts";
 import { runPythonWorker } from "../lib/worker/python_worker.ts";
@@ -29,14 +29,7 @@ const RUN_MS = 60_000;
 
 /** `taskq worker --python-master ADDRESS` with the default queue names, squaring {}. */
 function startWorker(address: string, key = TEST_KEY, extra: string[] = []): Proc {
-  return new Proc("taskq worker", [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    "--allow-run",
-    "--allow-sys=hostname",
-    `${REPO_ROOT}/main.ts`,
+  return startTaskq("taskq worker", [
     "worker",
     "--python-master",
     address,
@@ -51,7 +44,7 @@ function startWorker(address: string, key = TEST_KEY, extra: string[] = []): Pro
     'echo "$1 * $1 = $(( $1 * $1 ))"',
     "square",
     "{}",
-  ], keyEnv(key));
+  ], { key });
 }
 
 pythonTest("the seed's task_master.py is served by taskq workers: 10/10 results", async (

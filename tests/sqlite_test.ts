@@ -24,7 +24,7 @@ import {
 } from "../lib/store/sqlite.ts";
 import type { StoredItem } from "../lib/store/store.ts";
 import { EXIT_DATA } from "../lib/errors.ts";
-import { randomBytes, seededRandom } from "./_helpers.ts";
+import { plain, randomBytes, seededRandom } from "./_helpers.ts";
 
 /** Items in the fill-and-drain test. */
 const FILL_ITEMS = 100_000;
@@ -81,16 +81,6 @@ async function listing(dir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(dir)) names.push(entry.name);
   return names.sort();
-}
-
-/** Copies every binary (msgpackr decodes bin as a Buffer, a Uint8Array subclass) to a Uint8Array. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return new Uint8Array(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
 }
 
 function item(id: number, value: unknown, extra: Partial<StoredItem> = {}): StoredItem {

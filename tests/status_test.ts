@@ -21,7 +21,15 @@ import { statusRows } from "../lib/status_rows.ts";
 import type { QueueStats } from "../lib/wire/messages.ts";
 import { httpToken } from "../lib/http/token.ts";
 import { connect } from "../lib/mod.ts";
-import { keyEnv, Proc, REPO_ROOT, startMaster, TEST_KEY, waitFor } from "./_helpers.ts";
+import {
+  MASTER_PERMISSIONS,
+  runTaskq,
+  startMaster,
+  startTaskq,
+  type TaskqRun,
+  TEST_KEY,
+  waitFor,
+} from "./_helpers.ts";
 
 const HTTP_LINE = /^taskq http listening on (\S+)$/;
 
@@ -42,19 +50,9 @@ function stats(name: string, fields: Partial<QueueStats> = {}): QueueStats {
   };
 }
 
-function taskqArgs(args: string[]): string[] {
-  return ["run", "--allow-net", "--allow-env", "--allow-read", `${REPO_ROOT}/main.ts`, ...args];
-}
-
-async function taskq(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: taskqArgs(args),
-    env: keyEnv(TEST_KEY),
-    clearEnv: true,
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+/** Runs a client command (`status`, …) with a client's permissions. */
+function taskq(args: string[], key: string = TEST_KEY): Promise<TaskqRun> {
+  return runTaskq(args, { key, permissions: MASTER_PERMISSIONS });
 }
 
 Deno.test("dead-letter queues fold into their queue's row, delayed letters included", () => {
@@ -121,10 +119,10 @@ Deno.test("rates come from two snapshots; the clients table shows ages", () => {
 Deno.test("status --watch refreshes with rates until interrupted", async () => {
   await using master = await startMaster();
   const client = await connect({ address: master.address, authkey: TEST_KEY });
-  const watch = new Proc(
+  const watch = startTaskq(
     "status --watch",
-    taskqArgs(["status", "--connect", master.address, "--watch", "--interval", "0.2"]),
-    keyEnv(TEST_KEY),
+    ["status", "--connect", master.address, "--watch", "--interval", "0.2"],
+    { permissions: MASTER_PERMISSIONS },
   );
   try {
     await watch.waitForLine(/^taskq status at /);
@@ -175,13 +173,9 @@ Deno.test("status --http shows paused queues and the connected clients; http-tok
     assert.equal(json.queues[0].paused, true);
     assert.equal(json.clients, 1);
 
-    const wrongKey = await new Deno.Command(Deno.execPath(), {
-      args: taskqArgs(["status", "--http", host]),
-      env: keyEnv("not-the-key"),
-      clearEnv: true,
-    }).output();
+    const wrongKey = await taskq(["status", "--http", host], "not-the-key");
     assert.equal(wrongKey.code, 1);
-    assert.match(new TextDecoder().decode(wrongKey.stderr), /refused the token/);
+    assert.match(wrongKey.stderr, /refused the token/);
   } finally {
     await client.close();
   }

@@ -10,7 +10,13 @@
 
 import assert from "node:assert/strict";
 import { connect } from "../lib/mod.ts";
-import { keyEnv, type MasterProcess, REPO_ROOT, startMaster, TEST_KEY } from "./_helpers.ts";
+import {
+  freeLoopbackPort,
+  type MasterProcess,
+  runTaskq,
+  startMaster,
+  TEST_KEY,
+} from "./_helpers.ts";
 
 interface LogLine {
   time: string;
@@ -28,38 +34,25 @@ async function workerLog(
   const client = await connect({ address: master.address, authkey: TEST_KEY });
   await client.queue(queue).putMany(["ok1", "ok2", "ok3", "ok4", "bad"]);
   await client.close();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-run",
-      "--allow-sys=hostname",
-      `${REPO_ROOT}/main.ts`,
-      "worker",
-      "--connect",
-      master.address,
-      "--queue",
-      queue,
-      "--exit-when-idle",
-      "0.6",
-      "--log-format",
-      "json",
-      ...flags,
-      "--",
-      "sh",
-      "-c",
-      'sleep 0.1; test "$1" != bad',
-      "sh",
-      "{}",
-    ],
-    env: keyEnv(TEST_KEY),
-    clearEnv: true,
-    stdin: "null",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
+  const { code, stderr } = await runTaskq([
+    "worker",
+    "--connect",
+    master.address,
+    "--queue",
+    queue,
+    "--exit-when-idle",
+    "0.6",
+    "--log-format",
+    "json",
+    ...flags,
+    "--",
+    "sh",
+    "-c",
+    'sleep 0.1; test "$1" != bad',
+    "sh",
+    "{}",
+  ]);
+  assert.equal(code, 0, stderr);
   return stderr.trimEnd().split("\n").filter((line) => line !== "").map((line) => {
     const parsed = JSON.parse(line) as LogLine; // every line is one JSON object
     assert.match(parsed.time, /^\d{4}-\d\d-\d\dT/);
@@ -94,33 +87,20 @@ Deno.test("worker log lines: JSON, one per failure, a periodic summary, quiet an
 });
 
 Deno.test("with --log-format json, a command's fatal error is one JSON line too", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close(); // nothing listens there now
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-sys=hostname",
-      `${REPO_ROOT}/main.ts`,
-      "worker",
-      "--connect",
-      `127.0.0.1:${port}`,
-      "--queue",
-      "q",
-      "--log-format",
-      "json",
-      "--",
-      "true",
-    ],
-    env: keyEnv(TEST_KEY),
-    clearEnv: true,
-    stdin: "null",
-  }).output();
+  const port = freeLoopbackPort(); // nothing listens there now
+  const out = await runTaskq([
+    "worker",
+    "--connect",
+    `127.0.0.1:${port}`,
+    "--queue",
+    "q",
+    "--log-format",
+    "json",
+    "--",
+    "true",
+  ]);
   assert.equal(out.code, 1);
-  const lines = new TextDecoder().decode(out.stderr).trimEnd().split("\n");
+  const lines = out.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1);
   const line = JSON.parse(lines[0]);
   assert.equal(line.level, "error");

@@ -9,13 +9,14 @@
 import assert from "node:assert/strict";
 import { connect, type Job } from "../lib/mod.ts";
 import {
-  keyEnv,
   type MasterProcess,
-  Proc,
-  REPO_ROOT,
+  type Proc,
+  type ResultRecord,
   startMaster,
+  startTaskq,
   TEST_KEY,
   waitFor,
+  WORKER_PERMISSIONS,
 } from "./_helpers.ts";
 
 /** Retry backoff used by these masters, so retries come quickly. */
@@ -23,33 +24,45 @@ const FAST_BACKOFF = ["--retry-backoff", "0.02"];
 
 const WAIT_MS = 30_000;
 
+/** Workers here exit once no item has come for a second. */
+const IDLE_EXIT = ["--exit-when-idle", "1"];
+
 function startWorker(
   master: MasterProcess,
   args: string[],
   env: Record<string, string> = {},
 ): Proc {
-  return new Proc("worker", [
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    "--allow-run",
-    `${REPO_ROOT}/main.ts`,
-    "worker",
-    "--connect",
-    master.address,
-    ...args,
-  ], keyEnv(TEST_KEY, env));
+  return startTaskq("worker", ["worker", "--connect", master.address, ...args], {
+    env,
+    permissions: WORKER_PERMISSIONS,
+  });
 }
 
-interface ResultRecord {
-  id: number;
-  queue: string;
-  item: unknown;
-  output: string;
-  exitCode: number;
-  attempt: number;
-  worker: string;
+/** Options of {@link shWorker}. */
+interface ShWorkerOptions {
+  /** Flags before the command; `--exit-when-idle 1` by default. */
+  flags?: string[];
+  /** When given, `NAME {}` follows the script: the item is `$1`, NAME is `$0`. */
+  name?: string;
+}
+
+/**
+ * Worker arguments taking from "tasks" and putting results on "results", then
+ * `flags` and the command `sh -c SCRIPT`.
+ */
+function shWorker(script: string, options: ShWorkerOptions = {}): string[] {
+  return [
+    "--queue",
+    "tasks",
+    "--results",
+    "results",
+    ...(options.flags ?? IDLE_EXIT),
+    "--",
+    "sh",
+    "-c",
+    script,
+    ...(options.name === undefined ? [] : [options.name, "{}"]),
+  ];
 }
 
 /** Collects `count` results from the master's "results" queue (acking them). */
@@ -101,22 +114,13 @@ Deno.test("200 items through 3 workers with --concurrency 4: one correct result 
   const n = 200;
   const ids = await put(master, Array.from({ length: n }, (_, i) => i + 1));
   const workers = [1, 2, 3].map(() =>
-    startWorker(master, [
-      "--queue",
-      "tasks",
-      "--results",
-      "results",
-      "--concurrency",
-      "4",
-      "--exit-when-idle",
-      "1",
-      "--",
-      "sh",
-      "-c",
-      "echo $(( $1 * $1 ))",
-      "square",
-      "{}",
-    ])
+    startWorker(
+      master,
+      shWorker("echo $(( $1 * $1 ))", {
+        flags: ["--concurrency", "4", ...IDLE_EXIT],
+        name: "square",
+      }),
+    )
   );
   try {
     const results = await collect(master, n);
@@ -142,18 +146,12 @@ Deno.test("200 items through 3 workers with --concurrency 4: one correct result 
 Deno.test("a command that fails twice then succeeds ends with one result at attempt 3", async () => {
   await using master = await startMaster({ args: FAST_BACKOFF });
   await put(master, ["flaky"]);
-  await using worker = startWorker(master, [
-    "--queue",
-    "tasks",
-    "--results",
-    "results",
-    "--exit-when-idle",
-    "1",
-    "--",
-    "sh",
-    "-c",
-    'if [ "$TASKQ_ATTEMPT" -lt 3 ]; then echo "attempt $TASKQ_ATTEMPT fails" >&2; exit 1; fi; echo "ok on $TASKQ_ATTEMPT"',
-  ]);
+  await using worker = startWorker(
+    master,
+    shWorker(
+      'if [ "$TASKQ_ATTEMPT" -lt 3 ]; then echo "attempt $TASKQ_ATTEMPT fails" >&2; exit 1; fi; echo "ok on $TASKQ_ATTEMPT"',
+    ),
+  );
   const [result] = await collect(master, 1);
   assert.equal(result.value.attempt, 3);
   assert.equal(result.value.output, "ok on 3");
@@ -167,20 +165,10 @@ Deno.test("a command that fails twice then succeeds ends with one result at atte
 Deno.test("a command that always fails lands in the dead-letter queue with its error", async () => {
   await using master = await startMaster({ args: [...FAST_BACKOFF, "--max-attempts", "3"] });
   const [id] = await put(master, ["doomed"]);
-  await using worker = startWorker(master, [
-    "--queue",
-    "tasks",
-    "--results",
-    "results",
-    "--exit-when-idle",
-    "1",
-    "--",
-    "sh",
-    "-c",
-    'echo "cannot process $1" >&2; exit 7',
-    "sh",
-    "{}",
-  ]);
+  await using worker = startWorker(
+    master,
+    shWorker('echo "cannot process $1" >&2; exit 7', { name: "sh" }),
+  );
   const [letter] = await collect(master, 1, "tasks.dead");
   assert.equal(letter.value.queue as unknown, "tasks");
   const dead = letter.value as unknown as {
@@ -200,21 +188,13 @@ Deno.test("a command that always fails lands in the dead-letter queue with its e
 Deno.test("a command over --timeout is killed and retried", async () => {
   await using master = await startMaster({ args: FAST_BACKOFF });
   await put(master, ["slow"]);
-  await using worker = startWorker(master, [
-    "--queue",
-    "tasks",
-    "--results",
-    "results",
-    "--timeout",
-    "0.3",
-    "--exit-when-idle",
-    "1",
-    "--",
-    "sh",
-    "-c",
+  await using worker = startWorker(
+    master,
     // The first attempt would run for a minute; `exec` makes the sleep the killed process.
-    'if [ "$TASKQ_ATTEMPT" = 1 ]; then exec sleep 60; fi; echo "done on $TASKQ_ATTEMPT"',
-  ]);
+    shWorker('if [ "$TASKQ_ATTEMPT" = 1 ]; then exec sleep 60; fi; echo "done on $TASKQ_ATTEMPT"', {
+      flags: ["--timeout", "0.3", ...IDLE_EXIT],
+    }),
+  );
   const [result] = await collect(master, 1);
   assert.equal(result.value.attempt, 2);
   assert.equal(result.value.output, "done on 2");
@@ -233,22 +213,9 @@ Deno.test("a worker killed with SIGKILL mid-command loses nothing", async () => 
     const script = 'if [ "$TASKQ_ATTEMPT" = 1 ]; then touch "$MARKS/$1"; ' +
       'i=0; while [ ! -e "$RELEASE" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; exit 1; fi; ' +
       'echo "did $1"';
-    const args = [
-      "--queue",
-      "tasks",
-      "--results",
-      "results",
-      "--concurrency",
-      "4",
-      "--",
-      "sh",
-      "-c",
-      script,
-      "sh",
-      "{}",
-    ];
+    const concurrency = ["--concurrency", "4"];
     const env = { MARKS: dir, RELEASE: release };
-    const doomed = startWorker(master, args, env);
+    const doomed = startWorker(master, shWorker(script, { flags: concurrency, name: "sh" }), env);
     try {
       await waitFor("all four commands to start", async () => {
         const names = [];
@@ -260,12 +227,11 @@ Deno.test("a worker killed with SIGKILL mid-command loses nothing", async () => 
     } finally {
       await doomed.dispose();
     }
-    await using rescuer = startWorker(master, [
-      ...args.slice(0, 4),
-      "--exit-when-idle",
-      "1",
-      ...args.slice(4),
-    ], env);
+    await using rescuer = startWorker(
+      master,
+      shWorker(script, { flags: [...IDLE_EXIT, ...concurrency], name: "sh" }),
+      env,
+    );
     const results = await collect(master, items.length);
     assert.deepEqual(results.map((r) => r.value.output).sort(), items.map((i) => `did ${i}`));
     assert.ok(results.every((r) => r.value.attempt === 2));
@@ -306,20 +272,7 @@ Deno.test("items with shell metacharacters reach the command as one literal argu
       "--help",
     ];
     await put(master, items);
-    await using worker = startWorker(master, [
-      "--queue",
-      "tasks",
-      "--results",
-      "results",
-      "--exit-when-idle",
-      "1",
-      "--",
-      "sh",
-      "-c",
-      'printf "%s|%s" "$#" "$1"',
-      "sh",
-      "{}",
-    ]);
+    await using worker = startWorker(master, shWorker('printf "%s|%s" "$#" "$1"', { name: "sh" }));
     const results = await collect(master, items.length);
     const outputs = new Map(results.map((r) => [r.value.item as string, r.value.output]));
     for (const item of items) {
@@ -335,18 +288,12 @@ Deno.test("items with shell metacharacters reach the command as one literal argu
 Deno.test("the item is on stdin and the task id and attempt are in the environment", async () => {
   await using master = await startMaster();
   const [id] = await put(master, [{ n: 5 }]);
-  await using worker = startWorker(master, [
-    "--queue",
-    "tasks",
-    "--results",
-    "results",
-    "--exit-when-idle",
-    "1",
-    "--",
-    "sh",
-    "-c",
-    'read -r line; echo "$line id=$TASKQ_TASK_ID attempt=$TASKQ_ATTEMPT queue=$TASKQ_QUEUE"',
-  ]);
+  await using worker = startWorker(
+    master,
+    shWorker(
+      'read -r line; echo "$line id=$TASKQ_TASK_ID attempt=$TASKQ_ATTEMPT queue=$TASKQ_QUEUE"',
+    ),
+  );
   const [result] = await collect(master, 1);
   assert.equal(result.value.output, `{"n":5} id=${id} attempt=1 queue=tasks`);
   assert.deepEqual(result.value.item, { n: 5 });

@@ -84,10 +84,15 @@ export function intFlag(
 }
 
 /**
- * A duration flag given in seconds (decimals allowed), as milliseconds.
+ * A duration flag given in seconds (decimals allowed), as milliseconds;
+ * `fallbackMs` (which may be `undefined`, for "not given") when it is absent.
  * @throws {ConfigError} when the value is not a non-negative number.
  */
-export function secondsFlag(parsed: Parsed, name: string, fallbackMs: number): number {
+export function secondsFlag<F extends number | undefined>(
+  parsed: Parsed,
+  name: string,
+  fallbackMs: F,
+): number | F {
   const text = stringFlag(parsed, name);
   if (text === undefined) return fallbackMs;
   const value = Number(text);

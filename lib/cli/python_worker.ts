@@ -86,12 +86,8 @@ export async function runPythonWorkerCommand(parsed: Parsed): Promise<number> {
   if (command === undefined) {
     throw new ConfigError("give the command to run after --, e.g. -- echo {}");
   }
-  const timeoutText = stringFlag(parsed, "timeout");
-  const timeoutMs = timeoutText === undefined ? undefined : secondsFlag(parsed, "timeout", 0);
-  const idleText = stringFlag(parsed, "exit-when-idle");
-  const exitWhenIdleMs = idleText === undefined
-    ? undefined
-    : secondsFlag(parsed, "exit-when-idle", 0);
+  const timeoutMs = secondsFlag(parsed, "timeout", undefined);
+  const exitWhenIdleMs = secondsFlag(parsed, "exit-when-idle", undefined);
   const concurrency = intFlag(parsed, "concurrency", 1, 1, MAX_CONCURRENCY);
   const maxAttempts = intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT);
   const graceMs = secondsFlag(parsed, "grace", DEFAULT_GRACE_MS);

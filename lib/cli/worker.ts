@@ -117,14 +117,9 @@ export async function runWorkerCommand(args: string[]): Promise<number> {
     throw new ConfigError("give the command to run after --, e.g. -- echo {}");
   }
   const concurrency = intFlag(parsed, "concurrency", 1, 1, MAX_CONCURRENCY);
-  const timeoutText = stringFlag(parsed, "timeout");
-  const timeoutMs = timeoutText === undefined ? undefined : secondsFlag(parsed, "timeout", 0);
-  const idleText = stringFlag(parsed, "exit-when-idle");
-  const exitWhenIdleMs = idleText === undefined
-    ? undefined
-    : secondsFlag(parsed, "exit-when-idle", 0);
-  const leaseText = stringFlag(parsed, "lease");
-  const leaseMs = leaseText === undefined ? undefined : secondsFlag(parsed, "lease", 0);
+  const timeoutMs = secondsFlag(parsed, "timeout", undefined);
+  const exitWhenIdleMs = secondsFlag(parsed, "exit-when-idle", undefined);
+  const leaseMs = secondsFlag(parsed, "lease", undefined);
   const log = createLogger(logSettings(parsed));
   const summaryMs = secondsFlag(parsed, "summary-every", DEFAULT_SUMMARY_MS);
   const name = stringFlag(parsed, "name") ?? defaultClientName();

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { checkValue } from "../wire/codec.ts";
+import { checkItem } from "../wire/codec.ts";
 import {
   checkQueueName,
   MAX_DURATION_MS,
@@ -176,7 +176,7 @@ export class Queue {
 
   /** Adds items in one request; resolves with their ids in order. */
   async putMany(values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
-    for (const value of values) checkValue(value);
+    for (const value of values) checkItem(value);
     if (values.length === 0) return [];
     const request: Request = { op: "put", rid: 0, queue: this.name, items: values as unknown[] };
     if (options.delayMs) request.delay = checkDuration(options.delayMs);
@@ -233,7 +233,7 @@ export class Queue {
           `ack needs one result per item: ${request.ids.length} items, ${values.length} results`,
         );
       }
-      for (const value of values) checkValue(value);
+      for (const value of values) checkItem(value);
       request.resultQueue = checkQueueName(queue);
       request.results = values as unknown[];
     }

@@ -107,6 +107,10 @@ export async function openSession(params: SessionParams): Promise<Session> {
   tcp.setNoDelay(true);
   const conn = new FramedConnection(tcp, {
     maxFrameBytes: params.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    // A client always reads its replies, however much it still has to send: if
+    // both ends paused reading while their own writes were backed up, neither
+    // would ever drain. (The master pauses; the client keeps reading.)
+    highWaterBytes: Infinity,
   });
 
   const clientNonce = newNonce();

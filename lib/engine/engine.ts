@@ -19,7 +19,7 @@ import { Deque } from "./deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { MemoryStore } from "../store/memory.ts";
-import { deadLetterQueue, isValidQueueName } from "../queue_names.ts";
+import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../queue_names.ts";
 
 /** Lease length when a get names none: 30 s. */
 export const DEFAULT_LEASE_MS = 30_000;
@@ -350,7 +350,9 @@ export class Engine {
 
   /**
    * Whether queue `name` is at its maximum length, so puts to it should wait;
-   * if so, `onRoom` is called (once, first come first served) when it drops below.
+   * if so, `onRoom` is called once, first come first served, when there is room:
+   * a caller that still wants to put must do so inside that call (waiters are
+   * called one at a time while there is room, so the limit holds).
    */
   isFull(name: string, onRoom: () => void): boolean {
     if (this.maxQueueLength === 0) return false;
@@ -435,6 +437,7 @@ export class Engine {
         this.store.update(item);
       } else {
         queue.ready.push(item);
+        this.store.update(item);
         touched.add(queue);
       }
     });
@@ -647,6 +650,13 @@ export class Engine {
     queue.dead++;
     this.store.remove(item.id);
     if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
+    if (isDeadLetterQueue(item.queue)) {
+      // Already a dead letter: it goes to the back of its queue as it is (wrapping
+      // it again would nest it deeper with every round).
+      this.put(item.queue, [item.value]);
+      touched.add(queue);
+      return;
+    }
     const letter: DeadLetter = {
       queue: item.queue,
       id: item.id,

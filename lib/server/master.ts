@@ -4,7 +4,7 @@
  *
  * Connections that have not finished the handshake are capped; when the cap is
  * reached the oldest of them is dropped to make room, so a flood of idle
- * connections cannot lock real clients out.
+ * connections cannot lock real clients out (the shared {@link Acceptor}).
  *
  * @module
  */
@@ -18,6 +18,7 @@ import { type Address, formatAddress, isLoopback, parseAddress } from "../config
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { Telemetry } from "./telemetry.ts";
+import { Acceptor } from "./acceptor.ts";
 
 /** Time a new connection has to complete the handshake: 5 s. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -25,7 +26,7 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Connections allowed to be mid-handshake at once. */
 export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
 
-/** Largest frame accepted before authentication: handshake messages are under 200 bytes. */
+/** Largest frame accepted before authentication: the longest `hello` (a 200-character name) is under 700 bytes. */
 export const HANDSHAKE_MAX_FRAME_BYTES = 1024;
 
 /** Longest single wait `setTimeout` supports. */
@@ -63,25 +64,19 @@ export class Master {
   readonly address: Address;
   /** What it counts about itself (error replies, connections, commit latency). */
   readonly telemetry: Telemetry = new Telemetry();
-  readonly #listener: Deno.TcpListener;
   readonly #ctx: SessionContext;
-  readonly #sessions = new Set<NativeSession>();
-  readonly #pending = new Set<NativeSession>();
-  readonly #maxPending: number;
   readonly #log: Logger;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedAt = Infinity;
   #closing: Promise<void> | undefined;
-  readonly #accepting: Promise<void>;
+  readonly #acceptor: Acceptor<NativeSession>;
 
   /** Starts serving on an open listener; use {@link serve}. */
   constructor(listener: Deno.TcpListener, engine: Engine, key: Uint8Array, options: MasterOptions) {
-    this.#listener = listener;
     this.engine = engine;
     const addr = listener.addr;
     this.address = { hostname: addr.hostname, port: addr.port };
     this.#log = options.logger ?? silentLogger;
-    this.#maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES;
     this.#ctx = {
       engine,
       key,
@@ -89,63 +84,38 @@ export class Master {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       log: this.#log,
       afterChange: () => this.#arm(),
-      onAuthenticated: (session) => this.#pending.delete(session),
+      onAuthenticated: (session) => this.#acceptor.authenticated(session),
       telemetry: this.telemetry,
     };
     engine.store.onCommit = (ms) => this.telemetry.observeCommit(ms);
-    this.#accepting = this.#acceptLoop();
+    this.#acceptor = new Acceptor({
+      listener,
+      log: this.#log,
+      maxPending: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
+      kind: "connections",
+      keepAlive: false,
+      open: (conn) => this.#open(conn),
+      drop: (session) =>
+        session.refuse("too_many_connections", "too many connections are mid-handshake"),
+    });
   }
 
   /** Number of open connections (authenticated or not). */
   get connectionCount(): number {
-    return this.#sessions.size;
+    return this.#acceptor.sessions.size;
   }
 
   /** Number of connections still in the handshake. */
   get pendingCount(): number {
-    return this.#pending.size;
+    return this.#acceptor.pendingCount;
   }
 
-  async #acceptLoop(): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closing) return;
-        if (error instanceof Deno.errors.BadResource) return;
-        this.#log.warn("accept failed", { error: (error as Error).message });
-        continue;
-      }
-      try {
-        conn.setNoDelay(true);
-      } catch {
-        // the peer is already gone; the session will notice
-      }
-      this.#start(conn);
-    }
-  }
-
-  #start(conn: Deno.TcpConn): void {
+  /** The session of a newly accepted connection. */
+  #open(conn: Deno.TcpConn): NativeSession {
     this.telemetry.connectionsAccepted++;
     // Until the peer proves the key, only handshake-sized frames are accepted.
     const framed = new FramedConnection(conn, { maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES });
-    const session = new NativeSession(framed, this.#ctx);
-    if (this.#pending.size >= this.#maxPending) {
-      const oldest = this.#pending.values().next().value as NativeSession;
-      this.#pending.delete(oldest);
-      this.#log.warn("too many unauthenticated connections; dropping the oldest", {
-        peer: oldest.conn.peer,
-        limit: this.#maxPending,
-      });
-      oldest.refuse("too_many_connections", "too many connections are mid-handshake");
-    }
-    this.#pending.add(session);
-    this.#sessions.add(session);
-    session.run().finally(() => {
-      this.#sessions.delete(session);
-      this.#pending.delete(session);
-    });
+    return new NativeSession(framed, this.#ctx);
   }
 
   /** Re-arms the engine's timer after changes made outside a session (e.g. over HTTP). */
@@ -171,17 +141,12 @@ export class Master {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearTimeout(this.#timer);
-      try {
-        this.#listener.close();
-      } catch {
-        // already closed
-      }
-      await this.#accepting;
+      await this.#acceptor.close();
       // Answer what is in flight: commit, so replies waiting on durability go
       // out, then tell every client (it will reconnect) and close.
       await this.engine.store.commit().catch(() => {});
       await Promise.all(
-        [...this.#sessions].map((session) =>
+        [...this.#acceptor.sessions.keys()].map((session) =>
           session.refuse("shutting_down", "the master is shutting down; reconnect later")
         ),
       );

@@ -249,15 +249,16 @@ export class NativeSession {
 
   #onRequest(msg: Request): void | Promise<void> {
     if (msg.op === "put") {
-      // A full queue: stop reading this connection until there is room (back-pressure).
-      let room: (() => void) | undefined;
-      const paused = new Promise<void>((resolve) => room = resolve);
-      if (this.#ctx.engine.isFull(msg.queue, room!)) {
-        return paused.then(() => {
-          if (this.#phase !== "closed") this.#handle(msg);
-          this.#ctx.afterChange();
-        });
-      }
+      // A full queue: stop reading this connection until there is room
+      // (back-pressure). The put happens inside the engine's call, one waiter at a
+      // time, so the queue never overshoots its limit.
+      const paused = Promise.withResolvers<void>();
+      const onRoom = () => {
+        if (this.#phase !== "closed") this.#handle(msg);
+        this.#ctx.afterChange();
+        paused.resolve();
+      };
+      if (this.#ctx.engine.isFull(msg.queue, onRoom)) return paused.promise;
     }
     this.#handle(msg);
   }

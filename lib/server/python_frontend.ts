@@ -5,8 +5,9 @@
  * workers and producers share queues with native clients.
  *
  * Registered names map to queues ({@link DEFAULT_PYTHON_QUEUES} unless
- * configured). As with the native listener, connections still in the
- * handshake are capped and the oldest is dropped to make room.
+ * configured). As with the native listener (and by the same {@link Acceptor}),
+ * connections still in the handshake are capped and the oldest is dropped to
+ * make room.
  *
  * @module
  */
@@ -20,6 +21,7 @@ import { checkQueueName } from "../wire/messages.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { Acceptor } from "./acceptor.ts";
 import {
   checkListenAddress,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -91,22 +93,16 @@ export class PythonFrontEnd {
   readonly address: Address;
   /** Registered names and their queues. */
   readonly queues: ReadonlyMap<string, string>;
-  readonly #listener: Deno.TcpListener;
   readonly #ctx: PythonSessionContext;
-  readonly #sessions = new Map<PythonSession, Promise<void>>();
-  readonly #pending = new Set<PythonSession>();
-  readonly #maxPending: number;
   readonly #log: Logger;
-  readonly #accepting: Promise<void>;
+  readonly #acceptor: Acceptor<PythonSession>;
   #closing: Promise<void> | undefined;
 
   /** Starts serving on an open listener; use {@link servePython}. */
   constructor(listener: Deno.TcpListener, key: Uint8Array, options: PythonServeOptions) {
-    this.#listener = listener;
     const addr = listener.addr;
     this.address = { hostname: addr.hostname, port: addr.port };
     this.#log = options.logger ?? silentLogger;
-    this.#maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES;
     this.queues = pythonQueueMap(options.queues);
     this.#ctx = {
       engine: options.engine,
@@ -117,67 +113,32 @@ export class PythonFrontEnd {
       queues: this.queues,
       log: this.#log,
       afterChange: options.afterChange,
-      onAuthenticated: (session) => this.#pending.delete(session),
+      onAuthenticated: (session) => this.#acceptor.authenticated(session),
     };
-    this.#accepting = this.#acceptLoop();
+    this.#acceptor = new Acceptor({
+      listener,
+      log: this.#log,
+      maxPending: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
+      kind: "Python connections",
+      // A worker machine that vanishes without a FIN is noticed eventually.
+      keepAlive: true,
+      open: (conn) => new PythonSession(new PythonConnection(conn), this.#ctx),
+      drop: (session) => session.close(),
+    });
   }
 
   /** Number of open connections (authenticated or not). */
   get connectionCount(): number {
-    return this.#sessions.size;
-  }
-
-  async #acceptLoop(): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closing || error instanceof Deno.errors.BadResource) return;
-        this.#log.warn("accept failed", { error: (error as Error).message });
-        continue;
-      }
-      try {
-        conn.setNoDelay(true);
-        // A worker machine that vanishes without a FIN is noticed eventually.
-        conn.setKeepAlive(true);
-      } catch {
-        // the peer is already gone; the session will notice
-      }
-      this.#start(conn);
-    }
-  }
-
-  #start(conn: Deno.TcpConn): void {
-    const session = new PythonSession(new PythonConnection(conn), this.#ctx);
-    if (this.#pending.size >= this.#maxPending) {
-      const oldest = this.#pending.values().next().value as PythonSession;
-      this.#pending.delete(oldest);
-      this.#log.warn("too many unauthenticated Python connections; dropping the oldest", {
-        peer: oldest.conn.peer,
-        limit: this.#maxPending,
-      });
-      oldest.close();
-    }
-    this.#pending.add(session);
-    const running = session.run().finally(() => {
-      this.#sessions.delete(session);
-      this.#pending.delete(session);
-    });
-    this.#sessions.set(session, running);
+    return this.#acceptor.sessions.size;
   }
 
   /** Stops accepting and closes every connection (their items go back). Safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      try {
-        this.#listener.close();
-      } catch {
-        // already closed
-      }
-      await this.#accepting;
-      const running = [...this.#sessions.values()];
-      for (const session of this.#sessions.keys()) session.close();
+      await this.#acceptor.close();
+      const sessions = this.#acceptor.sessions;
+      const running = [...sessions.values()];
+      for (const session of sessions.keys()) session.close();
       await Promise.all(running);
     })();
     return this.#closing;

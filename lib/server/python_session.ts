@@ -40,7 +40,7 @@ import {
 } from "../wire/python/rpc.ts";
 import { PyFloat, pyTruthy, PyTuple, pyTypeName, type PyValue } from "../wire/python/values.ts";
 import { fromNatural, toNatural } from "../wire/python/natural.ts";
-import { checkValue } from "../wire/codec.ts";
+import { checkItem } from "../wire/codec.ts";
 import { MAX_DURATION_MS } from "../wire/messages.ts";
 import {
   AuthenticationError,
@@ -421,28 +421,58 @@ export class PythonSession {
     waitMs: number | undefined,
   ): Promise<PyValue> {
     const natural = toNatural(item);
-    checkValue(natural.value);
+    checkItem(natural.value);
     const engine = this.#ctx.engine;
-    if (!await this.#waitForRoom(queue, block, waitMs)) throw new PythonCallError(FULL, "");
-    if (this.conn.closed) return null;
-    engine.put(
-      queue,
-      [natural.value],
-      0,
-      0,
-      natural.exact ? undefined : [new PythonOriginal(item)],
-    );
-    this.#ctx.afterChange();
+    const put = () => {
+      engine.put(
+        queue,
+        [natural.value],
+        0,
+        0,
+        natural.exact ? undefined : [new PythonOriginal(item)],
+      );
+      this.#ctx.afterChange();
+    };
+    if (!await this.#putWhenRoom(queue, block, waitMs, put)) {
+      throw new PythonCallError(FULL, "");
+    }
     return null;
   }
 
-  /** Whether there is room in `queue` (waiting for it as the call allows). */
-  async #waitForRoom(queue: string, block: boolean, waitMs: number | undefined): Promise<boolean> {
+  /**
+   * Runs `put` once `queue` has room (waiting for it as the call allows);
+   * resolves whether it ran. The engine calls back one waiter at a time and the
+   * put happens inside that call, so a full queue never overshoots its limit.
+   */
+  async #putWhenRoom(
+    queue: string,
+    block: boolean,
+    waitMs: number | undefined,
+    put: () => void,
+  ): Promise<boolean> {
     const room = Promise.withResolvers<boolean>();
-    if (!this.#ctx.engine.isFull(queue, () => room.resolve(true))) return true;
-    if (!block) return false;
+    let settled = false;
+    const onRoom = () => {
+      if (settled || this.conn.closed) return;
+      settled = true;
+      put();
+      room.resolve(true);
+    };
+    if (!this.#ctx.engine.isFull(queue, onRoom)) {
+      if (!this.conn.closed) put();
+      return true;
+    }
+    if (!block) {
+      settled = true;
+      return false;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
-    if (waitMs !== undefined) timer = setTimeout(() => room.resolve(false), waitMs);
+    if (waitMs !== undefined) {
+      timer = setTimeout(() => {
+        settled = true;
+        room.resolve(false);
+      }, waitMs);
+    }
     try {
       return await room.promise;
     } finally {

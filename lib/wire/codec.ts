@@ -14,8 +14,15 @@
 import { Packr, Unpackr } from "msgpackr";
 import { ProtocolError } from "../errors.ts";
 
-/** Deepest nesting of arrays and maps accepted in one value. */
+/** Deepest nesting of arrays and maps accepted in one frame. */
 export const MAX_VALUE_DEPTH = 64;
+
+/**
+ * Deepest nesting accepted in one item: less than a frame allows, so that the
+ * envelope around an item on its way out (a reply, a job record, a dead
+ * letter) always fits.
+ */
+export const MAX_ITEM_DEPTH = 56;
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({
@@ -48,6 +55,15 @@ export function decode(payload: Uint8Array): unknown {
   }
   checkValue(value);
   return value;
+}
+
+/**
+ * Checks that `value` can be an item: plain data nested at most
+ * {@link MAX_ITEM_DEPTH} deep.
+ * @throws {ProtocolError} naming the first offending part.
+ */
+export function checkItem(value: unknown): void {
+  checkValue(value, MAX_VALUE_DEPTH - MAX_ITEM_DEPTH);
 }
 
 /**

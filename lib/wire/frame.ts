@@ -5,6 +5,8 @@
  * {@link FrameReader} reassembles frames from reads that may split or merge
  * them arbitrarily, reading straight into its own buffer (no copy per read) and
  * checking the announced length against the maximum before allocating for it.
+ * Its buffer management, {@link LengthPrefixedReader}, is shared with Python's
+ * framing, which differs only in its header.
  *
  * @module
  */
@@ -20,18 +22,67 @@ export const DEFAULT_MAX_FRAME_BYTES: number = 16 * 1024 * 1024;
 /** Free space kept at the end of the read buffer for each read. */
 const MIN_READ_BYTES = 64 * 1024;
 
-/** Reassembles frames from a byte stream. */
-export class FrameReader {
+/** A complete frame header: its own size and the payload length it announces. */
+export interface FrameHeader {
+  /** Bytes of the header itself. */
+  headerBytes: number;
+  /** Bytes of the payload that follows it. */
+  payloadBytes: number;
+}
+
+/**
+ * Parses the header of the pending frame from `available` bytes at `offset`
+ * of `view`: `undefined` while the header is incomplete. It must throw (e.g.
+ * {@link FrameTooLargeError}) for a length over `maxFrameBytes` or a malformed
+ * header, so that nothing is ever allocated for such a length.
+ */
+export type FrameHeaderDecoder = (
+  view: DataView,
+  offset: number,
+  available: number,
+  maxFrameBytes: number,
+) => FrameHeader | undefined;
+
+/**
+ * The header of this protocol's frames: a 4-byte big-endian unsigned length.
+ * @throws {FrameTooLargeError} when the length exceeds `maxFrameBytes`.
+ */
+export function decodeFrameHeader(
+  view: DataView,
+  offset: number,
+  available: number,
+  maxFrameBytes: number,
+): FrameHeader | undefined {
+  if (available < FRAME_HEADER_BYTES) return undefined;
+  const length = view.getUint32(offset);
+  if (length > maxFrameBytes) throw new FrameTooLargeError(length, maxFrameBytes);
+  return { headerBytes: FRAME_HEADER_BYTES, payloadBytes: length };
+}
+
+/**
+ * Reassembles length-prefixed frames from a byte stream, whatever their
+ * header: the header is parsed by a {@link FrameHeaderDecoder}, the buffer
+ * management (reading in place, compacting, growing to fit a frame whose
+ * length is allowed) is the same for every framing.
+ */
+export class LengthPrefixedReader {
+  readonly #decodeHeader: FrameHeaderDecoder;
+  readonly #minReadBytes: number;
   #buf: Uint8Array;
   #view: DataView;
   #start = 0;
   #end = 0;
   #maxFrameBytes: number;
 
-  /** Creates a reader that refuses frames whose payload exceeds `maxFrameBytes`. */
-  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+  /**
+   * Creates a reader whose headers `decodeHeader` parses, refusing payloads
+   * over `maxFrameBytes` and keeping at least `minReadBytes` free for each read.
+   */
+  constructor(decodeHeader: FrameHeaderDecoder, maxFrameBytes: number, minReadBytes: number) {
+    this.#decodeHeader = decodeHeader;
+    this.#minReadBytes = minReadBytes;
     this.#maxFrameBytes = maxFrameBytes;
-    this.#buf = new Uint8Array(MIN_READ_BYTES * 2);
+    this.#buf = new Uint8Array(minReadBytes * 2);
     this.#view = new DataView(this.#buf.buffer);
   }
 
@@ -49,6 +100,21 @@ export class FrameReader {
     return this.#end - this.#start;
   }
 
+  /** Bytes currently allocated for buffering (for tests and diagnostics). */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
+  /** The pending frame's header, once complete; throws as the decoder does. */
+  #header(): FrameHeader | undefined {
+    return this.#decodeHeader(
+      this.#view,
+      this.#start,
+      this.#end - this.#start,
+      this.#maxFrameBytes,
+    );
+  }
+
   /**
    * The free space to read into next; call {@link written} with the count read.
    * Grows (once the pending frame's length is known and allowed) so that the
@@ -56,14 +122,16 @@ export class FrameReader {
    */
   space(): Uint8Array {
     if (this.#start === this.#end) this.#start = this.#end = 0;
-    let need = MIN_READ_BYTES;
+    let need = this.#minReadBytes;
     const pending = this.#end - this.#start;
-    if (pending >= FRAME_HEADER_BYTES) {
-      const length = this.#view.getUint32(this.#start);
-      // An oversized length is refused by next(); never allocate for it.
-      if (length <= this.#maxFrameBytes) {
-        need = Math.max(need, FRAME_HEADER_BYTES + length - pending);
-      }
+    let header: FrameHeader | undefined;
+    try {
+      header = this.#header();
+    } catch {
+      header = undefined; // refused by next(); never allocate for it
+    }
+    if (header !== undefined) {
+      need = Math.max(need, header.headerBytes + header.payloadBytes - pending);
     }
     if (this.#buf.length - this.#end < need) {
       if (this.#start > 0 && this.#buf.length - pending >= need) {
@@ -100,17 +168,24 @@ export class FrameReader {
   /**
    * The next whole frame's payload, or `undefined` when more bytes are needed.
    * The returned view is valid until the next call to {@link space} or {@link push}.
-   * @throws {FrameTooLargeError} when the announced length exceeds the maximum.
+   * @throws {FrameTooLargeError} when the announced length exceeds the maximum,
+   * or whatever else the header decoder throws.
    */
   next(): Uint8Array | undefined {
-    const pending = this.#end - this.#start;
-    if (pending < FRAME_HEADER_BYTES) return undefined;
-    const length = this.#view.getUint32(this.#start);
-    if (length > this.#maxFrameBytes) throw new FrameTooLargeError(length, this.#maxFrameBytes);
-    if (pending < FRAME_HEADER_BYTES + length) return undefined;
-    const from = this.#start + FRAME_HEADER_BYTES;
-    this.#start = from + length;
-    return this.#buf.subarray(from, from + length);
+    const header = this.#header();
+    if (header === undefined) return undefined;
+    if (this.#end - this.#start < header.headerBytes + header.payloadBytes) return undefined;
+    const from = this.#start + header.headerBytes;
+    this.#start = from + header.payloadBytes;
+    return this.#buf.subarray(from, from + header.payloadBytes);
+  }
+}
+
+/** Reassembles this protocol's frames from a byte stream. */
+export class FrameReader extends LengthPrefixedReader {
+  /** Creates a reader that refuses frames whose payload exceeds `maxFrameBytes`. */
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+    super(decodeFrameHeader, maxFrameBytes, MIN_READ_BYTES);
   }
 }
 

@@ -10,6 +10,8 @@
 
 import { ERROR_CODES, type ErrorCode, ProtocolError } from "../errors.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
+import { checkItem } from "./codec.ts";
+import type { QueueSnapshot } from "../engine/engine.ts";
 import { DEAD_LETTER_SUFFIX, isValidQueueName, MAX_QUEUE_NAME_LENGTH } from "../queue_names.ts";
 
 export { MAX_QUEUE_NAME_LENGTH };
@@ -178,30 +180,11 @@ export interface JobRecord {
   value: unknown;
 }
 
-/** Statistics of one queue. */
-export interface QueueStats {
-  name: string;
-  /** Items waiting to be taken. */
-  ready: number;
-  /** Items taken and not yet settled. */
-  leased: number;
-  /** Items that become ready later (put or nacked with a delay). */
-  delayed: number;
-  /** Gets waiting for an item. */
-  waiting: number;
-  /** Items ever put. */
-  put: number;
-  /** Items acked. */
-  acked: number;
-  /** Items nacked. */
-  nacked: number;
-  /** Leases that ran out or were dropped with their connection. */
-  expired: number;
-  /** Failures reported by workers. */
-  failed: number;
-  /** Items moved to the dead-letter queue. */
-  dead: number;
-}
+/**
+ * Statistics of one queue, as the `stats` reply carries them: the engine's
+ * snapshot, field for field (see docs/PROTOCOL.md §8.3).
+ */
+export type QueueStats = QueueSnapshot;
 
 /** Master → client: a request succeeded. Which fields are present depends on the request. */
 export interface OkReply {
@@ -302,6 +285,13 @@ function list(msg: Fields, key: string, min: number): unknown[] {
   return value;
 }
 
+/** A list of items, each checked against the item nesting limit. */
+function items(msg: Fields, key: string, min: number): unknown[] {
+  const values = list(msg, key, min);
+  for (const value of values) checkItem(value);
+  return values;
+}
+
 function ids(msg: Fields, key: string, min: number): number[] {
   const values = list(msg, key, min);
   for (const id of values) {
@@ -368,7 +358,7 @@ export function parseClientMessage(value: unknown): ClientMessage {
         op: "put",
         rid: uint(msg, "rid"),
         queue: queue(msg),
-        items: list(msg, "items", 1),
+        items: items(msg, "items", 1),
       };
       const delay = optUint(msg, "delay", MAX_DURATION_MS);
       if (delay !== undefined) put.delay = delay;
@@ -396,7 +386,7 @@ export function parseClientMessage(value: unknown): ClientMessage {
       if (msg.results !== undefined || msg.resultQueue !== undefined) {
         if (msg.resultQueue === undefined) fail(`"ack" with "results" needs "resultQueue"`);
         ack.resultQueue = checkQueueName(msg.resultQueue);
-        ack.results = list(msg, "results", ack.ids.length);
+        ack.results = items(msg, "results", ack.ids.length);
         if (ack.results.length !== ack.ids.length) {
           fail(`"ack" needs exactly one result per id`);
         }

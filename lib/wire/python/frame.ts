@@ -7,12 +7,14 @@
  * them arbitrarily. It checks every announced length against its maximum
  * before allocating anything for it, so a peer announcing 4 GiB costs nothing.
  * Other negative lengths (which Python itself reads as empty messages) are
- * refused.
+ * refused. Only the header differs from this protocol's framing: the buffer
+ * management is the shared {@link LengthPrefixedReader}.
  *
  * @module
  */
 
 import { FrameTooLargeError, ProtocolError } from "../../errors.ts";
+import { type FrameHeader, LengthPrefixedReader } from "../frame.ts";
 
 /** Bytes of the ordinary length prefix. */
 export const PY_HEADER_BYTES = 4;
@@ -32,100 +34,38 @@ export const PY_HANDSHAKE_MAX_BYTES = 256;
 /** Free space kept at the end of the read buffer for each read. */
 const MIN_READ_BYTES = 16 * 1024;
 
-/** Reassembles Python-framed messages from a byte stream. */
-export class PyFrameReader {
-  #buf = new Uint8Array(MIN_READ_BYTES * 2);
-  #view = new DataView(this.#buf.buffer);
-  #start = 0;
-  #end = 0;
-  /** Largest payload accepted; may be changed between messages. */
-  maxFrameBytes: number;
+/**
+ * The header of a Python message: a 4-byte signed length, or the -1 escape
+ * and an 8-byte unsigned length; `undefined` while incomplete.
+ * @throws {FrameTooLargeError} when the length exceeds `maxFrameBytes`.
+ * @throws {ProtocolError} on a negative length other than the escape.
+ */
+export function decodePyHeader(
+  view: DataView,
+  offset: number,
+  available: number,
+  maxFrameBytes: number,
+): FrameHeader | undefined {
+  if (available < PY_HEADER_BYTES) return undefined;
+  const short = view.getInt32(offset);
+  if (short >= 0) {
+    if (short > maxFrameBytes) throw new FrameTooLargeError(short, maxFrameBytes);
+    return { headerBytes: PY_HEADER_BYTES, payloadBytes: short };
+  }
+  if (short !== PY_LENGTH_ESCAPE) {
+    throw new ProtocolError(`message length ${short} is negative (only -1 is meaningful)`);
+  }
+  if (available < PY_LONG_HEADER_BYTES) return undefined;
+  const long = view.getBigUint64(offset + PY_HEADER_BYTES);
+  if (long > BigInt(maxFrameBytes)) throw new FrameTooLargeError(Number(long), maxFrameBytes);
+  return { headerBytes: PY_LONG_HEADER_BYTES, payloadBytes: Number(long) };
+}
 
+/** Reassembles Python-framed messages from a byte stream. */
+export class PyFrameReader extends LengthPrefixedReader {
   /** Creates a reader that refuses payloads longer than `maxFrameBytes`. */
   constructor(maxFrameBytes: number) {
-    this.maxFrameBytes = maxFrameBytes;
-  }
-
-  /** Bytes received that do not yet form a whole message. */
-  get pendingBytes(): number {
-    return this.#end - this.#start;
-  }
-
-  /** Bytes currently allocated for buffering (for tests and diagnostics). */
-  get capacity(): number {
-    return this.#buf.length;
-  }
-
-  /**
-   * The pending message's header size and payload length, once the header is
-   * complete; `undefined` before that.
-   * @throws {FrameTooLargeError} when the length exceeds the maximum.
-   * @throws {ProtocolError} on a negative length other than the escape.
-   */
-  #header(): { header: number; length: number } | undefined {
-    const pending = this.#end - this.#start;
-    if (pending < PY_HEADER_BYTES) return undefined;
-    const short = this.#view.getInt32(this.#start);
-    if (short >= 0) {
-      if (short > this.maxFrameBytes) throw new FrameTooLargeError(short, this.maxFrameBytes);
-      return { header: PY_HEADER_BYTES, length: short };
-    }
-    if (short !== PY_LENGTH_ESCAPE) {
-      throw new ProtocolError(`message length ${short} is negative (only -1 is meaningful)`);
-    }
-    if (pending < PY_LONG_HEADER_BYTES) return undefined;
-    const long = this.#view.getBigUint64(this.#start + PY_HEADER_BYTES);
-    if (long > BigInt(this.maxFrameBytes)) {
-      throw new FrameTooLargeError(Number(long), this.maxFrameBytes);
-    }
-    return { header: PY_LONG_HEADER_BYTES, length: Number(long) };
-  }
-
-  /**
-   * The free space to read into next; call {@link written} with the count read.
-   * Grows so that a pending message of an accepted length fits whole.
-   */
-  space(): Uint8Array {
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-    let need = MIN_READ_BYTES;
-    const pending = this.#end - this.#start;
-    let header: { header: number; length: number } | undefined;
-    try {
-      header = this.#header();
-    } catch {
-      header = undefined; // refused by next(); never allocate for it
-    }
-    if (header !== undefined) need = Math.max(need, header.header + header.length - pending);
-    if (this.#buf.length - this.#end < need) {
-      if (this.#start > 0 && this.#buf.length - pending >= need) {
-        this.#buf.copyWithin(0, this.#start, this.#end);
-      } else {
-        const grown = new Uint8Array(Math.max(this.#buf.length * 2, pending + need));
-        grown.set(this.#buf.subarray(this.#start, this.#end));
-        this.#buf = grown;
-        this.#view = new DataView(grown.buffer);
-      }
-      this.#start = 0;
-      this.#end = pending;
-    }
-    return this.#buf.subarray(this.#end);
-  }
-
-  /** Records that `n` bytes were read into the last {@link space}. */
-  written(n: number): void {
-    this.#end += n;
-  }
-
-  /** Appends bytes (for callers that do not read into {@link space} directly). */
-  push(bytes: Uint8Array): void {
-    let offset = 0;
-    while (offset < bytes.length) {
-      const space = this.space();
-      const n = Math.min(space.length, bytes.length - offset);
-      space.set(bytes.subarray(offset, offset + n));
-      this.written(n);
-      offset += n;
-    }
+    super(decodePyHeader, maxFrameBytes, MIN_READ_BYTES);
   }
 
   /**
@@ -134,13 +74,8 @@ export class PyFrameReader {
    * @throws {FrameTooLargeError} when the announced length exceeds the maximum.
    * @throws {ProtocolError} on a negative length other than the escape.
    */
-  next(): Uint8Array | undefined {
-    const header = this.#header();
-    if (header === undefined) return undefined;
-    if (this.#end - this.#start < header.header + header.length) return undefined;
-    const from = this.#start + header.header;
-    this.#start = from + header.length;
-    return this.#buf.slice(from, from + header.length);
+  override next(): Uint8Array | undefined {
+    return super.next()?.slice();
   }
 }
 

@@ -1,0 +1,119 @@
+/**
+ * The accept loop shared by the master's listeners (native and Python): takes
+ * TCP connections, runs one session on each, tracks the open sessions and
+ * caps those still in the handshake, dropping the oldest of them to make room
+ * so a flood of idle connections cannot lock real clients out.
+ *
+ * @module
+ */
+
+import type { Logger } from "../log.ts";
+
+/** What the {@link Acceptor} needs of a session. */
+export interface AcceptedSession {
+  /** The connection, for its peer's address in log lines. */
+  readonly conn: { readonly peer: string };
+  /** Serves the connection until it ends. */
+  run(): Promise<void>;
+}
+
+/** Options of an {@link Acceptor}. */
+export interface AcceptorOptions<S extends AcceptedSession> {
+  /** Where connections come from. */
+  listener: Deno.TcpListener;
+  /** Where failed accepts and dropped connections are logged. */
+  log: Logger;
+  /** Connections allowed mid-handshake at once. */
+  maxPending: number;
+  /** What the connections are, in log lines: e.g. "connections". */
+  kind: string;
+  /** Whether to turn on TCP keep-alive on each connection. */
+  keepAlive: boolean;
+  /** Makes the session of a new connection. */
+  open(conn: Deno.TcpConn): S;
+  /** Drops a session still in the handshake to make room for a new one. */
+  drop(session: S): void;
+}
+
+/** Accepts connections and tracks their sessions until {@link close}. */
+export class Acceptor<S extends AcceptedSession> {
+  readonly #options: AcceptorOptions<S>;
+  readonly #sessions = new Map<S, Promise<void>>();
+  readonly #pending = new Set<S>();
+  readonly #accepting: Promise<void>;
+  #closing = false;
+
+  /** Starts accepting on `options.listener`. */
+  constructor(options: AcceptorOptions<S>) {
+    this.#options = options;
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** Open sessions (authenticated or not), each with the promise of its end. */
+  get sessions(): ReadonlyMap<S, Promise<void>> {
+    return this.#sessions;
+  }
+
+  /** Number of sessions still in the handshake. */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  /** Records that `session` has authenticated: it no longer counts against the cap. */
+  authenticated(session: S): void {
+    this.#pending.delete(session);
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const { listener, log, keepAlive } = this.#options;
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (this.#closing || error instanceof Deno.errors.BadResource) return;
+        log.warn("accept failed", { error: (error as Error).message });
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+        // A peer that vanishes without a FIN is noticed eventually.
+        if (keepAlive) conn.setKeepAlive(true);
+      } catch {
+        // the peer is already gone; the session will notice
+      }
+      this.#start(conn);
+    }
+  }
+
+  #start(conn: Deno.TcpConn): void {
+    const { log, maxPending, kind } = this.#options;
+    const session = this.#options.open(conn);
+    if (this.#pending.size >= maxPending) {
+      const oldest = this.#pending.values().next().value as S;
+      this.#pending.delete(oldest);
+      log.warn(`too many unauthenticated ${kind}; dropping the oldest`, {
+        peer: oldest.conn.peer,
+        limit: maxPending,
+      });
+      this.#options.drop(oldest);
+    }
+    this.#pending.add(session);
+    const running = session.run().finally(() => {
+      this.#sessions.delete(session);
+      this.#pending.delete(session);
+    });
+    this.#sessions.set(session, running);
+  }
+
+  /** Stops accepting: closes the listener and waits for the loop to end. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    try {
+      this.#options.listener.close();
+    } catch {
+      // already closed
+    }
+    await this.#accepting;
+  }
+}
