@@ -152,3 +152,25 @@ ADDRESS = ('${host}', ${port})
 KEY = ${bytesLiteral(key)}
 `;
 }
+
+/**
+ * Python source of `same(a, b)`: equality that also requires the same types
+ * (1 is not 1.0 or True), NaN equal to NaN and the sign of zero, recursively.
+ * Scripts using it must `import math`.
+ */
+export const PY_SAME = `def same(a, b):
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+    if isinstance(a, (set, frozenset)):
+        return sorted(map(repr, a)) == sorted(map(repr, b))
+    return a == b
+`;

@@ -35,7 +35,7 @@ import {
 } from "../lib/wire/python/values.ts";
 import { decodeUtf8, encodeUtf8 } from "../lib/wire/python/utf8.ts";
 import { PickleError } from "../lib/errors.ts";
-import { pythonTest, runPython } from "./_python.ts";
+import { PY_SAME, pythonTest, runPython } from "./_python.ts";
 
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -57,22 +57,7 @@ function bytesOf(...parts: (number[] | string)[]): Uint8Array {
 const TABLE = `
 import math, pickle, queue, sys, json
 
-def same(a, b):
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return len(a) == len(b) and all(
-            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
-    if isinstance(a, (set, frozenset)):
-        return sorted(map(repr, a)) == sorted(map(repr, b))
-    return a == b
-
+${PY_SAME}
 shared = [1, 2]
 VALUES = [
     0, 255, 256, 65535, 65536, -1, -129, 2**31 - 1, -2**31, 2**31, 2**63, -2**63 - 1, 2**1000,

@@ -37,7 +37,14 @@ import {
   waitFor,
   withDeadline,
 } from "./_helpers.ts";
-import { managerPreamble, PYTHON_LISTENING, pythonTest, runPython, seedWorker } from "./_python.ts";
+import {
+  managerPreamble,
+  PY_SAME,
+  PYTHON_LISTENING,
+  pythonTest,
+  runPython,
+  seedWorker,
+} from "./_python.ts";
 import { PythonConnection } from "../lib/wire/python/connection.ts";
 import { clientHandshake } from "../lib/wire/python/handshake.ts";
 import { encodeRequest, parseReply } from "../lib/wire/python/rpc.ts";
@@ -276,22 +283,7 @@ attempt('unknown name', lambda: m._create('nothing'))
 const PY_VALUES = `
 import math
 
-def same(a, b):
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return len(a) == len(b) and all(
-            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
-    if isinstance(a, (set, frozenset)):
-        return sorted(map(repr, a)) == sorted(map(repr, b))
-    return a == b
-
+${PY_SAME}
 VALUES = [
     0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, -2**31, 2**31, 2**53 - 1, -(2**53 - 1),
     2**53, 2**63, 2**64, 2**70, -2**70, 10**100, -(10**100),

@@ -23,6 +23,7 @@ import {
   type PyValue,
 } from "./values.ts";
 import { encodeUtf8 } from "./utf8.ts";
+import { OP } from "./opcodes.ts";
 
 /** The protocol written. */
 export const PICKLE_PROTOCOL = 4;
@@ -116,44 +117,6 @@ export function encodeLong(value: bigint): Uint8Array {
   }
   return out;
 }
-
-const OP = {
-  MARK: 0x28,
-  EMPTY_TUPLE: 0x29,
-  STOP: 0x2e,
-  BINBYTES: 0x42,
-  SHORT_BINBYTES: 0x43,
-  BINFLOAT: 0x47,
-  BININT: 0x4a,
-  BININT1: 0x4b,
-  BININT2: 0x4d,
-  NONE: 0x4e,
-  REDUCE: 0x52,
-  BINUNICODE: 0x58,
-  EMPTY_LIST: 0x5d,
-  APPEND: 0x61,
-  BUILD: 0x62,
-  APPENDS: 0x65,
-  SETITEM: 0x73,
-  TUPLE: 0x74,
-  SETITEMS: 0x75,
-  EMPTY_DICT: 0x7d,
-  PROTO: 0x80,
-  NEWOBJ: 0x81,
-  TUPLE1: 0x85,
-  NEWTRUE: 0x88,
-  NEWFALSE: 0x89,
-  LONG1: 0x8a,
-  LONG4: 0x8b,
-  SHORT_BINUNICODE: 0x8c,
-  BINUNICODE8: 0x8d,
-  BINBYTES8: 0x8e,
-  EMPTY_SET: 0x8f,
-  ADDITEMS: 0x90,
-  FROZENSET: 0x91,
-  NEWOBJ_EX: 0x92,
-  STACK_GLOBAL: 0x93,
-} as const;
 
 function writeInt(w: Writer, value: number | bigint): void {
   if (typeof value === "number" && !Number.isSafeInteger(value)) {
