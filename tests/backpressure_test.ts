@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { Engine } from "../lib/engine/engine.ts";
 import { FramedConnection } from "../lib/wire/connection.ts";
-import { connect } from "../lib/mod.ts";
+import { connect, serve } from "../lib/mod.ts";
 import { startMaster, TEST_KEY, waitFor } from "./_helpers.ts";
 
 const MAX_LENGTH = 100;
@@ -110,5 +110,35 @@ Deno.test("connection: a peer that does not read stops being read from", async (
     await pumping.catch(() => {});
     await writing;
     listener.close();
+  }
+});
+
+Deno.test("master: a producer held on a full queue that goes away is noticed at once", async () => {
+  const master = await serve({ listen: "127.0.0.1:0", authkey: TEST_KEY, maxQueueLength: 1 });
+  const address = { hostname: "127.0.0.1", port: master.address.port };
+  const producer = await connect({ address, authkey: TEST_KEY, reconnect: false });
+  const observer = await connect({ address, authkey: TEST_KEY, reconnect: false });
+  try {
+    await producer.queue("q").put("fills the queue");
+    await observer.queue("work").put("held by the producer");
+    const held = await producer.queue("work").get(1_000, { leaseMs: 60_000 });
+    assert.ok(held);
+    const waiting = producer.queue("q").put("waits for room").catch((error) => error);
+    await waitFor(
+      "the put to be held",
+      async () => (await observer.stats("q")).queues[0].ready === 1,
+    );
+    await producer.close();
+    assert.ok((await waiting) instanceof Error, "the held put fails with the connection");
+    // Its lease ends with the connection, not 60 s later.
+    await waitFor(
+      "the producer's item to come back",
+      async () => (await observer.stats("work")).queues[0].ready === 1,
+    );
+    assert.equal((await observer.stats()).clients, 1, "the producer is no longer counted");
+  } finally {
+    await producer.close();
+    await observer.close();
+    await master.close();
   }
 });

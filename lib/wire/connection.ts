@@ -19,6 +19,9 @@ import { FrameTooLargeError } from "../errors.ts";
 /** Queued outgoing bytes above which reading from the peer pauses. */
 export const DEFAULT_HIGH_WATER_BYTES: number = 8 * 1024 * 1024;
 
+/** Bytes read ahead from a peer whose next message waits (enough to notice it leave). */
+export const WATCH_WHILE_PAUSED_BYTES: number = 1024 * 1024;
+
 /** Options of a {@link FramedConnection}. */
 export interface FramedConnectionOptions {
   /** Largest frame payload accepted from the peer. */
@@ -124,30 +127,65 @@ export class FramedConnection {
 
   /**
    * Reads frames until the peer closes the connection, calling `onMessage` with
-   * each decoded value in order. When `onMessage` returns a promise, reading
-   * pauses until it settles (back-pressure on the peer).
+   * each decoded value in order. When `onMessage` returns a promise, the next
+   * frame waits until it settles (back-pressure on the peer); meanwhile bytes
+   * are still read into the buffer, up to {@link WATCH_WHILE_PAUSED_BYTES}, so
+   * a peer that goes away while held is noticed at once.
    * @throws {ProtocolError} on an oversized or undecodable frame, or whatever
    *   `onMessage` throws; the caller decides whether to reply and close.
    */
   async pump(onMessage: (message: unknown) => void | Promise<void>): Promise<void> {
     const reader = this.#reader;
     while (!this.#closed) {
-      let n: number | null;
-      try {
-        n = await this.conn.read(reader.space());
-      } catch {
-        return; // reset by peer, or closed by us
-      }
-      if (n === null) return;
-      reader.written(n);
+      if (!(await this.#readSome())) return;
       for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
         const paused = onMessage(decode(frame));
-        if (paused !== undefined) await paused;
+        if (paused !== undefined && !(await this.#watchWhile(paused))) return;
         // The peer is not reading our replies: read no more from it until it does.
         if (this.queuedBytes > this.#highWater) await this.drained();
         if (this.#closed) return;
       }
     }
+  }
+
+  /** The read in flight (into the reader's free space), if any. */
+  #reading: Promise<number | null> | undefined;
+
+  /** Starts a read unless one is in flight. */
+  #startRead(): Promise<number | null> {
+    return this.#reading ??= this.conn.read(this.#reader.space());
+  }
+
+  /** Completes the read in flight (starting one if needed); false once the peer is gone. */
+  async #readSome(): Promise<boolean> {
+    let n: number | null;
+    try {
+      n = await this.#startRead();
+    } catch {
+      n = null; // reset by peer, or closed by us
+    }
+    this.#reading = undefined;
+    if (n === null) return false;
+    this.#reader.written(n);
+    return true;
+  }
+
+  /**
+   * Waits for `paused` while still reading (a bounded amount) from the peer.
+   * Resolves false if the peer closed meanwhile. A read still in flight when
+   * `paused` settles is left for the pump to complete.
+   */
+  async #watchWhile(paused: Promise<void>): Promise<boolean> {
+    let settled = false;
+    const done = paused.then(() => settled = true, () => settled = true);
+    while (!settled && this.#reader.pendingBytes < WATCH_WHILE_PAUSED_BYTES) {
+      const read = this.#startRead().then(() => true, () => true);
+      if (await Promise.race([read, done.then(() => false)])) {
+        if (!(await this.#readSome())) return false;
+      }
+    }
+    await paused;
+    return true;
   }
 
   /** Closes at once, dropping anything not yet written. Safe to call twice. */
