@@ -45,19 +45,19 @@ export {
 export { type Address, loadAuthKey, parseAddress } from "./config.ts";
 export { DEFAULT_LEASE_MS } from "./engine/engine.ts";
 export { type DeadLetter, DEFAULT_MAX_ATTEMPTS, type RetryPolicy } from "./engine/engine.ts";
-export { DEAD_LETTER_SUFFIX, deadLetterQueue, MAX_QUEUE_NAME_LENGTH } from "./queue_names.ts";
+export { DEAD_LETTER_SUFFIX, deadLetterQueue, MAX_QUEUE_NAME_LENGTH } from "./model/queue_names.ts";
 export {
   DEFAULT_PYTHON_QUEUES,
   PythonFrontEnd,
   type PythonServeOptions,
   servePython,
-} from "./server/python_frontend.ts";
-export { PythonManagerClient, type PythonManagerOptions } from "./client/python_client.ts";
+} from "./python/frontend.ts";
+export { PythonManagerClient, type PythonManagerOptions } from "./python/client.ts";
 export {
   type PythonHandler,
   type PythonWorkerOptions,
   type PythonWorkerSummary,
   runPythonWorker,
-} from "./worker/python_worker.ts";
+} from "./python/worker.ts";
 export { PickleError, PythonCallError, PythonRemoteError } from "./errors.ts";
-export { MAX_ITEM_DEPTH, MAX_VALUE_DEPTH } from "./wire/codec.ts";
+export { MAX_ITEM_DEPTH, MAX_VALUE_DEPTH } from "./model/codec.ts";

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { encode } from "../lib/wire/codec.ts";
+import { encode } from "../lib/model/codec.ts";
 import {
   CLIENT_LABEL,
   clientProof,

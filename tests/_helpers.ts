@@ -14,7 +14,7 @@
 
 import { fileURLToPath } from "node:url";
 import { clientProof, newNonce, PROTOCOL_VERSION, serverProof } from "../lib/wire/auth.ts";
-import { decode, encode } from "../lib/wire/codec.ts";
+import { decode, encode } from "../lib/model/codec.ts";
 import { FrameReader } from "../lib/wire/frame.ts";
 
 /** The repository root, as a file path. */

@@ -18,7 +18,7 @@ import {
   encode,
   MAX_ITEM_DEPTH,
   MAX_VALUE_DEPTH,
-} from "../lib/wire/codec.ts";
+} from "../lib/model/codec.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { plain } from "./_helpers.ts";
 

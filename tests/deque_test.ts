@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Deque } from "../lib/engine/deque.ts";
+import { Deque } from "../lib/util/deque.ts";
 
 Deno.test("deque: push and shift are first in, first out", () => {
   const deque = new Deque<number>();

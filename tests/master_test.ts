@@ -32,7 +32,7 @@ import {
   LeaseLostError,
   serve,
 } from "../lib/mod.ts";
-import { encode } from "../lib/wire/codec.ts";
+import { encode } from "../lib/model/codec.ts";
 import { clientProof, newNonce, PROTOCOL_VERSION } from "../lib/wire/auth.ts";
 import {
   asError,

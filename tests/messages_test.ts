@@ -20,7 +20,7 @@ import {
 } from "../lib/wire/messages.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "../lib/wire/auth.ts";
 import { ProtocolError } from "../lib/errors.ts";
-import { decode, encode } from "../lib/wire/codec.ts";
+import { decode, encode } from "../lib/model/codec.ts";
 import { Engine } from "../lib/engine/engine.ts";
 
 const nonce = new Uint8Array(NONCE_BYTES).fill(1);

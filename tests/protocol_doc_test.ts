@@ -26,7 +26,7 @@
  */
 
 import assert from "node:assert/strict";
-import { decode, encode, MAX_VALUE_DEPTH } from "../lib/wire/codec.ts";
+import { decode, encode, MAX_VALUE_DEPTH } from "../lib/model/codec.ts";
 import {
   CLIENT_LABEL,
   clientProof,
@@ -46,7 +46,7 @@ import {
   parseClientMessage,
   parseServerMessage,
 } from "../lib/wire/messages.ts";
-import { MAX_QUEUE_NAME_LENGTH } from "../lib/queue_names.ts";
+import { MAX_QUEUE_NAME_LENGTH } from "../lib/model/queue_names.ts";
 import { DEFAULT_HIGH_WATER_BYTES } from "../lib/wire/connection.ts";
 import { ERROR_CODES } from "../lib/errors.ts";
 import {

@@ -6,11 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { ALLOWED_GLOBALS, MAX_INT_BYTES } from "../lib/wire/python/pickle_reader.ts";
-import { DEFAULT_PYTHON_QUEUES } from "../lib/server/python_frontend.ts";
-import { QUEUE_METHODS } from "../lib/server/python_session.ts";
-import { PY_HANDSHAKE_MAX_BYTES } from "../lib/wire/python/frame.ts";
-import { MAX_VALUE_DEPTH } from "../lib/wire/codec.ts";
+import { ALLOWED_GLOBALS, MAX_INT_BYTES } from "../lib/python/wire/pickle_reader.ts";
+import { DEFAULT_PYTHON_QUEUES } from "../lib/python/frontend.ts";
+import { QUEUE_METHODS } from "../lib/python/session.ts";
+import { PY_HANDSHAKE_MAX_BYTES } from "../lib/python/wire/frame.ts";
+import { MAX_VALUE_DEPTH } from "../lib/model/codec.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../lib/wire/frame.ts";
 import { DEFAULT_MAX_ATTEMPTS } from "../lib/engine/engine.ts";
 import { REPO_ROOT } from "./_helpers.ts";

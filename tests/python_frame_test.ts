@@ -13,7 +13,7 @@ import {
   PY_LONG_HEADER_BYTES,
   pyFrame,
   PyFrameReader,
-} from "../lib/wire/python/frame.ts";
+} from "../lib/python/wire/frame.ts";
 import { FrameTooLargeError, ProtocolError } from "../lib/errors.ts";
 import { randomBytes, seededRandom } from "./_helpers.ts";
 

@@ -20,8 +20,8 @@ import {
   MODERN_CHALLENGE_RANDOM_BYTES,
   newChallenge,
   serverHandshake,
-} from "../lib/wire/python/handshake.ts";
-import { PythonConnection } from "../lib/wire/python/connection.ts";
+} from "../lib/python/wire/handshake.ts";
+import { PythonConnection } from "../lib/python/wire/connection.ts";
 import { AuthenticationError } from "../lib/errors.ts";
 import { freeLoopbackPort, withDeadline } from "./_helpers.ts";
 import { bytesLiteral, pythonTest, runPython } from "./_python.ts";

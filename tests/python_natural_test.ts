@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { fromNatural, toNatural } from "../lib/wire/python/natural.ts";
+import { fromNatural, toNatural } from "../lib/python/wire/natural.ts";
 import {
   PyDict,
   PyFloat,
@@ -17,8 +17,8 @@ import {
   PyTuple,
   type PyValue,
   queueEmpty,
-} from "../lib/wire/python/values.ts";
-import { checkValue } from "../lib/wire/codec.ts";
+} from "../lib/python/wire/values.ts";
+import { checkValue } from "../lib/model/codec.ts";
 import { PythonCallError } from "../lib/errors.ts";
 
 const bytes = new Uint8Array([0, 255]);

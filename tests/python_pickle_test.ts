@@ -19,8 +19,8 @@
  */
 
 import assert from "node:assert/strict";
-import { decodeLong, MAX_INT_BYTES, unpickle } from "../lib/wire/python/pickle_reader.ts";
-import { encodeLong, pickle } from "../lib/wire/python/pickle_writer.ts";
+import { decodeLong, MAX_INT_BYTES, unpickle } from "../lib/python/wire/pickle_reader.ts";
+import { encodeLong, pickle } from "../lib/python/wire/pickle_writer.ts";
 import {
   PyDict,
   pyException,
@@ -32,8 +32,8 @@ import {
   type PyValue,
   queueEmpty,
   queueFull,
-} from "../lib/wire/python/values.ts";
-import { decodeUtf8, encodeUtf8 } from "../lib/wire/python/utf8.ts";
+} from "../lib/python/wire/values.ts";
+import { decodeUtf8, encodeUtf8 } from "../lib/python/wire/utf8.ts";
 import { PickleError } from "../lib/errors.ts";
 import { PY_SAME, pythonTest, runPython } from "./_python.ts";
 

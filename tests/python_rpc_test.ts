@@ -15,9 +15,9 @@ import {
   exceptionText,
   parseReply,
   parseRequest,
-} from "../lib/wire/python/rpc.ts";
-import { unpickle } from "../lib/wire/python/pickle_reader.ts";
-import { PyDict, PyObject, PyTuple, queueEmpty } from "../lib/wire/python/values.ts";
+} from "../lib/python/wire/rpc.ts";
+import { unpickle } from "../lib/python/wire/pickle_reader.ts";
+import { PyDict, PyObject, PyTuple, queueEmpty } from "../lib/python/wire/values.ts";
 import { PickleError, PythonCallError } from "../lib/errors.ts";
 
 Deno.test("a request goes out and comes back as (ident, method, args, kwargs)", () => {

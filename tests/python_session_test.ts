@@ -45,11 +45,11 @@ import {
   runPython,
   seedWorker,
 } from "./_python.ts";
-import { PythonConnection } from "../lib/wire/python/connection.ts";
-import { clientHandshake } from "../lib/wire/python/handshake.ts";
-import { encodeRequest, parseReply } from "../lib/wire/python/rpc.ts";
-import { unpickle } from "../lib/wire/python/pickle_reader.ts";
-import { pickle } from "../lib/wire/python/pickle_writer.ts";
+import { PythonConnection } from "../lib/python/wire/connection.ts";
+import { clientHandshake } from "../lib/python/wire/handshake.ts";
+import { encodeRequest, parseReply } from "../lib/python/wire/rpc.ts";
+import { unpickle } from "../lib/python/wire/pickle_reader.ts";
+import { pickle } from "../lib/python/wire/pickle_writer.ts";
 import { hostPort } from "./_helpers.ts";
 
 /** Deadline of a Python program that should finish by itself. */

@@ -19,9 +19,9 @@
 import assert from "node:assert/strict";
 import { freeLoopbackPort, type Proc, startTaskq, TEST_KEY, waitFor } from "./_helpers.ts";
 import { bytesLiteral, type Python, pythonTest, runPython, seedMaster } from "./_python.ts";
-import { isEmptyError, PythonManagerClient } from "../lib/client/python_client.ts";
-import { runPythonWorker } from "../lib/worker/python_worker.ts";
-import { PyDict, PyTuple, type PyValue } from "../lib/wire/python/values.ts";
+import { isEmptyError, PythonManagerClient } from "../lib/python/client.ts";
+import { runPythonWorker } from "../lib/python/worker.ts";
+import { PyDict, PyTuple, type PyValue } from "../lib/python/wire/values.ts";
 import { AuthenticationError } from "../lib/errors.ts";
 
 /** Deadline of a Python program that should finish by itself. */

@@ -16,7 +16,7 @@ import {
   isDeadLetterQueue,
   isValidQueueName,
   MAX_QUEUE_NAME_LENGTH,
-} from "../lib/queue_names.ts";
+} from "../lib/model/queue_names.ts";
 import { checkQueueName } from "../lib/wire/messages.ts";
 import { ProtocolError } from "../lib/errors.ts";
 

@@ -17,7 +17,7 @@ import {
   statusTable,
   withRates,
 } from "../lib/cli/status.ts";
-import { statusRows } from "../lib/status_rows.ts";
+import { statusRows } from "../lib/model/status_rows.ts";
 import type { QueueStats } from "../lib/wire/messages.ts";
 import { httpToken } from "../lib/http/token.ts";
 import { connect } from "../lib/mod.ts";

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { COMMIT_SECONDS_BUCKETS, Histogram, Telemetry } from "../lib/server/telemetry.ts";
+import { COMMIT_SECONDS_BUCKETS, Histogram, Telemetry } from "../lib/broker/telemetry.ts";
 
 Deno.test("a histogram counts observations cumulatively per upper bound", () => {
   const h = new Histogram([1, 5, 10]);

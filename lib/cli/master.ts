@@ -35,8 +35,8 @@ import {
   PYTHON_MASTER_HELP,
   pythonSettings,
   startPythonFrontEnd,
-} from "./python_master.ts";
-import type { PythonFrontEnd } from "../server/python_frontend.ts";
+} from "../python/cli_master.ts";
+import type { PythonFrontEnd } from "../python/frontend.ts";
 
 /** Where the master keeps its items unless told otherwise. */
 export const DEFAULT_DATA_DIR = "taskq-data";

@@ -19,7 +19,7 @@ import {
   stringFlag,
 } from "./args.ts";
 import type { Client } from "../client/client.ts";
-import { type StatusRow, statusRows } from "../status_rows.ts";
+import { type StatusRow, statusRows } from "../model/status_rows.ts";
 import { ConfigError, TaskqError } from "../errors.ts";
 import { formatAddress } from "../config.ts";
 import { parseHttpAddress } from "../http/server.ts";

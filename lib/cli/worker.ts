@@ -26,7 +26,7 @@ import {
   PYTHON_WORKER_FLAGS,
   PYTHON_WORKER_HELP,
   runPythonWorkerCommand,
-} from "./python_worker.ts";
+} from "../python/cli_worker.ts";
 
 /** How often a working worker logs a summary, by default. */
 export const DEFAULT_SUMMARY_MS = 30_000;

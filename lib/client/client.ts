@@ -20,7 +20,7 @@
  * @module
  */
 
-import { checkItem } from "../wire/codec.ts";
+import { checkItem } from "../model/codec.ts";
 import {
   checkQueueName,
   MAX_DURATION_MS,

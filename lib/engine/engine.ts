@@ -15,11 +15,11 @@
  * @module
  */
 
-import { Deque } from "./deque.ts";
+import { Deque } from "../util/deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { MemoryStore } from "../store/memory.ts";
-import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../queue_names.ts";
+import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../model/queue_names.ts";
 
 /** Lease length when a get names none: 30 s. */
 export const DEFAULT_LEASE_MS = 30_000;

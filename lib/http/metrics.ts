@@ -13,8 +13,8 @@
 
 import type { Engine } from "../engine/engine.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
-import type { Histogram, Telemetry } from "../server/telemetry.ts";
-import { statusRows } from "../status_rows.ts";
+import type { Histogram, Telemetry } from "../broker/telemetry.ts";
+import { statusRows } from "../model/status_rows.ts";
 
 /** The Content-Type of the text exposition format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

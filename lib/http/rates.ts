@@ -8,7 +8,7 @@
  */
 
 import type { QueueSnapshot } from "../engine/engine.ts";
-import { DEAD_LETTER_SUFFIX, isDeadLetterQueue } from "../queue_names.ts";
+import { DEAD_LETTER_SUFFIX, isDeadLetterQueue } from "../model/queue_names.ts";
 
 /** How often the counters are sampled by default. */
 export const DEFAULT_SAMPLE_MS = 1_000;

@@ -24,7 +24,7 @@
 import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
 import { ConfigError, ProtocolError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { isDeadLetterQueue } from "../queue_names.ts";
+import { isDeadLetterQueue } from "../model/queue_names.ts";
 import { checkQueueName } from "../wire/messages.ts";
 import { Guard, type Refusal } from "./guard.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";

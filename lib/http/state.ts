@@ -8,9 +8,9 @@
  */
 
 import type { DeadLetter, Engine } from "../engine/engine.ts";
-import type { Telemetry } from "../server/telemetry.ts";
-import { type StatusRow, statusRows } from "../status_rows.ts";
-import { deadLetterQueue, isDeadLetterQueue } from "../queue_names.ts";
+import type { Telemetry } from "../broker/telemetry.ts";
+import { type StatusRow, statusRows } from "../model/status_rows.ts";
+import { deadLetterQueue, isDeadLetterQueue } from "../model/queue_names.ts";
 import type { History, Rates, RateTracker } from "./rates.ts";
 
 /** Dead letters listed at most, over all queues (the counts cover all of them). */

@@ -17,7 +17,7 @@ import { NativeSession, type SessionContext } from "./native_session.ts";
 import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { Telemetry } from "./telemetry.ts";
+import { Telemetry } from "../broker/telemetry.ts";
 import { Acceptor } from "./acceptor.ts";
 
 /** Time a new connection has to complete the handshake: 5 s. */

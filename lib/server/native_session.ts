@@ -30,7 +30,7 @@ import {
 } from "../wire/auth.ts";
 import { type ErrorCode, ProtocolError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Telemetry } from "./telemetry.ts";
+import type { Telemetry } from "../broker/telemetry.ts";
 
 /** What a session needs from the master that runs it. */
 export interface SessionContext {

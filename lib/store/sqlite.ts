@@ -24,7 +24,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { clearImmediate, setImmediate } from "node:timers";
-import { decode, encode } from "../wire/codec.ts";
+import { decode, encode } from "../model/codec.ts";
 import { EXIT_DATA, TaskqError } from "../errors.ts";
 import type { LoadedState, Store, StoredItem } from "./store.ts";
 

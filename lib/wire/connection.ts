@@ -13,7 +13,7 @@
  */
 
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameReader, joinFrames } from "./frame.ts";
-import { decode, encode } from "./codec.ts";
+import { decode, encode } from "../model/codec.ts";
 import { FrameTooLargeError } from "../errors.ts";
 
 /** Queued outgoing bytes above which reading from the peer pauses. */

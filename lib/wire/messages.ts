@@ -10,9 +10,13 @@
 
 import { ERROR_CODES, type ErrorCode, ProtocolError } from "../errors.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
-import { checkItem } from "./codec.ts";
+import { checkItem } from "../model/codec.ts";
 import type { QueueSnapshot } from "../engine/engine.ts";
-import { DEAD_LETTER_SUFFIX, isValidQueueName, MAX_QUEUE_NAME_LENGTH } from "../queue_names.ts";
+import {
+  DEAD_LETTER_SUFFIX,
+  isValidQueueName,
+  MAX_QUEUE_NAME_LENGTH,
+} from "../model/queue_names.ts";
 
 export { MAX_QUEUE_NAME_LENGTH };
 

@@ -27,7 +27,7 @@ import type { Client, Job } from "../client/client.ts";
 import { ConnectionLostError, LeaseLostError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Completion, Completions } from "./completions.ts";
-import { Deque } from "../engine/deque.ts";
+import { Deque } from "../util/deque.ts";
 
 /** Longest single wait for items, so a stop or idle exit is noticed promptly. */
 export const WORKER_POLL_MS = 1_000;

@@ -13,19 +13,15 @@
  * @module
  */
 
-import { PythonConnection } from "../wire/python/connection.ts";
-import {
-  type ChallengeStyle,
-  clientHandshake,
-  DEFAULT_CHALLENGE_STYLE,
-} from "../wire/python/handshake.ts";
-import { unpickle } from "../wire/python/pickle_reader.ts";
-import { encodeRequest, exceptionText, parseReply } from "../wire/python/rpc.ts";
-import { PyObject, PyTuple, pyTypeName, type PyValue } from "../wire/python/values.ts";
+import { PythonConnection } from "./wire/connection.ts";
+import { type ChallengeStyle, clientHandshake, DEFAULT_CHALLENGE_STYLE } from "./wire/handshake.ts";
+import { unpickle } from "./wire/pickle_reader.ts";
+import { encodeRequest, exceptionText, parseReply } from "./wire/rpc.ts";
+import { PyObject, PyTuple, pyTypeName, type PyValue } from "./wire/values.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { type Address, formatAddress, parseAddress } from "../config.ts";
 import { ConnectionLostError, ProtocolError, PythonRemoteError } from "../errors.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "./client.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../client/client.ts";
 
 /** The classes an empty queue's exception may be named by. */
 export const EMPTY_EXCEPTIONS: readonly string[] = ["_queue.Empty", "queue.Empty"];

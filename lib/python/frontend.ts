@@ -13,20 +13,20 @@
  */
 
 import type { Engine } from "../engine/engine.ts";
-import { PythonConnection } from "../wire/python/connection.ts";
-import { type ChallengeStyle, DEFAULT_CHALLENGE_STYLE } from "../wire/python/handshake.ts";
-import { PythonSession, type PythonSessionContext } from "./python_session.ts";
+import { PythonConnection } from "./wire/connection.ts";
+import { type ChallengeStyle, DEFAULT_CHALLENGE_STYLE } from "./wire/handshake.ts";
+import { PythonSession, type PythonSessionContext } from "./session.ts";
 import { type Address, formatAddress } from "../config.ts";
 import { checkQueueName } from "../wire/messages.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { Acceptor } from "./acceptor.ts";
+import { Acceptor } from "../server/acceptor.ts";
 import {
   checkListenAddress,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_MAX_PENDING_HANDSHAKES,
-} from "./master.ts";
+} from "../server/master.ts";
 
 /**
  * The names Python workers register and the queues they stand for, by

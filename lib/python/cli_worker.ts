@@ -16,9 +16,9 @@ import {
   type Parsed,
   secondsFlag,
   stringFlag,
-} from "./args.ts";
-import { PythonManagerClient } from "../client/python_client.ts";
-import { runPythonWorker } from "../worker/python_worker.ts";
+} from "../cli/args.ts";
+import { PythonManagerClient } from "./client.ts";
+import { runPythonWorker } from "./worker.ts";
 import { DEFAULT_GRACE_MS } from "../worker/worker.ts";
 import { runCommand } from "../worker/command.ts";
 import { defaultClientName, type Job } from "../client/client.ts";

@@ -18,20 +18,16 @@
  * @module
  */
 
-import {
-  isEmptyError,
-  type PythonCallConnection,
-  type PythonManagerClient,
-} from "../client/python_client.ts";
+import { isEmptyError, type PythonCallConnection, type PythonManagerClient } from "./client.ts";
 import { type Job, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from "../client/client.ts";
-import { fromNatural, toNatural } from "../wire/python/natural.ts";
-import type { PyValue } from "../wire/python/values.ts";
+import { fromNatural, toNatural } from "./wire/natural.ts";
+import type { PyValue } from "./wire/values.ts";
 import {
   DEFAULT_BACKOFF_BASE_MS,
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_MAX_ATTEMPTS,
 } from "../engine/engine.ts";
-import { DEFAULT_GRACE_MS } from "./worker.ts";
+import { DEFAULT_GRACE_MS } from "../worker/worker.ts";
 import { ConnectionLostError, PickleError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 

@@ -23,13 +23,9 @@
  */
 
 import type { Consumer, Engine, Item } from "../engine/engine.ts";
-import type { PythonConnection } from "../wire/python/connection.ts";
-import {
-  acceptChallenge,
-  type ChallengeStyle,
-  deliverChallenge,
-} from "../wire/python/handshake.ts";
-import { unpickle } from "../wire/python/pickle_reader.ts";
+import type { PythonConnection } from "./wire/connection.ts";
+import { acceptChallenge, type ChallengeStyle, deliverChallenge } from "./wire/handshake.ts";
+import { unpickle } from "./wire/pickle_reader.ts";
 import {
   bindArgs,
   encodeReply,
@@ -37,10 +33,10 @@ import {
   type Param,
   parseRequest,
   type PyRequest,
-} from "../wire/python/rpc.ts";
-import { PyFloat, pyTruthy, PyTuple, pyTypeName, type PyValue } from "../wire/python/values.ts";
-import { fromNatural, toNatural } from "../wire/python/natural.ts";
-import { checkItem } from "../wire/codec.ts";
+} from "./wire/rpc.ts";
+import { PyFloat, pyTruthy, PyTuple, pyTypeName, type PyValue } from "./wire/values.ts";
+import { fromNatural, toNatural } from "./wire/natural.ts";
+import { checkItem } from "../model/codec.ts";
 import { MAX_DURATION_MS } from "../wire/messages.ts";
 import {
   AuthenticationError,

@@ -14,7 +14,7 @@
  */
 
 import { FrameTooLargeError, ProtocolError } from "../../errors.ts";
-import { type FrameHeader, LengthPrefixedReader } from "../frame.ts";
+import { type FrameHeader, LengthPrefixedReader } from "../../wire/frame.ts";
 
 /** Bytes of the ordinary length prefix. */
 export const PY_HEADER_BYTES = 4;

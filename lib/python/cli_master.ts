@@ -5,13 +5,13 @@
  * @module
  */
 
-import { type FlagSpec, type Parsed, stringFlag } from "./args.ts";
+import { type FlagSpec, type Parsed, stringFlag } from "../cli/args.ts";
 import {
   DEFAULT_PYTHON_QUEUES,
   type PythonFrontEnd,
   pythonQueueMap,
   servePython,
-} from "../server/python_frontend.ts";
+} from "./frontend.ts";
 import { checkListenAddress, type Master } from "../server/master.ts";
 import { type Address, formatAddress } from "../config.ts";
 import { ConfigError } from "../errors.ts";
