@@ -4,8 +4,10 @@
  * @module
  */
 
-import { MASTER_HELP, MASTER_SUMMARY, runMaster } from "./lib/cli/master.ts";
-import { runWorkerCommand, WORKER_HELP, WORKER_SUMMARY } from "./lib/cli/worker.ts";
+import { MASTER_SUMMARY, masterHelp, runMaster } from "./lib/cli/master.ts";
+import { runWorkerCommand, WORKER_SUMMARY, workerHelp } from "./lib/cli/worker.ts";
+import type { CliExtension } from "./lib/cli/extension.ts";
+import { PYTHON_CLI } from "./lib/python/cli.ts";
 import { PUT_HELP, PUT_SUMMARY, runPut } from "./lib/cli/put.ts";
 import { GET_HELP, GET_SUMMARY, runGet } from "./lib/cli/get.ts";
 import { runStatus, STATUS_HELP, STATUS_SUMMARY } from "./lib/cli/status.ts";
@@ -18,6 +20,9 @@ import denoJson from "./deno.json" with { type: "json" };
 /** The release of this build. */
 export const VERSION: string = denoJson.version;
 
+/** The optional features this build adds to `master` and `worker`. */
+const EXTENSIONS: readonly CliExtension[] = [PYTHON_CLI];
+
 interface Command {
   summary: string;
   help: string;
@@ -25,8 +30,16 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  master: { summary: MASTER_SUMMARY, help: MASTER_HELP, run: runMaster },
-  worker: { summary: WORKER_SUMMARY, help: WORKER_HELP, run: runWorkerCommand },
+  master: {
+    summary: MASTER_SUMMARY,
+    help: masterHelp(EXTENSIONS),
+    run: (args) => runMaster(args, EXTENSIONS),
+  },
+  worker: {
+    summary: WORKER_SUMMARY,
+    help: workerHelp(EXTENSIONS),
+    run: (args) => runWorkerCommand(args, EXTENSIONS),
+  },
   put: { summary: PUT_SUMMARY, help: PUT_HELP, run: runPut },
   get: { summary: GET_SUMMARY, help: GET_HELP, run: runGet },
   status: { summary: STATUS_SUMMARY, help: STATUS_HELP, run: runStatus },

@@ -1,8 +1,17 @@
 /**
  * The named error classes taskq throws.
  *
- * Every error a user can meet is one of these, so callers can branch on
- * `instanceof` and every message says what went wrong and what to do about it.
+ * The base class and the errors every layer shares. Each layer with errors of
+ * its own exports them from one module next to its code: lib/store/errors.ts
+ * (the data directory), lib/worker/errors.ts (commands run for items) and
+ * lib/python/errors.ts (the Python managers protocol). Every error a user can
+ * meet is one of these classes, so callers can branch on `instanceof`, and every
+ * message says what went wrong and what to do about it.
+ *
+ * {@link ProtocolError} means only that a peer sent bad bytes. A caller's own
+ * bad argument (a queue name, a count, a duration, an item that is not plain
+ * data) is a `TypeError` (wrong type) or `RangeError` (out of range), thrown
+ * before anything is sent.
  *
  * @module
  */
@@ -95,60 +104,30 @@ export class ConfigError extends TaskqError {
   override readonly exitCode: number = EXIT_USAGE;
 }
 
-/** The wire codes carried by `error` messages. */
-export type ErrorCode =
-  | "bad_request"
-  | "frame_too_large"
-  | "unsupported_version"
-  | "auth_failed"
-  | "too_many_connections"
-  | "shutting_down"
-  | "internal";
+/**
+ * The wire codes carried by `error` messages, each with what it means: the one
+ * list both {@link ErrorCode} and {@link ERROR_CODES} come from (docs/PROTOCOL.md
+ * §9 lists the same codes).
+ */
+export const ERROR_CODE_TABLE = {
+  bad_request: "the peer sent a frame that is not a valid message, or one not allowed now",
+  frame_too_large: "a frame's length prefix exceeds the receiver's maximum frame size",
+  unsupported_version: "the peer speaks another protocol version",
+  auth_failed: "the key's proof was wrong, or the handshake did not finish in time",
+  too_many_connections: "the connection was evicted from a full handshake queue",
+  shutting_down: "the master is stopping; reconnect later",
+  internal: "the master failed while handling a request, or could not save its change",
+} as const;
+
+/** The wire codes carried by `error` messages (the keys of {@link ERROR_CODE_TABLE}). */
+export type ErrorCode = keyof typeof ERROR_CODE_TABLE;
 
 /** All wire error codes, for validating a received `error` message. */
-export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  "bad_request",
-  "frame_too_large",
-  "unsupported_version",
-  "auth_failed",
-  "too_many_connections",
-  "shutting_down",
-  "internal",
-]);
+export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>(
+  Object.keys(ERROR_CODE_TABLE) as ErrorCode[],
+);
 
-/**
- * A pickle from a Python peer that taskq cannot read or refuses to load: it is
- * malformed, too large or too deep, or it names a global (a class or function)
- * outside the short allow-list of exception and token classes the protocol
- * needs. Nothing it names is ever imported or called.
- */
-export class PickleError extends ProtocolError {}
-
-/** A Python `multiprocessing.managers` peer answered a request with an error. */
-export class PythonRemoteError extends TaskqError {
-  /** The reply kind: `#ERROR` (an exception object), `#TRACEBACK` (text) or another. */
-  readonly kind: string;
-  /** For `#ERROR`: the exception's class as `module.name` (e.g. `_queue.Empty`). */
-  readonly exceptionType: string | undefined;
-  /** Creates the error for a reply of `kind`. */
-  constructor(kind: string, message: string, exceptionType?: string) {
-    super(message);
-    this.kind = kind;
-    this.exceptionType = exceptionType;
-  }
-}
-
-/**
- * A value or call from a Python peer that is refused the way Python itself
- * would refuse it: the peer gets this exception (e.g. `builtins.TypeError`)
- * raised, and the connection stays usable.
- */
-export class PythonCallError extends TaskqError {
-  /** The exception class to raise in the peer, as `module.name`. */
-  readonly exceptionType: string;
-  /** Creates the error raising `exceptionType(message)` in the peer. */
-  constructor(exceptionType: string, message: string) {
-    super(message);
-    this.exceptionType = exceptionType;
-  }
+/** Whether `value` is one of the wire error codes. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && ERROR_CODES.has(value);
 }

@@ -1,14 +1,23 @@
 /**
  * taskq: distributed task queues in one binary.
  *
- * The public API: {@link connect} to a master and use named queues, or
- * {@link serve} to run a master inside your own program.
+ * The public API: {@link connect} to a master and use named queues,
+ * {@link runWorker} to serve a queue with a handler, or {@link serve} to run
+ * a master inside your own program (in memory or durable in SQLite). Python's
+ * managers protocol is under the `./python` subpath, the HTTP side under
+ * `./http`.
  *
  * @example
  * ```ts
- * import { connect } from "./lib/mod.ts";
- * const client = await connect({ address: "127.0.0.1:5000", authkey: "abc" });
+ * import { connect, serve } from "./mod.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * await client.queue("tasks").put(7);
  * const job = await client.queue("tasks").get(1000);
+ * console.log(job?.value); // 7
+ * await client.queue("tasks").ack(job!);
+ * await client.close();
+ * await master.close();
  * ```
  *
  * @module
@@ -27,10 +36,41 @@ export {
   Queue,
   type Stats,
 } from "./client/client.ts";
-export { Master, type MasterOptions, serve } from "./server/master.ts";
-export { type HttpOptions, HttpServer, serveHttp } from "./http/server.ts";
-export { httpToken } from "./http/token.ts";
-export type { QueueStats } from "./wire/messages.ts";
+export {
+  DEFAULT_GRACE_MS,
+  type Handler,
+  runWorker,
+  type WorkerOptions,
+  type WorkerSummary,
+} from "./worker/worker.ts";
+export {
+  checkListenAddress,
+  Master,
+  type MasterOptions,
+  serve,
+  type StoreChoice,
+} from "./server/master.ts";
+export type { FrontEnd, FrontEndFactory, HostContext } from "./server/front_end.ts";
+export type {
+  AckResults,
+  Broker,
+  BrokerSession,
+  BrokerSettings,
+  BrokerStats,
+  Delivery,
+  GetOptions as BrokerGetOptions,
+  PeekedItem,
+  PutOptions as BrokerPutOptions,
+  SessionInfo,
+  SessionView,
+} from "./broker/broker.ts";
+export { Histogram, Telemetry } from "./broker/telemetry.ts";
+export {
+  BrokerClosedError,
+  NotSavedError,
+  QueueFullError,
+  SessionClosedError,
+} from "./broker/errors.ts";
 export {
   AuthenticationError,
   ConfigError,
@@ -43,21 +83,13 @@ export {
   TaskqError,
 } from "./errors.ts";
 export { type Address, loadAuthKey, parseAddress } from "./config.ts";
-export { DEFAULT_LEASE_MS } from "./engine/engine.ts";
-export { type DeadLetter, DEFAULT_MAX_ATTEMPTS, type RetryPolicy } from "./engine/engine.ts";
+export { createLogger, type Logger, type LoggerOptions } from "./log.ts";
+export {
+  type DeadLetter,
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  type QueueStats,
+  type RetryPolicy,
+} from "./model/types.ts";
 export { DEAD_LETTER_SUFFIX, deadLetterQueue, MAX_QUEUE_NAME_LENGTH } from "./model/queue_names.ts";
-export {
-  DEFAULT_PYTHON_QUEUES,
-  PythonFrontEnd,
-  type PythonServeOptions,
-  servePython,
-} from "./python/frontend.ts";
-export { PythonManagerClient, type PythonManagerOptions } from "./python/client.ts";
-export {
-  type PythonHandler,
-  type PythonWorkerOptions,
-  type PythonWorkerSummary,
-  runPythonWorker,
-} from "./python/worker.ts";
-export { PickleError, PythonCallError, PythonRemoteError } from "./errors.ts";
 export { MAX_ITEM_DEPTH, MAX_VALUE_DEPTH } from "./model/codec.ts";

@@ -14,12 +14,8 @@
 import assert from "node:assert/strict";
 import type { Job } from "../lib/client/client.ts";
 import { TaskqError } from "../lib/errors.ts";
-import {
-  CommandFailedError,
-  type CommandSpec,
-  itemText,
-  runCommand,
-} from "../lib/worker/command.ts";
+import { type CommandSpec, itemText, runCommand } from "../lib/worker/command.ts";
+import { CommandFailedError } from "../lib/worker/errors.ts";
 import { waitFor } from "./_helpers.ts";
 
 /** A job as the worker would pass it. */

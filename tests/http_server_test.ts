@@ -164,13 +164,16 @@ Deno.test("reads need the token; the page itself does not and holds no data", as
     body: JSON.stringify({ queue: "secret-queue" }),
   });
   assert.equal(action.status, 401);
-  assert.equal(r.master.engine.isPaused("secret-queue"), false);
+  assert.equal(
+    (await r.master.broker.stats("secret-queue")).paused.includes("secret-queue"),
+    false,
+  );
 });
 
 Deno.test("cross-origin and cross-site requests and form posts are refused", async () => {
   await using r = await rig();
   await makeDead(r, "jobs", 1, "boom");
-  const [letter] = r.master.engine.peek("jobs.dead", 1);
+  const [letter] = await r.master.broker.peek("jobs.dead", 1);
   const body = JSON.stringify({ queue: "jobs.dead", ids: [letter.id] });
   const form = `queue=jobs.dead&ids=${letter.id}`;
   const attempts: Array<[string, Record<string, string>, string]> = [
@@ -229,8 +232,8 @@ Deno.test("cross-origin and cross-site requests and form posts are refused", asy
     headers: auth(r.token, { "sec-fetch-site": "cross-site" }),
   });
   assert.equal(cross.status, 403, "a cross-site read is refused too");
-  assert.equal(r.master.engine.peek("jobs.dead", 10).length, 1, "nothing was re-queued");
-  assert.equal(r.master.engine.stats("jobs")[0].ready, 0);
+  assert.equal((await r.master.broker.peek("jobs.dead", 10)).length, 1, "nothing was re-queued");
+  assert.equal((await r.master.broker.stats("jobs")).queues[0].ready, 0);
   // A preflight is never granted.
   const preflight = await request(`${r.base}/api/dead/requeue`, {
     method: "OPTIONS",
@@ -341,7 +344,11 @@ Deno.test("dead letters are listed with their error, re-queued and dropped", asy
   const after = await state(r);
   assert.equal(after.dead.total, 0);
   assert.equal(after.queues.find((q) => q.name === "jobs")!.deadLetters, 0);
-  assert.equal(r.master.engine.stats("jobs")[0].ready, 0, "the dropped item is gone");
+  assert.equal(
+    (await r.master.broker.stats("jobs")).queues[0].ready,
+    0,
+    "the dropped item is gone",
+  );
 });
 
 Deno.test("bad action bodies are refused with a reason", async () => {

@@ -305,7 +305,7 @@ browserTest(
     const q = client.queue("jobs");
     await q.put("victim");
     await q.fail((await q.get(1000))!, "boom");
-    const [letter] = master.engine.peek("jobs.dead", 1);
+    const [letter] = await master.broker.peek("jobs.dead", 1);
     const target = `${http.url}api/dead/requeue`;
     const token = httpToken(KEY);
     // The attacker's page: another origin (and another site: localhost, not 127.0.0.1).
@@ -343,8 +343,12 @@ browserTest(
       );
       assert.equal(await page.locator("#out").textContent(), "blocked", "CORS blocks the fetch");
 
-      assert.equal(master.engine.peek("jobs.dead", 10).length, 1, "the dead letter is still there");
-      assert.equal(master.engine.stats("jobs")[0].ready, 0, "nothing was re-queued");
+      assert.equal(
+        (await master.broker.peek("jobs.dead", 10)).length,
+        1,
+        "the dead letter is still there",
+      );
+      assert.equal((await master.broker.stats("jobs")).queues[0].ready, 0, "nothing was re-queued");
     } finally {
       await browser.dispose();
       await attacker.shutdown();

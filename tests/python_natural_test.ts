@@ -19,7 +19,7 @@ import {
   queueEmpty,
 } from "../lib/python/wire/values.ts";
 import { checkValue } from "../lib/model/codec.ts";
-import { PythonCallError } from "../lib/errors.ts";
+import { PythonCallError } from "../lib/python/errors.ts";
 
 const bytes = new Uint8Array([0, 255]);
 

@@ -34,7 +34,7 @@ import {
   queueFull,
 } from "../lib/python/wire/values.ts";
 import { decodeUtf8, encodeUtf8 } from "../lib/python/wire/utf8.ts";
-import { PickleError } from "../lib/errors.ts";
+import { PickleError } from "../lib/python/errors.ts";
 import { PY_SAME, pythonTest, runPython } from "./_python.ts";
 
 function hex(bytes: Uint8Array): string {

@@ -18,7 +18,7 @@ import {
 } from "../lib/python/wire/rpc.ts";
 import { unpickle } from "../lib/python/wire/pickle_reader.ts";
 import { PyDict, PyObject, PyTuple, queueEmpty } from "../lib/python/wire/values.ts";
-import { PickleError, PythonCallError } from "../lib/errors.ts";
+import { PickleError, PythonCallError } from "../lib/python/errors.ts";
 
 Deno.test("a request goes out and comes back as (ident, method, args, kwargs)", () => {
   const request = parseRequest(unpickle(encodeRequest("q", "get", [], { timeout: 1 })));

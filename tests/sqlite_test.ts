@@ -12,18 +12,15 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { APPLICATION_ID, DATABASE_FILE, SCHEMA_VERSION, SqliteStore } from "../lib/store/sqlite.ts";
 import {
-  APPLICATION_ID,
-  DATABASE_FILE,
-  SCHEMA_VERSION,
-  SqliteStore,
   StoreCorruptError,
-  type StoreError,
+  StoreError,
   StoreLockedError,
   StoreVersionError,
-} from "../lib/store/sqlite.ts";
+} from "../lib/store/errors.ts";
 import type { StoredItem } from "../lib/store/store.ts";
-import { EXIT_DATA } from "../lib/errors.ts";
+import { EXIT_DATA, ProtocolError } from "../lib/errors.ts";
 import { plain, randomBytes, seededRandom } from "./_helpers.ts";
 
 /** Items in the fill-and-drain test. */
@@ -415,5 +412,76 @@ Deno.test("sqlite: a fresh store's directory is created, nested", async () => {
       assert.equal(store.path, `${nested}/${DATABASE_FILE}`);
     });
     assert.ok((await Deno.stat(`${nested}/${DATABASE_FILE}`)).isFile);
+  });
+});
+
+Deno.test("sqlite: a database file emptied to 0 bytes is refused and left untouched", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      store.insert(item(1, "lost if the file is emptied"));
+    });
+    await Deno.truncate(`${dir}/${DATABASE_FILE}`, 0);
+    // A WAL left beside it (SQLite would delete it on open) is kept as well.
+    await Deno.writeFile(`${dir}/${DATABASE_FILE}-wal`, randomBytes(seededRandom(5), 4096));
+    await assertRefusedUntouched(dir, StoreCorruptError, /empty \(0 bytes\)/);
+    assert.ok(StoreCorruptError.prototype instanceof StoreError);
+  });
+});
+
+Deno.test("sqlite: a missing database file, in a new or an existing directory, is a new store", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+    });
+    await Deno.remove(`${dir}/${DATABASE_FILE}`);
+    await withStore(dir, async (store) => {
+      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      store.insert(item(1, "first"));
+    });
+    assert.deepEqual((await reload(dir)).items, [item(1, "first", { maxAttempts: 0 })]);
+  });
+});
+
+Deno.test("sqlite: a stored value that cannot be decoded is a StoreError (exit 3), not a ProtocolError", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      store.insert(item(1, "fine"));
+      store.insert(item(2, "about to be damaged"));
+    });
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    // 0xc1 is the one byte msgpack never uses.
+    db.prepare("UPDATE items SET value = ? WHERE id = 2").run(new Uint8Array([0xc1]));
+    db.close();
+    const store = new SqliteStore(dir);
+    try {
+      await assert.rejects(store.load(), (error: unknown) => {
+        assert.ok(error instanceof StoreCorruptError, `expected StoreCorruptError, got ${error}`);
+        assert.ok(error instanceof StoreError);
+        assert.ok(!(error instanceof ProtocolError), "not a protocol error");
+        assert.ok(error.cause instanceof ProtocolError, "the codec's error is the cause");
+        assert.equal(error.exitCode, EXIT_DATA);
+        assert.ok(error.message.includes(`${dir}/${DATABASE_FILE}`), error.message);
+        assert.match(error.message, /item 2 of queue "q"/);
+        assert.match(error.message, /cannot be decoded/);
+        assert.ok(!error.message.includes("\n"), "one line");
+        return true;
+      });
+    } finally {
+      await store.close();
+    }
+    // Nothing was dropped or rewritten: the damaged row is still there as it was.
+    const check = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    try {
+      const rows = check.prepare("SELECT id, value FROM items ORDER BY id").all() as {
+        id: number;
+        value: Uint8Array;
+      }[];
+      assert.deepEqual(rows.map((row) => row.id), [1, 2]);
+      assert.deepEqual([...rows[1].value], [0xc1]);
+    } finally {
+      check.close();
+    }
   });
 });

@@ -101,7 +101,7 @@ Deno.test("rates come from two snapshots; the clients table shows ages", () => {
   assert.equal(formatAge(7_260_000), "2h01m");
   const table = clientsTable([
     {
-      id: 1,
+      id: "1",
       name: "w1",
       address: "127.0.0.1:5",
       held: 2,

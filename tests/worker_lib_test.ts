@@ -27,7 +27,8 @@ import {
   type MasterOptions,
   serve,
 } from "../lib/mod.ts";
-import type { Consumer, Item } from "../lib/engine/engine.ts";
+import type { BrokerSession } from "../lib/broker/broker.ts";
+import type { LocalBroker } from "../lib/broker/local.ts";
 import { runWorker, type WorkerOptions, type WorkerSummary } from "../lib/worker/worker.ts";
 import { TEST_KEY, waitFor, withDeadline } from "./_helpers.ts";
 
@@ -93,9 +94,9 @@ function untilAborted(signal: AbortSignal): Promise<never> {
   });
 }
 
-/** One queue's statistics as the master's engine has them. */
-function stats(master: Master, queue: string) {
-  return master.engine.stats(queue)[0];
+/** One queue's statistics as the master's broker has them. */
+async function stats(master: Master, queue: string) {
+  return (await master.broker.stats(queue)).queues[0];
 }
 
 /** Takes (and acks) every item ready on `queue` right now. */
@@ -111,11 +112,11 @@ async function drain<T>(client: Client, queue: string): Promise<Job<T>[]> {
  * worker's next renewal is refused. Returns that consumer: disconnect it to
  * have the item served again.
  */
-function expireAndSteal(master: Master): Consumer {
-  const thief = master.engine.connect("thief");
-  master.engine.tick(Date.now() + 3_600_000);
-  let stolen: readonly Item[] = [];
-  master.engine.get(thief, "tasks", 1, 0, 3_600_000, (items) => stolen = items);
+async function expireAndSteal(master: Master): Promise<BrokerSession> {
+  const broker = master.broker as LocalBroker;
+  const thief = await broker.open({ name: "thief", address: "" });
+  broker.tick(Date.now() + 3_600_000);
+  const stolen = await thief.get("tasks", { max: 1, timeoutMs: 0, leaseMs: 3_600_000 });
   assert.equal(stolen.length, 1, "the expired item is ready for the thief");
   assert.equal(stolen[0].attempts, 2);
   return thief;
@@ -158,7 +159,7 @@ Deno.test("worker lib: every item's result is put on the results queue and the i
       "the worker to go idle",
     );
     assert.deepEqual(summary, { ...NOTHING, done: 20 });
-    const tasks = stats(master, "tasks");
+    const tasks = await stats(master, "tasks");
     assert.deepEqual([tasks.ready, tasks.leased, tasks.delayed, tasks.acked], [0, 0, 0, 20]);
     const results = await drain<{ n: number; square: number; attempt: number }>(client, "results");
     assert.deepEqual(
@@ -183,8 +184,8 @@ Deno.test("worker lib: without a results queue the handler's return value is dro
     });
     assert.deepEqual(summary, { ...NOTHING, done: 2 });
     assert.deepEqual(seen, ["a", "b"], "one at a time, in order");
-    assert.equal(stats(master, "tasks").acked, 2);
-    assert.deepEqual(master.engine.stats().map((q) => q.name), ["tasks"]);
+    assert.equal((await stats(master, "tasks")).acked, 2);
+    assert.deepEqual((await master.broker.stats()).queues.map((q) => q.name), ["tasks"]);
   });
 });
 
@@ -198,7 +199,7 @@ Deno.test("worker lib: exitWhenIdleMs returns the summary when no item comes", a
     );
     assert.deepEqual(summary, NOTHING);
     assert.equal(calls, 0);
-    assert.equal(stats(master, "empty").waiting, 0, "no get is left waiting");
+    assert.equal((await stats(master, "empty")).waiting, 0, "no get is left waiting");
   });
 });
 
@@ -228,14 +229,14 @@ Deno.test("worker lib: no more handlers run at once than the concurrency", async
     try {
       await waitFor("three handlers to run", () => active === 3);
       // Without prefetch, the worker takes only what it has room for.
-      const held = stats(master, "tasks");
+      const held = await stats(master, "tasks");
       assert.deepEqual([held.leased, held.ready], [3, 9]);
       release.resolve();
-      await waitFor("every result", () => stats(master, "results").ready === 12);
+      await waitFor("every result", async () => (await stats(master, "results")).ready === 12);
       const summary = await worker.stop();
       assert.deepEqual(summary, { ...NOTHING, done: 12 });
       assert.equal(peak, 3);
-      assert.equal(stats(master, "tasks").acked, 12);
+      assert.equal((await stats(master, "tasks")).acked, 12);
     } finally {
       release.resolve();
       await worker.dispose();
@@ -262,7 +263,9 @@ Deno.test("worker lib: a throwing handler's item is retried by the master's poli
     try {
       await waitFor(
         "two results and one dead letter",
-        () => stats(master, "results").ready === 2 && stats(master, "tasks.dead").ready === 1,
+        async () =>
+          (await stats(master, "results")).ready === 2 &&
+          (await stats(master, "tasks.dead")).ready === 1,
       );
       const summary = await worker.stop();
       assert.deepEqual(summary, { ...NOTHING, done: 2, failed: 5 });
@@ -271,7 +274,7 @@ Deno.test("worker lib: a throwing handler's item is retried by the master's poli
         flaky: [1, 2, 3],
         bad: [1, 2, 3],
       });
-      const tasks = stats(master, "tasks");
+      const tasks = await stats(master, "tasks");
       assert.deepEqual(
         [tasks.ready, tasks.leased, tasks.delayed, tasks.acked, tasks.failed, tasks.dead],
         [0, 0, 0, 2, 5, 1],
@@ -330,7 +333,7 @@ Deno.test("worker lib: a stop lets work finish within the grace, then aborts and
       assert.deepEqual(summary, { ...NOTHING, done: 1, returned: 1 });
       assert.deepEqual(events, ["quick finished", "slow aborted"]);
       assert.equal(slowReason, "worker stopping");
-      const tasks = stats(master, "tasks");
+      const tasks = await stats(master, "tasks");
       assert.deepEqual([tasks.ready, tasks.leased, tasks.acked, tasks.nacked], [1, 0, 1, 1]);
       assert.deepEqual((await drain(client, "results")).map((job) => job.value), ["quick done"]);
       // The item given back is served again, as its second attempt.
@@ -378,16 +381,19 @@ Deno.test("worker lib: a lease lost while connected aborts the handler; the item
     });
     try {
       await firstStarted.promise;
-      const thief = expireAndSteal(master);
+      const thief = await expireAndSteal(master);
       await waitFor("the handler to be aborted", () => firstReason !== undefined);
       assert.equal(firstReason, "lease lost");
-      master.engine.disconnect(thief); // the item is served again
-      await waitFor("the next attempt's result", () => stats(master, "results").ready === 1);
+      await thief.close(); // the item is served again
+      await waitFor(
+        "the next attempt's result",
+        async () => (await stats(master, "results")).ready === 1,
+      );
       const summary = await worker.stop();
       assert.deepEqual(summary, { ...NOTHING, done: 1, lost: 1 });
       const [result] = await drain<string>(client, "results");
       assert.equal(result.value, "done at attempt 3");
-      const tasks = stats(master, "tasks");
+      const tasks = await stats(master, "tasks");
       assert.deepEqual([tasks.expired, tasks.acked, tasks.failed], [2, 1, 0]);
       assert.deepEqual(await client.queue("tasks").getMany(10, 0), []);
     } finally {
@@ -418,15 +424,18 @@ Deno.test("worker lib: the result of work that outlived its lease is dropped", a
     });
     try {
       await firstStarted.promise;
-      const thief = expireAndSteal(master);
+      const thief = await expireAndSteal(master);
       await waitFor("the lost lease to be noticed", () => firstSignal?.aborted);
       firstMayFinish.resolve();
-      master.engine.disconnect(thief);
-      await waitFor("the second attempt's result", () => stats(master, "results").ready === 1);
+      await thief.close();
+      await waitFor(
+        "the second attempt's result",
+        async () => (await stats(master, "results")).ready === 1,
+      );
       const summary = await worker.stop();
       assert.deepEqual(summary, { ...NOTHING, done: 1, lost: 1 });
       assert.deepEqual((await drain(client, "results")).map((job) => job.value), ["fresh"]);
-      assert.equal(stats(master, "results").put, 1, "the stale result was never put");
+      assert.equal((await stats(master, "results")).put, 1, "the stale result was never put");
     } finally {
       firstStarted.resolve();
       firstMayFinish.resolve();
@@ -470,20 +479,26 @@ Deno.test("worker lib: the worker carries on when the master comes back on the s
     firstMayFinish.resolve();
     // Waits for the reconnection; the worker takes it from the new master.
     await c.queue("tasks").put("second");
-    await waitFor("the second result", () => stats(masters[1], "results").ready === 1);
-    assert.equal(stats(masters[1], "results").put, 1, "the first result was dropped");
+    await waitFor(
+      "the second result",
+      async () => (await stats(masters[1], "results")).ready === 1,
+    );
+    assert.equal((await stats(masters[1], "results")).put, 1, "the first result was dropped");
     assert.ok(c.sessionNumber >= 2);
     assert.equal(c.mayHoldLease(job), false, "a lease does not survive its connection");
 
     // 2. The master goes away while the worker waits for items.
-    await waitFor("the worker to wait for items", () => stats(masters[1], "tasks").waiting === 1);
+    await waitFor(
+      "the worker to wait for items",
+      async () => (await stats(masters[1], "tasks")).waiting === 1,
+    );
     const session = c.sessionNumber;
     await masters[1].close();
     // Requests sent before the client notices would fail with the connection.
     await waitFor("the client to notice the master is gone", () => !c.connected);
     masters.push(await serveOn(port));
     await c.queue("tasks").put("third");
-    await waitFor("the third result", () => stats(masters[2], "results").ready === 1);
+    await waitFor("the third result", async () => (await stats(masters[2], "results")).ready === 1);
     assert.ok(c.sessionNumber > session);
 
     const summary = await worker.stop();

@@ -10,6 +10,12 @@ import { ConfigError } from "../errors.ts";
 import { ADDRESS_ENV, DEFAULT_ADDRESS, loadAuthKey } from "../config.ts";
 import type { LogFormat, LogLevel } from "../log.ts";
 import { type Client, connect, type ConnectOptions } from "../client/client.ts";
+import { isValidQueueName, QUEUE_NAME_RULE } from "../model/queue_names.ts";
+import { describeValue } from "../util/arguments.ts";
+import { MAX_DURATION_MS } from "../wire/messages.ts";
+
+/** Milliseconds per second, for duration flags. */
+const MS_PER_SECOND = 1000;
 
 /** Options of a command's flag parser. */
 export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -64,6 +70,19 @@ export function stringFlag(parsed: Parsed, name: string, fallback?: string): str
 }
 
 /**
+ * A queue-name flag's value, or `undefined` when it is absent.
+ * @throws {ConfigError} when the value is not a valid queue name.
+ */
+export function queueFlag(parsed: Parsed, name: string): string | undefined {
+  const value = stringFlag(parsed, name);
+  if (value === undefined || isValidQueueName(value)) return value;
+  throw new ConfigError(
+    `--${name} ${describeValue(value)} is not a valid queue name: ` +
+      `a queue name is ${QUEUE_NAME_RULE}`,
+  );
+}
+
+/**
  * A whole-number flag's value, or `fallback`.
  * @throws {ConfigError} when the value is not a whole number within range.
  */
@@ -86,7 +105,8 @@ export function intFlag(
 /**
  * A duration flag given in seconds (decimals allowed), as milliseconds;
  * `fallbackMs` (which may be `undefined`, for "not given") when it is absent.
- * @throws {ConfigError} when the value is not a non-negative number.
+ * @throws {ConfigError} when the value is not a number from 0 to the longest
+ *   duration ({@link MAX_DURATION_MS}, about 24.8 days).
  */
 export function secondsFlag<F extends number | undefined>(
   parsed: Parsed,
@@ -96,10 +116,14 @@ export function secondsFlag<F extends number | undefined>(
   const text = stringFlag(parsed, name);
   if (text === undefined) return fallbackMs;
   const value = Number(text);
-  if (!Number.isFinite(value) || value < 0) {
-    throw new ConfigError(`--${name} takes seconds, a number ≥ 0, not "${text}"`);
+  const ms = Math.round(value * MS_PER_SECOND);
+  if (!Number.isFinite(value) || value < 0 || ms > MAX_DURATION_MS) {
+    throw new ConfigError(
+      `--${name} takes seconds, a number from 0 to ${MAX_DURATION_MS / MS_PER_SECOND}, ` +
+        `not "${text}"`,
+    );
   }
-  return Math.round(value * 1000);
+  return ms;
 }
 
 /** The master's address: `--connect`, else `TASKQ_ADDR`, else the default. */

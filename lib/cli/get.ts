@@ -12,8 +12,8 @@ import {
   type FlagSpec,
   intFlag,
   parseFlags,
+  queueFlag,
   secondsFlag,
-  stringFlag,
 } from "./args.ts";
 import { ConfigError, TaskqError } from "../errors.ts";
 import type { Job } from "../client/client.ts";
@@ -76,7 +76,7 @@ export async function runGet(args: string[]): Promise<number> {
     console.log(GET_HELP);
     return 0;
   }
-  const queueName = stringFlag(parsed, "queue");
+  const queueName = queueFlag(parsed, "queue");
   if (queueName === undefined) throw new ConfigError("--queue NAME is required");
   const count = intFlag(parsed, "count", 1, 1);
   const deadline = Date.now() + secondsFlag(parsed, "timeout", 0);

@@ -22,21 +22,14 @@ import {
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_ATTEMPTS,
-} from "../engine/engine.ts";
+} from "../model/types.ts";
 import { checkQueueName, MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
 import { ConfigError } from "../errors.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { createLogger } from "../log.ts";
-import { MemoryStore } from "../store/memory.ts";
-import { SqliteStore } from "../store/sqlite.ts";
-import { checkHttpAddress, type HttpServer, serveHttp } from "../http/server.ts";
-import {
-  PYTHON_MASTER_FLAGS,
-  PYTHON_MASTER_HELP,
-  pythonSettings,
-  startPythonFrontEnd,
-} from "../python/cli_master.ts";
-import type { PythonFrontEnd } from "../python/frontend.ts";
+import { checkHttpAddress, httpFrontEnd } from "../http/server.ts";
+import type { FrontEndFactory } from "../server/front_end.ts";
+import type { CliExtension } from "./extension.ts";
 
 /** Where the master keeps its items unless told otherwise. */
 export const DEFAULT_DATA_DIR = "taskq-data";
@@ -44,8 +37,10 @@ export const DEFAULT_DATA_DIR = "taskq-data";
 /** One-line summary shown by `taskq --help`. */
 export const MASTER_SUMMARY = "run a master that serves named queues";
 
-/** Help text of `taskq master`. */
-export const MASTER_HELP = `Usage: taskq master [--listen HOST:PORT] [options]
+/** Help text of `taskq master`, with the given extensions' options. */
+export function masterHelp(extensions: readonly CliExtension[] = []): string {
+  const more = extensions.map((e) => `${e.masterHelp}\n`).join("");
+  return `Usage: taskq master [--listen HOST:PORT] [options]
 
 Runs a master: serves named queues to clients and workers over TCP.
 Queues are created on first use.
@@ -66,16 +61,15 @@ Options:
                             the same for one queue (repeatable)
   --retry-backoff SECONDS   first retry delay after a failure; doubles per
                             attempt up to ${DEFAULT_BACKOFF_MAX_MS / 1000} s (default ${
-  DEFAULT_BACKOFF_BASE_MS / 1000
-})
+    DEFAULT_BACKOFF_BASE_MS / 1000
+  })
   --max-queue-length N      items a queue may hold before puts to it wait
                             (back-pressure on producers; default 0: no limit)
   --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
   --handshake-timeout SECONDS
                             time a new connection has to authenticate
                             (default ${DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000})
-${PYTHON_MASTER_HELP}
-  --log-level LEVEL         debug, info, warn or error (default info)
+${more}  --log-level LEVEL         debug, info, warn or error (default info)
   --http [HOST:]PORT        also serve the dashboard, a JSON API and /metrics
                             over HTTP (off by default; PORT alone means
                             127.0.0.1:PORT); every request but the page needs
@@ -91,6 +85,7 @@ Exit codes: 0 stopped cleanly, 2 bad flags, 3 the data directory cannot be
 used (damaged, from a newer taskq, or held by another running master: it is
 never overwritten), 1 any other error.
 `;
+}
 
 const FLAGS: FlagSpec = {
   listen: { type: "string" },
@@ -105,7 +100,6 @@ const FLAGS: FlagSpec = {
   "max-queue-length": { type: "string" },
   "handshake-timeout": { type: "string" },
   http: { type: "string" },
-  ...PYTHON_MASTER_FLAGS,
   ...LOG_FLAGS,
 };
 
@@ -125,11 +119,19 @@ function queueMaxAttempts(parsed: Parsed): Record<string, number> {
 
 const SHUTDOWN_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
-/** Runs `taskq master` with `args`; resolves with the exit code once stopped. */
-export async function runMaster(args: string[]): Promise<number> {
-  const parsed = parseFlags("master", args, FLAGS);
+/**
+ * Runs `taskq master` with `args`, and the flags of `extensions`; resolves
+ * with the exit code once stopped.
+ */
+export async function runMaster(
+  args: string[],
+  extensions: readonly CliExtension[] = [],
+): Promise<number> {
+  const flags: FlagSpec = { ...FLAGS };
+  for (const extension of extensions) Object.assign(flags, extension.masterFlags);
+  const parsed = parseFlags("master", args, flags);
   if (parsed.values.help) {
-    console.log(MASTER_HELP);
+    console.log(masterHelp(extensions));
     return 0;
   }
   const log = createLogger(logSettings(parsed));
@@ -143,9 +145,16 @@ export async function runMaster(args: string[]): Promise<number> {
     stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
     authkey,
   );
+  const frontEnds: FrontEndFactory[] = [];
   const httpText = stringFlag(parsed, "http");
-  const httpAddress = httpText === undefined ? undefined : checkHttpAddress(httpText, authkey);
-  const pythonAt = pythonSettings(parsed, authkey);
+  if (httpText !== undefined) {
+    checkHttpAddress(httpText, authkey);
+    frontEnds.push(httpFrontEnd({ listen: httpText }));
+  }
+  for (const extension of extensions) {
+    const frontEnd = extension.masterFrontEnd(parsed, authkey);
+    if (frontEnd !== undefined) frontEnds.push(frontEnd);
+  }
   const master = await serve({
     listen,
     authkey,
@@ -159,36 +168,15 @@ export async function runMaster(args: string[]): Promise<number> {
     maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
     handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
     logger: log,
+    frontEnds,
     // Last, once every flag has been checked.
-    store: parsed.values.memory ? new MemoryStore() : new SqliteStore(dataDir),
+    store: parsed.values.memory ? "memory" : { sqlite: dataDir },
   });
   const where = formatAddress(master.address);
   console.log(`taskq master listening on ${where}`);
-  let http: HttpServer | undefined;
-  if (httpAddress !== undefined) {
-    try {
-      http = await serveHttp({ source: master, listen: httpAddress, authkey, logger: log });
-    } catch (error) {
-      await master.close();
-      throw error;
-    }
-    console.log(`taskq http listening on ${http.url}`);
-    log.info("dashboard ready", { url: http.url, token: "see taskq http-token" });
-  }
-  let python: PythonFrontEnd | undefined;
-  if (pythonAt !== undefined) {
-    try {
-      python = await startPythonFrontEnd(master, pythonAt, {
-        authkey,
-        maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
-        handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
-        logger: log,
-      });
-    } catch (error) {
-      await http?.close();
-      await master.close();
-      throw error;
-    }
+  for (const frontEnd of master.frontEnds) {
+    console.log(frontEnd.banner);
+    log.info(`${frontEnd.name} front-end started`, { address: frontEnd.address });
   }
   log.info("master started", {
     address: where,
@@ -203,8 +191,6 @@ export async function runMaster(args: string[]): Promise<number> {
   const signal = await stopped.promise;
   for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
   log.info("master stopping", { signal });
-  await python?.close();
-  await http?.close();
   await master.close();
   log.info("master stopped");
   return 0;

@@ -11,11 +11,12 @@ import {
   type FlagSpec,
   intFlag,
   parseFlags,
+  queueFlag,
   secondsFlag,
-  stringFlag,
 } from "./args.ts";
 import { ConfigError } from "../errors.ts";
-import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
+import { MAX_ATTEMPTS_LIMIT, MAX_BATCH } from "../wire/messages.ts";
+import { checkItemArgument } from "../model/codec.ts";
 import type { PutOptions } from "../client/client.ts";
 import { Progress } from "./progress.ts";
 
@@ -95,22 +96,35 @@ export async function runPut(args: string[]): Promise<number> {
     console.log(PUT_HELP);
     return 0;
   }
-  const queueName = stringFlag(parsed, "queue");
+  const queueName = queueFlag(parsed, "queue");
   if (queueName === undefined) throw new ConfigError("--queue NAME is required");
   const json = parsed.values.json === true;
   const parse = (text: string, where: string): unknown => {
     if (!json) return text;
+    let value: unknown;
     try {
-      return JSON.parse(text);
+      value = JSON.parse(text);
     } catch {
       throw new ConfigError(`${where} is not valid JSON: ${text.slice(0, 80)}`);
     }
+    try {
+      checkItemArgument(value);
+    } catch (cause) {
+      throw new ConfigError(`${where} cannot be an item: ${(cause as Error).message}`, { cause });
+    }
+    return value;
   };
   const options: PutOptions = { delayMs: secondsFlag(parsed, "delay", 0) };
   const maxAttempts = intFlag(parsed, "max-attempts", 0, 1, MAX_ATTEMPTS_LIMIT);
   if (maxAttempts > 0) options.maxAttempts = maxAttempts;
 
   // Parse arguments before connecting, so a bad item fails without side effects.
+  if (parsed.positionals.length > MAX_BATCH) {
+    throw new ConfigError(
+      `at most ${MAX_BATCH} items as arguments (${parsed.positionals.length} given): ` +
+        `give more on standard input, one per line`,
+    );
+  }
   const fromArgs = parsed.positionals.map((text, i) => parse(text, `item ${i + 1}`));
   const client = await connectFromFlags(parsed);
   try {

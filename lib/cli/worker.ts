@@ -22,11 +22,7 @@ import { defaultClientName, type Job } from "../client/client.ts";
 import { ConfigError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { checkQueueName } from "../wire/messages.ts";
-import {
-  PYTHON_WORKER_FLAGS,
-  PYTHON_WORKER_HELP,
-  runPythonWorkerCommand,
-} from "../python/cli_worker.ts";
+import type { CliExtension } from "./extension.ts";
 
 /** How often a working worker logs a summary, by default. */
 export const DEFAULT_SUMMARY_MS = 30_000;
@@ -34,9 +30,11 @@ export const DEFAULT_SUMMARY_MS = 30_000;
 /** One-line summary shown by `taskq --help`. */
 export const WORKER_SUMMARY = "take items from a queue and run a command for each";
 
-/** Help text of `taskq worker`. */
-export const WORKER_HELP = `Usage: taskq worker --queue NAME [options] -- COMMAND [ARGS...]
-       taskq worker --python-master HOST:PORT --python-queue NAME [options] -- COMMAND...
+/** Help text of `taskq worker` with the given extensions' flags. */
+export function workerHelp(extensions: readonly CliExtension[] = []): string {
+  const usage = extensions.map((e) => `\n       ${e.workerUsage}`).join("");
+  const sections = extensions.map((e) => `\n${e.workerHelp}\n`).join("");
+  return `Usage: taskq worker --queue NAME [options] -- COMMAND [ARGS...]${usage}
 
 Takes items from a queue and runs COMMAND once per item, without a shell.
 A ${ITEM_PLACEHOLDER} in ARGS is replaced by the item's text; the text is also written to
@@ -68,9 +66,7 @@ ${CONNECTION_HELP}
                             also one line per item done
   --log-format FORMAT       text or json (default text)
   -h, --help                show this help
-
-${PYTHON_WORKER_HELP}
-
+${sections}
 Example:
   taskq worker --queue tasks --results results --concurrency 4 -- \\
     sh -c 'echo $(( $1 * $1 ))' square {}
@@ -79,6 +75,7 @@ Stops on Ctrl-C (SIGINT) or SIGTERM: takes no more items, lets running
 commands finish within the grace period, then returns the rest. When the
 master goes away, the worker reconnects by itself and carries on.
 `;
+}
 
 const FLAGS: FlagSpec = {
   queue: { type: "string" },
@@ -91,7 +88,6 @@ const FLAGS: FlagSpec = {
   grace: { type: "string" },
   name: { type: "string" },
   "summary-every": { type: "string" },
-  ...PYTHON_WORKER_FLAGS,
   ...CONNECTION_FLAGS,
   ...LOG_FLAGS,
 };
@@ -99,14 +95,25 @@ const FLAGS: FlagSpec = {
 const MAX_CONCURRENCY = 1024;
 const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
-/** Runs `taskq worker` with `args`; resolves with the exit code. */
-export async function runWorkerCommand(args: string[]): Promise<number> {
-  const parsed = parseFlags("worker", args, FLAGS);
+/**
+ * Runs `taskq worker` with `args`, and the flags of `extensions`; resolves
+ * with the exit code.
+ */
+export async function runWorkerCommand(
+  args: string[],
+  extensions: readonly CliExtension[] = [],
+): Promise<number> {
+  const flags: FlagSpec = { ...FLAGS };
+  for (const extension of extensions) Object.assign(flags, extension.workerFlags);
+  const parsed = parseFlags("worker", args, flags);
   if (parsed.values.help) {
-    console.log(WORKER_HELP);
+    console.log(workerHelp(extensions));
     return 0;
   }
-  if (parsed.values["python-master"] !== undefined) return await runPythonWorkerCommand(parsed);
+  for (const extension of extensions) {
+    const running = extension.runWorker(parsed);
+    if (running !== undefined) return await running;
+  }
   const queue = stringFlag(parsed, "queue");
   if (queue === undefined) throw new ConfigError("--queue NAME is required");
   checkQueueName(queue);

@@ -20,9 +20,13 @@
  * @module
  */
 
-import { checkItem } from "../model/codec.ts";
+import { checkItemArgument } from "../model/codec.ts";
+import { checkQueueNameArgument } from "../model/queue_names.ts";
+import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
 import {
-  checkQueueName,
+  MAX_ATTEMPTS_LIMIT,
+  MAX_BATCH,
+  MAX_CLIENT_NAME_LENGTH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
   type OkReply,
@@ -46,6 +50,9 @@ import {
   ProtocolError,
   RemoteError,
 } from "../errors.ts";
+
+/** The protocol's limits a caller's arguments must keep to: items per call, and durations. */
+export { MAX_BATCH, MAX_DURATION_MS };
 
 /** Time allowed to connect and complete the handshake: 5 s. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
@@ -132,9 +139,24 @@ export interface Stats {
 
 type JobRef = Job | number;
 
+/**
+ * The ids of `jobs` (jobs or ids, one or a list).
+ * @throws {TypeError} for something that is neither a job nor an id.
+ * @throws {RangeError} for an id that is not a non-negative whole number, or
+ *   more than {@link MAX_BATCH} of them.
+ */
 function idsOf(jobs: JobRef | readonly JobRef[]): number[] {
-  const list = Array.isArray(jobs) ? jobs : [jobs];
-  return list.map((job: JobRef) => (typeof job === "number" ? job : job.id));
+  const list: readonly unknown[] = Array.isArray(jobs) ? jobs : [jobs];
+  if (list.length > MAX_BATCH) {
+    throw new RangeError(`at most ${MAX_BATCH} jobs at once, not ${list.length}: split the list`);
+  }
+  return list.map((job) => {
+    const id = typeof job === "object" && job !== null ? (job as { id?: unknown }).id : job;
+    if (typeof id !== "number") {
+      throw new TypeError(`expected a job (from get) or its id, not ${describeValue(job)}`);
+    }
+    return checkIntegerArgument("a job id", id, 0, Number.MAX_SAFE_INTEGER);
+  });
 }
 
 /** The name a client gives the master by default: host and process id. */
@@ -165,7 +187,7 @@ export class Queue {
   /** Use {@link Client.queue}. */
   constructor(client: Client, name: string) {
     this.#client = client;
-    this.name = checkQueueName(name);
+    this.name = checkQueueNameArgument(name);
   }
 
   /** Adds one item; resolves with its id once the master has it. */
@@ -174,13 +196,37 @@ export class Queue {
     return ids[0];
   }
 
-  /** Adds items in one request; resolves with their ids in order. */
+  /**
+   * Adds items (at most {@link MAX_BATCH}) in one request; resolves with their
+   * ids in order.
+   * @throws {TypeError} when an item is not plain data.
+   * @throws {RangeError} when an item is nested too deep, there are too many,
+   *   or an option is out of range.
+   */
   async putMany(values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
-    for (const value of values) checkItem(value);
-    if (values.length === 0) return [];
+    if (!Array.isArray(values)) {
+      throw new TypeError(`putMany takes an array of items, not ${describeValue(values)}`);
+    }
+    if (values.length > MAX_BATCH) {
+      throw new RangeError(
+        `putMany takes at most ${MAX_BATCH} items at once, not ${values.length}: split the batch`,
+      );
+    }
+    for (const value of values) checkItemArgument(value);
     const request: Request = { op: "put", rid: 0, queue: this.name, items: values as unknown[] };
-    if (options.delayMs) request.delay = checkDuration(options.delayMs);
-    if (options.maxAttempts !== undefined) request.maxAttempts = options.maxAttempts;
+    if (options.delayMs !== undefined) {
+      const delay = checkDuration("delayMs", options.delayMs);
+      if (delay > 0) request.delay = delay;
+    }
+    if (options.maxAttempts !== undefined) {
+      request.maxAttempts = checkIntegerArgument(
+        "maxAttempts",
+        options.maxAttempts,
+        0,
+        MAX_ATTEMPTS_LIMIT,
+      );
+    }
+    if (values.length === 0) return [];
     const reply = await this.#client.request(request);
     return expect(reply, "ids");
   }
@@ -201,10 +247,13 @@ export class Queue {
     timeoutMs?: number,
     options: GetOptions = {},
   ): Promise<Job<T>[]> {
+    checkIntegerArgument("max", max, 1, MAX_BATCH);
     for (;;) {
-      const timeout = timeoutMs === undefined ? MAX_DURATION_MS : checkDuration(timeoutMs);
+      const timeout = timeoutMs === undefined
+        ? MAX_DURATION_MS
+        : checkDuration("timeoutMs", timeoutMs);
       const request: Request = { op: "get", rid: 0, queue: this.name, max, timeout };
-      if (options.leaseMs !== undefined) request.lease = checkDuration(options.leaseMs);
+      if (options.leaseMs !== undefined) request.lease = checkDuration("leaseMs", options.leaseMs);
       const reply = await this.#client.request(request);
       const records = expect(reply, "jobs");
       if (records.length === 0 && timeoutMs === undefined) continue;
@@ -228,15 +277,19 @@ export class Queue {
     const request: Request = { op: "ack", rid: 0, ids: idsOf(jobs) };
     if (options.results !== undefined) {
       const { queue, values } = options.results;
+      if (!Array.isArray(values)) {
+        throw new TypeError(`ack results take an array of values, not ${describeValue(values)}`);
+      }
       if (values.length !== request.ids.length) {
         throw new RangeError(
           `ack needs one result per item: ${request.ids.length} items, ${values.length} results`,
         );
       }
-      for (const value of values) checkItem(value);
-      request.resultQueue = checkQueueName(queue);
+      for (const value of values) checkItemArgument(value);
+      request.resultQueue = checkQueueNameArgument(queue);
       request.results = values as unknown[];
     }
+    if (request.ids.length === 0) return;
     throwIfFailed(await this.#client.request(request));
   }
 
@@ -246,7 +299,11 @@ export class Queue {
    */
   async nack(jobs: JobRef | readonly JobRef[], options: NackOptions = {}): Promise<void> {
     const request: Request = { op: "nack", rid: 0, ids: idsOf(jobs) };
-    if (options.delayMs) request.delay = checkDuration(options.delayMs);
+    if (options.delayMs !== undefined) {
+      const delay = checkDuration("delayMs", options.delayMs);
+      if (delay > 0) request.delay = delay;
+    }
+    if (request.ids.length === 0) return;
     throwIfFailed(await this.#client.request(request));
   }
 
@@ -257,12 +314,18 @@ export class Queue {
    * @throws {LeaseLostError} for items whose lease had already ended.
    */
   async fail(jobs: JobRef | readonly JobRef[], error: string): Promise<void> {
+    if (typeof error !== "string") {
+      throw new TypeError(
+        `fail takes what went wrong as a string (e.g. error.message), not ${describeValue(error)}`,
+      );
+    }
     const request: Request = {
       op: "fail",
       rid: 0,
       ids: idsOf(jobs),
       error: error.slice(0, MAX_FAILURE_TEXT),
     };
+    if (request.ids.length === 0) return;
     throwIfFailed(await this.#client.request(request));
   }
 
@@ -276,8 +339,9 @@ export class Queue {
       op: "extend",
       rid: 0,
       ids: idsOf(jobs),
-      lease: checkDuration(leaseMs),
+      lease: checkDuration("leaseMs", leaseMs),
     };
+    if (request.ids.length === 0) return;
     throwIfFailed(await this.#client.request(request));
   }
 
@@ -288,11 +352,14 @@ export class Queue {
   }
 }
 
-function checkDuration(ms: number): number {
-  if (!Number.isInteger(ms) || ms < 0 || ms > MAX_DURATION_MS) {
-    throw new RangeError(`durations are whole milliseconds from 0 to ${MAX_DURATION_MS}`);
-  }
-  return ms;
+/**
+ * Checks a duration argument: whole milliseconds from `min` (0 by default) to
+ * {@link MAX_DURATION_MS}.
+ * @throws {TypeError} when it is not a number.
+ * @throws {RangeError} when it is out of range or not whole.
+ */
+function checkDuration(name: string, ms: unknown, min = 0): number {
+  return checkIntegerArgument(name, ms, min, MAX_DURATION_MS, " of milliseconds");
 }
 
 function expect<K extends "ids" | "jobs" | "failed" | "queues">(
@@ -390,7 +457,7 @@ export class Client {
   /** Statistics of one queue, or of all queues. */
   async stats(queue?: string): Promise<Stats> {
     const request: Request = { op: "stats", rid: 0 };
-    if (queue !== undefined) request.queue = checkQueueName(queue);
+    if (queue !== undefined) request.queue = checkQueueNameArgument(queue);
     const reply = await this.request(request);
     return { queues: expect(reply, "queues"), clients: reply.clients ?? 0 };
   }
@@ -534,25 +601,72 @@ export class Client {
   }
 }
 
+/** Largest TCP port. */
+const MAX_PORT = 65_535;
+
+/** Largest frame a 4-byte length prefix can announce. */
+const MAX_FRAME_LENGTH = 0xffff_ffff;
+
+/**
+ * What {@link connect} needs to open sessions, from its options.
+ * @throws {TypeError | RangeError} for an option of the wrong type or out of range.
+ * @throws {ConfigError} for an address that does not parse.
+ */
+function sessionParams(options: ConnectOptions): SessionParams {
+  const { address, authkey, name, maxFrameBytes, timeoutMs } = options;
+  if (address !== undefined && typeof address !== "string" && typeof address !== "object") {
+    throw new TypeError(
+      `address must be "HOST:PORT" or { hostname, port }, not ${describeValue(address)}`,
+    );
+  }
+  if (typeof address === "object" && address !== null) {
+    if (typeof address.hostname !== "string") {
+      throw new TypeError(
+        `address.hostname must be a string, not ${describeValue(address.hostname)}`,
+      );
+    }
+    checkIntegerArgument("address.port", address.port, 0, MAX_PORT);
+  }
+  if (authkey !== undefined && typeof authkey !== "string" && !(authkey instanceof Uint8Array)) {
+    throw new TypeError(`authkey must be a string or a Uint8Array, not ${describeValue(authkey)}`);
+  }
+  if (name !== undefined) {
+    if (typeof name !== "string") {
+      throw new TypeError(`name must be a string, not ${describeValue(name)}`);
+    }
+    if (name.length > MAX_CLIENT_NAME_LENGTH) {
+      throw new RangeError(
+        `name must be at most ${MAX_CLIENT_NAME_LENGTH} characters, not ${name.length}`,
+      );
+    }
+  }
+  if (maxFrameBytes !== undefined) {
+    checkIntegerArgument("maxFrameBytes", maxFrameBytes, 1, MAX_FRAME_LENGTH, " of bytes");
+  }
+  return {
+    address: typeof address === "object" && address !== null
+      ? address
+      : parseAddress(address ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS),
+    key: typeof authkey === "string"
+      ? new TextEncoder().encode(authkey)
+      : authkey ?? loadAuthKey() ?? new Uint8Array(0),
+    name: name ?? defaultClientName(),
+    maxFrameBytes,
+    timeoutMs: timeoutMs === undefined
+      ? DEFAULT_CONNECT_TIMEOUT_MS
+      : checkDuration("timeoutMs", timeoutMs, 1),
+  };
+}
+
 /**
  * Connects to a master and completes the mutual handshake.
  * @throws {ConnectionLostError} when the master cannot be reached in time.
  * @throws {AuthenticationError} when the key is rejected or the master cannot
  *   prove it holds the key.
+ * @throws {TypeError | RangeError} for an option of the wrong type or out of
+ *   range (before anything is sent).
  */
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
-  const address = typeof options.address === "object"
-    ? options.address
-    : parseAddress(options.address ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS);
-  const key = typeof options.authkey === "string"
-    ? new TextEncoder().encode(options.authkey)
-    : options.authkey ?? loadAuthKey() ?? new Uint8Array(0);
-  const params: SessionParams = {
-    address,
-    key,
-    name: options.name ?? defaultClientName(),
-    maxFrameBytes: options.maxFrameBytes,
-    timeoutMs: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-  };
+  const params = sessionParams(options);
   return new Client(await openSession(params), params, options);
 }

@@ -20,52 +20,25 @@ import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { MemoryStore } from "../store/memory.ts";
 import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../model/queue_names.ts";
+import {
+  type DeadLetter,
+  DEFAULT_BACKOFF_BASE_MS,
+  DEFAULT_BACKOFF_MAX_MS,
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_RETRY_POLICY,
+  type QueueStats,
+  type RetryPolicy,
+} from "../model/types.ts";
 
-/** Lease length when a get names none: 30 s. */
-export const DEFAULT_LEASE_MS = 30_000;
-
-/** Deliveries an item gets before it is dead-lettered, unless its put or queue says otherwise. */
-export const DEFAULT_MAX_ATTEMPTS = 5;
-
-/** First retry delay after a failure; doubles with each further attempt. */
-export const DEFAULT_BACKOFF_BASE_MS = 1_000;
-
-/** Longest retry delay. */
-export const DEFAULT_BACKOFF_MAX_MS = 300_000;
-
-/** What the dead-letter queue holds for each item that ran out of attempts. */
-export interface DeadLetter {
-  /** The queue the item failed in. */
-  queue: string;
-  /** Its id there. */
-  id: number;
-  /** The item itself, as it was put. */
-  value: unknown;
-  /** Deliveries it had. */
-  attempts: number;
-  /** The last failure's description. */
-  error: string;
-  /** When it was dead-lettered (ms since the epoch). */
-  failedAt: number;
-}
-
-/** How failed items are retried. */
-export interface RetryPolicy {
-  /** Deliveries before an item is dead-lettered. */
-  maxAttempts: number;
-  /** First retry delay; doubles per attempt. */
-  backoffBaseMs: number;
-  /** Longest retry delay. */
-  backoffMaxMs: number;
-  /** Per-queue overrides of {@link maxAttempts}. */
-  maxAttemptsByQueue?: Readonly<Record<string, number>>;
-}
-
-/** The retry policy used when none is given. */
-export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  maxAttempts: DEFAULT_MAX_ATTEMPTS,
-  backoffBaseMs: DEFAULT_BACKOFF_BASE_MS,
-  backoffMaxMs: DEFAULT_BACKOFF_MAX_MS,
+export {
+  type DeadLetter,
+  DEFAULT_BACKOFF_BASE_MS,
+  DEFAULT_BACKOFF_MAX_MS,
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_RETRY_POLICY,
+  type RetryPolicy,
 };
 
 /** How many dead waiters a queue tolerates before compacting its waiter list. */
@@ -187,30 +160,7 @@ class QueueState {
 }
 
 /** Statistics of one queue, as {@link Engine.stats} reports them. */
-export interface QueueSnapshot {
-  /** Queue name. */
-  name: string;
-  /** Items waiting to be taken. */
-  ready: number;
-  /** Items taken and not yet settled. */
-  leased: number;
-  /** Items that become ready later. */
-  delayed: number;
-  /** Gets waiting for an item. */
-  waiting: number;
-  /** Items ever put. */
-  put: number;
-  /** Items acked. */
-  acked: number;
-  /** Items nacked. */
-  nacked: number;
-  /** Leases that ran out or were dropped with their connection. */
-  expired: number;
-  /** Failures reported by workers. */
-  failed: number;
-  /** Items moved to the dead-letter queue. */
-  dead: number;
-}
+export type QueueSnapshot = QueueStats;
 
 /** Options of an {@link Engine}. */
 export interface EngineOptions {

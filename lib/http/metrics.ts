@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Engine } from "../engine/engine.ts";
+import type { BrokerStats } from "../broker/broker.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
 import type { Histogram, Telemetry } from "../broker/telemetry.ts";
 import { statusRows } from "../model/status_rows.ts";
@@ -73,8 +73,8 @@ class Exposition {
 
 /** What `/metrics` reports. */
 export interface MetricsInput {
-  /** The queue engine. */
-  engine: Engine;
+  /** The broker's statistics, taken just before. */
+  stats: BrokerStats;
   /** The master's counters. */
   telemetry: Telemetry;
   /** Requests the HTTP side refused, by reason. */
@@ -83,8 +83,9 @@ export interface MetricsInput {
 
 /** Renders the metrics text. */
 export function renderMetrics(input: MetricsInput): string {
-  const { engine, telemetry } = input;
-  const queues = engine.stats();
+  const { stats, telemetry } = input;
+  const queues = stats.queues;
+  const paused = new Set(stats.paused);
   const out = new Exposition();
 
   out.family("taskq_queue_items", "gauge", "Items in a queue, by state (ready, leased, delayed).");
@@ -105,7 +106,7 @@ export function renderMetrics(input: MetricsInput): string {
   for (const q of queues) out.sample("taskq_queue_waiting_gets", { queue: q.name }, q.waiting);
   out.family("taskq_queue_paused", "gauge", "1 if a queue is paused (serves no gets), else 0.");
   for (const q of queues) {
-    out.sample("taskq_queue_paused", { queue: q.name }, engine.isPaused(q.name) ? 1 : 0);
+    out.sample("taskq_queue_paused", { queue: q.name }, paused.has(q.name) ? 1 : 0);
   }
 
   const counters: Array<[string, string, (q: (typeof queues)[number]) => number]> = [
@@ -131,7 +132,7 @@ export function renderMetrics(input: MetricsInput): string {
   }
 
   out.family("taskq_connected_clients", "gauge", "Authenticated client connections.");
-  out.sample("taskq_connected_clients", {}, engine.consumerCount);
+  out.sample("taskq_connected_clients", {}, stats.clients);
   out.family("taskq_connections_accepted_total", "counter", "TCP connections accepted.");
   out.sample("taskq_connections_accepted_total", {}, telemetry.connectionsAccepted);
   out.family(

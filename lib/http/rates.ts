@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { QueueSnapshot } from "../engine/engine.ts";
+import type { QueueStats } from "../model/types.ts";
 import { DEAD_LETTER_SUFFIX, isDeadLetterQueue } from "../model/queue_names.ts";
 
 /** How often the counters are sampled by default. */
@@ -74,7 +74,7 @@ export class RateTracker {
   }
 
   /** Records the counters of `queues` as of `now` (ms). */
-  sample(now: number, queues: readonly QueueSnapshot[]): void {
+  sample(now: number, queues: readonly QueueStats[]): void {
     const names = new Set(queues.map((q) => q.name));
     const byQueue = new Map<string, Counts>();
     const total: Counts = { put: 0, done: 0, failed: 0 };

@@ -32,6 +32,7 @@ import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.ts";
 import { DEFAULT_SAMPLE_MS, RateTracker } from "./rates.ts";
 import { type DashboardSource, type DashboardState, takeState } from "./state.ts";
 import { httpToken } from "./token.ts";
+import type { FrontEndFactory } from "../server/front_end.ts";
 
 /** Host the HTTP side listens on when `--http` names only a port. */
 export const DEFAULT_HTTP_HOST = "127.0.0.1";
@@ -82,7 +83,7 @@ const READS = new Set(["/api/state", "/metrics"]);
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {
-  /** The master (or anything with its engine, telemetry and timer). */
+  /** The master (or anything with its broker). */
   source: DashboardSource;
   /** `HOST:PORT`, `PORT` (on loopback) or an address; port 0 picks a free one. */
   listen: string | Address;
@@ -155,7 +156,7 @@ export class HttpServer {
   }
 
   /** The current state, as `GET /api/state` returns it. */
-  state(): DashboardState {
+  state(): Promise<DashboardState> {
     return takeState(this.#source, this.#rates, Date.now());
   }
 
@@ -165,7 +166,10 @@ export class HttpServer {
   }
 
   #sample(): void {
-    this.#rates.sample(Date.now(), this.#source.engine.stats());
+    this.#source.broker.stats().then(
+      (stats) => this.#rates.sample(Date.now(), stats.queues),
+      (error) => this.#log.warn("could not sample rates", { error: String(error) }),
+    );
   }
 
   async #handle(request: Request): Promise<Response> {
@@ -189,22 +193,20 @@ export class HttpServer {
       if (request.method !== "GET" && request.method !== "HEAD") return notAllowed("GET");
       if (path === "/metrics") {
         const text = renderMetrics({
-          engine: this.#source.engine,
-          telemetry: this.#source.telemetry,
+          stats: await this.#source.broker.stats(),
+          telemetry: this.#source.broker.telemetry,
           httpRefused: this.#refused,
         });
         return respond(STATUS_OK, text, { "content-type": METRICS_CONTENT_TYPE });
       }
-      return json(STATUS_OK, this.state());
+      return json(STATUS_OK, await this.state());
     }
     if (request.method !== "POST") return notAllowed("POST");
     const typeRefusal = this.#guard.checkAction(request);
     if (typeRefusal) return this.#refuse("content_type", typeRefusal, request, path);
     try {
       const body = await readJson(request);
-      const reply = this.#act(path, body);
-      await this.#source.engine.store.commit();
-      this.#source.rearm();
+      const reply = await this.#act(path, body);
       this.#log.info("dashboard action", { action: path, ...reply });
       return json(STATUS_OK, { ok: true, ...reply });
     } catch (error) {
@@ -215,14 +217,14 @@ export class HttpServer {
     }
   }
 
-  #act(path: string, body: Record<string, unknown>): Record<string, unknown> {
-    const engine = this.#source.engine;
+  async #act(path: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const broker = this.#source.broker;
     const queue = checkQueueName(body.queue);
     if (path === "/api/queues/pause" || path === "/api/queues/resume") {
       onlyKeys(body, ["queue"]);
-      if (path.endsWith("pause")) engine.pause(queue);
-      else engine.resume(queue);
-      return { queue, paused: engine.isPaused(queue) };
+      if (path.endsWith("pause")) await broker.pause(queue);
+      else await broker.resume(queue);
+      return { queue, paused: (await broker.stats(queue)).paused.includes(queue) };
     }
     onlyKeys(body, ["queue", "ids"]);
     if (!isDeadLetterQueue(queue)) {
@@ -236,11 +238,11 @@ export class HttpServer {
       throw new BadAction(`"ids" must be 1 to ${MAX_ACTION_IDS} item ids`);
     }
     if (path === "/api/dead/requeue") {
-      const newIds = engine.requeueDead(queue, ids);
+      const newIds = await broker.requeueDead(queue, ids);
       if (newIds.length === 0) throw notFound();
       return { queue, requeued: newIds.length, ids: newIds };
     }
-    const dropped = engine.drop(queue, ids).length;
+    const dropped = await broker.drop(queue, ids);
     if (dropped === 0) throw notFound();
     return { queue, dropped };
   }
@@ -367,4 +369,41 @@ export function serveHttp(options: HttpOptions): Promise<HttpServer> {
   } catch (error) {
     return Promise.reject(error);
   }
+}
+
+/** Options of {@link httpFrontEnd}. */
+export interface HttpFrontEndOptions {
+  /** `HOST:PORT`, `PORT` (on loopback) or an address; port 0 picks a free one. */
+  listen: string | Address;
+  /** How often rates are sampled (default 1 s). */
+  sampleMs?: number;
+}
+
+/**
+ * The HTTP side as a front-end of the master host (`serve({ frontEnds })`):
+ * the dashboard, the JSON API and `/metrics` over the host's broker, with
+ * the token derived from the host's key.
+ */
+export function httpFrontEnd(options: HttpFrontEndOptions): FrontEndFactory {
+  return {
+    name: "http",
+    check(authkey) {
+      checkHttpAddress(options.listen, authkey);
+    },
+    async start(host) {
+      const server = await serveHttp({
+        source: host,
+        listen: options.listen,
+        authkey: host.key,
+        logger: host.logger,
+        sampleMs: options.sampleMs,
+      });
+      return {
+        name: "http",
+        address: server.url,
+        banner: `taskq http listening on ${server.url}`,
+        close: () => server.close(),
+      };
+    },
+  };
 }

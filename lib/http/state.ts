@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { DeadLetter, Engine } from "../engine/engine.ts";
-import type { Telemetry } from "../broker/telemetry.ts";
+import type { DeadLetter } from "../model/types.ts";
+import type { Broker } from "../broker/broker.ts";
 import { type StatusRow, statusRows } from "../model/status_rows.ts";
 import { deadLetterQueue, isDeadLetterQueue } from "../model/queue_names.ts";
 import type { History, Rates, RateTracker } from "./rates.ts";
@@ -22,14 +22,10 @@ export const VALUE_PREVIEW_CHARS = 200;
 /** Longest error text shown, in characters. */
 export const ERROR_PREVIEW_CHARS = 2_000;
 
-/** What the HTTP side reads and acts on: a running {@link Master} is one. */
+/** What the HTTP side reads and acts on: a running master is one. */
 export interface DashboardSource {
-  /** The queue engine. */
-  readonly engine: Engine;
-  /** The master's own counters. */
-  readonly telemetry: Telemetry;
-  /** Re-arms the engine's timer after a change (an action taken over HTTP). */
-  rearm(): void;
+  /** The broker whose queues are shown. */
+  readonly broker: Broker;
 }
 
 /** A queue as the dashboard shows it. */
@@ -42,8 +38,8 @@ export interface QueueRow extends StatusRow {
 
 /** A connected client (worker, producer or status reader). */
 export interface ClientRow {
-  /** The master's number for the connection. */
-  id: number;
+  /** The broker's id of the connection's session. */
+  id: string;
   /** The name it gave (host:pid by default). */
   name: string;
   /** Its network address, `HOST:PORT`. */
@@ -144,39 +140,40 @@ function deadItem(queue: string, id: number, value: unknown): DeadItem {
 }
 
 /** Takes the state of `source` now, with rates and history from `rates`. */
-export function takeState(
+export async function takeState(
   source: DashboardSource,
   rates: RateTracker,
   now: number,
-): DashboardState {
-  const engine = source.engine;
-  const stats = engine.stats();
-  const queues: QueueRow[] = statusRows(stats).map((row) => ({
+): Promise<DashboardState> {
+  const broker = source.broker;
+  const [stats, sessions] = await Promise.all([broker.stats(), broker.sessions()]);
+  const paused = new Set(stats.paused);
+  const queues: QueueRow[] = statusRows(stats.queues).map((row) => ({
     ...row,
-    paused: engine.isPaused(row.name),
+    paused: paused.has(row.name),
     rates: rates.rates(row.name),
   }));
-  const workers: ClientRow[] = [...engine.consumers()].map((c) => ({
-    id: c.id,
-    name: c.name,
-    address: c.address,
-    held: c.leases.size,
-    connectedAt: c.connectedAt,
-    lastSeenAt: c.lastSeenAt,
+  const workers: ClientRow[] = sessions.map((s) => ({
+    id: s.id,
+    name: s.name,
+    address: s.address,
+    held: s.leased,
+    connectedAt: s.connectedAt,
+    lastSeenAt: s.lastSeenAt,
   }));
   let total = 0;
   const items: DeadItem[] = [];
-  for (const queue of stats) {
+  for (const queue of stats.queues) {
     if (!isDeadLetterQueue(queue.name)) continue;
     total += queue.ready + queue.leased + queue.delayed;
     if (items.length >= DEAD_LIST_LIMIT) continue;
-    for (const item of engine.peek(queue.name, DEAD_LIST_LIMIT - items.length)) {
+    for (const item of await broker.peek(queue.name, DEAD_LIST_LIMIT - items.length)) {
       items.push(deadItem(queue.name, item.id, item.value));
     }
   }
   return {
     now,
-    clients: engine.consumerCount,
+    clients: stats.clients,
     queues,
     workers,
     dead: { total, items },

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { describeValue } from "../util/arguments.ts";
+
 /** Longest queue name, in UTF-16 code units, not counting a trailing `.dead`. */
 export const MAX_QUEUE_NAME_LENGTH = 200;
 
@@ -35,4 +37,27 @@ export function isValidQueueName(name: unknown): name is string {
   if (typeof name !== "string" || name.length === 0 || CONTROL_CHARS.test(name)) return false;
   const base = isDeadLetterQueue(name) ? name.length - DEAD_LETTER_SUFFIX.length : name.length;
   return base <= MAX_QUEUE_NAME_LENGTH;
+}
+
+/** What a valid queue name is, for messages. */
+export const QUEUE_NAME_RULE =
+  `1–${MAX_QUEUE_NAME_LENGTH} characters (plus an optional "${DEAD_LETTER_SUFFIX}") ` +
+  `without control characters`;
+
+/**
+ * Checks a queue name a local caller passed (a peer's is checked by the wire
+ * layer, as a protocol error).
+ * @throws {TypeError} when it is not a string.
+ * @throws {RangeError} when it is empty, too long or holds control characters.
+ */
+export function checkQueueNameArgument(name: unknown): string {
+  if (typeof name !== "string") {
+    throw new TypeError(`a queue name must be a string, not ${describeValue(name)}`);
+  }
+  const length = name.length;
+  if (isValidQueueName(name)) return name;
+  throw new RangeError(
+    `bad queue name ${describeValue(name)} (${length} characters): ` +
+      `a queue name is ${QUEUE_NAME_RULE}`,
+  );
 }

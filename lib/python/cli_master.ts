@@ -1,21 +1,15 @@
 /**
- * The `--python` flags of `taskq master`: checking them, and starting the
- * Python front-end next to the native listener once the master runs.
+ * The `--python` flags of `taskq master`: checking them, and the Python
+ * front-end they ask the master host to start beside the native listener.
  *
  * @module
  */
 
 import { type FlagSpec, type Parsed, stringFlag } from "../cli/args.ts";
-import {
-  DEFAULT_PYTHON_QUEUES,
-  type PythonFrontEnd,
-  pythonQueueMap,
-  servePython,
-} from "./frontend.ts";
-import { checkListenAddress, type Master } from "../server/master.ts";
-import { type Address, formatAddress } from "../config.ts";
+import { DEFAULT_PYTHON_QUEUES, pythonFrontEnd, pythonQueueMap } from "./frontend.ts";
+import { checkListenAddress } from "../server/master.ts";
+import type { FrontEndFactory } from "../server/front_end.ts";
 import { ConfigError } from "../errors.ts";
-import type { Logger } from "../log.ts";
 
 /** The flags `taskq master` understands for Python's protocol. */
 export const PYTHON_MASTER_FLAGS: FlagSpec = {
@@ -35,24 +29,16 @@ export const PYTHON_MASTER_HELP =
                             stands for (repeatable; by default
                             ${defaults.join(" and\n                            ")})`;
 
-/** What the Python flags asked for. */
-export interface PythonSettings {
-  /** Where to listen. */
-  listen: Address;
-  /** Registered names and queues given on the command line (over the defaults). */
-  queues: Record<string, string>;
-}
-
 /**
  * The Python front-end the flags ask for, checked before anything starts;
  * `undefined` without `--python`.
  * @throws {ConfigError} on a bad address (or one beyond loopback without a
  *   key), or a malformed or invalid `--python-queue`.
  */
-export function pythonSettings(
+export function pythonMasterFrontEnd(
   parsed: Parsed,
   authkey: Uint8Array | undefined,
-): PythonSettings | undefined {
+): FrontEndFactory | undefined {
   const text = stringFlag(parsed, "python");
   const entries = parsed.values["python-queue"];
   const list = Array.isArray(entries) ? entries.map(String) : [];
@@ -71,46 +57,5 @@ export function pythonSettings(
     queues[entry.slice(0, at)] = entry.slice(at + 1);
   }
   pythonQueueMap(queues);
-  return { listen: checkListenAddress(text, authkey), queues };
-}
-
-/** Options of {@link startPythonFrontEnd} shared with the master. */
-export interface PythonStartOptions {
-  /** The key. */
-  authkey: Uint8Array | undefined;
-  /** Largest message accepted. */
-  maxFrameBytes: number;
-  /** Time allowed to authenticate. */
-  handshakeTimeoutMs: number;
-  /** Where events are logged. */
-  logger: Logger;
-}
-
-/**
- * Starts the Python front-end over a running master's queues and prints its
- * address (`taskq master serving Python on HOST:PORT`).
- * @throws {ConfigError} when the address cannot be used.
- */
-export async function startPythonFrontEnd(
-  master: Master,
-  settings: PythonSettings,
-  options: PythonStartOptions,
-): Promise<PythonFrontEnd> {
-  const python = await servePython({
-    engine: master.engine,
-    afterChange: () => master.rearm(),
-    listen: settings.listen,
-    authkey: options.authkey,
-    queues: settings.queues,
-    maxFrameBytes: options.maxFrameBytes,
-    handshakeTimeoutMs: options.handshakeTimeoutMs,
-    logger: options.logger,
-  });
-  const where = formatAddress(python.address);
-  console.log(`taskq master serving Python on ${where}`);
-  options.logger.info("Python front-end started", {
-    address: where,
-    queues: Object.fromEntries(python.queues),
-  });
-  return python;
+  return pythonFrontEnd({ listen: checkListenAddress(text, authkey), queues });
 }

@@ -22,7 +22,7 @@ import { runPythonWorker } from "./worker.ts";
 import { DEFAULT_GRACE_MS } from "../worker/worker.ts";
 import { runCommand } from "../worker/command.ts";
 import { defaultClientName, type Job } from "../client/client.ts";
-import { DEFAULT_MAX_ATTEMPTS } from "../engine/engine.ts";
+import { DEFAULT_MAX_ATTEMPTS } from "../model/types.ts";
 import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
 import { ConfigError } from "../errors.ts";
 import { createLogger } from "../log.ts";

@@ -20,7 +20,8 @@ import { encodeRequest, exceptionText, parseReply } from "./wire/rpc.ts";
 import { PyObject, PyTuple, pyTypeName, type PyValue } from "./wire/values.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { type Address, formatAddress, parseAddress } from "../config.ts";
-import { ConnectionLostError, ProtocolError, PythonRemoteError } from "../errors.ts";
+import { ConnectionLostError, ProtocolError } from "../errors.ts";
+import { PythonRemoteError } from "./errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../client/client.ts";
 
 /** The classes an empty queue's exception may be named by. */

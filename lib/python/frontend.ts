@@ -1,32 +1,40 @@
 /**
  * The listener of the master's Python front-end (`taskq master --python`):
  * accepts TCP connections from Python `multiprocessing.managers` clients and
- * runs a {@link PythonSession} on each, over the master's engine, so Python
- * workers and producers share queues with native clients.
+ * runs a {@link PythonSession} on each, over the master's broker, so Python
+ * workers and producers share queues with native clients. Given to the
+ * master host as {@link pythonFrontEnd}.
  *
  * Registered names map to queues ({@link DEFAULT_PYTHON_QUEUES} unless
  * configured). As with the native listener (and by the same {@link Acceptor}),
  * connections still in the handshake are capped and the oldest is dropped to
  * make room.
  *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { pythonFrontEnd } from "./frontend.ts";
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "secret",
+ *   frontEnds: [pythonFrontEnd({ listen: "127.0.0.1:0" })],
+ * });
+ * console.log(master.frontEnds[0].banner);
+ * await master.close();
+ * ```
+ *
  * @module
  */
 
-import type { Engine } from "../engine/engine.ts";
 import { PythonConnection } from "./wire/connection.ts";
 import { type ChallengeStyle, DEFAULT_CHALLENGE_STYLE } from "./wire/handshake.ts";
 import { PythonSession, type PythonSessionContext } from "./session.ts";
 import { type Address, formatAddress } from "../config.ts";
 import { checkQueueName } from "../wire/messages.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { ConfigError } from "../errors.ts";
-import { type Logger, silentLogger } from "../log.ts";
 import { Acceptor } from "../server/acceptor.ts";
-import {
-  checkListenAddress,
-  DEFAULT_HANDSHAKE_TIMEOUT_MS,
-  DEFAULT_MAX_PENDING_HANDSHAKES,
-} from "../server/master.ts";
+import { checkListenAddress } from "../server/master.ts";
+import type { FrontEnd, FrontEndFactory, HostContext } from "../server/front_end.ts";
 
 /**
  * The names Python workers register and the queues they stand for, by
@@ -42,28 +50,14 @@ export const DEFAULT_PYTHON_QUEUES: Readonly<Record<string, string>> = {
 /** Longest registered name accepted in a mapping. */
 const MAX_REGISTERED_NAME_LENGTH = 200;
 
-/** Options of {@link servePython}. */
+/** Options of {@link pythonFrontEnd}. */
 export interface PythonServeOptions {
-  /** The engine whose queues are served (the master's). */
-  engine: Engine;
-  /** Called after every engine operation (the master re-arms its timer). */
-  afterChange: () => void;
   /** `HOST:PORT` or an address to listen on; port 0 picks a free port. */
   listen: string | Address;
-  /** The shared key (text is taken as UTF-8); may be omitted only on loopback. */
-  authkey?: Uint8Array | string;
   /** Registered names and their queues; merged over {@link DEFAULT_PYTHON_QUEUES}. */
   queues?: Readonly<Record<string, string>>;
   /** The challenge this side sends (Python accepts both); modern by default. */
   challenge?: ChallengeStyle;
-  /** Largest message accepted after the handshake. */
-  maxFrameBytes?: number;
-  /** Time allowed to complete the handshake. */
-  handshakeTimeoutMs?: number;
-  /** Connections allowed mid-handshake at once. */
-  maxPendingHandshakes?: number;
-  /** Where events are logged; nowhere by default. */
-  logger?: Logger;
 }
 
 /**
@@ -88,41 +82,46 @@ export function pythonQueueMap(queues: Readonly<Record<string, string>> = {}): M
 }
 
 /** A running Python front-end. */
-export class PythonFrontEnd {
+export class PythonFrontEnd implements FrontEnd {
+  /** It serves Python's managers protocol. */
+  readonly name = "python";
   /** The address it listens on (with the real port when 0 was asked). */
-  readonly address: Address;
+  readonly address: string;
+  /** The line printed once it is ready. */
+  readonly banner: string;
   /** Registered names and their queues. */
   readonly queues: ReadonlyMap<string, string>;
   readonly #ctx: PythonSessionContext;
-  readonly #log: Logger;
   readonly #acceptor: Acceptor<PythonSession>;
   #closing: Promise<void> | undefined;
 
-  /** Starts serving on an open listener; use {@link servePython}. */
-  constructor(listener: Deno.TcpListener, key: Uint8Array, options: PythonServeOptions) {
+  /** Starts serving on an open listener; use {@link pythonFrontEnd}. */
+  constructor(listener: Deno.TcpListener, host: HostContext, options: PythonServeOptions) {
     const addr = listener.addr;
-    this.address = { hostname: addr.hostname, port: addr.port };
-    this.#log = options.logger ?? silentLogger;
+    this.address = formatAddress({ hostname: addr.hostname, port: addr.port });
+    this.banner = `taskq master serving Python on ${this.address}`;
     this.queues = pythonQueueMap(options.queues);
     this.#ctx = {
-      engine: options.engine,
-      key,
-      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      broker: host.broker,
+      key: host.key,
+      maxFrameBytes: host.maxFrameBytes,
+      handshakeTimeoutMs: host.handshakeTimeoutMs,
       challenge: options.challenge ?? DEFAULT_CHALLENGE_STYLE,
       queues: this.queues,
-      log: this.#log,
-      afterChange: options.afterChange,
+      log: host.logger,
       onAuthenticated: (session) => this.#acceptor.authenticated(session),
     };
     this.#acceptor = new Acceptor({
       listener,
-      log: this.#log,
-      maxPending: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
+      log: host.logger,
+      maxPending: host.maxPendingHandshakes,
       kind: "Python connections",
       // A worker machine that vanishes without a FIN is noticed eventually.
       keepAlive: true,
-      open: (conn) => new PythonSession(new PythonConnection(conn), this.#ctx),
+      open: (conn) => {
+        host.broker.telemetry.connectionsAccepted++;
+        return new PythonSession(new PythonConnection(conn), this.#ctx);
+      },
       drop: (session) => session.close(),
     });
   }
@@ -146,25 +145,36 @@ export class PythonFrontEnd {
 }
 
 /**
- * Starts a Python front-end over `options.engine`.
- * @throws {ConfigError} when asked to listen beyond loopback without a key,
- *   when the mapping is invalid, or when the address is in use or unusable.
+ * The Python front-end, to give to the master host (`serve({ frontEnds })`):
+ * serves the master's queues to unmodified `BaseManager` programs.
  */
-// deno-lint-ignore require-await
-export async function servePython(options: PythonServeOptions): Promise<PythonFrontEnd> {
-  const address = checkListenAddress(options.listen, options.authkey);
-  pythonQueueMap(options.queues);
-  let listener: Deno.TcpListener;
-  try {
-    listener = Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
-  } catch (cause) {
-    throw new ConfigError(
-      `cannot listen for Python on ${formatAddress(address)}: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-  const key = typeof options.authkey === "string"
-    ? new TextEncoder().encode(options.authkey)
-    : options.authkey ?? new Uint8Array(0);
-  return new PythonFrontEnd(listener, key, options);
+export function pythonFrontEnd(options: PythonServeOptions): FrontEndFactory {
+  return {
+    name: "python",
+    check(authkey) {
+      checkListenAddress(options.listen, authkey);
+      pythonQueueMap(options.queues);
+    },
+    // deno-lint-ignore require-await
+    async start(host) {
+      const address = checkListenAddress(
+        options.listen,
+        host.key.length > 0 ? host.key : undefined,
+      );
+      let listener: Deno.TcpListener;
+      try {
+        listener = Deno.listen({
+          hostname: address.hostname,
+          port: address.port,
+          transport: "tcp",
+        });
+      } catch (cause) {
+        throw new ConfigError(
+          `cannot listen for Python on ${formatAddress(address)}: ${(cause as Error).message}`,
+          { cause },
+        );
+      }
+      return new PythonFrontEnd(listener, host, options);
+    },
+  };
 }

@@ -1,8 +1,8 @@
 /**
  * The master's front-end for Python's `multiprocessing.managers` protocol:
  * one session per connection from an unmodified Python worker or producer,
- * turning its manager and queue calls into engine operations on the same
- * queues the native protocol serves.
+ * turning its manager and queue calls into broker calls on the same queues
+ * the native protocol serves.
  *
  * A session first runs Python's handshake (either challenge style) within a
  * deadline. After it, each request is a pickle read by the strict reader;
@@ -22,7 +22,8 @@
  * @module
  */
 
-import type { Consumer, Engine, Item } from "../engine/engine.ts";
+import type { Broker, BrokerSession, Delivery } from "../broker/broker.ts";
+import { QueueFullError } from "../broker/errors.ts";
 import type { PythonConnection } from "./wire/connection.ts";
 import { acceptChallenge, type ChallengeStyle, deliverChallenge } from "./wire/handshake.ts";
 import { unpickle } from "./wire/pickle_reader.ts";
@@ -37,14 +38,10 @@ import {
 import { PyFloat, pyTruthy, PyTuple, pyTypeName, type PyValue } from "./wire/values.ts";
 import { fromNatural, toNatural } from "./wire/natural.ts";
 import { checkItem } from "../model/codec.ts";
+import type { QueueStats } from "../model/types.ts";
 import { MAX_DURATION_MS } from "../wire/messages.ts";
-import {
-  AuthenticationError,
-  ConnectionLostError,
-  PickleError,
-  PythonCallError,
-  TaskqError,
-} from "../errors.ts";
+import { AuthenticationError, ConnectionLostError, TaskqError } from "../errors.ts";
+import { PickleError, PythonCallError } from "./errors.ts";
 import type { Logger } from "../log.ts";
 
 /** The methods a queue exposes to Python, as `queue.Queue` does. */
@@ -63,9 +60,6 @@ export const QUEUE_METHODS: readonly string[] = [
 /** Leases held by a Python connection are renewed this many times per lease length. */
 const RENEWALS_PER_LEASE = 3;
 
-/** How often a `join()` checks whether its queue has emptied. */
-export const JOIN_POLL_MS = 50;
-
 /** The exception `queue.get` raises on an empty queue, pickled as Python does. */
 const EMPTY = "_queue.Empty";
 
@@ -74,8 +68,8 @@ const FULL = "queue.Full";
 
 /** What a session needs from the front-end that runs it. */
 export interface PythonSessionContext {
-  /** The queue engine. */
-  readonly engine: Engine;
+  /** The broker whose queues are served. */
+  readonly broker: Broker;
   /** The shared key. */
   readonly key: Uint8Array;
   /** Largest message accepted after the handshake. */
@@ -88,13 +82,11 @@ export interface PythonSessionContext {
   readonly queues: ReadonlyMap<string, string>;
   /** Where events are logged. */
   readonly log: Logger;
-  /** Called after every engine operation, so the master can re-arm its timer. */
-  afterChange(): void;
   /** Called once the peer has authenticated. */
   onAuthenticated(session: PythonSession): void;
 }
 
-/** The Python form of an item whose native form loses detail (see {@link Item.original}). */
+/** The Python form of an item whose native form loses detail (see {@link Delivery.original}). */
 export class PythonOriginal {
   /** The value exactly as the Python peer sent it. */
   readonly value: PyValue;
@@ -105,7 +97,7 @@ export class PythonOriginal {
 }
 
 /** The value a Python peer gets for an item: its Python original, or its native value mapped. */
-export function pythonValueOf(item: Item): PyValue {
+export function pythonValueOf(item: Delivery): PyValue {
   return item.original instanceof PythonOriginal ? item.original.value : fromNatural(item.value);
 }
 
@@ -145,9 +137,11 @@ export class PythonSession {
   readonly #ctx: PythonSessionContext;
   #authenticated = false;
   #name = "";
-  #consumer: Consumer | undefined;
+  #session: BrokerSession | undefined;
   #held: number[] = [];
   #renewal: ReturnType<typeof setInterval> | undefined;
+  /** Aborts when the connection ends, to end a `join()` it waits in. */
+  readonly #ended = new AbortController();
 
   /** Creates a session on an accepted connection. */
   constructor(conn: PythonConnection, ctx: PythonSessionContext) {
@@ -190,7 +184,7 @@ export class PythonSession {
         log.error("Python session failed", { peer: this.conn.peer, error: String(error) });
       }
     } finally {
-      this.#release();
+      await this.#release();
       this.conn.close();
     }
   }
@@ -252,7 +246,7 @@ export class PythonSession {
       return encodeReply("#TRACEBACK", traceback(error.message));
     }
     // The connection's next call: what it took before is done.
-    this.#settleHeld();
+    await this.#settleHeld();
     let result: PyValue | typeof CLOSED;
     try {
       result = await Promise.race([
@@ -260,8 +254,6 @@ export class PythonSession {
         this.conn.ended.then((): typeof CLOSED => CLOSED),
       ]);
       if (result === CLOSED) return CLOSED;
-      const store = this.#ctx.engine.store;
-      if (store.dirty) await store.commit();
     } catch (error) {
       if (error instanceof PythonCallError) return errorReply(error);
       if (error instanceof TaskqError) return encodeReply("#TRACEBACK", traceback(error.message));
@@ -279,7 +271,6 @@ export class PythonSession {
     if (request.ident === null) return this.#control(request);
     const queue = this.#queueOf(request.ident);
     const { method, args, kwargs } = request;
-    const engine = this.#ctx.engine;
     switch (method) {
       case "get": {
         const bound = bindArgs(method, GET_PARAMS, args, kwargs);
@@ -301,21 +292,23 @@ export class PythonSession {
       }
       case "qsize":
         bindArgs(method, [], args, kwargs);
-        return engine.stats(queue)[0].ready;
+        return this.#stats(queue).then((stats) => stats.ready);
       case "empty":
         bindArgs(method, [], args, kwargs);
-        return engine.stats(queue)[0].ready === 0;
+        return this.#stats(queue).then((stats) => stats.ready === 0);
       case "full": {
         bindArgs(method, [], args, kwargs);
-        const { ready, leased, delayed } = engine.stats(queue)[0];
-        return engine.maxQueueLength > 0 && ready + leased + delayed >= engine.maxQueueLength;
+        const limit = this.#ctx.broker.settings.maxQueueLength;
+        return this.#stats(queue).then(({ ready, leased, delayed }) =>
+          limit > 0 && ready + leased + delayed >= limit
+        );
       }
       case "task_done":
         bindArgs(method, [], args, kwargs);
         return null;
       case "join":
         bindArgs(method, [], args, kwargs);
-        return this.#join(queue);
+        return this.#ctx.broker.waitEmpty(queue, this.#ended.signal).then(() => null);
       case "__str__":
       case "__repr__":
         return `<taskq queue '${queue}'>`;
@@ -383,23 +376,23 @@ export class PythonSession {
     throw new TaskqError(`no object with id ${String(ident)} on this master`);
   }
 
-  #ensureConsumer(): Consumer {
-    this.#consumer ??= this.#ctx.engine.connect(
-      `python ${this.conn.peer}${this.#name ? ` ${this.#name}` : ""}`,
-    );
-    return this.#consumer;
+  async #stats(queue: string): Promise<QueueStats> {
+    return (await this.#ctx.broker.stats(queue)).queues[0];
+  }
+
+  async #ensureSession(): Promise<BrokerSession> {
+    this.#session ??= await this.#ctx.broker.open({
+      name: `python ${this.conn.peer}${this.#name ? ` ${this.#name}` : ""}`,
+      address: this.conn.peer,
+    });
+    return this.#session;
   }
 
   async #get(queue: string, block: boolean, waitMs: number | undefined): Promise<PyValue> {
-    const engine = this.#ctx.engine;
-    const consumer = this.#ensureConsumer();
+    const session = await this.#ensureSession();
     for (;;) {
       const wait = block ? waitMs ?? MAX_DURATION_MS : 0;
-      const got = new Promise<readonly Item[]>((resolve) => {
-        engine.get(consumer, queue, 1, wait, engine.defaultLeaseMs, resolve);
-      });
-      this.#ctx.afterChange();
-      const items = await got;
+      const items = await session.get(queue, { max: 1, timeoutMs: wait });
       if (items.length > 0) {
         this.#hold(items[0]);
         return pythonValueOf(items[0]);
@@ -418,110 +411,52 @@ export class PythonSession {
   ): Promise<PyValue> {
     const natural = toNatural(item);
     checkItem(natural.value);
-    const engine = this.#ctx.engine;
-    const put = () => {
-      engine.put(
-        queue,
-        [natural.value],
-        0,
-        0,
-        natural.exact ? undefined : [new PythonOriginal(item)],
-      );
-      this.#ctx.afterChange();
-    };
-    if (!await this.#putWhenRoom(queue, block, waitMs, put)) {
-      throw new PythonCallError(FULL, "");
+    const session = await this.#ensureSession();
+    try {
+      await session.put(queue, [natural.value], {
+        originals: natural.exact ? undefined : [new PythonOriginal(item)],
+        roomTimeoutMs: block ? waitMs : 0,
+      });
+    } catch (error) {
+      if (error instanceof QueueFullError) throw new PythonCallError(FULL, "");
+      throw error;
     }
     return null;
   }
 
-  /**
-   * Runs `put` once `queue` has room (waiting for it as the call allows);
-   * resolves whether it ran. The engine calls back one waiter at a time and the
-   * put happens inside that call, so a full queue never overshoots its limit.
-   */
-  async #putWhenRoom(
-    queue: string,
-    block: boolean,
-    waitMs: number | undefined,
-    put: () => void,
-  ): Promise<boolean> {
-    const room = Promise.withResolvers<boolean>();
-    let settled = false;
-    const onRoom = () => {
-      if (settled || this.conn.closed) return;
-      settled = true;
-      put();
-      room.resolve(true);
-    };
-    if (!this.#ctx.engine.isFull(queue, onRoom)) {
-      if (!this.conn.closed) put();
-      return true;
-    }
-    if (!block) {
-      settled = true;
-      return false;
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    if (waitMs !== undefined) {
-      timer = setTimeout(() => {
-        settled = true;
-        room.resolve(false);
-      }, waitMs);
-    }
-    try {
-      return await room.promise;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  async #join(queue: string): Promise<PyValue> {
-    const engine = this.#ctx.engine;
-    for (;;) {
-      const { ready, leased, delayed } = engine.stats(queue)[0];
-      if (ready + leased + delayed === 0 || this.conn.closed) return null;
-      await new Promise((resolve) => setTimeout(resolve, JOIN_POLL_MS));
-    }
-  }
-
   /** Keeps an item this connection took leased until its next call. */
-  #hold(item: Item): void {
+  #hold(item: Delivery): void {
     this.#held.push(item.id);
     if (this.#renewal !== undefined) return;
-    const engine = this.#ctx.engine;
-    const leaseMs = engine.defaultLeaseMs;
+    const leaseMs = this.#ctx.broker.settings.defaultLeaseMs;
     this.#renewal = setInterval(() => {
-      if (this.#consumer === undefined || this.#held.length === 0) return;
-      engine.extend(this.#consumer, this.#held, leaseMs);
-      this.#ctx.afterChange();
+      if (this.#session === undefined || this.#held.length === 0) return;
+      void this.#session.extend(this.#held, leaseMs);
     }, Math.max(1, Math.floor(leaseMs / RENEWALS_PER_LEASE)));
   }
 
   /** Acks what this connection took: it has made its next call. */
-  #settleHeld(): void {
+  async #settleHeld(): Promise<void> {
     clearInterval(this.#renewal);
     this.#renewal = undefined;
-    if (this.#held.length === 0 || this.#consumer === undefined) return;
+    if (this.#held.length === 0 || this.#session === undefined) return;
     const held = this.#held;
     this.#held = [];
-    const lost = this.#ctx.engine.ack(this.#consumer, held);
+    const lost = await this.#session.ack(held);
     if (lost.length > 0) {
       this.#ctx.log.warn("a Python connection's lease ended before its next call", {
         peer: this.conn.peer,
         ids: lost,
       });
     }
-    this.#ctx.afterChange();
   }
 
   /** The connection is gone: unsettled items go back to their queues. */
-  #release(): void {
+  async #release(): Promise<void> {
     clearInterval(this.#renewal);
     this.#renewal = undefined;
-    if (this.#consumer !== undefined) {
-      this.#ctx.engine.disconnect(this.#consumer);
-      this.#ctx.afterChange();
+    this.#ended.abort();
+    if (this.#session !== undefined) {
       if (this.#held.length > 0) {
         this.#ctx.log.info("Python connection closed holding items; they are served again", {
           peer: this.conn.peer,
@@ -529,6 +464,7 @@ export class PythonSession {
         });
       }
       this.#held = [];
+      await this.#session.close();
     }
   }
 }

@@ -26,9 +26,10 @@ import {
   DEFAULT_BACKOFF_BASE_MS,
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_MAX_ATTEMPTS,
-} from "../engine/engine.ts";
+} from "../model/types.ts";
 import { DEFAULT_GRACE_MS } from "../worker/worker.ts";
-import { ConnectionLostError, PickleError } from "../errors.ts";
+import { ConnectionLostError } from "../errors.ts";
+import { PickleError } from "./errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 
 /** Seconds each `get` waits at the master for an item. */

@@ -1,24 +1,38 @@
 /**
- * The master: listens on TCP, runs one protocol session per connection over a
- * shared queue engine, and drives the engine's timers.
+ * The master host: opens the broker, serves taskq's native protocol on TCP,
+ * starts the other front-ends it is given (Python's managers protocol, the
+ * HTTP side) over the same broker, and owns the order of startup and
+ * shutdown.
  *
  * Connections that have not finished the handshake are capped; when the cap is
  * reached the oldest of them is dropped to make room, so a flood of idle
  * connections cannot lock real clients out (the shared {@link Acceptor}).
  *
+ * @example
+ * ```ts
+ * import { serve } from "./master.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "secret", store: "memory" });
+ * console.log(master.address.port > 0); // true
+ * await master.close();
+ * ```
+ *
  * @module
  */
 
-import { Engine, type RetryPolicy } from "../engine/engine.ts";
-import type { Store } from "../store/store.ts";
+import type { Broker } from "../broker/broker.ts";
+import { openLocalBroker, type StoreChoice } from "../broker/local.ts";
+import type { Telemetry } from "../broker/telemetry.ts";
+import type { RetryPolicy } from "../model/types.ts";
 import { FramedConnection } from "../wire/connection.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { NativeSession, type SessionContext } from "./native_session.ts";
+import type { FrontEnd, FrontEndFactory, HostContext } from "./front_end.ts";
 import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { Telemetry } from "../broker/telemetry.ts";
 import { Acceptor } from "./acceptor.ts";
+
+export type { StoreChoice };
 
 /** Time a new connection has to complete the handshake: 5 s. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -29,17 +43,21 @@ export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
 /** Largest frame accepted before authentication: the longest `hello` (a 200-character name) is under 700 bytes. */
 export const HANDSHAKE_MAX_FRAME_BYTES = 1024;
 
-/** Longest single wait `setTimeout` supports. */
-const MAX_TIMER_MS = 2_147_483_647;
-
 /** Options of {@link serve}. */
 export interface MasterOptions {
   /** `HOST:PORT` or an address to listen on; port 0 picks a free port. */
   listen: string | Address;
   /** The shared key (text is taken as UTF-8); may be omitted only when listening on loopback. */
   authkey?: Uint8Array | string;
-  /** Where items are kept; in memory by default. */
-  store?: Store;
+  /**
+   * Where items are kept: `"memory"` (the default), `{ sqlite: DIR }`, or a
+   * store object. Ignored when {@link MasterOptions.broker} is given.
+   */
+  store?: StoreChoice;
+  /** A broker opened elsewhere to serve, instead of a local one over {@link MasterOptions.store}. */
+  broker?: Broker;
+  /** Further front-ends to start over the same broker (Python's protocol, HTTP). */
+  frontEnds?: readonly FrontEndFactory[];
   /** Lease length for gets that name none. */
   defaultLeaseMs?: number;
   /** How failed items are retried and when they are dead-lettered. */
@@ -58,36 +76,33 @@ export interface MasterOptions {
 
 /** A running master. */
 export class Master {
-  /** The queue engine it serves. */
-  readonly engine: Engine;
+  /** The broker it serves. */
+  readonly broker: Broker;
   /** The address it listens on (with the real port when 0 was asked). */
   readonly address: Address;
-  /** What it counts about itself (error replies, connections, commit latency). */
-  readonly telemetry: Telemetry = new Telemetry();
+  /** The other front-ends it started, in order. */
+  readonly frontEnds: readonly FrontEnd[];
   readonly #ctx: SessionContext;
   readonly #log: Logger;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #armedAt = Infinity;
   #closing: Promise<void> | undefined;
   readonly #acceptor: Acceptor<NativeSession>;
+  readonly #started: FrontEnd[] = [];
 
   /** Starts serving on an open listener; use {@link serve}. */
-  constructor(listener: Deno.TcpListener, engine: Engine, key: Uint8Array, options: MasterOptions) {
-    this.engine = engine;
+  constructor(listener: Deno.TcpListener, broker: Broker, key: Uint8Array, options: MasterOptions) {
+    this.broker = broker;
+    this.frontEnds = this.#started;
     const addr = listener.addr;
     this.address = { hostname: addr.hostname, port: addr.port };
     this.#log = options.logger ?? silentLogger;
     this.#ctx = {
-      engine,
+      broker,
       key,
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       log: this.#log,
-      afterChange: () => this.#arm(),
       onAuthenticated: (session) => this.#acceptor.authenticated(session),
-      telemetry: this.telemetry,
     };
-    engine.store.onCommit = (ms) => this.telemetry.observeCommit(ms);
     this.#acceptor = new Acceptor({
       listener,
       log: this.#log,
@@ -100,57 +115,68 @@ export class Master {
     });
   }
 
-  /** Number of open connections (authenticated or not). */
+  /** What the master counts about itself (the broker's telemetry). */
+  get telemetry(): Telemetry {
+    return this.broker.telemetry;
+  }
+
+  /** Number of open native connections (authenticated or not). */
   get connectionCount(): number {
     return this.#acceptor.sessions.size;
   }
 
-  /** Number of connections still in the handshake. */
+  /** Number of native connections still in the handshake. */
   get pendingCount(): number {
     return this.#acceptor.pendingCount;
   }
 
   /** The session of a newly accepted connection. */
   #open(conn: Deno.TcpConn): NativeSession {
-    this.telemetry.connectionsAccepted++;
+    this.broker.telemetry.connectionsAccepted++;
     // Until the peer proves the key, only handshake-sized frames are accepted.
     const framed = new FramedConnection(conn, { maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES });
     return new NativeSession(framed, this.#ctx);
   }
 
-  /** Re-arms the engine's timer after changes made outside a session (e.g. over HTTP). */
-  rearm(): void {
-    this.#arm();
+  /** Starts the further front-ends, in order; on a failure closes what started. */
+  async startFrontEnds(
+    factories: readonly FrontEndFactory[],
+    options: MasterOptions,
+  ): Promise<void> {
+    const host: HostContext = {
+      broker: this.broker,
+      key: this.#ctx.key,
+      maxFrameBytes: this.#ctx.maxFrameBytes,
+      handshakeTimeoutMs: this.#ctx.handshakeTimeoutMs,
+      maxPendingHandshakes: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
+      logger: this.#log,
+    };
+    for (const factory of factories) this.#started.push(await factory.start(host));
   }
 
-  /** Arms the single timer for the engine's next deadline, if that is sooner. */
-  #arm(): void {
-    const next = this.engine.nextDeadline();
-    if (next === undefined || next >= this.#armedAt || this.#closing) return;
-    clearTimeout(this.#timer);
-    this.#armedAt = next;
-    const wait = Math.min(Math.max(0, next - Date.now()), MAX_TIMER_MS);
-    this.#timer = setTimeout(() => {
-      this.#armedAt = Infinity;
-      this.engine.tick();
-      this.#arm();
-    }, wait);
-  }
-
-  /** Stops accepting, closes every connection and the store. Safe to call twice. */
+  /**
+   * Stops in order: the other front-ends (newest first), then the native
+   * listener (answering what is in flight and telling every client to
+   * reconnect later), then the broker, which commits and closes the store.
+   * Safe to call twice.
+   */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      clearTimeout(this.#timer);
+      for (const frontEnd of [...this.#started].reverse()) {
+        await frontEnd.close().catch((error) =>
+          this.#log.error("front-end did not close cleanly", {
+            frontEnd: frontEnd.name,
+            error: String(error),
+          })
+        );
+      }
       await this.#acceptor.close();
-      // Answer what is in flight: commit, so replies waiting on durability go
-      // out, then tell every client (it will reconnect) and close.
-      await this.engine.store.commit().catch(() => {});
       await Promise.all(
         [...this.#acceptor.sessions.keys()].map((session) =>
           session.refuse("shutting_down", "the master is shutting down; reconnect later")
         ),
       );
-      await this.engine.store.close();
+      await this.broker.close();
     })();
     return this.#closing;
   }
@@ -176,31 +202,42 @@ export function checkListenAddress(
 }
 
 /**
- * Starts a master.
+ * Starts a master: checks every address, opens the broker (loading what a
+ * durable store kept), listens for the native protocol, then starts the
+ * further front-ends.
  * @throws {ConfigError} when asked to listen beyond loopback without a key, or
- *   when the address is in use or unusable.
+ *   when an address is in use or unusable.
+ * @throws {StoreError} when the store cannot be used.
  */
 export async function serve(options: MasterOptions): Promise<Master> {
   const address = checkListenAddress(options.listen, options.authkey);
-  const engine = new Engine({
+  const key = typeof options.authkey === "string"
+    ? new TextEncoder().encode(options.authkey)
+    : options.authkey ?? new Uint8Array(0);
+  const factories = options.frontEnds ?? [];
+  for (const factory of factories) factory.check(options.authkey === undefined ? undefined : key);
+  const broker = options.broker ?? await openLocalBroker({
     store: options.store,
     defaultLeaseMs: options.defaultLeaseMs,
     retry: options.retry,
     maxQueueLength: options.maxQueueLength,
   });
-  engine.restore(await engine.store.load());
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
   } catch (cause) {
-    await engine.store.close();
+    await broker.close();
     throw new ConfigError(
       `cannot listen on ${formatAddress(address)}: ${(cause as Error).message}`,
       { cause },
     );
   }
-  const key = typeof options.authkey === "string"
-    ? new TextEncoder().encode(options.authkey)
-    : options.authkey ?? new Uint8Array(0);
-  return new Master(listener, engine, key, options);
+  const master = new Master(listener, broker, key, options);
+  try {
+    await master.startFrontEnds(factories, options);
+  } catch (error) {
+    await master.close();
+    throw error;
+  }
+  return master;
 }

@@ -1,17 +1,25 @@
 /**
  * The master's front-end for taskq's own msgpack protocol: one session per
- * connection, turning validated messages into engine operations and engine
- * results into replies.
+ * connection, turning validated messages into broker calls and what they
+ * resolve with into replies.
  *
  * A session first runs the handshake (hello → challenge → auth → welcome)
  * within a deadline; only then does it accept requests. Any malformed input
  * gets an `error` reply (with the request id when one could be read) and
  * closes this connection only.
  *
+ * Requests are handed to the broker in the order they arrive (so a get sent
+ * right after a put sees the item); replies go out as the broker's calls
+ * resolve, matched by request id. A connection may have at most
+ * {@link MAX_PENDING_REQUESTS} requests outstanding (waiting gets, puts held
+ * by a full queue, replies waiting for a commit): past that it is not read
+ * until some complete, so no peer can make the master hold work without limit.
+ *
  * @module
  */
 
-import type { Consumer, Engine, Item } from "../engine/engine.ts";
+import type { Broker, BrokerSession, Delivery } from "../broker/broker.ts";
+import { NotSavedError, SessionClosedError } from "../broker/errors.ts";
 import type { FramedConnection } from "../wire/connection.ts";
 import {
   type ClientMessage,
@@ -28,14 +36,17 @@ import {
   PROTOCOL_VERSION,
   serverProof,
 } from "../wire/auth.ts";
-import { type ErrorCode, ProtocolError } from "../errors.ts";
+import { type ErrorCode, ProtocolError, TaskqError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Telemetry } from "../broker/telemetry.ts";
 
+/** Requests one connection may have outstanding before it stops being read. */
+export const MAX_PENDING_REQUESTS = 4096;
+
 /** What a session needs from the master that runs it. */
 export interface SessionContext {
-  /** The queue engine. */
-  readonly engine: Engine;
+  /** The broker whose queues it serves. */
+  readonly broker: Broker;
   /** The shared key. */
   readonly key: Uint8Array;
   /** Largest frame payload accepted, announced in `welcome`. */
@@ -44,12 +55,8 @@ export interface SessionContext {
   readonly handshakeTimeoutMs: number;
   /** Where events are logged. */
   readonly log: Logger;
-  /** Called after every handled message, so the master can re-arm its timer. */
-  afterChange(): void;
   /** Called once the peer has authenticated. */
   onAuthenticated(session: NativeSession): void;
-  /** Where error replies are counted, if anywhere. */
-  readonly telemetry?: Telemetry;
 }
 
 type Phase = "hello" | "auth" | "ready" | "closed";
@@ -60,7 +67,7 @@ function ridOf(raw: unknown): number | undefined {
   return typeof rid === "number" && Number.isSafeInteger(rid) && rid >= 0 ? rid : undefined;
 }
 
-function toJobs(items: readonly Item[]): JobRecord[] {
+function toJobs(items: readonly Delivery[]): JobRecord[] {
   const jobs = new Array<JobRecord>(items.length);
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
@@ -78,8 +85,10 @@ export class NativeSession {
   #clientNonce: Uint8Array | undefined;
   #serverNonce: Uint8Array | undefined;
   #name = "";
-  #consumer: Consumer | undefined;
+  #session: BrokerSession | undefined;
   #deadline: ReturnType<typeof setTimeout> | undefined;
+  #pending = 0;
+  #room: PromiseWithResolvers<void> | undefined;
 
   /** Creates a session on an accepted connection. */
   constructor(conn: FramedConnection, ctx: SessionContext) {
@@ -112,9 +121,8 @@ export class NativeSession {
       await this.#fail(error, undefined);
     } finally {
       clearTimeout(this.#deadline);
-      if (this.#consumer !== undefined) {
-        this.#ctx.engine.disconnect(this.#consumer);
-        this.#ctx.afterChange();
+      if (this.#session !== undefined) {
+        await this.#session.close();
         this.#ctx.log.debug("client disconnected", { peer: this.conn.peer, name: this.#name });
       }
       this.#phase = "closed";
@@ -126,7 +134,7 @@ export class NativeSession {
   refuse(code: ErrorCode, message: string): Promise<void> {
     if (this.#phase === "closed") return Promise.resolve();
     this.#phase = "closed";
-    this.#ctx.telemetry?.countError(code);
+    this.#ctx.broker.telemetry.countError(code);
     return this.conn.sendAndClose({ op: "error", code, message } satisfies ErrorMessage);
   }
 
@@ -143,13 +151,13 @@ export class NativeSession {
     const reply: ErrorMessage = { op: "error", code, message };
     if (rid !== undefined) reply.rid = rid;
     this.#phase = "closed";
-    this.#ctx.telemetry?.countError(code);
+    this.#ctx.broker.telemetry.countError(code);
     return this.conn.sendAndClose(reply);
   }
 
   #onMessage(raw: unknown): void | Promise<void> {
     if (this.#phase === "closed") return;
-    if (this.#consumer !== undefined) this.#consumer.lastSeenAt = Date.now();
+    this.#session?.touch();
     let msg: ClientMessage;
     try {
       msg = parseClientMessage(raw);
@@ -167,11 +175,7 @@ export class NativeSession {
           if (msg.op === "hello" || msg.op === "auth") {
             throw new ProtocolError(`"${msg.op}" is only valid during the handshake`);
           }
-          {
-            const paused = this.#onRequest(msg);
-            this.#ctx.afterChange();
-            return paused;
-          }
+          return this.#onRequest(msg);
       }
     } catch (error) {
       void this.#fail(error, ridOf(raw));
@@ -199,7 +203,7 @@ export class NativeSession {
     this.conn.send({ op: "challenge", version: PROTOCOL_VERSION, nonce: this.#serverNonce });
   }
 
-  #onAuth(msg: ClientMessage): void {
+  #onAuth(msg: ClientMessage): void | Promise<void> {
     if (msg.op !== "auth") throw new ProtocolError(`expected "auth", got "${msg.op}"`);
     const cn = this.#clientNonce as Uint8Array;
     const sn = this.#serverNonce as Uint8Array;
@@ -211,107 +215,117 @@ export class NativeSession {
     clearTimeout(this.#deadline);
     this.#phase = "ready";
     this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
-    this.#consumer = this.#ctx.engine.connect(this.name, this.conn.peer);
+    return this.#welcome(cn, sn);
+  }
+
+  /** Opens the broker session and proves the key back. */
+  async #welcome(cn: Uint8Array, sn: Uint8Array): Promise<void> {
+    // Reading waits for the session to open, so no request can come before it.
+    const session = await this.#ctx.broker.open({ name: this.name, address: this.conn.peer });
+    this.#session = session;
+    if (this.#phase === "closed") {
+      // The connection ended while the session opened.
+      await session.close();
+      return;
+    }
     this.conn.send({
       op: "welcome",
       proof: serverProof(this.#ctx.key, cn, sn),
       maxFrameBytes: this.#ctx.maxFrameBytes,
-      leaseMs: this.#ctx.engine.defaultLeaseMs,
+      leaseMs: this.#ctx.broker.settings.defaultLeaseMs,
     });
     this.#ctx.log.debug("client authenticated", { peer: this.conn.peer, name: this.#name });
     this.#ctx.onAuthenticated(this);
   }
 
-  /** Sends a reply that promises durability once the store has committed what it reports. */
-  #sendDurable(reply: OkReply): void {
-    const store = this.#ctx.engine.store;
-    if (!store.dirty) {
-      this.conn.send(reply);
-      return;
-    }
-    store.commit().then(
-      () => this.conn.send(reply),
-      (error) => {
-        this.#ctx.log.error("store commit failed", { error: (error as Error).message });
-        if (this.#phase !== "closed") {
-          this.conn.send(
-            {
-              op: "error",
-              rid: reply.rid,
-              code: "internal",
-              message: `not saved: ${(error as Error).message}`,
-            } satisfies ErrorMessage,
-          );
-        }
-      },
-    );
-  }
-
+  /**
+   * Hands a request to the broker; its reply goes out when the call resolves.
+   * Resolves (so the connection is read again) only once fewer than
+   * {@link MAX_PENDING_REQUESTS} are outstanding.
+   */
   #onRequest(msg: Request): void | Promise<void> {
-    if (msg.op === "put") {
-      // A full queue: stop reading this connection until there is room
-      // (back-pressure). The put happens inside the engine's call, one waiter at a
-      // time, so the queue never overshoots its limit.
-      const paused = Promise.withResolvers<void>();
-      const onRoom = () => {
-        if (this.#phase !== "closed") this.#handle(msg);
-        this.#ctx.afterChange();
-        paused.resolve();
-      };
-      if (this.#ctx.engine.isFull(msg.queue, onRoom)) return paused.promise;
-    }
-    this.#handle(msg);
+    this.#pending++;
+    this.#call(msg).then(
+      (reply) => this.#reply(reply),
+      (error) => this.#replyError(msg.rid, error),
+    );
+    if (this.#pending < MAX_PENDING_REQUESTS) return;
+    this.#room ??= Promise.withResolvers<void>();
+    return this.#room.promise;
   }
 
-  #handle(msg: Request): void {
-    const engine = this.#ctx.engine;
-    const consumer = this.#consumer as Consumer;
-    const conn = this.conn;
+  #settled(): void {
+    this.#pending--;
+    if (this.#room !== undefined && this.#pending < MAX_PENDING_REQUESTS) {
+      this.#room.resolve();
+      this.#room = undefined;
+    }
+  }
+
+  #reply(reply: OkReply): void {
+    this.#settled();
+    if (this.#phase !== "closed") this.conn.send(reply);
+  }
+
+  #replyError(rid: number, error: unknown): void {
+    this.#settled();
+    if (this.#phase === "closed" || error instanceof SessionClosedError) return;
+    if (error instanceof NotSavedError) {
+      this.#ctx.log.error("store commit failed", { error: error.message });
+    } else {
+      this.#ctx.log.error("request failed", { peer: this.conn.peer, error: String(error) });
+    }
+    const message = error instanceof TaskqError ? error.message : "internal error";
+    this.#ctx.broker.telemetry.countError("internal");
+    this.conn.send({ op: "error", rid, code: "internal", message } satisfies ErrorMessage);
+  }
+
+  async #call(msg: Request): Promise<OkReply> {
+    const session = this.#session as BrokerSession;
     const rid = msg.rid;
     switch (msg.op) {
       case "put":
-        this.#sendDurable({
+        return {
           op: "ok",
           rid,
-          ids: engine.put(msg.queue, msg.items, msg.delay, msg.maxAttempts),
-        });
-        return;
+          ids: await session.put(msg.queue, msg.items, {
+            delayMs: msg.delay,
+            maxAttempts: msg.maxAttempts,
+          }),
+        };
       case "get":
-        engine.get(consumer, msg.queue, msg.max, msg.timeout, msg.lease, (items) => {
-          conn.send({ op: "ok", rid, jobs: toJobs(items) });
-        });
-        return;
-      case "ack":
-        this.#sendDurable({
+        return {
           op: "ok",
           rid,
-          failed: engine.ack(
-            consumer,
+          jobs: toJobs(
+            await session.get(msg.queue, {
+              max: msg.max,
+              timeoutMs: msg.timeout,
+              leaseMs: msg.lease,
+            }),
+          ),
+        };
+      case "ack":
+        return {
+          op: "ok",
+          rid,
+          failed: await session.ack(
             msg.ids,
             msg.results && { queue: msg.resultQueue as string, values: msg.results },
           ),
-        });
-        return;
+        };
       case "nack":
-        this.#sendDurable({ op: "ok", rid, failed: engine.nack(consumer, msg.ids, msg.delay) });
-        return;
+        return { op: "ok", rid, failed: await session.nack(msg.ids, msg.delay) };
       case "fail":
-        this.#sendDurable({ op: "ok", rid, failed: engine.fail(consumer, msg.ids, msg.error) });
-        return;
+        return { op: "ok", rid, failed: await session.fail(msg.ids, msg.error) };
       case "extend":
-        conn.send({ op: "ok", rid, failed: engine.extend(consumer, msg.ids, msg.lease) });
-        return;
-      case "stats":
-        conn.send({
-          op: "ok",
-          rid,
-          queues: engine.stats(msg.queue),
-          clients: engine.consumerCount,
-        });
-        return;
+        return { op: "ok", rid, failed: await session.extend(msg.ids, msg.lease) };
+      case "stats": {
+        const stats = await this.#ctx.broker.stats(msg.queue);
+        return { op: "ok", rid, queues: stats.queues, clients: stats.clients };
+      }
       case "ping":
-        conn.send({ op: "ok", rid });
-        return;
+        return { op: "ok", rid };
     }
   }
 }

@@ -11,7 +11,7 @@
 import { ERROR_CODES, type ErrorCode, ProtocolError } from "../errors.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
 import { checkItem } from "../model/codec.ts";
-import type { QueueSnapshot } from "../engine/engine.ts";
+import type { QueueStats } from "../model/types.ts";
 import {
   DEAD_LETTER_SUFFIX,
   isValidQueueName,
@@ -184,11 +184,8 @@ export interface JobRecord {
   value: unknown;
 }
 
-/**
- * Statistics of one queue, as the `stats` reply carries them: the engine's
- * snapshot, field for field (see docs/PROTOCOL.md §8.3).
- */
-export type QueueStats = QueueSnapshot;
+/** Statistics of one queue, as the `stats` reply carries them (see docs/PROTOCOL.md §8.3). */
+export type { QueueStats };
 
 /** Master → client: a request succeeded. Which fields are present depends on the request. */
 export interface OkReply {

@@ -12,7 +12,7 @@
  */
 
 import type { Job } from "../client/client.ts";
-import { TaskqError } from "../errors.ts";
+import { CommandFailedError } from "./errors.ts";
 
 /** Placeholder in a command's arguments that stands for the item's text. */
 export const ITEM_PLACEHOLDER = "{}";
@@ -22,9 +22,6 @@ export const KILL_GRACE_MS = 1_000;
 
 /** Most characters of a failed command's stderr kept in its error. */
 const STDERR_TAIL_CHARS = 2_000;
-
-/** The command failed: non-zero exit, signal, timeout, or it could not start. */
-export class CommandFailedError extends TaskqError {}
 
 /** What to run for each item. */
 export interface CommandSpec {

@@ -23,8 +23,10 @@
  * @module
  */
 
-import type { Client, Job } from "../client/client.ts";
+import { type Client, type Job, MAX_BATCH, MAX_DURATION_MS } from "../client/client.ts";
 import { ConnectionLostError, LeaseLostError } from "../errors.ts";
+import { checkQueueNameArgument } from "../model/queue_names.ts";
+import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Completion, Completions } from "./completions.ts";
 import { Deque } from "../util/deque.ts";
@@ -103,12 +105,43 @@ function isDisconnect(error: unknown): boolean {
   return error instanceof ConnectionLostError;
 }
 
-/** Runs the worker loop until stopped or idle; resolves with what it did. */
+/** Checks an optional duration option: whole milliseconds from 0 to {@link MAX_DURATION_MS}. */
+function checkDurationOption(name: string, ms: unknown): void {
+  if (ms !== undefined) checkIntegerArgument(name, ms, 0, MAX_DURATION_MS, " of milliseconds");
+}
+
+/**
+ * Checks the options a caller passed, before any item is taken.
+ * @throws {TypeError} for an option of the wrong type.
+ * @throws {RangeError} for an option out of range (or a bad queue name).
+ */
+function checkOptions(options: WorkerOptions<never>): void {
+  if (typeof options.handler !== "function") {
+    throw new TypeError(`handler must be a function, not ${describeValue(options.handler)}`);
+  }
+  checkQueueNameArgument(options.queue);
+  if (options.results !== undefined) checkQueueNameArgument(options.results);
+  const concurrency = options.concurrency ?? 1;
+  checkIntegerArgument("concurrency", concurrency, 1, MAX_BATCH);
+  if (options.prefetch !== undefined) {
+    checkIntegerArgument("prefetch", options.prefetch, 0, MAX_BATCH - concurrency);
+  }
+  checkDurationOption("leaseMs", options.leaseMs);
+  checkDurationOption("exitWhenIdleMs", options.exitWhenIdleMs);
+  checkDurationOption("graceMs", options.graceMs);
+  checkDurationOption("summaryIntervalMs", options.summaryIntervalMs);
+}
+
+/**
+ * Runs the worker loop until stopped or idle; resolves with what it did.
+ * @throws {TypeError | RangeError} (rejects at once) for a bad option.
+ */
 export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise<WorkerSummary> {
+  checkOptions(options as WorkerOptions<never>);
   const { client, handler } = options;
   const log = options.log ?? silentLogger;
-  const concurrency = Math.max(1, options.concurrency ?? 1);
-  const prefetch = Math.max(0, options.prefetch ?? concurrency);
+  const concurrency = options.concurrency ?? 1;
+  const prefetch = Math.min(options.prefetch ?? concurrency, MAX_BATCH - concurrency);
   const leaseMs = options.leaseMs ?? client.defaultLeaseMs;
   const source = client.queue(options.queue);
   const completions = new Completions(source, options.results);

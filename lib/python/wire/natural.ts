@@ -30,7 +30,7 @@
  * @module
  */
 
-import { PythonCallError } from "../../errors.ts";
+import { PythonCallError } from "../errors.ts";
 import { PyDict, PyFloat, PyGlobal, PySet, PyTuple, pyTypeName, type PyValue } from "./values.ts";
 
 /** A Python value in native form. */

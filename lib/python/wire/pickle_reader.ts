@@ -31,7 +31,7 @@ import {
   type PyValue,
 } from "./values.ts";
 import { decodeUtf8 } from "./utf8.ts";
-import { PickleError } from "../../errors.ts";
+import { PickleError } from "../errors.ts";
 import { MAX_VALUE_DEPTH } from "../../model/codec.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../../wire/frame.ts";
 import { OP } from "./opcodes.ts";

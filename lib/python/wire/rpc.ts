@@ -12,7 +12,7 @@
 
 import { PyDict, pyException, PyObject, PyTuple, pyTypeName, type PyValue } from "./values.ts";
 import { pickle } from "./pickle_writer.ts";
-import { PickleError, PythonCallError } from "../../errors.ts";
+import { PickleError, PythonCallError } from "../errors.ts";
 
 /** The kinds of reply. */
 export type ReplyKind = "#RETURN" | "#ERROR" | "#TRACEBACK" | "#PROXY" | "#UNSERIALIZABLE";

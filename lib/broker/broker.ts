@@ -1,0 +1,226 @@
+/**
+ * The broker: the application service every front-end calls.
+ *
+ * A front-end (the native protocol, Python's managers protocol, the HTTP
+ * side, the CLI's admin commands) turns what its peer sent into calls on a
+ * {@link Broker}, and what those calls resolve with into replies. It never
+ * touches the queue engine or a store: the broker owns durability (a call
+ * that changes something resolves only once the change is durable), the one
+ * deadline timer (lease expiry, delays, get timeouts) and telemetry.
+ *
+ * The interface is shaped for more than one implementation: every call is
+ * async, and a lease is held by a {@link BrokerSession} named by an id that
+ * any master sharing a database could check (not by object identity in one
+ * process), with the item's attempt number as its fencing token. An
+ * implementation proves itself by passing the shared conformance suite
+ * (`tests/broker_conformance.ts`) unchanged.
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * const broker = await openLocalBroker({ store: "memory" });
+ * const session = await broker.open({ name: "example", address: "" });
+ * await session.put("tasks", [1, 2, 3]);
+ * const [job] = await session.get("tasks", { max: 1, timeoutMs: 0 });
+ * await session.ack([job.id]);
+ * console.log((await broker.stats("tasks")).queues[0].acked); // 1
+ * await session.close();
+ * await broker.close();
+ * ```
+ *
+ * @module
+ */
+
+import type { QueueStats } from "../model/types.ts";
+import type { Telemetry } from "./telemetry.ts";
+
+/** Who opens a session: a connection, named by its peer. */
+export interface SessionInfo {
+  /** Name the client gave (e.g. host and pid), or a description of it. */
+  name: string;
+  /** The peer's network address (`HOST:PORT`), or empty when unknown. */
+  address: string;
+}
+
+/** One leased item, as a get delivers it. */
+export interface Delivery {
+  /** The item's id, unique within the broker and never reused. */
+  readonly id: number;
+  /**
+   * 1 on first delivery, +1 on each redelivery: the lease's fencing number
+   * (a lease is the pair of id and attempt, held by one session).
+   */
+  readonly attempts: number;
+  /** The item itself. */
+  readonly value: unknown;
+  /**
+   * The item as the front-end that put it holds it, when the plain value
+   * loses detail that front-end's protocol keeps (e.g. a Python tuple);
+   * opaque to the broker and kept in memory only.
+   */
+  readonly original?: unknown;
+}
+
+/** Options of {@link BrokerSession.put}. */
+export interface PutOptions {
+  /** Milliseconds before the items become ready (0: at once). */
+  delayMs?: number;
+  /** Deliveries allowed before dead-lettering (0: the queue's policy). */
+  maxAttempts?: number;
+  /** Front-end forms of the values, by index (see {@link Delivery.original}). */
+  originals?: readonly unknown[];
+  /**
+   * How long to wait for room in a full queue: `undefined` waits as long as
+   * the session lives; 0 does not wait. When the time passes the put adds
+   * nothing and rejects with {@link QueueFullError}.
+   */
+  roomTimeoutMs?: number;
+}
+
+/** Options of {@link BrokerSession.get}. */
+export interface GetOptions {
+  /** Most items to lease (at least 1). */
+  max: number;
+  /** How long to wait when none is ready (0: do not wait). */
+  timeoutMs: number;
+  /** Lease length; the broker's default when omitted. */
+  leaseMs?: number;
+}
+
+/** Results put together with an ack, in the same durable step. */
+export interface AckResults {
+  /** The queue the results go to. */
+  queue: string;
+  /** One result per acked id, by index; results of ids not held are dropped. */
+  values: readonly unknown[];
+}
+
+/**
+ * One connection's handle on the broker: the leases it holds and the gets it
+ * waits on are its own, and end with it.
+ */
+export interface BrokerSession {
+  /** Broker-wide unique id of this session (a lease's holder). */
+  readonly id: string;
+  /** Name the client gave. */
+  readonly name: string;
+  /** The peer's address, or empty. */
+  readonly address: string;
+  /** Records that the peer was heard from just now (its last-seen time). */
+  touch(): void;
+  /**
+   * Adds `values` to `queue` (created on first use); resolves with their ids
+   * once they are durable. Waits for room in a full queue as
+   * {@link PutOptions.roomTimeoutMs} allows.
+   * @throws {QueueFullError} when the queue stayed full.
+   * @throws {SessionClosedError} when the session closed while waiting.
+   */
+  put(queue: string, values: readonly unknown[], options?: PutOptions): Promise<number[]>;
+  /**
+   * Leases up to `max` items of `queue`, first come first served among
+   * waiting gets; resolves with none when the timeout passes or the session
+   * closes.
+   */
+  get(queue: string, options: GetOptions): Promise<readonly Delivery[]>;
+  /**
+   * Settles held items as done, with their results put in the same durable
+   * step; resolves with the ids this session held no lease on.
+   */
+  ack(ids: readonly number[], results?: AckResults): Promise<number[]>;
+  /** Returns held items to their queue, now or after `delayMs`; resolves with ids not held. */
+  nack(ids: readonly number[], delayMs?: number): Promise<number[]>;
+  /**
+   * Records that work on held items failed with `error`: each is retried
+   * after a backoff, or dead-lettered after its last attempt. Resolves with
+   * ids not held.
+   */
+  fail(ids: readonly number[], error: string): Promise<number[]>;
+  /** Renews held leases to run `leaseMs` from now; resolves with ids not held. */
+  extend(ids: readonly number[], leaseMs: number): Promise<number[]>;
+  /**
+   * Ends the session: its waiting gets resolve with none, its waiting puts
+   * reject, and every item it held goes back to the front of its queue.
+   * Safe to call twice.
+   */
+  close(): Promise<void>;
+}
+
+/** A connected session as the admin side sees it. */
+export interface SessionView {
+  /** Its id. */
+  id: string;
+  /** Name the client gave. */
+  name: string;
+  /** Its address, or empty. */
+  address: string;
+  /** When it opened (ms since the epoch). */
+  connectedAt: number;
+  /** When it was last heard from (ms since the epoch). */
+  lastSeenAt: number;
+  /** Items it holds leases on. */
+  leased: number;
+  /** Gets it is waiting on. */
+  waiting: number;
+}
+
+/** What {@link Broker.stats} reports. */
+export interface BrokerStats {
+  /** Per-queue statistics, by name; one queue's (zeros if never used) when one was named. */
+  queues: QueueStats[];
+  /** Open sessions. */
+  clients: number;
+  /** Names of the queues that are paused. */
+  paused: string[];
+}
+
+/** A ready item seen without taking it. */
+export interface PeekedItem {
+  /** Its id. */
+  id: number;
+  /** Deliveries so far. */
+  attempts: number;
+  /** The item itself. */
+  value: unknown;
+}
+
+/** The broker's fixed settings, as front-ends announce them. */
+export interface BrokerSettings {
+  /** Lease length for gets that name none, in ms. */
+  readonly defaultLeaseMs: number;
+  /** Items a queue may hold before puts to it wait (0: no limit). */
+  readonly maxQueueLength: number;
+}
+
+/** The application service under every front-end. */
+export interface Broker {
+  /** Its fixed settings. */
+  readonly settings: BrokerSettings;
+  /** What it counts about itself; front-ends report their error replies and connections here. */
+  readonly telemetry: Telemetry;
+  /** Opens a session for a connection. */
+  open(info: SessionInfo): Promise<BrokerSession>;
+  /** Statistics of one queue, or of every queue. */
+  stats(queue?: string): Promise<BrokerStats>;
+  /** The open sessions. */
+  sessions(): Promise<SessionView[]>;
+  /** Holds back a queue: its gets wait as if it were empty; everything else goes on. */
+  pause(queue: string): Promise<void>;
+  /** Lets a paused queue serve gets again, those waiting first. */
+  resume(queue: string): Promise<void>;
+  /** Up to `limit` of a queue's ready items, front first, without taking them. */
+  peek(queue: string, limit: number): Promise<PeekedItem[]>;
+  /** Removes ready items of `queue` by id for good; resolves with how many went. */
+  drop(queue: string, ids: readonly number[]): Promise<number>;
+  /**
+   * Moves dead letters (ready items of the dead-letter queue `deadQueue`) back
+   * to the queue they failed in as new items; resolves with the new ids.
+   */
+  requeueDead(deadQueue: string, ids: readonly number[]): Promise<number[]>;
+  /**
+   * Resolves once `queue` holds nothing (ready, delayed or leased), or when
+   * `signal` aborts; Python's `Queue.join()`.
+   */
+  waitEmpty(queue: string, signal?: AbortSignal): Promise<void>;
+  /** Makes what is pending durable and releases the store; sessions end. Safe to call twice. */
+  close(): Promise<void>;
+}

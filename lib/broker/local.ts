@@ -1,0 +1,428 @@
+/**
+ * The local broker: one process's queue engine over a memory or SQLite
+ * store, behind the {@link Broker} interface.
+ *
+ * It turns each call into engine operations, then does what every front-end
+ * used to do by hand: re-arms the one deadline timer, commits the store
+ * before a call that changed something resolves (everything changed in one
+ * turn of the event loop is committed together), and counts commits in its
+ * {@link Telemetry}.
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * const broker = await openLocalBroker({ store: "memory", maxQueueLength: 100 });
+ * const producer = await broker.open({ name: "producer", address: "" });
+ * const ids = await producer.put("tasks", ["a", "b"]);
+ * console.log(ids.length); // 2
+ * await broker.close();
+ * ```
+ *
+ * @module
+ */
+
+import { type Consumer, Engine, type Item } from "../engine/engine.ts";
+import type { Store } from "../store/store.ts";
+import { MemoryStore } from "../store/memory.ts";
+import { SqliteStore } from "../store/sqlite.ts";
+import type { RetryPolicy } from "../model/types.ts";
+import type {
+  AckResults,
+  Broker,
+  BrokerSession,
+  BrokerSettings,
+  BrokerStats,
+  Delivery,
+  GetOptions,
+  PeekedItem,
+  PutOptions,
+  SessionInfo,
+  SessionView,
+} from "./broker.ts";
+import { NotSavedError, QueueFullError, SessionClosedError } from "./errors.ts";
+import { Telemetry } from "./telemetry.ts";
+
+/** Longest single wait `setTimeout` supports, in ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Where a local broker keeps its items: `"memory"` (lost when the process
+ * ends), `{ sqlite: DIR }` (durable, in a data directory), or a {@link Store}.
+ */
+export type StoreChoice = "memory" | { sqlite: string } | Store;
+
+/** Options of {@link openLocalBroker}. */
+export interface LocalBrokerOptions {
+  /** Where items are kept; in memory by default. */
+  store?: StoreChoice;
+  /** Lease length for gets that name none, in ms. */
+  defaultLeaseMs?: number;
+  /** How failed items are retried and when they are dead-lettered. */
+  retry?: Partial<RetryPolicy>;
+  /** Items a queue may hold before puts to it wait (0, the default: no limit). */
+  maxQueueLength?: number;
+  /** Clock in ms since the epoch; `Date.now` by default (tests inject their own). */
+  clock?: () => number;
+}
+
+/** Opens the store a {@link StoreChoice} names. */
+function openStore(choice: StoreChoice | undefined): Store {
+  if (choice === undefined || choice === "memory") return new MemoryStore();
+  if ("sqlite" in choice && typeof choice.sqlite === "string") {
+    return new SqliteStore(choice.sqlite);
+  }
+  return choice as Store;
+}
+
+/**
+ * Opens a local broker: loads what the store kept from an earlier run.
+ * @throws {StoreError} when the store cannot be used (damaged, newer, locked).
+ */
+export async function openLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  const store = openStore(options.store);
+  const engine = new Engine({
+    store,
+    clock: options.clock,
+    defaultLeaseMs: options.defaultLeaseMs,
+    retry: options.retry,
+    maxQueueLength: options.maxQueueLength,
+  });
+  try {
+    engine.restore(await store.load());
+  } catch (error) {
+    await store.close().catch(() => {});
+    throw error;
+  }
+  return new LocalBroker(engine, options.clock ?? Date.now);
+}
+
+/** A waiter of {@link LocalBroker.waitEmpty}. */
+interface EmptyWaiter {
+  readonly queue: string;
+  readonly resolve: () => void;
+}
+
+/** The broker over one process's engine; see {@link openLocalBroker}. */
+export class LocalBroker implements Broker {
+  /** Its fixed settings. */
+  readonly settings: BrokerSettings;
+  /** What it counts about itself. */
+  readonly telemetry: Telemetry = new Telemetry();
+  readonly #engine: Engine;
+  readonly #store: Store;
+  readonly #clock: () => number;
+  readonly #sessions = new Map<string, LocalSession>();
+  readonly #emptyWaiters = new Set<EmptyWaiter>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedAt = Infinity;
+  #closing: Promise<void> | undefined;
+
+  /** Wraps a restored engine; use {@link openLocalBroker}. */
+  constructor(engine: Engine, clock: () => number = Date.now) {
+    this.#engine = engine;
+    this.#store = engine.store;
+    this.#clock = clock;
+    this.settings = {
+      defaultLeaseMs: engine.defaultLeaseMs,
+      maxQueueLength: engine.maxQueueLength,
+    };
+    this.#store.onCommit = (ms) => this.telemetry.observeCommit(ms);
+  }
+
+  /** Whether items outlive the process. */
+  get durable(): boolean {
+    return this.#store.durable;
+  }
+
+  // deno-lint-ignore require-await
+  async open(info: SessionInfo): Promise<BrokerSession> {
+    const consumer = this.#engine.connect(info.name, info.address);
+    const session = new LocalSession(this, this.#engine, consumer);
+    this.#sessions.set(session.id, session);
+    return session;
+  }
+
+  // deno-lint-ignore require-await
+  async stats(queue?: string): Promise<BrokerStats> {
+    const queues = this.#engine.stats(queue);
+    const paused: string[] = [];
+    for (const row of queues) if (this.#engine.isPaused(row.name)) paused.push(row.name);
+    return { queues, clients: this.#engine.consumerCount, paused };
+  }
+
+  // deno-lint-ignore require-await
+  async sessions(): Promise<SessionView[]> {
+    return [...this.#engine.consumers()].map((c) => ({
+      id: String(c.id),
+      name: c.name,
+      address: c.address,
+      connectedAt: c.connectedAt,
+      lastSeenAt: c.lastSeenAt,
+      leased: c.leases.size,
+      waiting: c.waiters.size,
+    }));
+  }
+
+  // deno-lint-ignore require-await
+  async pause(queue: string): Promise<void> {
+    this.#engine.pause(queue);
+  }
+
+  // deno-lint-ignore require-await
+  async resume(queue: string): Promise<void> {
+    this.#engine.resume(queue);
+    this.changed();
+  }
+
+  // deno-lint-ignore require-await
+  async peek(queue: string, limit: number): Promise<PeekedItem[]> {
+    return this.#engine.peek(queue, limit).map((item) => ({
+      id: item.id,
+      attempts: item.attempts,
+      value: item.value,
+    }));
+  }
+
+  drop(queue: string, ids: readonly number[]): Promise<number> {
+    const dropped = this.#engine.drop(queue, ids).length;
+    this.changed();
+    return this.durable$(dropped);
+  }
+
+  requeueDead(deadQueue: string, ids: readonly number[]): Promise<number[]> {
+    const added = this.#engine.requeueDead(deadQueue, ids);
+    this.changed();
+    return this.durable$(added);
+  }
+
+  waitEmpty(queue: string, signal?: AbortSignal): Promise<void> {
+    if (this.#isEmpty(queue) || signal?.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const waiter: EmptyWaiter = {
+        queue,
+        resolve: () => {
+          this.#emptyWaiters.delete(waiter);
+          signal?.removeEventListener("abort", waiter.resolve);
+          resolve();
+        },
+      };
+      this.#emptyWaiters.add(waiter);
+      signal?.addEventListener("abort", waiter.resolve, { once: true });
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      for (const session of [...this.#sessions.values()]) await session.close();
+      for (const waiter of [...this.#emptyWaiters]) waiter.resolve();
+      await this.#store.close();
+    })();
+    return this.#closing;
+  }
+
+  /**
+   * Runs at once the deadlines due by `now` (lease expiries, delays, get
+   * timeouts). The broker's timer does this by itself; a caller with an
+   * injected clock, or a test that jumps ahead, calls it.
+   */
+  tick(now: number = this.#clock()): void {
+    this.#engine.tick(now);
+    this.changed();
+  }
+
+  /** Forgets a closed session. */
+  forget(session: LocalSession): void {
+    this.#sessions.delete(session.id);
+  }
+
+  /**
+   * After any change: re-arms the deadline timer if the next deadline moved
+   * closer, and wakes {@link waitEmpty} callers whose queue emptied.
+   */
+  changed(): void {
+    this.#arm();
+    if (this.#emptyWaiters.size > 0) {
+      for (const waiter of [...this.#emptyWaiters]) {
+        if (this.#isEmpty(waiter.queue)) waiter.resolve();
+      }
+    }
+  }
+
+  /** Resolves with `value` once everything changed so far is durable. */
+  durable$<T>(value: T): Promise<T> {
+    const store = this.#store;
+    if (!store.dirty) return Promise.resolve(value);
+    return store.commit().then(() => value, (cause) => {
+      throw new NotSavedError(cause);
+    });
+  }
+
+  #isEmpty(queue: string): boolean {
+    const [row] = this.#engine.stats(queue);
+    return row.ready + row.leased + row.delayed === 0;
+  }
+
+  /** Arms the single timer for the engine's next deadline, if that is sooner. */
+  #arm(): void {
+    const next = this.#engine.nextDeadline();
+    if (next === undefined || next >= this.#armedAt || this.#closing) return;
+    clearTimeout(this.#timer);
+    this.#armedAt = next;
+    const wait = Math.min(Math.max(0, next - this.#clock()), MAX_TIMER_MS);
+    this.#timer = setTimeout(() => {
+      this.#armedAt = Infinity;
+      this.#engine.tick();
+      this.changed();
+    }, wait);
+  }
+}
+
+/** Resolves a waiting get. */
+type GetResolver = (items: readonly Item[]) => void;
+
+/** A session of a {@link LocalBroker}: one engine consumer. */
+class LocalSession implements BrokerSession {
+  readonly id: string;
+  readonly #broker: LocalBroker;
+  readonly #engine: Engine;
+  readonly #consumer: Consumer;
+  /** Gets that wait, to resolve with none when the session closes. */
+  readonly #waitingGets = new Set<GetResolver>();
+  /** Puts that wait for room, to reject when the session closes. */
+  readonly #waitingPuts = new Set<(error: Error) => void>();
+  #closed = false;
+
+  constructor(broker: LocalBroker, engine: Engine, consumer: Consumer) {
+    this.#broker = broker;
+    this.#engine = engine;
+    this.#consumer = consumer;
+    this.id = String(consumer.id);
+  }
+
+  get name(): string {
+    return this.#consumer.name;
+  }
+
+  get address(): string {
+    return this.#consumer.address;
+  }
+
+  touch(): void {
+    this.#consumer.lastSeenAt = Date.now();
+  }
+
+  put(queue: string, values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
+    if (this.#closed) return Promise.reject(new SessionClosedError());
+    if (this.#broker.settings.maxQueueLength === 0) return this.#put(queue, values, options);
+    return new Promise<number[]>((resolve, reject) => {
+      let settled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const cancel = (error: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#waitingPuts.delete(cancel);
+        reject(error);
+      };
+      const onRoom = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#waitingPuts.delete(cancel);
+        this.#put(queue, values, options).then(resolve, reject);
+      };
+      if (!this.#engine.isFull(queue, onRoom)) {
+        settled = true;
+        this.#put(queue, values, options).then(resolve, reject);
+        return;
+      }
+      const limit = this.#broker.settings.maxQueueLength;
+      if (options.roomTimeoutMs === 0) {
+        cancel(new QueueFullError(queue, limit));
+        return;
+      }
+      this.#waitingPuts.add(cancel);
+      if (options.roomTimeoutMs !== undefined) {
+        timer = setTimeout(() => cancel(new QueueFullError(queue, limit)), options.roomTimeoutMs);
+      }
+    });
+  }
+
+  #put(queue: string, values: readonly unknown[], options: PutOptions): Promise<number[]> {
+    const ids = this.#engine.put(
+      queue,
+      values,
+      options.delayMs ?? 0,
+      options.maxAttempts ?? 0,
+      options.originals,
+    );
+    this.#broker.changed();
+    return this.#broker.durable$(ids);
+  }
+
+  get(queue: string, options: GetOptions): Promise<readonly Delivery[]> {
+    if (this.#closed) return Promise.resolve([]);
+    let now: readonly Item[] | undefined;
+    let later: GetResolver | undefined;
+    this.#engine.get(
+      this.#consumer,
+      queue,
+      options.max,
+      options.timeoutMs,
+      options.leaseMs,
+      (items) => {
+        if (later === undefined) {
+          now = items;
+          return;
+        }
+        this.#waitingGets.delete(later);
+        later(items);
+      },
+    );
+    this.#broker.changed();
+    if (now !== undefined) return Promise.resolve(now);
+    return new Promise<readonly Delivery[]>((resolve) => {
+      later = resolve;
+      this.#waitingGets.add(later);
+    });
+  }
+
+  ack(ids: readonly number[], results?: AckResults): Promise<number[]> {
+    const failed = this.#engine.ack(this.#consumer, ids, results);
+    this.#broker.changed();
+    return this.#broker.durable$(failed);
+  }
+
+  nack(ids: readonly number[], delayMs = 0): Promise<number[]> {
+    const failed = this.#engine.nack(this.#consumer, ids, delayMs);
+    this.#broker.changed();
+    return this.#broker.durable$(failed);
+  }
+
+  fail(ids: readonly number[], error: string): Promise<number[]> {
+    const failed = this.#engine.fail(this.#consumer, ids, error);
+    this.#broker.changed();
+    return this.#broker.durable$(failed);
+  }
+
+  extend(ids: readonly number[], leaseMs: number): Promise<number[]> {
+    const failed = this.#engine.extend(this.#consumer, ids, leaseMs);
+    this.#broker.changed();
+    return Promise.resolve(failed);
+  }
+
+  // deno-lint-ignore require-await
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#engine.disconnect(this.#consumer);
+    this.#broker.forget(this);
+    const gets = [...this.#waitingGets];
+    this.#waitingGets.clear();
+    for (const resolve of gets) resolve([]);
+    for (const cancel of [...this.#waitingPuts]) cancel(new SessionClosedError());
+    this.#broker.changed();
+  }
+}

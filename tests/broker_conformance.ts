@@ -1,0 +1,1588 @@
+/**
+ * The broker conformance suite: one set of tests, parameterized by a
+ * {@link BrokerFactory}, that every implementation of the {@link Broker}
+ * interface (lib/broker/broker.ts) must pass unchanged.
+ *
+ * It speaks only the `Broker` / `BrokerSession` interface (never an engine or
+ * a store), in real time (no injected clock: an implementation over a database
+ * uses the database's clock), with short leases, delays and backoffs. A
+ * condition that must come about is polled with a deadline ({@link waitFor});
+ * the suite sleeps only to show that something does NOT happen within a short
+ * window, and it asserts no upper bound on how long anything takes. A lower
+ * bound ("not before the delay") allows {@link SLACK_MS} for timer granularity.
+ *
+ * Each test gets a broker on fresh, empty data from the factory and closes its
+ * sessions and the broker in `finally`, then lets the factory clean up.
+ *
+ * Covered, one focused test each: ids; FIFO order and batches; values round
+ * trip; gets that do not wait, wait, time out, and are served first come first
+ * served; leases (not redelivered while held, ack, expiry back to the front in
+ * put order with attempts counted, late and foreign settlements refused,
+ * extend, default lease length); a closing session (its items back to the
+ * front at once in the order taken, its waiting gets and puts ended, nothing
+ * done after); retries (backoff, doubling, cap, dead letters and their fields,
+ * per-put and per-queue max attempts, dead-lettering on expiry and on close,
+ * dead letters that die again); nack (back of the queue, with a delay, never
+ * dead-letters); delays; results committed with the ack; back-pressure by
+ * `maxQueueLength` (held puts, first come first served, the limit holds,
+ * `roomTimeoutMs`, items the broker puts itself never held); pause and resume;
+ * the admin calls (peek, drop, requeueDead, stats, sessions, waitEmpty);
+ * concurrent consumers; and, for a durable factory that can reopen its data,
+ * durability across close and reopen.
+ *
+ * @example
+ * ```ts
+ * import { brokerConformance } from "./broker_conformance.ts";
+ * import { openLocalBroker } from "../lib/broker/local.ts";
+ * brokerConformance({
+ *   name: "local broker (memory)",
+ *   durable: false,
+ *   open: (options) => openLocalBroker({ store: "memory", ...options }),
+ * });
+ * ```
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type { Broker, BrokerSession, Delivery, GetOptions } from "../lib/broker/broker.ts";
+import { QueueFullError, SessionClosedError } from "../lib/broker/errors.ts";
+import type { DeadLetter, QueueStats, RetryPolicy } from "../lib/model/types.ts";
+
+/** What a test needs its broker opened with. */
+export interface ConformanceOptions {
+  /** Lease length for gets that name none, in ms. */
+  defaultLeaseMs: number;
+  /** How failed items are retried and when they are dead-lettered. */
+  retry: RetryPolicy;
+  /** Items a queue may hold before puts to it wait (0: no limit). */
+  maxQueueLength: number;
+}
+
+/** How the suite gets brokers of the implementation under test. */
+export interface BrokerFactory {
+  /** Prefix of every test's name, e.g. `local broker (memory)`. */
+  readonly name: string;
+  /** Whether items outlive a close (the durability tests also need {@link reopen}). */
+  readonly durable: boolean;
+  /** Opens a broker with `options` on fresh, empty data (no items, no queues). */
+  open(options: ConformanceOptions): Promise<Broker>;
+  /**
+   * Opens a new broker, with the same options, on the data of `closed`: a broker
+   * this factory returned (from {@link open} or an earlier reopen) that the suite
+   * has closed.
+   */
+  reopen?(closed: Broker): Promise<Broker>;
+  /**
+   * Removes the data of `opened`, a broker {@link open} returned, once it and
+   * every broker reopened from it are closed.
+   */
+  cleanup?(opened: Broker): Promise<void>;
+}
+
+/** Options every test starts from: leases that never run out unless a test asks. */
+export const BASE_OPTIONS: ConformanceOptions = {
+  defaultLeaseMs: 30_000,
+  retry: { maxAttempts: 5, backoffBaseMs: 50, backoffMaxMs: 1_000 },
+  maxQueueLength: 0,
+};
+
+/** Deadline for a condition that must come about. */
+const WAIT_MS = 5_000;
+
+/** Interval between polls of {@link waitFor}. */
+const POLL_MS = 10;
+
+/** Timer granularity tolerated when checking that something did not happen too soon. */
+export const SLACK_MS = 20;
+
+/** Window in which something must NOT happen. */
+const QUIET_MS = 150;
+
+/** A short lease, for tests that let leases run out. */
+const SHORT_LEASE_MS = 200;
+
+/** Tolerated difference between this process's clock and the broker's. */
+const CLOCK_TOLERANCE_MS = 2_000;
+
+/** An id no broker has handed out in a fresh test. */
+const UNKNOWN_ID = 2 ** 40;
+
+/** What a test may change of {@link BASE_OPTIONS}. */
+interface Overrides {
+  defaultLeaseMs?: number;
+  retry?: Partial<RetryPolicy>;
+  maxQueueLength?: number;
+}
+
+/** Resolves after `ms`; only used to show that something does NOT happen meanwhile. */
+function idle(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `predicate` until it returns a truthy value, and returns that value.
+ * @throws {Error} naming `what` when `timeoutMs` passes first.
+ */
+export async function waitFor<T>(
+  what: string,
+  predicate: () => T | Promise<T>,
+  timeoutMs: number = WAIT_MS,
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await idle(POLL_MS);
+  }
+}
+
+/**
+ * Awaits `promise`, failing instead of hanging when `timeoutMs` passes first;
+ * the timer is always cleared.
+ */
+async function within<T>(
+  what: string,
+  promise: Promise<T>,
+  timeoutMs: number = WAIT_MS,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${timeoutMs} ms: ${what}`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A promise watched for settling (its rejection counts as handled until awaited). */
+interface Tracked<T> {
+  readonly promise: Promise<T>;
+  readonly settled: boolean;
+}
+
+/** Watches `promise`, so a test can check that it is still pending. */
+function track<T>(promise: Promise<T>): Tracked<T> {
+  const tracked = { promise, settled: false };
+  promise.then(() => tracked.settled = true, () => tracked.settled = true);
+  return tracked;
+}
+
+/** Milliseconds since `start` (a `performance.now()` reading). */
+function since(start: number): number {
+  return performance.now() - start;
+}
+
+/** Asserts that at least `ms` (less {@link SLACK_MS}) passed since `start`. */
+function assertNotBefore(start: number, ms: number, what: string): void {
+  const elapsed = since(start);
+  assert.ok(elapsed >= ms - SLACK_MS, `${what} after ${elapsed.toFixed(1)} ms, before ${ms} ms`);
+}
+
+const idsOf = (deliveries: readonly Delivery[]): number[] => deliveries.map((d) => d.id);
+const valuesOf = (deliveries: readonly Delivery[]): unknown[] => deliveries.map((d) => d.value);
+const attemptsOf = (deliveries: readonly Delivery[]): number[] => deliveries.map((d) => d.attempts);
+const ascending = (ids: readonly number[]): number[] => [...ids].sort((a, b) => a - b);
+
+/** Leases up to `max` ready items of `queue` without waiting. */
+function getNow(
+  session: BrokerSession,
+  queue: string,
+  max = 1,
+  leaseMs?: number,
+): Promise<readonly Delivery[]> {
+  const options: GetOptions = { max, timeoutMs: 0 };
+  if (leaseMs !== undefined) options.leaseMs = leaseMs;
+  return session.get(queue, options);
+}
+
+/** Leases exactly one item of `queue`, which must be ready. */
+async function takeOne(session: BrokerSession, queue: string, leaseMs?: number): Promise<Delivery> {
+  const got = await getNow(session, queue, 1, leaseMs);
+  assert.equal(got.length, 1, `expected an item ready on ${queue}`);
+  return got[0];
+}
+
+/** Leases one item of `queue`, waiting for it up to the suite's deadline. */
+async function awaitOne(
+  session: BrokerSession,
+  queue: string,
+  leaseMs?: number,
+): Promise<Delivery> {
+  const options: GetOptions = { max: 1, timeoutMs: WAIT_MS };
+  if (leaseMs !== undefined) options.leaseMs = leaseMs;
+  const got = await session.get(queue, options);
+  assert.equal(got.length, 1, `expected an item of ${queue} within ${WAIT_MS} ms`);
+  return got[0];
+}
+
+/** Checks a dead letter, with its `failedAt` between `before` and `after` (this process's clock). */
+function assertDeadLetter(
+  value: unknown,
+  expected: Omit<DeadLetter, "failedAt">,
+  before: number,
+  after: number,
+): void {
+  const letter = value as DeadLetter;
+  assert.equal(typeof letter?.failedAt, "number", "a dead letter carries failedAt");
+  assert.ok(
+    letter.failedAt >= before - CLOCK_TOLERANCE_MS && letter.failedAt <= after + CLOCK_TOLERANCE_MS,
+    `failedAt ${letter.failedAt} is not between ${before} and ${after}`,
+  );
+  assert.deepEqual({ ...letter, failedAt: 0 }, { ...expected, failedAt: 0 });
+}
+
+/** Zeros of a queue's statistics, for deep comparisons. */
+function zeros(name: string): QueueStats {
+  return {
+    name,
+    ready: 0,
+    leased: 0,
+    delayed: 0,
+    waiting: 0,
+    put: 0,
+    acked: 0,
+    nacked: 0,
+    expired: 0,
+    failed: 0,
+    dead: 0,
+  };
+}
+
+/** Values of every kind the protocol carries (§4 of docs/PROTOCOL.md). */
+const SAMPLE_VALUES: readonly unknown[] = [
+  null,
+  true,
+  false,
+  0,
+  -7,
+  2 ** 40,
+  3.25,
+  "",
+  "héllo ✓ 𝄞",
+  [1, [2, [3, []]]],
+  { a: 1, b: { c: [null, "x"] }, "": {} },
+  new Uint8Array([0, 1, 127, 255]),
+  new Date(1_700_000_000_123),
+];
+
+/** One test's broker and the sessions it opened; all closed by {@link dispose}. */
+class Harness {
+  broker: Broker;
+  readonly options: ConformanceOptions;
+  readonly #factory: BrokerFactory;
+  readonly #opened: Broker;
+  #sessions: BrokerSession[] = [];
+  #count = 0;
+
+  constructor(factory: BrokerFactory, options: ConformanceOptions, broker: Broker) {
+    this.#factory = factory;
+    this.options = options;
+    this.broker = broker;
+    this.#opened = broker;
+  }
+
+  /** Opens a session, closed at the end of the test. */
+  async session(name?: string, address = ""): Promise<BrokerSession> {
+    const session = await this.broker.open({ name: name ?? `session-${++this.#count}`, address });
+    this.#sessions.push(session);
+    return session;
+  }
+
+  /** Statistics of one queue. */
+  async stats(queue: string): Promise<QueueStats> {
+    const { queues } = await this.broker.stats(queue);
+    assert.equal(queues.length, 1, "stats of a named queue has exactly one record");
+    assert.equal(queues[0].name, queue);
+    return queues[0];
+  }
+
+  /** Items `queue` holds: ready, leased and delayed. */
+  async length(queue: string): Promise<number> {
+    const s = await this.stats(queue);
+    return s.ready + s.leased + s.delayed;
+  }
+
+  /** Polls the statistics of `queue` until `predicate` holds. */
+  async until(
+    queue: string,
+    what: string,
+    predicate: (stats: QueueStats) => boolean,
+  ): Promise<void> {
+    await waitFor(what, async () => predicate(await this.stats(queue)));
+  }
+
+  /** Closes the sessions and the broker, and opens a new broker on the same data. */
+  async reopen(): Promise<void> {
+    const reopen = this.#factory.reopen;
+    assert.ok(reopen !== undefined, "the factory can reopen its data");
+    await this.#closeSessions();
+    await this.broker.close();
+    this.broker = await reopen.call(this.#factory, this.broker);
+  }
+
+  /** Closes every session and the broker, then lets the factory clean up. */
+  async dispose(): Promise<void> {
+    try {
+      await this.#closeSessions();
+    } finally {
+      try {
+        await this.broker.close();
+      } finally {
+        await this.#factory.cleanup?.(this.#opened);
+      }
+    }
+  }
+
+  async #closeSessions(): Promise<void> {
+    const sessions = this.#sessions;
+    this.#sessions = [];
+    for (const session of sessions) await session.close();
+  }
+}
+
+/** {@link BASE_OPTIONS} with a test's overrides. */
+function optionsWith(overrides: Overrides): ConformanceOptions {
+  return {
+    defaultLeaseMs: overrides.defaultLeaseMs ?? BASE_OPTIONS.defaultLeaseMs,
+    retry: { ...BASE_OPTIONS.retry, ...overrides.retry },
+    maxQueueLength: overrides.maxQueueLength ?? BASE_OPTIONS.maxQueueLength,
+  };
+}
+
+/**
+ * Registers the conformance tests for `factory`, each named
+ * `${factory.name}: ...`. The durability tests are ignored unless the factory
+ * is durable and can reopen its data.
+ */
+export function brokerConformance(factory: BrokerFactory): void {
+  const test = (
+    name: string,
+    overrides: Overrides,
+    body: (h: Harness) => Promise<void>,
+    ignore = false,
+  ): void => {
+    Deno.test({
+      name: `${factory.name}: ${name}`,
+      ignore,
+      fn: async () => {
+        const options = optionsWith(overrides);
+        const h = new Harness(factory, options, await factory.open(options));
+        try {
+          await body(h);
+        } finally {
+          await h.dispose();
+        }
+      },
+    });
+  };
+
+  // ---------------------------------------------------------------- ids, order, batches
+
+  test("put resolves with one id per value: unique, increasing, never reused", {}, async (h) => {
+    const s = await h.session();
+    const first = await s.put("q", ["a", "b", "c"]);
+    const other = await s.put("other", ["d"]);
+    const more = await s.put("q", ["e", "f"]);
+    assert.deepEqual([first.length, other.length, more.length], [3, 1, 2]);
+    const all = [...first, ...other, ...more];
+    for (const id of all) assert.ok(Number.isSafeInteger(id) && id > 0, `id ${id}`);
+    for (let i = 1; i < all.length; i++) {
+      assert.ok(all[i] > all[i - 1], `ids increase in put order: ${all}`);
+    }
+    const got = await getNow(s, "q", 10);
+    assert.deepEqual(idsOf(got), [...first, ...more], "deliveries carry the ids put returned");
+    assert.deepEqual(await s.ack(idsOf(got)), []);
+    const [later] = await s.put("q", ["g"]);
+    assert.ok(later > Math.max(...all), "an id is never reused, even after its item is gone");
+  });
+
+  test("items are served first in, first out, within each queue", {}, async (h) => {
+    const producer = await h.session("producer");
+    const consumer = await h.session("consumer");
+    const ids = [
+      ...await producer.put("q", [1]),
+      ...await producer.put("q", [2, 3]),
+      ...await producer.put("r", ["x"]),
+      ...await producer.put("q", [4]),
+    ];
+    const got: Delivery[] = [];
+    for (let i = 0; i < 4; i++) got.push(await takeOne(consumer, "q"));
+    assert.deepEqual(valuesOf(got), [1, 2, 3, 4]);
+    assert.deepEqual(idsOf(got), [ids[0], ids[1], ids[2], ids[4]]);
+    assert.deepEqual(attemptsOf(got), [1, 1, 1, 1], "a first delivery is attempt 1");
+    assert.deepEqual(await getNow(consumer, "q"), [], "queue q is empty now");
+    assert.deepEqual(valuesOf(await getNow(consumer, "r")), ["x"], "queues are independent");
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased, s.put], [0, 4, 4]);
+  });
+
+  test("a get takes up to max items, in order, and fewer when fewer are ready", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", [0, 1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 3)), [0, 1, 2]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 3)), [3, 4, 5]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 3)), [6]);
+    assert.deepEqual(await getNow(s, "q", 3), []);
+    assert.equal((await h.stats("q")).leased, 7);
+  });
+
+  test("values come back as they were put", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", SAMPLE_VALUES);
+    const got = await getNow(s, "q", SAMPLE_VALUES.length);
+    assert.deepEqual(valuesOf(got), SAMPLE_VALUES);
+  });
+
+  // ---------------------------------------------------------------- waiting gets
+
+  test(
+    "a get with timeout 0 on an empty queue resolves with none and leaves no waiter",
+    {},
+    async (h) => {
+      const consumer = await h.session("consumer");
+      const producer = await h.session("producer");
+      assert.deepEqual(await consumer.get("q", { max: 5, timeoutMs: 0 }), []);
+      assert.equal((await h.stats("q")).waiting, 0);
+      await producer.put("q", ["x"]);
+      const s = await h.stats("q");
+      assert.deepEqual([s.ready, s.leased], [1, 0], "nothing was taken for the get");
+    },
+  );
+
+  test("a waiting get resolves with none when its timeout passes", {}, async (h) => {
+    const consumer = await h.session("consumer");
+    const producer = await h.session("producer");
+    const started = performance.now();
+    const get = consumer.get("q", { max: 1, timeoutMs: 200 });
+    await h.until("q", "the get to wait", (s) => s.waiting === 1);
+    assert.deepEqual(await within("the get to time out", get), []);
+    assertNotBefore(started, 200, "the get timed out");
+    assert.equal((await h.stats("q")).waiting, 0);
+    await producer.put("q", ["x"]);
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased], [1, 0], "nothing was taken for the timed-out get");
+  });
+
+  test("a waiting get is served as soon as items are put", {}, async (h) => {
+    const consumer = await h.session("consumer");
+    const producer = await h.session("producer");
+    const get = consumer.get("q", { max: 5, timeoutMs: 10_000 });
+    await h.until("q", "the get to wait", (s) => s.waiting === 1);
+    await producer.put("q", ["x", "y"]);
+    const got = await within("the waiting get to be served", get);
+    assert.deepEqual(valuesOf(got), ["x", "y"], "it takes what is ready, up to its max");
+    const s = await h.stats("q");
+    assert.deepEqual([s.waiting, s.ready, s.leased], [0, 0, 2]);
+  });
+
+  test("waiting gets are served first come, first served", {}, async (h) => {
+    const early = await h.session("early");
+    const late = await h.session("late");
+    const producer = await h.session("producer");
+    const first = early.get("q", { max: 1, timeoutMs: 10_000 });
+    await h.until("q", "the early get to wait", (s) => s.waiting === 1);
+    const second = late.get("q", { max: 1, timeoutMs: 10_000 });
+    await h.until("q", "both gets to wait", (s) => s.waiting === 2);
+    await producer.put("q", ["one"]);
+    assert.deepEqual(valuesOf(await within("the early get", first)), ["one"]);
+    const s = await h.stats("q");
+    assert.deepEqual([s.waiting, s.leased], [1, 1], "the late get still waits");
+    await producer.put("q", ["two"]);
+    assert.deepEqual(valuesOf(await within("the late get", second)), ["two"]);
+  });
+
+  test("a waiting get takes up to its max of a batch, the next waiter the rest", {}, async (h) => {
+    const a = await h.session("a");
+    const b = await h.session("b");
+    const producer = await h.session("producer");
+    const first = a.get("q", { max: 2, timeoutMs: 10_000 });
+    await h.until("q", "the first get to wait", (s) => s.waiting === 1);
+    const second = b.get("q", { max: 2, timeoutMs: 10_000 });
+    await h.until("q", "both gets to wait", (s) => s.waiting === 2);
+    await producer.put("q", [1, 2, 3]);
+    assert.deepEqual(valuesOf(await within("the first get", first)), [1, 2]);
+    assert.deepEqual(valuesOf(await within("the second get", second)), [3]);
+  });
+
+  // ---------------------------------------------------------------- leases
+
+  test("a leased item is not delivered again while its lease runs", {}, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    await holder.put("q", ["x"]);
+    const item = await takeOne(holder, "q");
+    assert.deepEqual(await getNow(other, "q"), []);
+    assert.deepEqual(await other.get("q", { max: 1, timeoutMs: QUIET_MS }), []);
+    assert.deepEqual(await getNow(holder, "q"), [], "not even to its holder");
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased], [0, 1]);
+    assert.deepEqual(await holder.ack([item.id]), []);
+  });
+
+  test("ack removes items for good; a repeated, second or unknown id is refused", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["a", "b"]);
+    const [a, b] = await getNow(s, "q", 2);
+    assert.deepEqual(
+      ascending(await s.ack([a.id, a.id, UNKNOWN_ID])),
+      ascending([a.id, UNKNOWN_ID]),
+      "an id repeated within one ack is settled once, then refused",
+    );
+    assert.deepEqual(await s.ack([a.id]), [a.id], "an item is acked once");
+    let stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.leased, stats.acked], [0, 1, 1]);
+    assert.deepEqual(await s.ack([b.id]), []);
+    stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.leased, stats.acked], [0, 0, 2]);
+    assert.deepEqual(await h.broker.peek("q", 10), []);
+    assert.deepEqual(await getNow(s, "q"), []);
+  });
+
+  test(
+    "an expired lease returns its items to the front, in put order, attempts counted",
+    {},
+    async (h) => {
+      const holder = await h.session("holder");
+      const other = await h.session("other");
+      await holder.put("q", [1, 2, 3, 4]);
+      const started = performance.now();
+      const leased = await getNow(holder, "q", 2, SHORT_LEASE_MS);
+      assert.deepEqual(valuesOf(leased), [1, 2]);
+      await h.until("q", "the leases to expire", (s) => s.expired === 2);
+      assertNotBefore(started, SHORT_LEASE_MS, "the leases expired");
+      const s = await h.stats("q");
+      assert.deepEqual([s.ready, s.leased, s.expired], [4, 0, 2]);
+      const again = await getNow(other, "q", 10);
+      assert.deepEqual(valuesOf(again), [1, 2, 3, 4], "expired items are served next");
+      assert.deepEqual(attemptsOf(again), [2, 2, 1, 1]);
+      assert.deepEqual(ascending(await holder.ack(idsOf(leased))), ascending(idsOf(leased)));
+    },
+  );
+
+  test("an expired lease goes to a waiting get", {}, async (h) => {
+    const holder = await h.session("holder");
+    const waiter = await h.session("waiter");
+    await holder.put("q", ["x"]);
+    await takeOne(holder, "q", SHORT_LEASE_MS);
+    const get = waiter.get("q", { max: 1, timeoutMs: 10_000 });
+    const got = await within("the expired item to reach the waiting get", get);
+    assert.deepEqual(valuesOf(got), ["x"]);
+    assert.deepEqual(attemptsOf(got), [2]);
+  });
+
+  test("a late ack, nack, fail or extend is refused and the item is not lost", {}, async (h) => {
+    const late = await h.session("late");
+    const next = await h.session("next");
+    const [id] = await late.put("q", ["x"]);
+    await takeOne(late, "q", SHORT_LEASE_MS);
+    await h.until("q", "the lease to expire", (s) => s.expired === 1);
+    assert.deepEqual(await late.ack([id]), [id]);
+    assert.deepEqual(await late.nack([id]), [id]);
+    assert.deepEqual(await late.fail([id], "too late"), [id]);
+    assert.deepEqual(await late.extend([id], 10_000), [id]);
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased, s.acked, s.nacked, s.failed], [1, 0, 0, 0, 0]);
+    const again = await takeOne(next, "q");
+    assert.deepEqual([again.id, again.value, again.attempts], [id, "x", 2]);
+    assert.deepEqual(await late.ack([id]), [id], "the item is someone else's now");
+    assert.deepEqual(await next.ack([id]), []);
+  });
+
+  test("only the holder can ack, nack, fail or extend a lease", {}, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    const [id] = await holder.put("q", ["x"]);
+    await takeOne(holder, "q");
+    assert.deepEqual(await other.ack([id]), [id]);
+    assert.deepEqual(await other.nack([id]), [id]);
+    assert.deepEqual(await other.fail([id], "not mine"), [id]);
+    assert.deepEqual(await other.extend([id], 10_000), [id]);
+    const s = await h.stats("q");
+    assert.deepEqual([s.leased, s.acked, s.nacked, s.failed], [1, 0, 0, 0]);
+    assert.deepEqual(await holder.extend([id], 10_000), []);
+    assert.deepEqual(await holder.ack([id]), []);
+  });
+
+  test("extend keeps a lease alive past its original expiry", {}, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    const [id] = await holder.put("q", ["x"]);
+    await takeOne(holder, "q", SHORT_LEASE_MS);
+    assert.deepEqual(await holder.extend([id], 2_000), []);
+    await idle(SHORT_LEASE_MS + 100);
+    const s = await h.stats("q");
+    assert.deepEqual([s.leased, s.ready, s.expired], [1, 0, 0], "the lease still runs");
+    assert.deepEqual(await getNow(other, "q"), []);
+    assert.deepEqual(await holder.ack([id]), []);
+  });
+
+  test("extend counts from now, so it can also shorten a lease", {}, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    const [id] = await holder.put("q", ["x"]);
+    await takeOne(holder, "q", 60_000);
+    assert.deepEqual(await holder.extend([id], 50), []);
+    await h.until("q", "the shortened lease to expire", (s) => s.expired === 1);
+    assert.equal((await takeOne(other, "q")).attempts, 2);
+  });
+
+  test("gets that name no lease length use defaultLeaseMs", {
+    defaultLeaseMs: SHORT_LEASE_MS,
+  }, async (h) => {
+    assert.equal(h.broker.settings.defaultLeaseMs, SHORT_LEASE_MS);
+    assert.equal(h.broker.settings.maxQueueLength, 0);
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    const started = performance.now();
+    await takeOne(s, "q");
+    await h.until("q", "the default lease to expire", (stats) => stats.expired === 1);
+    assertNotBefore(started, SHORT_LEASE_MS, "the default lease expired");
+  });
+
+  // ---------------------------------------------------------------- closing a session
+
+  test(
+    "closing a session returns its items to the front at once, in the order taken",
+    {},
+    async (h) => {
+      const a = await h.session("a");
+      const b = await h.session("b");
+      const c = await h.session("c");
+      await a.put("q", ["a", "b", "c", "d"]);
+      const a1 = await takeOne(a, "q");
+      assert.deepEqual(await a.nack([a1.id]), []); // queue: b c d a
+      const taken = [
+        await takeOne(b, "q"), // b
+        await takeOne(a, "q"), // c
+        await takeOne(b, "q"), // d
+        await takeOne(a, "q"), // a, again
+      ];
+      assert.deepEqual(valuesOf(taken), ["b", "c", "d", "a"]);
+      await a.close();
+      const s = await h.stats("q");
+      assert.deepEqual([s.ready, s.leased, s.expired], [2, 2, 2]);
+      const back = await getNow(c, "q", 10);
+      assert.deepEqual(valuesOf(back), ["c", "a"], "in the order session a took them");
+      assert.deepEqual(attemptsOf(back), [2, 3]);
+    },
+  );
+
+  test("closing a session hands its items to another session's waiting get", {}, async (h) => {
+    const holder = await h.session("holder");
+    const waiter = await h.session("waiter");
+    await holder.put("q", ["x"]);
+    await takeOne(holder, "q");
+    const get = waiter.get("q", { max: 1, timeoutMs: 10_000 });
+    await h.until("q", "the get to wait", (s) => s.waiting === 1);
+    await holder.close();
+    const got = await within("the waiting get to be served", get);
+    assert.deepEqual(valuesOf(got), ["x"]);
+    assert.deepEqual(attemptsOf(got), [2]);
+  });
+
+  test("closing a session resolves its waiting gets with none", {}, async (h) => {
+    const closing = await h.session("closing");
+    const producer = await h.session("producer");
+    const gets = [
+      closing.get("q", { max: 1, timeoutMs: 10_000 }),
+      closing.get("r", { max: 1, timeoutMs: 10_000 }),
+    ];
+    await h.until("q", "the get on q to wait", (s) => s.waiting === 1);
+    await h.until("r", "the get on r to wait", (s) => s.waiting === 1);
+    await closing.close();
+    assert.deepEqual(await within("the gets to end", Promise.all(gets)), [[], []]);
+    assert.equal((await h.stats("q")).waiting, 0);
+    assert.equal((await h.stats("r")).waiting, 0);
+    await producer.put("q", ["x"]);
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased], [1, 0], "nothing was taken for the closed session");
+  });
+
+  test("closing a session rejects its put waiting for room, which adds nothing", {
+    maxQueueLength: 1,
+  }, async (h) => {
+    const producer = await h.session("producer");
+    const closing = await h.session("closing");
+    const consumer = await h.session("consumer");
+    await producer.put("q", [1]);
+    const held = track(closing.put("q", [2]));
+    await idle(QUIET_MS);
+    assert.equal(held.settled, false, "the put waits for room");
+    await closing.close();
+    await assert.rejects(within("the held put to end", held.promise), SessionClosedError);
+    const first = await takeOne(consumer, "q");
+    assert.deepEqual(await consumer.ack([first.id]), []);
+    await producer.put("q", [3]);
+    assert.deepEqual(valuesOf(await getNow(consumer, "q", 10)), [3], "2 was never added");
+    assert.equal((await h.stats("q")).put, 2);
+  });
+
+  test("a closed session takes, settles and adds nothing; closing twice is safe", {}, async (h) => {
+    const closing = await h.session("closing");
+    const other = await h.session("other");
+    const [id] = await other.put("q", ["x"]);
+    await takeOne(closing, "q");
+    await closing.close();
+    await closing.close();
+    await assert.rejects(closing.put("q", ["y"]), SessionClosedError);
+    const got = await closing.get("q", { max: 1, timeoutMs: 0 }).catch((error) => {
+      assert.ok(error instanceof SessionClosedError, `unexpected ${error}`);
+      return [];
+    });
+    assert.deepEqual(got, [], "a closed session takes nothing");
+    const failed = await closing.ack([id]).catch((error) => {
+      assert.ok(error instanceof SessionClosedError, `unexpected ${error}`);
+      return [id];
+    });
+    assert.deepEqual(failed, [id], "a closed session holds no lease");
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased, s.acked, s.put], [1, 0, 0, 1]);
+    assert.deepEqual((await h.broker.sessions()).map((v) => v.id), [other.id]);
+  });
+
+  // ---------------------------------------------------------------- retries and dead letters
+
+  test("fail makes an item ready again only after the backoff, attempts counted", {
+    retry: { backoffBaseMs: 100 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    const first = await takeOne(s, "q");
+    const failedAt = performance.now();
+    assert.deepEqual(await s.fail([first.id], "boom"), []);
+    let stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.leased, stats.delayed, stats.failed], [0, 0, 1, 1]);
+    assert.deepEqual(await getNow(s, "q"), [], "not ready during the backoff");
+    const again = await awaitOne(s, "q");
+    assertNotBefore(failedAt, 100, "the failed item was served again");
+    assert.deepEqual([again.id, again.value, again.attempts], [first.id, "x", 2]);
+    stats = await h.stats("q");
+    assert.deepEqual([stats.delayed, stats.leased, stats.dead], [0, 1, 0]);
+  });
+
+  test("the backoff doubles with each attempt", {
+    retry: { backoffBaseMs: 80, backoffMaxMs: 10_000 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    let item = await takeOne(s, "q");
+    for (const backoff of [80, 160]) {
+      const failedAt = performance.now();
+      assert.deepEqual(await s.fail([item.id], "boom"), []);
+      item = await awaitOne(s, "q");
+      assertNotBefore(failedAt, backoff, `attempt ${item.attempts}`);
+    }
+    assert.equal(item.attempts, 3);
+  });
+
+  test("the backoff is capped at backoffMaxMs", {
+    retry: { backoffBaseMs: 600_000, backoffMaxMs: 100 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    const first = await takeOne(s, "q");
+    const failedAt = performance.now();
+    assert.deepEqual(await s.fail([first.id], "boom"), []);
+    assert.equal((await h.stats("q")).delayed, 1);
+    const again = await awaitOne(s, "q"); // long before the uncapped 10 minutes
+    assertNotBefore(failedAt, 100, "the failed item was served again");
+    assert.equal(again.attempts, 2);
+  });
+
+  test("after its last attempt a failed item becomes a DeadLetter in NAME.dead", {
+    retry: { maxAttempts: 2 },
+  }, async (h) => {
+    const s = await h.session();
+    const [id] = await s.put("q", [{ job: 1 }]);
+    const first = await takeOne(s, "q");
+    assert.deepEqual(await s.fail([first.id], "first"), []);
+    const second = await awaitOne(s, "q");
+    assert.equal(second.attempts, 2);
+    const before = Date.now();
+    assert.deepEqual(await s.fail([second.id], "second"), []);
+    const after = Date.now();
+    assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: 1, failed: 2, dead: 1 });
+    const dead = await h.stats("q.dead");
+    assert.deepEqual([dead.ready, dead.put], [1, 1], "the dead letter is ready at once");
+    const letter = await takeOne(s, "q.dead");
+    assert.ok(letter.id > id, "a dead letter is a new item with a new id");
+    assert.equal(letter.attempts, 1);
+    assertDeadLetter(
+      letter.value,
+      { queue: "q", id, value: { job: 1 }, attempts: 2, error: "second" },
+      before,
+      after,
+    );
+  });
+
+  test("a put's maxAttempts overrides the queue's policy, both ways", {
+    retry: { maxAttempts: 2 },
+  }, async (h) => {
+    const s = await h.session();
+    const [once] = await s.put("q", ["once"], { maxAttempts: 1 });
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    await h.until("q", "the item to die on its first failure", (stats) => stats.dead === 1);
+    assert.equal(((await takeOne(s, "q.dead")).value as DeadLetter).id, once);
+
+    const [thrice] = await s.put("q", ["thrice"], { maxAttempts: 3 });
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const item = await awaitOne(s, "q");
+      assert.deepEqual([item.id, item.attempts], [thrice, attempt]);
+      assert.deepEqual(await s.fail([item.id], `fail ${attempt}`), []);
+      const stats = await h.stats("q");
+      assert.equal(stats.dead, attempt < 3 ? 1 : 2, `dead after attempt ${attempt}`);
+    }
+    const letter = await takeOne(s, "q.dead");
+    assert.deepEqual([(letter.value as DeadLetter).id, (letter.value as DeadLetter).attempts], [
+      thrice,
+      3,
+    ]);
+  });
+
+  test("maxAttemptsByQueue overrides the policy for that queue only", {
+    retry: { maxAttempts: 1, maxAttemptsByQueue: { patient: 2 } },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    await s.put("patient", ["y"]);
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    assert.deepEqual(await s.fail([(await takeOne(s, "patient")).id], "boom"), []);
+    assert.equal((await h.stats("q")).dead, 1, "q allows 1 attempt");
+    let patient = await h.stats("patient");
+    assert.deepEqual([patient.dead, patient.delayed], [0, 1], "patient allows 2 attempts");
+    const second = await awaitOne(s, "patient");
+    assert.equal(second.attempts, 2);
+    assert.deepEqual(await s.fail([second.id], "boom"), []);
+    patient = await h.stats("patient");
+    assert.deepEqual([patient.dead, patient.delayed, patient.ready], [1, 0, 0]);
+
+    await s.put("patient", ["z"], { maxAttempts: 1 });
+    assert.deepEqual(await s.fail([(await takeOne(s, "patient")).id], "boom"), []);
+    assert.equal((await h.stats("patient")).dead, 2, "a put's maxAttempts overrides both");
+  });
+
+  test("a lease that expires on the last attempt dead-letters the item", {
+    retry: { maxAttempts: 2 },
+  }, async (h) => {
+    const s = await h.session();
+    const [single] = await s.put("q", ["single"], { maxAttempts: 1 });
+    const before = Date.now();
+    await takeOne(s, "q", SHORT_LEASE_MS);
+    await h.until("q.dead", "the expired item to be dead-lettered", (stats) => stats.ready === 1);
+    assertDeadLetter(
+      (await takeOne(s, "q.dead")).value,
+      {
+        queue: "q",
+        id: single,
+        value: "single",
+        attempts: 1,
+        error: "its lease expired before it was acked",
+      },
+      before,
+      Date.now(),
+    );
+    assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: 1, expired: 1, dead: 1 });
+
+    const [failed] = await s.put("q", ["failed"]);
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    const second = await awaitOne(s, "q", SHORT_LEASE_MS);
+    assert.equal(second.attempts, 2);
+    await h.until("q.dead", "the second item to be dead-lettered", (stats) => stats.ready === 1);
+    const letter = (await takeOne(s, "q.dead")).value as DeadLetter;
+    assert.deepEqual([letter.id, letter.attempts, letter.error], [
+      failed,
+      2,
+      "its lease expired before it was acked (earlier: boom)",
+    ]);
+  });
+
+  test("a session closing on the last attempt dead-letters what it held", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const closing = await h.session("closing");
+    const other = await h.session("other");
+    const [id] = await other.put("q", ["x"]);
+    await takeOne(closing, "q");
+    const before = Date.now();
+    await closing.close();
+    await h.until("q.dead", "the item to be dead-lettered", (stats) => stats.ready === 1);
+    assertDeadLetter(
+      (await takeOne(other, "q.dead")).value,
+      {
+        queue: "q",
+        id,
+        value: "x",
+        attempts: 1,
+        error: "its connection closed before it was acked",
+      },
+      before,
+      Date.now(),
+    );
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased, s.expired, s.dead], [0, 0, 1, 1]);
+  });
+
+  test("an item that runs out of attempts in a dead-letter queue stays in it", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "first death"), []);
+    const letter = await takeOne(s, "q.dead");
+    assert.deepEqual(await s.fail([letter.id], "second death"), []);
+    await h.until("q.dead", "the dead letter to be put back", (stats) => stats.ready === 1);
+    const dead = await h.stats("q.dead");
+    assert.deepEqual([dead.ready, dead.failed, dead.dead, dead.put], [1, 1, 1, 2]);
+    const again = await takeOne(s, "q.dead");
+    assert.ok(again.id > letter.id, "it comes back as a new item");
+    const names = (await h.broker.stats()).queues.map((q) => q.name);
+    assert.ok(!names.includes("q.dead.dead"), `no q.dead.dead among ${names}`);
+  });
+
+  // ---------------------------------------------------------------- nack
+
+  test("nack returns an item to the back of its queue at once", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["a", "b", "c"]);
+    const a = await takeOne(s, "q");
+    assert.deepEqual(await s.nack([a.id]), []);
+    const stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.leased, stats.nacked], [3, 0, 1]);
+    const all = await getNow(s, "q", 10);
+    assert.deepEqual(valuesOf(all), ["b", "c", "a"]);
+    assert.deepEqual(attemptsOf(all), [1, 1, 2]);
+  });
+
+  test("a nacked item goes to a waiting get at once", {}, async (h) => {
+    const holder = await h.session("holder");
+    const waiter = await h.session("waiter");
+    await holder.put("q", ["x"]);
+    const item = await takeOne(holder, "q");
+    const get = waiter.get("q", { max: 1, timeoutMs: 10_000 });
+    await h.until("q", "the get to wait", (s) => s.waiting === 1);
+    assert.deepEqual(await holder.nack([item.id]), []);
+    const got = await within("the nacked item to reach the waiting get", get);
+    assert.deepEqual([got[0]?.id, got[0]?.attempts], [item.id, 2]);
+  });
+
+  test(
+    "nack with a delay holds the item back, then it joins the back of the queue",
+    {},
+    async (h) => {
+      const s = await h.session();
+      await s.put("q", ["a"]);
+      const a = await takeOne(s, "q");
+      const nackedAt = performance.now();
+      assert.deepEqual(await s.nack([a.id], 200), []);
+      const stats = await h.stats("q");
+      assert.deepEqual([stats.ready, stats.leased, stats.delayed, stats.nacked], [0, 0, 1, 1]);
+      await s.put("q", ["b"]);
+      assert.deepEqual((await h.broker.peek("q", 10)).map((p) => p.value), ["b"]);
+      await h.until("q", "the delay to end", (st) => st.ready === 2);
+      assertNotBefore(nackedAt, 200, "the nacked item was ready");
+      const all = await getNow(s, "q", 10);
+      assert.deepEqual(valuesOf(all), ["b", "a"]);
+      assert.deepEqual(attemptsOf(all), [1, 2]);
+    },
+  );
+
+  test("nack never dead-letters, however many deliveries", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const item = await takeOne(s, "q");
+      assert.equal(item.attempts, attempt);
+      assert.deepEqual(await s.nack([item.id]), []);
+    }
+    const stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.nacked, stats.dead], [1, 3, 0]);
+    assert.equal((await h.stats("q.dead")).put, 0);
+  });
+
+  // ---------------------------------------------------------------- delays
+
+  test("a delayed put is not delivered before its delay, and is after", {}, async (h) => {
+    const s = await h.session();
+    const putAt = performance.now();
+    await s.put("q", ["later"], { delayMs: 200 });
+    let stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.delayed, stats.put], [0, 1, 1]);
+    assert.deepEqual(await getNow(s, "q"), []);
+    assert.deepEqual(await h.broker.peek("q", 10), []);
+    const got = await awaitOne(s, "q");
+    assertNotBefore(putAt, 200, "the delayed item was delivered");
+    assert.deepEqual([got.value, got.attempts], ["later", 1]);
+    stats = await h.stats("q");
+    assert.deepEqual([stats.delayed, stats.leased], [0, 1]);
+  });
+
+  test("a delayed item joins the back of the queue when its delay ends", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["late"], { delayMs: 150 });
+    await s.put("q", ["early"]);
+    await h.until("q", "the delay to end", (stats) => stats.ready === 2);
+    await s.put("q", ["last"]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["early", "late", "last"]);
+  });
+
+  // ---------------------------------------------------------------- results
+
+  test(
+    "ack puts one result per acked id on the results queue; others are dropped",
+    {},
+    async (h) => {
+      const s = await h.session();
+      const [, , c] = await s.put("q", ["a", "b", "c"]);
+      const [a, b] = await getNow(s, "q", 2);
+      const failed = await s.ack([b.id, a.id, c, UNKNOWN_ID], {
+        queue: "results",
+        values: ["rb", "ra", "rc", "rx"],
+      });
+      assert.deepEqual(ascending(failed), ascending([c, UNKNOWN_ID]));
+      const results = await h.stats("results");
+      assert.deepEqual([results.ready, results.put], [2, 2]);
+      assert.deepEqual(
+        valuesOf(await getNow(s, "results", 10)),
+        ["rb", "ra"],
+        "in the order of ids",
+      );
+      const q = await h.stats("q");
+      assert.deepEqual([q.acked, q.ready, q.leased], [2, 1, 0]);
+
+      const third = await takeOne(s, "q");
+      assert.deepEqual(await s.ack([third.id], { queue: "q", values: ["rc"] }), []);
+      assert.deepEqual(
+        valuesOf(await getNow(s, "q", 10)),
+        ["rc"],
+        "results may go to the queue the items came from",
+      );
+    },
+  );
+
+  // ---------------------------------------------------------------- back-pressure
+
+  test("a put to a full queue waits until an item leaves it", { maxQueueLength: 2 }, async (h) => {
+    assert.equal(h.broker.settings.maxQueueLength, 2);
+    const producer = await h.session("producer");
+    const blocked = await h.session("blocked");
+    const consumer = await h.session("consumer");
+    await producer.put("q", [1, 2]);
+    const held = track(blocked.put("q", [3]));
+    await idle(QUIET_MS);
+    assert.equal(held.settled, false, "the put waits for room");
+    const first = await takeOne(consumer, "q");
+    await idle(QUIET_MS);
+    assert.equal(held.settled, false, "a leased item still counts");
+    assert.deepEqual(await h.stats("q").then((s) => [s.ready, s.leased, s.put]), [1, 1, 2]);
+    assert.deepEqual(await consumer.ack([first.id]), []);
+    const [id] = await within("the held put", held.promise);
+    assert.ok(id > first.id);
+    const s = await h.stats("q");
+    assert.deepEqual([s.ready, s.leased, s.put], [2, 0, 3]);
+    assert.deepEqual(valuesOf(await getNow(consumer, "q", 10)), [2, 3]);
+  });
+
+  test("puts held for room are admitted first come, first served", {
+    maxQueueLength: 1,
+  }, async (h) => {
+    const producer = await h.session("producer");
+    const early = await h.session("early");
+    const late = await h.session("late");
+    const consumer = await h.session("consumer");
+    await producer.put("q", ["first"]);
+    const earlyPut = track(early.put("q", ["early"]));
+    await idle(QUIET_MS);
+    assert.equal(earlyPut.settled, false, "the early put waits");
+    const latePut = track(late.put("q", ["late"]));
+    await idle(QUIET_MS);
+    assert.equal(latePut.settled, false, "the late put waits");
+
+    const order: unknown[] = [];
+    for (const [put, other] of [[earlyPut, latePut], [latePut, undefined]] as const) {
+      const item = await takeOne(consumer, "q");
+      order.push(item.value);
+      assert.deepEqual(await consumer.ack([item.id]), []);
+      await within("a held put to be admitted", put.promise);
+      assert.equal(await h.length("q"), 1, "the limit holds");
+      if (other !== undefined) {
+        await idle(QUIET_MS);
+        assert.equal(other.settled, false, "one put is admitted per item that left");
+      }
+    }
+    order.push((await takeOne(consumer, "q")).value);
+    assert.deepEqual(order, ["first", "early", "late"]);
+  });
+
+  test("the queue length limit holds under concurrent producers", {
+    maxQueueLength: 3,
+  }, async (h) => {
+    const producers = await Promise.all([0, 1, 2].map((i) => h.session(`producer-${i}`)));
+    const consumer = await h.session("consumer");
+    const putting = Promise.all(producers.map(async (producer, i) => {
+      for (let k = 0; k < 5; k++) await producer.put("q", [`${i}:${k}`]);
+    }));
+    const guarded = track(putting);
+    const seen: string[] = [];
+    let longest = 0;
+    while (seen.length < 15) {
+      longest = Math.max(longest, await h.length("q"));
+      const [item] = await consumer.get("q", { max: 1, timeoutMs: WAIT_MS });
+      assert.ok(item !== undefined, `item ${seen.length + 1} of 15 arrives`);
+      seen.push(item.value as string);
+      longest = Math.max(longest, await h.length("q"));
+      assert.deepEqual(await consumer.ack([item.id]), []);
+    }
+    await within("every put to be admitted", guarded.promise);
+    assert.ok(longest <= 3, `the queue held ${longest} items, more than its limit of 3`);
+    assert.equal((await h.stats("q")).put, 15);
+    for (const i of [0, 1, 2]) {
+      const own = seen.filter((v) => v.startsWith(`${i}:`));
+      assert.deepEqual(own, [0, 1, 2, 3, 4].map((k) => `${i}:${k}`), `producer ${i}'s order`);
+    }
+  });
+
+  test("roomTimeoutMs 0 rejects a put to a full queue at once, adding nothing", {
+    maxQueueLength: 1,
+  }, async (h) => {
+    const producer = await h.session("producer");
+    const consumer = await h.session("consumer");
+    await producer.put("q", [1]);
+    const error = await producer.put("q", [2], { roomTimeoutMs: 0 }).then(
+      () => assert.fail("a put to a full queue with roomTimeoutMs 0 was accepted"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof QueueFullError, `expected a QueueFullError, got ${error}`);
+    assert.equal(error.queue, "q");
+    assert.deepEqual(await h.stats("q").then((s) => [s.ready, s.put]), [1, 1]);
+    const first = await takeOne(consumer, "q");
+    assert.deepEqual(await consumer.ack([first.id]), []);
+    await producer.put("q", [3], { roomTimeoutMs: 0 });
+    assert.deepEqual(valuesOf(await getNow(consumer, "q", 10)), [3], "2 was never added");
+    assert.equal((await h.stats("q")).put, 2);
+  });
+
+  test("roomTimeoutMs N rejects a put after N ms, adding nothing", {
+    maxQueueLength: 1,
+  }, async (h) => {
+    const producer = await h.session("producer");
+    const consumer = await h.session("consumer");
+    await producer.put("q", [1]);
+    const started = performance.now();
+    await assert.rejects(
+      within("the put to give up", producer.put("q", [2], { roomTimeoutMs: 200 })),
+      QueueFullError,
+    );
+    assertNotBefore(started, 200, "the put gave up");
+    const first = await takeOne(consumer, "q");
+    assert.deepEqual(await consumer.ack([first.id]), []);
+    await producer.put("q", [3]);
+    assert.deepEqual(valuesOf(await getNow(consumer, "q", 10)), [3], "2 was never added");
+    assert.equal((await h.stats("q")).put, 2);
+  });
+
+  test("drop and dead-lettering make room for held puts", {
+    maxQueueLength: 1,
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const producer = await h.session("producer");
+    const consumer = await h.session("consumer");
+    const [first] = await producer.put("q", ["dropped"]);
+    const second = track(producer.put("q", ["dead"]));
+    await idle(QUIET_MS);
+    assert.equal(second.settled, false);
+    assert.equal(await h.broker.drop("q", [first]), 1);
+    await within("the put held until the drop", second.promise);
+    const other = await h.session("other");
+    const third = track(other.put("q", ["last"]));
+    await idle(QUIET_MS);
+    assert.equal(third.settled, false);
+    const item = await takeOne(consumer, "q");
+    assert.deepEqual(await consumer.fail([item.id], "boom"), []);
+    await within("the put held until the dead-lettering", third.promise);
+    assert.deepEqual(valuesOf(await getNow(consumer, "q", 10)), ["last"]);
+  });
+
+  test("items the broker puts itself are never held: results, dead letters, requeued ones", {
+    maxQueueLength: 1,
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("results", ["earlier"]);
+    await s.put("q", ["job"]);
+    const job = await takeOne(s, "q");
+    assert.deepEqual(
+      await within(
+        "an ack with results to a full queue",
+        s.ack([job.id], { queue: "results", values: ["result"] }),
+      ),
+      [],
+    );
+    assert.equal((await h.stats("results")).ready, 2);
+
+    await s.put("q.dead", ["filler"]);
+    await s.put("q", ["doomed"]);
+    const doomed = await takeOne(s, "q");
+    assert.deepEqual(
+      await within("a fail to a full dead-letter queue", s.fail([doomed.id], "boom")),
+      [],
+    );
+    await h.until("q.dead", "the dead letter to be added", (stats) => stats.ready === 2);
+
+    const [, letter] = await h.broker.peek("q.dead", 10);
+    await s.put("q", ["filler"]);
+    const requeued = await within(
+      "a requeue into a full queue",
+      h.broker.requeueDead("q.dead", [letter.id]),
+    );
+    assert.equal(requeued.length, 1);
+    assert.equal((await h.stats("q")).ready, 2);
+  });
+
+  // ---------------------------------------------------------------- pause and resume
+
+  test("a paused queue's gets wait as if it were empty while puts go on", {}, async (h) => {
+    const producer = await h.session("producer");
+    const consumer = await h.session("consumer");
+    await h.broker.pause("q");
+    assert.deepEqual((await h.broker.stats()).paused, ["q"]);
+    await producer.put("q", ["x"]);
+    assert.equal((await h.stats("q")).ready, 1);
+    assert.deepEqual(await getNow(consumer, "q"), []);
+    const get = track(consumer.get("q", { max: 1, timeoutMs: 10_000 }));
+    await h.until("q", "the get to wait", (s) => s.waiting === 1);
+    await idle(QUIET_MS);
+    assert.equal(get.settled, false, "a paused queue serves no get");
+    await h.broker.resume("q");
+    assert.deepEqual(valuesOf(await within("the waiting get after resume", get.promise)), ["x"]);
+    assert.deepEqual((await h.broker.stats()).paused, []);
+  });
+
+  test(
+    "a paused queue's waiting get times out with none; leases settle as usual",
+    {},
+    async (h) => {
+      const holder = await h.session("holder");
+      const other = await h.session("other");
+      await holder.put("q", ["x", "y"]);
+      const x = await takeOne(holder, "q");
+      await h.broker.pause("q");
+      assert.deepEqual(await holder.ack([x.id]), []);
+      assert.deepEqual(await other.get("q", { max: 1, timeoutMs: QUIET_MS }), []);
+      await h.broker.resume("q");
+      assert.deepEqual(valuesOf(await getNow(other, "q")), ["y"]);
+    },
+  );
+
+  // ---------------------------------------------------------------- admin
+
+  test("peek shows ready items front first, without taking them", {}, async (h) => {
+    const s = await h.session();
+    const [a, b, c] = await s.put("q", ["a", "b", "c"]);
+    await takeOne(s, "q");
+    assert.deepEqual(await h.broker.peek("q", 10), [
+      { id: b, attempts: 0, value: "b" },
+      { id: c, attempts: 0, value: "c" },
+    ]);
+    assert.deepEqual(await h.broker.peek("q", 1), [{ id: b, attempts: 0, value: "b" }]);
+    assert.deepEqual(await h.broker.peek("never", 10), []);
+    assert.deepEqual(idsOf(await getNow(s, "q", 10)), [b, c], "peek took nothing");
+    assert.deepEqual(await s.nack([a]), []);
+    assert.deepEqual(await h.broker.peek("q", 10), [{ id: a, attempts: 1, value: "a" }]);
+  });
+
+  test("drop removes ready items by id for good, leaving leased ones alone", {}, async (h) => {
+    const s = await h.session();
+    const [a, b, c] = await s.put("q", ["a", "b", "c"]);
+    await takeOne(s, "q");
+    assert.equal(await h.broker.drop("q", [a, b, UNKNOWN_ID]), 1);
+    assert.deepEqual((await h.broker.peek("q", 10)).map((p) => p.id), [c]);
+    const stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.leased], [1, 1]);
+    assert.deepEqual(await s.ack([a]), [], "the leased item is still held");
+    assert.equal(await h.broker.drop("never", [c]), 0);
+  });
+
+  test("requeueDead moves dead letters back to their queue as new items, fresh attempts", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    const [original] = await s.put("q", [{ n: 1 }]);
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    const [letter] = await h.broker.peek("q.dead", 10);
+    const [plain] = await s.put("q.dead", ["not a dead letter"]);
+    const added = await h.broker.requeueDead("q.dead", [letter.id, plain, UNKNOWN_ID]);
+    assert.equal(added.length, 1, "only the dead letter is requeued");
+    assert.ok(added[0] > plain, "as a new item");
+    assert.deepEqual(await h.broker.peek("q", 10), [{
+      id: added[0],
+      attempts: 0,
+      value: { n: 1 },
+    }]);
+    assert.deepEqual((await h.broker.peek("q.dead", 10)).map((p) => p.id), [plain]);
+    const again = await takeOne(s, "q");
+    assert.deepEqual([again.id, again.attempts], [added[0], 1]);
+    assert.notEqual(again.id, original);
+    assert.equal((await h.stats("q")).put, 2);
+  });
+
+  test("stats reports every counter, per queue and for all queues by name", {
+    retry: { backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+  }, async (h) => {
+    const a = await h.session("a");
+    const b = await h.session("b");
+    await a.put("q", ["a", "b", "c", "d"]);
+    await a.put("q", ["e"], { maxAttempts: 1 });
+    await a.put("q", ["f"], { delayMs: 60_000 });
+    assert.deepEqual(await h.stats("q"), { ...zeros("q"), ready: 5, delayed: 1, put: 6 });
+    const [ia, ib, ic, id, ie] = idsOf(await getNow(a, "q", 5));
+    assert.deepEqual(await h.stats("q"), { ...zeros("q"), leased: 5, delayed: 1, put: 6 });
+    assert.deepEqual(await a.ack([ia]), []);
+    assert.deepEqual(await a.nack([ib]), []);
+    assert.deepEqual(await a.fail([ic], "retry later"), []);
+    assert.deepEqual(await a.fail([ie], "fatal"), []);
+    assert.deepEqual(await a.extend([id], 50), []);
+    await h.until("q", "the shortened lease to expire", (s) => s.expired === 1);
+    const waiting = b.get("idle", { max: 1, timeoutMs: 10_000 });
+    await h.until("idle", "the get to wait", (s) => s.waiting === 1);
+    const q = {
+      ...zeros("q"),
+      ready: 2,
+      delayed: 2,
+      put: 6,
+      acked: 1,
+      nacked: 1,
+      expired: 1,
+      failed: 2,
+      dead: 1,
+    };
+    assert.deepEqual(await h.stats("q"), q);
+    const dead = { ...zeros("q.dead"), ready: 1, put: 1 };
+    assert.deepEqual(await h.stats("q.dead"), dead);
+    const all = await h.broker.stats();
+    assert.deepEqual(
+      all.queues,
+      [q, dead, { ...zeros("idle"), waiting: 1 }].sort((x, y) =>
+        x.name < y.name ? -1 : x.name > y.name ? 1 : 0
+      ),
+    );
+    assert.equal(all.clients, 2);
+    assert.deepEqual(all.paused, []);
+    assert.deepEqual(await h.stats("never"), zeros("never"));
+    assert.ok(
+      !(await h.broker.stats()).queues.some((s) => s.name === "never"),
+      "asking for a queue's stats does not create it",
+    );
+    await b.close();
+    assert.deepEqual(await within("the waiting get to end", waiting), []);
+    assert.equal((await h.broker.stats()).clients, 1);
+  });
+
+  test(
+    "sessions() lists the open sessions with their name, address and holdings",
+    {},
+    async (h) => {
+      const before = Date.now();
+      const alpha = await h.session("alpha", "192.0.2.1:4000");
+      const beta = await h.session("beta", "");
+      assert.notEqual(alpha.id, beta.id);
+      assert.deepEqual([alpha.name, alpha.address, beta.name, beta.address], [
+        "alpha",
+        "192.0.2.1:4000",
+        "beta",
+        "",
+      ]);
+      await alpha.put("q", ["x"]);
+      await takeOne(alpha, "q");
+      const waiting = beta.get("idle", { max: 1, timeoutMs: 10_000 });
+      await h.until("idle", "the get to wait", (s) => s.waiting === 1);
+      alpha.touch();
+      const views = await h.broker.sessions();
+      assert.deepEqual(views.map((v) => v.id).sort(), [alpha.id, beta.id].sort());
+      const a = views.find((v) => v.id === alpha.id);
+      const b = views.find((v) => v.id === beta.id);
+      assert.deepEqual([a?.name, a?.address, a?.leased, a?.waiting], [
+        "alpha",
+        "192.0.2.1:4000",
+        1,
+        0,
+      ]);
+      assert.deepEqual([b?.name, b?.address, b?.leased, b?.waiting], ["beta", "", 0, 1]);
+      for (const view of views) {
+        assert.ok(view.connectedAt >= before - CLOCK_TOLERANCE_MS, "connectedAt");
+        assert.ok(view.connectedAt <= Date.now() + CLOCK_TOLERANCE_MS, "connectedAt");
+        assert.ok(view.lastSeenAt >= view.connectedAt, "lastSeenAt is not before connectedAt");
+      }
+      assert.equal((await h.broker.stats()).clients, 2);
+      await beta.close();
+      assert.deepEqual(await within("the waiting get to end", waiting), []);
+      assert.deepEqual((await h.broker.sessions()).map((v) => v.id), [alpha.id]);
+      assert.equal((await h.broker.stats()).clients, 1);
+    },
+  );
+
+  test("waitEmpty resolves at once for an empty queue, and when a queue drains", {}, async (h) => {
+    const s = await h.session();
+    await within("waitEmpty of a queue never used", h.broker.waitEmpty("never"));
+    await s.put("q", ["a", "b"]);
+    const empty = track(h.broker.waitEmpty("q"));
+    const [a, b] = await getNow(s, "q", 2);
+    await idle(QUIET_MS);
+    assert.equal(empty.settled, false, "leased items count");
+    assert.deepEqual(await s.ack([a.id]), []);
+    assert.deepEqual(await s.nack([b.id], 100), []);
+    await idle(50);
+    assert.equal(empty.settled, false, "delayed items count");
+    const again = await awaitOne(s, "q");
+    assert.equal(empty.settled, false, "leased items count");
+    assert.deepEqual(await s.ack([again.id]), []);
+    await within("waitEmpty once the queue drained", empty.promise);
+    await within("waitEmpty of a drained queue", h.broker.waitEmpty("q"));
+  });
+
+  test("waitEmpty resolves when its signal aborts", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["x"]);
+    const controller = new AbortController();
+    const empty = track(h.broker.waitEmpty("q", controller.signal));
+    await idle(QUIET_MS);
+    assert.equal(empty.settled, false);
+    controller.abort();
+    await within("waitEmpty after the abort", empty.promise);
+    await within(
+      "waitEmpty with a signal aborted already",
+      h.broker.waitEmpty("q", AbortSignal.abort()),
+    );
+    assert.equal((await h.stats("q")).ready, 1, "the queue is untouched");
+  });
+
+  // ---------------------------------------------------------------- concurrency
+
+  test("concurrent consumers get every item exactly once", {}, async (h) => {
+    const total = 60;
+    const producer = await h.session("producer");
+    const consumers = await Promise.all([0, 1, 2, 3].map((i) => h.session(`consumer-${i}`)));
+    const holders = new Map<number, string>();
+    const duplicates: number[] = [];
+    let stop = false;
+    const putting = (async () => {
+      for (let batch = 0; batch < 6; batch++) {
+        await producer.put("q", Array.from({ length: 10 }, (_, k) => batch * 10 + k));
+      }
+    })();
+    const consuming = Promise.all(consumers.map(async (consumer) => {
+      while (!stop && holders.size < total) {
+        const got = await consumer.get("q", { max: 3, timeoutMs: 100 });
+        for (const item of got) {
+          if (holders.has(item.id)) duplicates.push(item.id);
+          holders.set(item.id, consumer.id);
+          assert.equal(item.attempts, 1);
+        }
+        if (got.length > 0) assert.deepEqual(await consumer.ack(idsOf(got)), []);
+      }
+    }));
+    try {
+      await within("every item to be consumed", Promise.all([putting, consuming]), 15_000);
+    } finally {
+      stop = true;
+    }
+    assert.deepEqual(duplicates, []);
+    assert.equal(holders.size, total);
+    assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: total, acked: total });
+  });
+
+  // ---------------------------------------------------------------- durability
+
+  const volatile = !factory.durable || factory.reopen === undefined;
+
+  test(
+    "durable: acknowledged puts survive close and reopen; ids keep increasing",
+    {},
+    async (h) => {
+      let s = await h.session();
+      const ids = [...await s.put("q", ["a", "b", "c"]), ...await s.put("r", ["x"])];
+      await h.reopen();
+      s = await h.session();
+      const q = await h.stats("q");
+      assert.deepEqual([q.ready, q.leased, q.delayed], [3, 0, 0]);
+      const got = await getNow(s, "q", 10);
+      assert.deepEqual(valuesOf(got), ["a", "b", "c"]);
+      assert.deepEqual(idsOf(got), ids.slice(0, 3));
+      assert.deepEqual(attemptsOf(got), [1, 1, 1]);
+      assert.deepEqual(valuesOf(await getNow(s, "r", 10)), ["x"]);
+      const [later] = await s.put("q", ["d"]);
+      assert.ok(later > Math.max(...ids), "ids keep increasing across a reopen");
+    },
+    volatile,
+  );
+
+  test(
+    "durable: acked items stay gone, with their results; leased ones come back ready",
+    {},
+    async (h) => {
+      let a = await h.session("a");
+      const b = await h.session("b");
+      await a.put("q", ["a", "b", "c", "d"]);
+      const [ia, ib] = await getNow(a, "q", 2);
+      assert.deepEqual(await a.ack([ia.id]), []);
+      assert.deepEqual(await a.ack([ib.id], { queue: "results", values: ["rb"] }), []);
+      const c = await takeOne(b, "q");
+      await h.reopen();
+      a = await h.session("a");
+      const q = await h.stats("q");
+      assert.deepEqual([q.ready, q.leased], [2, 0]);
+      const got = await getNow(a, "q", 10);
+      assert.deepEqual(valuesOf(got), ["c", "d"]);
+      assert.deepEqual(idsOf(got)[0], c.id);
+      assert.deepEqual(attemptsOf(got), [2, 1], "the delivery before the close counts");
+      assert.deepEqual(valuesOf(await getNow(a, "results", 10)), ["rb"]);
+    },
+    volatile,
+  );
+
+  test("durable: delays survive a reopen", {}, async (h) => {
+    let s = await h.session();
+    const putAt = performance.now();
+    await s.put("q", ["later"], { delayMs: 400 });
+    await h.reopen();
+    s = await h.session();
+    if (since(putAt) < 300) {
+      assert.deepEqual(await getNow(s, "q"), [], "not ready before its delay");
+      assert.equal((await h.stats("q")).delayed, 1);
+    }
+    const got = await awaitOne(s, "q");
+    assertNotBefore(putAt, 400, "the delayed item was delivered");
+    assert.equal(got.value, "later");
+  }, volatile);
+
+  test("durable: values, attempts and the last failure survive a reopen", {
+    retry: { maxAttempts: 2 },
+  }, async (h) => {
+    let s = await h.session();
+    await s.put("values", SAMPLE_VALUES);
+    const [id] = await s.put("q", ["x"]);
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    await h.reopen();
+    s = await h.session();
+    assert.deepEqual(valuesOf(await getNow(s, "values", SAMPLE_VALUES.length)), SAMPLE_VALUES);
+    const second = await awaitOne(s, "q", SHORT_LEASE_MS);
+    assert.deepEqual([second.id, second.attempts], [id, 2]);
+    await h.until("q.dead", "the last attempt's expiry to dead-letter it", (st) => st.ready === 1);
+    const letter = (await takeOne(s, "q.dead")).value as DeadLetter;
+    assert.deepEqual([letter.id, letter.attempts, letter.error], [
+      id,
+      2,
+      "its lease expired before it was acked (earlier: boom)",
+    ]);
+  }, volatile);
+}
