@@ -2,9 +2,10 @@
  * The named error classes taskq throws.
  *
  * The base class and the errors every layer shares. Each layer with errors of
- * its own exports them from one module next to its code: lib/store/errors.ts
- * (the data directory), lib/worker/errors.ts (commands run for items) and
- * lib/python/errors.ts (the Python managers protocol). Every error a user can
+ * its own exports them from one module next to its code: lib/broker/errors.ts
+ * (the broker's refusals), lib/store/errors.ts (the data directory),
+ * lib/worker/errors.ts (commands run for items) and lib/python/errors.ts (the
+ * Python managers protocol, imported only by lib/python). Every error a user can
  * meet is one of these classes, so callers can branch on `instanceof`, and every
  * message says what went wrong and what to do about it.
  *

@@ -31,6 +31,7 @@ export {
   DEFAULT_CONNECT_TIMEOUT_MS,
   type GetOptions,
   type Job,
+  type JobRef,
   type NackOptions,
   type PutOptions,
   Queue,
@@ -43,13 +44,8 @@ export {
   type WorkerOptions,
   type WorkerSummary,
 } from "./worker/worker.ts";
-export {
-  checkListenAddress,
-  Master,
-  type MasterOptions,
-  serve,
-  type StoreChoice,
-} from "./server/master.ts";
+export { checkListenAddress, Master, type MasterOptions, serve } from "./server/master.ts";
+export { type LoadedState, type Store, type StoreChoice, type StoredItem } from "./broker/local.ts";
 export type { FrontEnd, FrontEndFactory, HostContext } from "./server/front_end.ts";
 export type {
   AckResults,
@@ -75,6 +71,7 @@ export {
   AuthenticationError,
   ConfigError,
   ConnectionLostError,
+  ERROR_CODE_TABLE,
   type ErrorCode,
   FrameTooLargeError,
   LeaseLostError,
@@ -82,8 +79,15 @@ export {
   RemoteError,
   TaskqError,
 } from "./errors.ts";
-export { type Address, loadAuthKey, parseAddress } from "./config.ts";
-export { createLogger, type Logger, type LoggerOptions } from "./log.ts";
+export { type Address, type AuthKeySource, loadAuthKey, parseAddress } from "./config.ts";
+export {
+  createLogger,
+  type LogFields,
+  type LogFormat,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+} from "./log.ts";
 export {
   type DeadLetter,
   DEFAULT_LEASE_MS,

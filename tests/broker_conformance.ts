@@ -46,7 +46,7 @@
 
 import assert from "node:assert/strict";
 import type { Broker, BrokerSession, Delivery, GetOptions } from "../lib/broker/broker.ts";
-import { QueueFullError, SessionClosedError } from "../lib/broker/errors.ts";
+import { BrokerClosedError, QueueFullError, SessionClosedError } from "../lib/broker/errors.ts";
 import type { DeadLetter, QueueStats, RetryPolicy } from "../lib/model/types.ts";
 
 /** What a test needs its broker opened with. */
@@ -597,6 +597,22 @@ export function brokerConformance(factory: BrokerFactory): void {
     assert.deepEqual(await next.ack([id]), []);
   });
 
+  test("a delivery keeps its attempt number when its item is delivered again", {}, async (h) => {
+    const first = await h.session("first");
+    const second = await h.session("second");
+    await first.put("q", ["x"]);
+    const old = await takeOne(first, "q", SHORT_LEASE_MS);
+    assert.equal(old.attempts, 1);
+    await h.until("q", "the lease to expire", (s) => s.expired === 1);
+    const renewed = await takeOne(second, "q");
+    assert.deepEqual([renewed.id, renewed.attempts], [old.id, 2]);
+    assert.equal(
+      old.attempts,
+      1,
+      "a delivery is a snapshot: the fencing number its holder got does not change under it",
+    );
+  });
+
   test("only the holder can ack, nack, fail or extend a lease", {}, async (h) => {
     const holder = await h.session("holder");
     const other = await h.session("other");
@@ -747,6 +763,25 @@ export function brokerConformance(factory: BrokerFactory): void {
     const s = await h.stats("q");
     assert.deepEqual([s.ready, s.leased, s.acked, s.put], [1, 0, 0, 1]);
     assert.deepEqual((await h.broker.sessions()).map((v) => v.id), [other.id]);
+  });
+
+  test("closing the broker ends its sessions: waiting gets end with none, held puts reject", {
+    maxQueueLength: 1,
+  }, async (h) => {
+    const waiter = await h.session("waiter");
+    const producer = await h.session("producer");
+    await producer.put("q", [1]);
+    const get = waiter.get("idle", { max: 1, timeoutMs: 10_000 });
+    await h.until("idle", "the get to wait", (s) => s.waiting === 1);
+    const held = track(producer.put("q", [2]));
+    await idle(QUIET_MS);
+    assert.equal(held.settled, false, "the put waits for room");
+    await h.broker.close();
+    assert.deepEqual(await within("the waiting get to end", get), []);
+    const closed = (error: unknown) =>
+      error instanceof SessionClosedError || error instanceof BrokerClosedError;
+    await assert.rejects(within("the held put to end", held.promise), closed);
+    await assert.rejects(within("a put after the close", producer.put("q", [3])), closed);
   });
 
   // ---------------------------------------------------------------- retries and dead letters

@@ -28,6 +28,7 @@ import {
   serve,
 } from "../lib/mod.ts";
 import { clientProof, newNonce, PROTOCOL_VERSION, serverProof } from "../lib/wire/auth.ts";
+import { MAX_BATCH } from "../lib/client/client.ts";
 import {
   bytesEqual,
   freeLoopbackPort,
@@ -292,17 +293,19 @@ Deno.test("client: many requests in flight at once are matched to their replies"
 
 Deno.test("client: bad arguments are refused before anything is sent", async () => {
   await withMaster(async (client) => {
-    assert.throws(() => client.queue(""), ProtocolError);
-    assert.throws(() => client.queue("bad\nname"), ProtocolError);
+    // Local argument checks: TypeError/RangeError, not ProtocolError (which
+    // means the peer sent bad bytes).
+    assert.throws(() => client.queue(""), RangeError);
+    assert.throws(() => client.queue("bad\nname"), RangeError);
     const q = client.queue("args");
-    await assert.rejects(q.put(undefined), ProtocolError);
-    await assert.rejects(q.put({ f: () => 1 }), ProtocolError);
-    await assert.rejects(q.putMany([1, new Map()]), ProtocolError);
+    await assert.rejects(q.put(undefined), TypeError);
+    await assert.rejects(q.put({ f: () => 1 }), TypeError);
+    await assert.rejects(q.putMany([1, new Map()]), TypeError);
     await assert.rejects(q.get(-1), RangeError);
     await assert.rejects(q.get(1.5), RangeError);
     await assert.rejects(q.get(0, { leaseMs: -5 }), RangeError);
     await assert.rejects(q.put(1, { delayMs: 2 ** 31 }), RangeError);
-    await assert.rejects(client.stats("bad\u0000"), ProtocolError);
+    await assert.rejects(client.stats("bad\u0000"), RangeError);
     // Nothing reached the master, and the connection is fine.
     await client.ping();
     assert.equal(await q.size(), 0);
@@ -650,6 +653,97 @@ Deno.test("client: the deepest item allowed goes through a master and back; a de
     const job = await queue.get(1_000);
     assert.deepEqual(job?.value, deepest);
     await queue.ack(job!);
-    await assert.rejects(queue.put([deepest]), ProtocolError);
+    await assert.rejects(queue.put([deepest]), RangeError);
+  });
+});
+
+Deno.test("client: a caller's bad arguments are TypeError or RangeError naming the argument, never a ProtocolError", async () => {
+  await withMaster(async (client, _master, address) => {
+    const refused = async (
+      call: () => unknown,
+      kind: typeof TypeError | typeof RangeError,
+      pattern: RegExp,
+    ) => {
+      await assert.rejects(async () => await call(), (error: unknown) => {
+        assert.ok(error instanceof kind, `expected ${kind.name}, got ${show(error)}`);
+        assert.ok(!(error instanceof ProtocolError), "a local argument is not a protocol error");
+        assert.match(error.message, pattern);
+        return true;
+      });
+    };
+    const q = client.queue("args");
+    let tooDeep: unknown = "core";
+    for (let i = 0; i <= MAX_ITEM_DEPTH; i++) tooDeep = [tooDeep];
+
+    // Queue names.
+    await refused(() => client.queue(""), RangeError, /bad queue name "" .*1–200 characters/);
+    await refused(() => client.queue("bad\nname"), RangeError, /"bad\\nname"/);
+    await refused(() => client.queue(7 as unknown as string), TypeError, /must be a string, not 7/);
+    await refused(() => client.stats("bad\u0000"), RangeError, /bad queue name/);
+    // Items.
+    await refused(() => q.put(undefined), TypeError, /type undefined.*plain data only/);
+    await refused(() => q.put({ f: () => 1 }), TypeError, /type function/);
+    await refused(() => q.putMany([1, new Map()]), TypeError, /Map/);
+    await refused(() => q.put(new Date(NaN)), RangeError, /timestamp/);
+    await refused(() => q.put(tooDeep), RangeError, /nested more than 56 levels/);
+    await refused(() => q.putMany("abc" as unknown as unknown[]), TypeError, /array of items/);
+    await refused(
+      () => q.putMany(new Array(MAX_BATCH + 1).fill(0)),
+      RangeError,
+      /at most 65536 items/,
+    );
+    // Options and durations.
+    await refused(() => q.put(1, { maxAttempts: -1 }), RangeError, /maxAttempts/);
+    await refused(
+      () => q.put(1, { maxAttempts: "3" as unknown as number }),
+      TypeError,
+      /maxAttempts must be a number/,
+    );
+    await refused(() => q.put(1, { delayMs: NaN }), RangeError, /delayMs .* not NaN/);
+    await refused(() => q.get("10" as unknown as number), TypeError, /timeoutMs must be a number/);
+    await refused(() => q.get(-1), RangeError, /timeoutMs must be a whole number/);
+    await refused(() => q.extend(1, -1), RangeError, /leaseMs/);
+    // Jobs and ids.
+    await refused(
+      () => q.ack([{} as unknown as number]),
+      TypeError,
+      /a job \(from get\) or its id/,
+    );
+    await refused(() => q.ack(-1), RangeError, /job id/);
+    await refused(() => q.nack([1.5]), RangeError, /job id/);
+    await refused(() => q.fail(1, new Error("x") as unknown as string), TypeError, /as a string/);
+    await refused(
+      () => q.ack([1], { results: { queue: "", values: [1] } }),
+      RangeError,
+      /bad queue name/,
+    );
+    await refused(
+      () => q.ack([1], { results: { queue: "out", values: [undefined] } }),
+      TypeError,
+      /type undefined/,
+    );
+    // Empty lists settle nothing and send nothing.
+    await q.ack([]);
+    await q.nack([]);
+    await q.fail([], "nothing");
+    await q.extend([], 1000);
+    // Connection options, refused before connecting.
+    await refused(
+      () => connect({ address, authkey: 42 as unknown as string }),
+      TypeError,
+      /authkey/,
+    );
+    await refused(() => connect({ address, timeoutMs: 0 }), RangeError, /timeoutMs/);
+    await refused(() => connect({ address, name: "n".repeat(201) }), RangeError, /at most 200/);
+    await refused(() => connect({ address, maxFrameBytes: 0 }), RangeError, /maxFrameBytes/);
+    await refused(
+      () => connect({ address: { hostname: "127.0.0.1", port: 70_000 } }),
+      RangeError,
+      /address.port/,
+    );
+    // Nothing reached the master, and the connection is fine.
+    await client.ping();
+    assert.equal(client.sessionNumber, 1);
+    assert.equal(await q.size(), 0);
   });
 });

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { Packr } from "msgpackr";
 import {
   checkItem,
+  checkItemArgument,
   checkValue,
   decode,
   encode,
@@ -179,4 +180,29 @@ Deno.test("codec: items may nest MAX_ITEM_DEPTH levels, leaving room for their e
     jobs: [{ id: 1, attempt: 1, value: { letter: nested(MAX_ITEM_DEPTH) } }],
   };
   assert.deepEqual(decode(encode(reply)), reply);
+});
+
+Deno.test("codec: a caller's own item is refused with TypeError or RangeError, a peer's with ProtocolError", () => {
+  checkItemArgument({ a: [1, "s", null, new Uint8Array(1), new Date(0)] });
+  checkItemArgument(nested(MAX_ITEM_DEPTH));
+  const cases: [unknown, typeof TypeError | typeof RangeError, RegExp][] = [
+    [undefined, TypeError, /type undefined/],
+    [{ a: () => 1 }, TypeError, /type function/],
+    [1n, TypeError, /type bigint/],
+    [new Map(), TypeError, /Map/],
+    [new (class Thing {})(), TypeError, /Thing/],
+    [new Date(NaN), RangeError, /timestamp/],
+    [nested(MAX_ITEM_DEPTH + 1), RangeError, new RegExp(`more than ${MAX_ITEM_DEPTH} levels`)],
+  ];
+  for (const [value, kind, pattern] of cases) {
+    assert.throws(() => checkItemArgument(value), (error: unknown) => {
+      assert.ok(error instanceof kind, `expected ${kind.name} for ${Deno.inspect(value)}`);
+      assert.ok(!(error instanceof ProtocolError));
+      assert.match(error.message, pattern);
+      assert.match(error.message, kind === TypeError ? /plain data only: null, boolean/ : /./);
+      return true;
+    });
+    // The same value from a peer is a protocol error.
+    assert.throws(() => checkItem(value), ProtocolError);
+  }
 });

@@ -48,6 +48,7 @@ import {
 } from "../lib/wire/messages.ts";
 import { MAX_QUEUE_NAME_LENGTH } from "../lib/model/queue_names.ts";
 import { DEFAULT_HIGH_WATER_BYTES } from "../lib/wire/connection.ts";
+import { MAX_PENDING_REQUESTS } from "../lib/server/native_session.ts";
 import { ERROR_CODES } from "../lib/errors.ts";
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -566,6 +567,7 @@ Deno.test("documented limits and defaults match the code", async () => {
     DEFAULT_MAX_FRAME_BYTES,
     HANDSHAKE_MAX_FRAME_BYTES,
     DEFAULT_HIGH_WATER_BYTES,
+    MAX_PENDING_REQUESTS,
     MAX_VALUE_DEPTH,
     DEFAULT_HANDSHAKE_TIMEOUT_MS,
     DEFAULT_MAX_PENDING_HANDSHAKES,

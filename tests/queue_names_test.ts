@@ -11,11 +11,13 @@
 
 import assert from "node:assert/strict";
 import {
+  checkQueueNameArgument,
   DEAD_LETTER_SUFFIX,
   deadLetterQueue,
   isDeadLetterQueue,
   isValidQueueName,
   MAX_QUEUE_NAME_LENGTH,
+  QUEUE_NAME_RULE,
 } from "../lib/model/queue_names.ts";
 import { checkQueueName } from "../lib/wire/messages.ts";
 import { ProtocolError } from "../lib/errors.ts";
@@ -127,4 +129,28 @@ Deno.test("queue names: checkQueueName follows the same rules", () => {
   for (const name of ["", "q".repeat(201), "a\nb", "q".repeat(201) + ".dead", 7, null]) {
     assert.throws(() => checkQueueName(name), ProtocolError, `${String(name)} should be refused`);
   }
+});
+
+Deno.test("queue names: a caller's name is checked with TypeError or RangeError, never ProtocolError", () => {
+  for (const name of ["tasks", "q".repeat(200), "q".repeat(200) + ".dead", "ünï 🎉"]) {
+    assert.equal(checkQueueNameArgument(name), name);
+  }
+  for (const name of [undefined, null, 7, ["tasks"], { name: "tasks" }]) {
+    assert.throws(() => checkQueueNameArgument(name), (error: unknown) => {
+      assert.ok(error instanceof TypeError, `${String(name)} should be a TypeError`);
+      assert.match(error.message, /a queue name must be a string/);
+      return true;
+    });
+  }
+  for (const name of ["", "q".repeat(201), "bad\nname", "tab\there", "x\u007f"]) {
+    assert.throws(() => checkQueueNameArgument(name), (error: unknown) => {
+      assert.ok(error instanceof RangeError, `${JSON.stringify(name)} should be a RangeError`);
+      assert.ok(!(error instanceof ProtocolError));
+      assert.ok(error.message.includes(QUEUE_NAME_RULE), error.message);
+      assert.ok(!error.message.includes("\n"), "control characters are escaped: one line");
+      return true;
+    });
+  }
+  // The name is quoted, cut short when long.
+  assert.throws(() => checkQueueNameArgument("q".repeat(500)), /"q{40}…" \(500 characters\)/);
 });

@@ -22,8 +22,9 @@
  */
 
 import { type Consumer, Engine, type Item } from "../engine/engine.ts";
-import type { Store } from "../store/store.ts";
-import { MemoryStore } from "../store/memory.ts";
+import { MemoryStore, type Store } from "../store/store.ts";
+
+export type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import type { RetryPolicy } from "../model/types.ts";
 import type {

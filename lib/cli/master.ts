@@ -23,7 +23,8 @@ import {
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_ATTEMPTS,
 } from "../model/types.ts";
-import { checkQueueName, MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
+import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
+import { isValidQueueName, QUEUE_NAME_RULE } from "../model/queue_names.ts";
 import { ConfigError } from "../errors.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { createLogger } from "../log.ts";
@@ -112,7 +113,13 @@ function queueMaxAttempts(parsed: Parsed): Record<string, number> {
     if (!match || n < 1 || n > MAX_ATTEMPTS_LIMIT) {
       throw new ConfigError(`--queue-max-attempts takes NAME=N with N ≥ 1, not "${entry}"`);
     }
-    out[checkQueueName(match[1])] = n;
+    if (!isValidQueueName(match[1])) {
+      throw new ConfigError(
+        `--queue-max-attempts: "${match[1]}" is not a valid queue name: a queue name is ` +
+          QUEUE_NAME_RULE,
+      );
+    }
+    out[match[1]] = n;
   }
   return out;
 }

@@ -13,6 +13,7 @@ import {
   LOG_FLAGS,
   logSettings,
   parseFlags,
+  queueFlag,
   secondsFlag,
   stringFlag,
 } from "./args.ts";
@@ -21,7 +22,6 @@ import { type CommandOutcome, ITEM_PLACEHOLDER, runCommand } from "../worker/com
 import { defaultClientName, type Job } from "../client/client.ts";
 import { ConfigError } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import { checkQueueName } from "../wire/messages.ts";
 import type { CliExtension } from "./extension.ts";
 
 /** How often a working worker logs a summary, by default. */
@@ -114,11 +114,9 @@ export async function runWorkerCommand(
     const running = extension.runWorker(parsed);
     if (running !== undefined) return await running;
   }
-  const queue = stringFlag(parsed, "queue");
+  const queue = queueFlag(parsed, "queue");
   if (queue === undefined) throw new ConfigError("--queue NAME is required");
-  checkQueueName(queue);
-  const results = stringFlag(parsed, "results");
-  if (results !== undefined) checkQueueName(results);
+  const results = queueFlag(parsed, "results");
   const [command, ...commandArgs] = parsed.positionals;
   if (command === undefined) {
     throw new ConfigError("give the command to run after --, e.g. -- echo {}");

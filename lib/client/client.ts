@@ -137,7 +137,8 @@ export interface Stats {
   clients: number;
 }
 
-type JobRef = Job | number;
+/** A job, or just its id, wherever jobs are settled. */
+export type JobRef = Job | number;
 
 /**
  * The ids of `jobs` (jobs or ids, one or a list).
@@ -178,15 +179,23 @@ interface Pending {
 /** The connection each job came on: its lease dies with that connection. */
 const jobSession = new WeakMap<object, number>();
 
+/** How a {@link Queue} sends its requests through its client (kept out of the public API). */
+type Send = (request: Request) => Promise<OkReply>;
+
+/** Each client's sending function, set when it is made, for its queues. */
+const senders = new WeakMap<Client, Send>();
+
 /** Operations on one named queue, through a {@link Client}. */
 export class Queue {
   /** The queue's name. */
   readonly name: string;
   readonly #client: Client;
+  readonly #send: Send;
 
   /** Use {@link Client.queue}. */
   constructor(client: Client, name: string) {
     this.#client = client;
+    this.#send = senders.get(client) as Send;
     this.name = checkQueueNameArgument(name);
   }
 
@@ -227,7 +236,7 @@ export class Queue {
       );
     }
     if (values.length === 0) return [];
-    const reply = await this.#client.request(request);
+    const reply = await this.#send(request);
     return expect(reply, "ids");
   }
 
@@ -247,14 +256,13 @@ export class Queue {
     timeoutMs?: number,
     options: GetOptions = {},
   ): Promise<Job<T>[]> {
-    checkIntegerArgument("max", max, 1, MAX_BATCH);
     for (;;) {
       const timeout = timeoutMs === undefined
         ? MAX_DURATION_MS
         : checkDuration("timeoutMs", timeoutMs);
       const request: Request = { op: "get", rid: 0, queue: this.name, max, timeout };
       if (options.leaseMs !== undefined) request.lease = checkDuration("leaseMs", options.leaseMs);
-      const reply = await this.#client.request(request);
+      const reply = await this.#send(request);
       const records = expect(reply, "jobs");
       if (records.length === 0 && timeoutMs === undefined) continue;
       const session = this.#client.sessionNumber;
@@ -290,7 +298,7 @@ export class Queue {
       request.results = values as unknown[];
     }
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#client.request(request));
+    throwIfFailed(await this.#send(request));
   }
 
   /**
@@ -304,7 +312,7 @@ export class Queue {
       if (delay > 0) request.delay = delay;
     }
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#client.request(request));
+    throwIfFailed(await this.#send(request));
   }
 
   /**
@@ -326,7 +334,7 @@ export class Queue {
       error: error.slice(0, MAX_FAILURE_TEXT),
     };
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#client.request(request));
+    throwIfFailed(await this.#send(request));
   }
 
   /**
@@ -342,7 +350,7 @@ export class Queue {
       lease: checkDuration("leaseMs", leaseMs),
     };
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#client.request(request));
+    throwIfFailed(await this.#send(request));
   }
 
   /** Number of items ready to be taken. */
@@ -403,6 +411,7 @@ export class Client {
     this.#params = params;
     this.#options = options;
     this.#session = session;
+    senders.set(this, (request) => this.#request(request));
     this.#adopt(session);
   }
 
@@ -458,13 +467,13 @@ export class Client {
   async stats(queue?: string): Promise<Stats> {
     const request: Request = { op: "stats", rid: 0 };
     if (queue !== undefined) request.queue = checkQueueNameArgument(queue);
-    const reply = await this.request(request);
+    const reply = await this.#request(request);
     return { queues: expect(reply, "queues"), clients: reply.clients ?? 0 };
   }
 
   /** Round trip to the master; resolves when it answers. */
   async ping(): Promise<void> {
-    await this.request({ op: "ping", rid: 0 });
+    await this.#request({ op: "ping", rid: 0 });
   }
 
   /**
@@ -474,7 +483,7 @@ export class Client {
    *   (the request may or may not have taken effect).
    * @throws {RemoteError} if the master answers with an error.
    */
-  async request(request: Request): Promise<OkReply> {
+  async #request(request: Request): Promise<OkReply> {
     while (this.#reconnecting !== undefined) await this.#reconnecting;
     if (this.#closeReason) throw this.#closeReason;
     const rid = this.#nextRid;

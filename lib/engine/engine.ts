@@ -17,8 +17,7 @@
 
 import { Deque } from "../util/deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
-import type { LoadedState, Store, StoredItem } from "../store/store.ts";
-import { MemoryStore } from "../store/memory.ts";
+import { type LoadedState, MemoryStore, type Store, type StoredItem } from "../store/store.ts";
 import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../model/queue_names.ts";
 import {
   type DeadLetter,

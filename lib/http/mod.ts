@@ -32,3 +32,5 @@ export {
 } from "./server.ts";
 export { httpToken } from "./token.ts";
 export type { ClientRow, DashboardSource, DashboardState, DeadItem, QueueRow } from "./state.ts";
+export type { History, Rates } from "./rates.ts";
+export type { StatusRow } from "../model/status_rows.ts";

@@ -24,8 +24,7 @@
 import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
 import { ConfigError, ProtocolError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { isDeadLetterQueue } from "../model/queue_names.ts";
-import { checkQueueName } from "../wire/messages.ts";
+import { checkQueueName, isDeadLetterQueue } from "../model/queue_names.ts";
 import { Guard, type Refusal } from "./guard.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.ts";

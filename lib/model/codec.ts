@@ -10,9 +10,24 @@
  * sent bad bytes. A local caller's item is checked with
  * {@link checkItemArgument} instead, which throws `TypeError` or `RangeError`.
  *
+ * Decoding is also bounded in what it builds, not just in frame size: before
+ * msgpackr builds anything, a structural pre-scan walks the frame's headers
+ * (iteratively, at most {@link MAX_VALUE_DEPTH} deep, never building a value)
+ * and adds up an estimate of the memory the decoded value will take (bytes of
+ * JS heap: so much per array, map, string, binary, number). A frame whose
+ * estimate exceeds {@link DECODED_COST_PER_WIRE_BYTE} per byte received, plus
+ * {@link DECODED_COST_ALLOWANCE_BYTES}, is refused: without this, a 16 MB frame
+ * of empty maps decoded to a gigabyte. The same estimate bounds each item
+ * ({@link ITEM_COST_ALLOWANCE_BYTES}), computed from the value rather than
+ * its bytes, so that what was accepted once always decodes again: from the
+ * store after a restart, and inside the replies that carry it to workers.
+ *
  * @module
  */
 
+// Pinned here rather than in deno.json's import map, so that a program importing
+// lib/mod.ts by path or URL works without taskq's deno.json (tests/mod_import_test.ts).
+// deno-lint-ignore no-import-prefix
 import { Packr, Unpackr } from "npm:msgpackr@2.1.4";
 import { ProtocolError } from "../errors.ts";
 
@@ -25,6 +40,51 @@ export const MAX_VALUE_DEPTH = 64;
  * letter) always fits.
  */
 export const MAX_ITEM_DEPTH = 56;
+
+/**
+ * Estimated bytes of memory a frame may decode to per byte of the frame
+ * (beyond {@link DECODED_COST_ALLOWANCE_BYTES}). Ordinary data stays well
+ * below: text and binary about 1–3, numbers 3–24, records of a few fields
+ * 5–27. What only hostile or degenerate input reaches is refused: an empty
+ * array costs 40 per byte, an empty map 64, an empty binary 112.
+ */
+export const DECODED_COST_PER_WIRE_BYTE = 32;
+
+/** Estimated bytes of memory any frame may decode to, whatever its size (1 MiB). */
+export const DECODED_COST_ALLOWANCE_BYTES = 1024 * 1024;
+
+/**
+ * Estimated bytes of memory any item may take beyond
+ * {@link DECODED_COST_PER_WIRE_BYTE} per byte of its smallest encoding: room
+ * for a dozen empty maps, or arrays nested {@link MAX_ITEM_DEPTH} deep. It
+ * must not exceed what the smallest envelope an item travels in leaves spare:
+ * a job record `{id, attempt, value}` is at least 20 bytes, estimated at 190,
+ * leaving 32 × 20 − 190 = 450; so a reply of any number of jobs decodes
+ * whenever each of its items passed.
+ */
+export const ITEM_COST_ALLOWANCE_BYTES = 448;
+
+// The cost model: estimated bytes of V8 heap, measured with Deno 2.9 (a
+// million of each decoded, heap used before and after). Every value costs a
+// slot where it is held, and then:
+/** Bytes of the reference to a value, in the array or object holding it. */
+const SLOT_BYTES = 8;
+/** Bytes of a number that is not a small integer (a float, or beyond ±2^30): a heap number. */
+const HEAP_NUMBER_BYTES = 16;
+/** Bytes of a non-empty string besides its text (one byte per byte of UTF-8, at most). */
+const STRING_BYTES = 24;
+/** Bytes of a Uint8Array with its own ArrayBuffer, besides its contents. */
+const BINARY_BYTES = 216;
+/** Bytes of a Date. */
+const DATE_BYTES = 96;
+/** Bytes of an array, besides a slot per element. */
+const ARRAY_BYTES = 32;
+/** Bytes of a plain object, with room for a few properties (a key costs as a string). */
+const OBJECT_BYTES = 56;
+/** Integers in [-2^30, 2^30) are small integers (no heap number), whatever V8's pointer size. */
+const SMALL_INT_LIMIT = 2 ** 30;
+/** Strings up to this many UTF-16 units have their UTF-8 length counted; longer ones bounded by 3 per unit. */
+const UTF8_COUNTED_LENGTH = 32;
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({
@@ -42,10 +102,14 @@ export function encode(value: unknown): Uint8Array {
 
 /**
  * Decodes exactly one msgpack value filling all of `payload` and checks that it
- * is plain data.
- * @throws {ProtocolError} on malformed, trailing or unsupported input.
+ * is plain data, refusing first (before building anything) a frame that would
+ * decode to more than {@link DECODED_COST_PER_WIRE_BYTE} estimated bytes of
+ * memory per byte, plus {@link DECODED_COST_ALLOWANCE_BYTES}.
+ * @throws {ProtocolError} on malformed, trailing, unsupported, too deeply
+ *   nested or too costly input.
  */
 export function decode(payload: Uint8Array): unknown {
+  scan(payload);
   let value: unknown;
   try {
     value = unpackr.unpack(payload);
@@ -57,6 +121,276 @@ export function decode(payload: Uint8Array): unknown {
   }
   checkValue(value);
   return value;
+}
+
+// What the scan found a header to start.
+const STRING = 0;
+const BINARY = 1;
+const EXTENSION = 2;
+const ARRAY = 3;
+const MAP = 4;
+
+/** The msgpack timestamp extension type (-1) as a byte. */
+const TIMESTAMP_TYPE = 0xff;
+
+/** Bytes of the shortest timestamp (fixext 4: seconds). */
+const TIMESTAMP_MIN_BYTES = 6;
+
+/** Bytes after each token from 0xc0 to 0xdf that the scan reads before any contents. */
+const HEADER_BYTES = new Uint8Array([
+  0,
+  0,
+  0,
+  0, // 0xc0 nil, 0xc1 reserved, 0xc2 false, 0xc3 true
+  1,
+  2,
+  4, // 0xc4–0xc6 bin 8/16/32: the length
+  1,
+  2,
+  4, // 0xc7–0xc9 ext 8/16/32: the length (the type follows)
+  4,
+  8, // 0xca float 32, 0xcb float 64
+  1,
+  2,
+  4,
+  8, // 0xcc–0xcf uint 8/16/32/64
+  1,
+  2,
+  4,
+  8, // 0xd0–0xd3 int 8/16/32/64
+  0,
+  0,
+  0,
+  0,
+  0, // 0xd4–0xd8 fixext 1/2/4/8/16 (the type follows)
+  1,
+  2,
+  4, // 0xd9–0xdb str 8/16/32: the length
+  2,
+  4, // 0xdc–0xdd array 16/32: the count
+  2,
+  4, // 0xde–0xdf map 16/32: the count
+]);
+
+/** Values still to read in each open array or map, outermost first (shared by every scan). */
+const scanPending = new Float64Array(MAX_VALUE_DEPTH);
+
+/** A refusal of a frame that is not one msgpack value (truncated, trailing bytes, bad byte). */
+function notOneValue(reason: string): ProtocolError {
+  return new ProtocolError(`frame is not one valid msgpack value: ${reason}`);
+}
+
+/** The refusal of a value cut short at byte `at`. */
+function truncated(at: number): ProtocolError {
+  return notOneValue(`truncated (the value at byte ${at} runs past the end of the frame)`);
+}
+
+/** `bytes` as a whole number of KiB or MiB, for messages. */
+function sizeText(bytes: number): string {
+  return bytes >= 1024 * 1024
+    ? `${Math.round(bytes / (1024 * 1024)).toLocaleString("en-US")} MiB`
+    : `${Math.round(bytes / 1024).toLocaleString("en-US")} KiB`;
+}
+
+/**
+ * The structural pre-scan of a frame: walks its msgpack headers without
+ * building anything (strings and binaries are skipped over by their length),
+ * checking that they form exactly one value nested at most
+ * {@link MAX_VALUE_DEPTH} deep whose only extension is the timestamp, and
+ * adds up the memory the value will take once decoded.
+ *
+ * It is iterative, with a stack of one count per open array or map, and does
+ * constant work per header: linear in the frame's size. Every element takes at
+ * least one byte, so a count is checked against the bytes that remain.
+ * @throws {ProtocolError} when the frame is not one such value, or would cost
+ *   more than {@link DECODED_COST_PER_WIRE_BYTE} per byte plus
+ *   {@link DECODED_COST_ALLOWANCE_BYTES}.
+ */
+function scan(bytes: Uint8Array): void {
+  const end = bytes.length;
+  const pending = scanPending;
+  let pos = 0;
+  let cost = 0;
+  let depth = 0; // arrays and maps open around the next value
+  let left = 1; // values still to read in the innermost open one (or at the top)
+  for (;;) {
+    if (left === 0) {
+      if (depth === 0) break;
+      left = pending[--depth];
+      continue;
+    }
+    left--;
+    if (pos >= end) throw truncated(pos);
+    const at = pos;
+    const token = bytes[pos++];
+    cost += SLOT_BYTES;
+    if (token < 0x80 || token >= 0xe0) continue; // positive or negative fixint
+    let n: number; // bytes of a string, binary or extension; elements of an array; entries of a map
+    let kind: number;
+    if (token < 0x90) {
+      n = token - 0x80;
+      kind = MAP;
+    } else if (token < 0xa0) {
+      n = token - 0x90;
+      kind = ARRAY;
+    } else if (token < 0xc0) {
+      n = token - 0xa0;
+      kind = STRING;
+    } else {
+      // Every case below reads a fixed-size header: check it is all there first.
+      const header = HEADER_BYTES[token - 0xc0];
+      if (header > end - pos) throw truncated(at);
+      switch (token) {
+        case 0xc0: // nil
+        case 0xc2: // false
+        case 0xc3: // true
+          continue;
+        case 0xc1:
+          throw notOneValue(`the reserved byte 0xc1 at byte ${at} (plain data only)`);
+        case 0xcc: // uint 8
+        case 0xcd: // uint 16
+        case 0xd0: // int 8
+        case 0xd1: // int 16
+          pos += header;
+          continue;
+        case 0xce: // uint 32: a heap number from 2^30
+          if (bytes[pos] >= 0x40) cost += HEAP_NUMBER_BYTES;
+          pos += 4;
+          continue;
+        case 0xd2: {
+          // int 32: a heap number from 2^30, or below -2^30
+          const top = bytes[pos] >> 6;
+          if (top === 1 || top === 2) cost += HEAP_NUMBER_BYTES;
+          pos += 4;
+          continue;
+        }
+        case 0xca: // float 32
+        case 0xcb: // float 64
+        case 0xcf: // uint 64
+        case 0xd3: // int 64
+          cost += HEAP_NUMBER_BYTES;
+          pos += header;
+          continue;
+        case 0xc4:
+          n = bytes[pos];
+          kind = BINARY;
+          break;
+        case 0xc5:
+          n = (bytes[pos] << 8) | bytes[pos + 1];
+          kind = BINARY;
+          break;
+        case 0xc6:
+          n = bytes[pos] * 0x1000000 +
+            ((bytes[pos + 1] << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]);
+          kind = BINARY;
+          break;
+        case 0xc7:
+          n = bytes[pos];
+          kind = EXTENSION;
+          break;
+        case 0xc8:
+          n = (bytes[pos] << 8) | bytes[pos + 1];
+          kind = EXTENSION;
+          break;
+        case 0xc9:
+          n = bytes[pos] * 0x1000000 +
+            ((bytes[pos + 1] << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]);
+          kind = EXTENSION;
+          break;
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:
+          n = 1 << (token - 0xd4); // fixext 1, 2, 4, 8, 16
+          kind = EXTENSION;
+          break;
+        case 0xd9:
+          n = bytes[pos];
+          kind = STRING;
+          break;
+        case 0xda:
+          n = (bytes[pos] << 8) | bytes[pos + 1];
+          kind = STRING;
+          break;
+        case 0xdb:
+          n = bytes[pos] * 0x1000000 +
+            ((bytes[pos + 1] << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]);
+          kind = STRING;
+          break;
+        case 0xdc:
+          n = (bytes[pos] << 8) | bytes[pos + 1];
+          kind = ARRAY;
+          break;
+        case 0xdd:
+          n = bytes[pos] * 0x1000000 +
+            ((bytes[pos + 1] << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]);
+          kind = ARRAY;
+          break;
+        case 0xde:
+          n = (bytes[pos] << 8) | bytes[pos + 1];
+          kind = MAP;
+          break;
+        default: // 0xdf
+          n = bytes[pos] * 0x1000000 +
+            ((bytes[pos + 1] << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]);
+          kind = MAP;
+          break;
+      }
+      pos += header;
+    }
+    if (kind === STRING || kind === BINARY) {
+      if (n > end - pos) throw truncated(at);
+      pos += n;
+      if (kind === BINARY) cost += BINARY_BYTES + n;
+      else if (n > 0) cost += STRING_BYTES + n;
+      continue;
+    }
+    if (kind === EXTENSION) {
+      // The type byte, then the data.
+      if (n >= end - pos) throw truncated(at);
+      const type = bytes[pos];
+      if (type !== TIMESTAMP_TYPE) {
+        const signed = type > 127 ? type - 256 : type;
+        throw notOneValue(
+          `unsupported extension type ${signed}${signed === 0 ? " (msgpackr's undefined)" : ""} ` +
+            `at byte ${at} (plain data only: the timestamp, type -1, is the one extension)`,
+        );
+      }
+      pos += 1 + n;
+      cost += DATE_BYTES;
+      continue;
+    }
+    // An array or a map: its elements (a map's keys and values) follow.
+    if (depth >= MAX_VALUE_DEPTH) {
+      throw notOneValue(
+        `nested too deeply (value nested more than ${MAX_VALUE_DEPTH} levels deep)`,
+      );
+    }
+    if (kind === MAP) {
+      cost += OBJECT_BYTES;
+      n *= 2;
+    } else {
+      cost += ARRAY_BYTES;
+    }
+    if (n === 0) continue;
+    if (n > end - pos) throw truncated(at);
+    pending[depth++] = left;
+    left = n;
+  }
+  if (pos !== end) {
+    throw notOneValue(`${end - pos} bytes follow the value (one value per frame)`);
+  }
+  const limit = DECODED_COST_ALLOWANCE_BYTES + DECODED_COST_PER_WIRE_BYTE * end;
+  if (cost > limit) {
+    throw new ProtocolError(
+      `frame of ${end.toLocaleString("en-US")} bytes refused: it would decode to about ` +
+        `${sizeText(cost)} of memory, more than a frame may (${DECODED_COST_PER_WIRE_BYTE} bytes ` +
+        `per byte received, plus ${sizeText(DECODED_COST_ALLOWANCE_BYTES)}); it holds mostly ` +
+        `empty or tiny arrays, maps or binaries, which take far more memory than bytes: send ` +
+        `such data more compactly (e.g. null or a count instead of many empty values)`,
+    );
+  }
 }
 
 /** How a check refuses a value: for a bad type, or for a bad range (too deep, invalid Date). */
@@ -97,11 +431,15 @@ const ITEM_START_DEPTH = MAX_VALUE_DEPTH - MAX_ITEM_DEPTH;
 
 /**
  * Checks that `value`, received from a peer, can be an item: plain data
- * nested at most {@link MAX_ITEM_DEPTH} deep.
- * @throws {ProtocolError} naming the first offending part.
+ * nested at most {@link MAX_ITEM_DEPTH} deep, estimated to take at most
+ * {@link DECODED_COST_PER_WIRE_BYTE} bytes of memory per byte of its smallest
+ * encoding, plus {@link ITEM_COST_ALLOWANCE_BYTES}.
+ * @throws {ProtocolError} naming the first offending part, or the cost.
  */
 export function checkItem(value: unknown): void {
+  walkCost = walkBytes = 0;
   walk(value, ITEM_START_DEPTH, PEER_ITEM);
+  checkItemCost(PEER_ITEM);
 }
 
 /**
@@ -116,40 +454,111 @@ export function checkValue(value: unknown, depth = 0): void {
 
 /**
  * Checks that `value`, a local caller's item (to put, or a result to ack
- * with), is plain data nested at most {@link MAX_ITEM_DEPTH} deep, before
- * anything is sent.
+ * with), is plain data nested at most {@link MAX_ITEM_DEPTH} deep and within
+ * the cost a peer's item is held to ({@link checkItem}), before anything is
+ * sent.
  * @throws {TypeError} naming the first part that is not plain data.
- * @throws {RangeError} for an invalid Date, or nesting too deep.
+ * @throws {RangeError} for an invalid Date, nesting too deep, or a value too
+ *   costly to hold.
  */
 export function checkItemArgument(value: unknown): void {
+  walkCost = walkBytes = 0;
   walk(value, ITEM_START_DEPTH, LOCAL_ITEM);
+  checkItemCost(LOCAL_ITEM);
+}
+
+/**
+ * Refuses, as `check` says, the item {@link walk} just went over if its
+ * estimated memory exceeds {@link DECODED_COST_PER_WIRE_BYTE} per byte of its
+ * smallest encoding, plus {@link ITEM_COST_ALLOWANCE_BYTES}.
+ *
+ * Both figures are functions of the value alone, whatever bytes it came as,
+ * and bound those of any encoding of it (the memory from above, the bytes from
+ * below), so that the frame holding it alone (as stored) passes {@link scan}.
+ */
+function checkItemCost(check: Check): void {
+  if (walkCost <= ITEM_COST_ALLOWANCE_BYTES + DECODED_COST_PER_WIRE_BYTE * walkBytes) return;
+  check.refuse(
+    "range",
+    `item too costly to hold: about ${walkCost.toLocaleString("en-US")} bytes of memory for ` +
+      `${walkBytes.toLocaleString("en-US")} bytes of data, more than an item may take ` +
+      `(${DECODED_COST_PER_WIRE_BYTE} per byte, plus ${ITEM_COST_ALLOWANCE_BYTES}); it is ` +
+      `mostly empty or tiny arrays, maps or binaries, which take far more memory than bytes: ` +
+      `send such data more compactly (e.g. null or a count instead of many empty values)`,
+  );
 }
 
 /** What plain data is, for messages. */
 const PLAIN_DATA =
   "plain data only: null, boolean, number, string, Uint8Array, Date, array or plain object";
 
-/** Checks `value` at nesting `depth`, refusing the first offending part as `check` says. */
+/** Estimated bytes of memory of what {@link walk} went over since they were zeroed. */
+let walkCost = 0;
+/** Bytes the smallest msgpack encoding of what {@link walk} went over takes, at least. */
+let walkBytes = 0;
+
+/** An upper bound of the bytes of `text` in UTF-8 (counted when short, else 3 per unit). */
+function utf8Bound(text: string): number {
+  const length = text.length;
+  if (length > UTF8_COUNTED_LENGTH) return 3 * length;
+  let bytes = 0;
+  for (let i = 0; i < length; i++) {
+    const unit = text.charCodeAt(i);
+    bytes += unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
+  }
+  return bytes;
+}
+
+/**
+ * Checks `value` at nesting `depth`, refusing the first offending part as
+ * `check` says, and adds its cost to {@link walkCost} and {@link walkBytes}
+ * as {@link scan} would count it (for its memory, at least as much).
+ */
 function walk(value: unknown, depth: number, check: Check): void {
   switch (typeof value) {
-    case "string":
+    case "string": {
+      const length = value.length;
+      walkBytes += 1 + length;
+      walkCost += length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + utf8Bound(value);
+      return;
+    }
     case "number":
+      walkBytes += 1;
+      walkCost += Number.isInteger(value) && value >= -SMALL_INT_LIMIT && value < SMALL_INT_LIMIT
+        ? SLOT_BYTES
+        : SLOT_BYTES + HEAP_NUMBER_BYTES;
+      return;
     case "boolean":
+      walkBytes += 1;
+      walkCost += SLOT_BYTES;
       return;
     case "object":
       break;
     default:
       check.refuse("type", `unsupported value of type ${typeof value} (${PLAIN_DATA})`);
   }
-  if (value === null || value instanceof Uint8Array) return;
+  if (value === null) {
+    walkBytes += 1;
+    walkCost += SLOT_BYTES;
+    return;
+  }
+  if (value instanceof Uint8Array) {
+    walkBytes += 2 + value.length;
+    walkCost += SLOT_BYTES + BINARY_BYTES + value.length;
+    return;
+  }
   if (value instanceof Date) {
     // msgpackr decodes a timestamp of the wrong length, or beyond the range of
     // a Date, as an invalid Date, which it would re-encode as a bogus extension.
     if (Number.isNaN(value.getTime())) check.refuse("range", "invalid or out-of-range timestamp");
+    walkBytes += TIMESTAMP_MIN_BYTES;
+    walkCost += SLOT_BYTES + DATE_BYTES;
     return;
   }
   if (depth >= MAX_VALUE_DEPTH) check.refuse("range", check.tooDeep);
+  walkBytes += 1;
   if (Array.isArray(value)) {
+    walkCost += SLOT_BYTES + ARRAY_BYTES;
     for (let i = 0; i < value.length; i++) walk(value[i], depth + 1, check);
     return;
   }
@@ -160,5 +569,10 @@ function walk(value: unknown, depth: number, check: Check): void {
       `unsupported value ${proto?.constructor?.name ?? "object"} (${PLAIN_DATA})`,
     );
   }
-  for (const key in value) walk((value as Record<string, unknown>)[key], depth + 1, check);
+  walkCost += SLOT_BYTES + OBJECT_BYTES;
+  for (const key in value) {
+    walkBytes += 1 + key.length;
+    walkCost += key.length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + utf8Bound(key);
+    walk((value as Record<string, unknown>)[key], depth + 1, check);
+  }
 }

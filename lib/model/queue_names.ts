@@ -11,6 +11,7 @@
  */
 
 import { describeValue } from "../util/arguments.ts";
+import { ProtocolError } from "../errors.ts";
 
 /** Longest queue name, in UTF-16 code units, not counting a trailing `.dead`. */
 export const MAX_QUEUE_NAME_LENGTH = 200;
@@ -60,4 +61,19 @@ export function checkQueueNameArgument(name: unknown): string {
     `bad queue name ${describeValue(name)} (${length} characters): ` +
       `a queue name is ${QUEUE_NAME_RULE}`,
   );
+}
+
+/**
+ * Checks a queue name a peer sent: 1 to {@link MAX_QUEUE_NAME_LENGTH}
+ * characters (plus an optional `.dead`), no control characters.
+ * @throws {ProtocolError} when it is not.
+ */
+export function checkQueueName(name: unknown): string {
+  if (!isValidQueueName(name)) {
+    throw new ProtocolError(
+      `queue name must be 1–${MAX_QUEUE_NAME_LENGTH} characters (plus an optional ` +
+        `"${DEAD_LETTER_SUFFIX}") without control characters`,
+    );
+  }
+  return name;
 }

@@ -7,7 +7,7 @@
  */
 
 import { DEAD_LETTER_SUFFIX, deadLetterQueue, isDeadLetterQueue } from "./queue_names.ts";
-import type { QueueStats } from "../wire/messages.ts";
+import type { QueueStats } from "./types.ts";
 
 /** A queue's row in the status: its stats and its dead-letter count. */
 export interface StatusRow extends QueueStats {

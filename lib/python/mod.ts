@@ -26,7 +26,24 @@ export {
   pythonFrontEnd,
   type PythonServeOptions,
 } from "./frontend.ts";
-export { PythonManagerClient, type PythonManagerOptions } from "./client.ts";
+export {
+  PythonCallConnection,
+  PythonManagerClient,
+  type PythonManagerOptions,
+  type RemoteObject,
+} from "./client.ts";
+export type { ChallengeStyle } from "./wire/handshake.ts";
+export {
+  type PyBuild,
+  PyDict,
+  PyFloat,
+  PyGlobal,
+  PyObject,
+  PySet,
+  PyTuple,
+  type PyValue,
+} from "./wire/values.ts";
+export { PythonConnection } from "./wire/connection.ts";
 export {
   type PythonHandler,
   type PythonWorkerOptions,

@@ -32,8 +32,6 @@ import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { Acceptor } from "./acceptor.ts";
 
-export type { StoreChoice };
-
 /** Time a new connection has to complete the handshake: 5 s. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 

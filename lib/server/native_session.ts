@@ -38,7 +38,6 @@ import {
 } from "../wire/auth.ts";
 import { type ErrorCode, ProtocolError, TaskqError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Telemetry } from "../broker/telemetry.ts";
 
 /** Requests one connection may have outstanding before it stops being read. */
 export const MAX_PENDING_REQUESTS = 4096;
@@ -245,39 +244,37 @@ export class NativeSession {
    */
   #onRequest(msg: Request): void | Promise<void> {
     this.#pending++;
-    this.#call(msg).then(
-      (reply) => this.#reply(reply),
-      (error) => this.#replyError(msg.rid, error),
-    );
+    this.#answer(msg).then(this.#reply);
     if (this.#pending < MAX_PENDING_REQUESTS) return;
     this.#room ??= Promise.withResolvers<void>();
     return this.#room.promise;
   }
 
-  #settled(): void {
+  /** Sends a reply (if the connection is still open) and lets reading go on. */
+  readonly #reply = (reply: OkReply | ErrorMessage | undefined): void => {
     this.#pending--;
     if (this.#room !== undefined && this.#pending < MAX_PENDING_REQUESTS) {
       this.#room.resolve();
       this.#room = undefined;
     }
-  }
+    if (reply !== undefined && this.#phase !== "closed") this.conn.send(reply);
+  };
 
-  #reply(reply: OkReply): void {
-    this.#settled();
-    if (this.#phase !== "closed") this.conn.send(reply);
-  }
-
-  #replyError(rid: number, error: unknown): void {
-    this.#settled();
-    if (this.#phase === "closed" || error instanceof SessionClosedError) return;
-    if (error instanceof NotSavedError) {
-      this.#ctx.log.error("store commit failed", { error: error.message });
-    } else {
-      this.#ctx.log.error("request failed", { peer: this.conn.peer, error: String(error) });
+  /** The reply to a request: what the broker resolved with, or the error it failed with. */
+  async #answer(msg: Request): Promise<OkReply | ErrorMessage | undefined> {
+    try {
+      return await this.#call(msg);
+    } catch (error) {
+      if (this.#phase === "closed" || error instanceof SessionClosedError) return undefined;
+      if (error instanceof NotSavedError) {
+        this.#ctx.log.error("store commit failed", { error: error.message });
+      } else {
+        this.#ctx.log.error("request failed", { peer: this.conn.peer, error: String(error) });
+      }
+      const message = error instanceof TaskqError ? error.message : "internal error";
+      this.#ctx.broker.telemetry.countError("internal");
+      return { op: "error", rid: msg.rid, code: "internal", message };
     }
-    const message = error instanceof TaskqError ? error.message : "internal error";
-    this.#ctx.broker.telemetry.countError("internal");
-    this.conn.send({ op: "error", rid, code: "internal", message } satisfies ErrorMessage);
   }
 
   async #call(msg: Request): Promise<OkReply> {

@@ -87,18 +87,32 @@ function pageCount(db: DatabaseSync): number {
   return (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function sqliteMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The file beside the database that says a store was created in this directory. */
+export const CREATED_MARKER_FILE = "taskq.created";
+
 /**
- * Refuses a database file of 0 bytes. taskq's file holds its first page from
- * the moment the store is created, so an empty one was emptied (truncated):
- * starting afresh would silently lose every item, and opening it would make
- * SQLite delete the WAL file beside it. A missing file is a new store.
- * @throws {StoreCorruptError} for an empty file.
+ * Refuses a database file of 0 bytes in a directory where a store was
+ * created ({@link CREATED_MARKER_FILE}): taskq's file holds its first page
+ * from the moment the store is created, so an empty one there was emptied
+ * (truncated), and starting afresh would silently lose every item (opening
+ * it would also make SQLite delete the WAL file beside it). A missing file,
+ * or an empty one where no store was ever created, is a new store.
+ * @throws {StoreCorruptError} for an emptied file.
  */
-function refuseEmptied(path: string): void {
+function refuseEmptied(path: string, marker: string): void {
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);
@@ -106,7 +120,7 @@ function refuseEmptied(path: string): void {
     if (error instanceof Deno.errors.NotFound) return;
     throw new StoreError(`cannot open ${path}: ${sqliteMessage(error)}`);
   }
-  if (info.isFile && info.size === 0) {
+  if (info.isFile && info.size === 0 && exists(marker)) {
     throw new StoreCorruptError(
       `${path} is empty (0 bytes), which a taskq database never is: it was truncated and ` +
         `the items it held are lost; it was left untouched: restore a backup, or remove it ` +
@@ -153,7 +167,8 @@ export class SqliteStore implements Store {
       throw new StoreError(`cannot create data directory ${dir}: ${sqliteMessage(error)}`);
     }
     this.path = `${dir}/${DATABASE_FILE}`;
-    refuseEmptied(this.path);
+    const marker = `${dir}/${CREATED_MARKER_FILE}`;
+    refuseEmptied(this.path, marker);
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(this.path);
@@ -167,6 +182,7 @@ export class SqliteStore implements Store {
       throw error;
     }
     this.#db = db;
+    if (!exists(marker)) Deno.writeTextFileSync(marker, "a taskq store was created here\n");
     this.#insert = db.prepare(
       `INSERT OR REPLACE INTO items (${ITEM_COLUMNS}) VALUES (${
         Array(INSERT_COLUMNS).fill("?").join(", ")

@@ -4,8 +4,9 @@
  * The engine holds every live item in memory and tells the store about each
  * change as it happens; a store that persists them commits the changes in
  * groups, and {@link Store.commit} tells the front-ends when a reply that
- * promised durability may be sent. Implementations: {@link MemoryStore} (keeps
- * nothing beyond the engine's memory).
+ * promised durability may be sent. Implementations: {@link MemoryStore} here
+ * (keeps nothing beyond the engine's memory: the engine's default) and
+ * `SqliteStore` in sqlite.ts.
  *
  * @module
  */
@@ -56,4 +57,39 @@ export interface Store {
   close(): Promise<void>;
   /** If set, called after each commit that wrote to disk with its duration in ms. */
   onCommit?: ((ms: number) => void) | undefined;
+}
+
+/** The first id a fresh store hands out. */
+const FIRST_ID = 1;
+
+/** A store that persists nothing; every change is "committed" at once. */
+export class MemoryStore implements Store {
+  /** Always false: nothing survives the process. */
+  readonly durable = false;
+  /** Always false: there is never anything to commit. */
+  readonly dirty = false;
+
+  /** An empty state: no earlier run to recover. */
+  load(): Promise<LoadedState> {
+    return Promise.resolve({ items: [], nextId: FIRST_ID });
+  }
+
+  /** Nothing to record. */
+  insert(_item: StoredItem): void {}
+
+  /** Nothing to record. */
+  update(_item: StoredItem): void {}
+
+  /** Nothing to record. */
+  remove(_id: number): void {}
+
+  /** Resolves at once. */
+  commit(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Resolves at once. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -12,13 +12,9 @@ import { ERROR_CODES, type ErrorCode, ProtocolError } from "../errors.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
 import { checkItem } from "../model/codec.ts";
 import type { QueueStats } from "../model/types.ts";
-import {
-  DEAD_LETTER_SUFFIX,
-  isValidQueueName,
-  MAX_QUEUE_NAME_LENGTH,
-} from "../model/queue_names.ts";
+import { checkQueueName, MAX_QUEUE_NAME_LENGTH } from "../model/queue_names.ts";
 
-export { MAX_QUEUE_NAME_LENGTH };
+export { checkQueueName, MAX_QUEUE_NAME_LENGTH };
 
 /** Longest client name sent in `hello`. */
 export const MAX_CLIENT_NAME_LENGTH = 200;
@@ -256,21 +252,6 @@ function text(msg: Fields, key: string, maxLength: number): string {
     fail(`"${msg.op}" field "${key}" must be a string of at most ${maxLength} characters`);
   }
   return value;
-}
-
-/**
- * Checks a queue name: 1 to {@link MAX_QUEUE_NAME_LENGTH} characters, no
- * control characters.
- * @throws {ProtocolError} when it is not.
- */
-export function checkQueueName(name: unknown): string {
-  if (!isValidQueueName(name)) {
-    fail(
-      `queue name must be 1–${MAX_QUEUE_NAME_LENGTH} characters (plus an optional ` +
-        `"${DEAD_LETTER_SUFFIX}") without control characters`,
-    );
-  }
-  return name;
 }
 
 function queue(msg: Fields): string {
