@@ -29,7 +29,18 @@ export interface Address {
 
 const MAX_PORT = 65535;
 
-/** Parses `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces). */
+/**
+ * Parses `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces).
+ * @throws {ConfigError} when the text is none of these, or the port is over 65535.
+ *
+ * @example
+ * ```ts
+ * import { parseAddress } from "./config.ts";
+ * console.log(parseAddress("127.0.0.1:5000")); // { hostname: "127.0.0.1", port: 5000 }
+ * console.log(parseAddress("[::1]:5000")); // { hostname: "::1", port: 5000 }
+ * console.log(parseAddress(":5000")); // { hostname: "0.0.0.0", port: 5000 }
+ * ```
+ */
 export function parseAddress(text: string): Address {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text.trim());
   if (!match) {
@@ -65,6 +76,20 @@ export interface AuthKeySource {
  * Finds the key: the file if named, else {@link AUTHKEY_ENV}; `undefined` when
  * neither is set.
  * @throws {ConfigError} when the file cannot be read or is empty.
+ *
+ * @example
+ * ```ts
+ * import { loadAuthKey } from "./config.ts";
+ * const file = await Deno.makeTempFile();
+ * await Deno.writeTextFile(file, "secret\n"); // one trailing newline is dropped
+ * const key = loadAuthKey({ authkeyFile: file });
+ * console.log(new TextDecoder().decode(key)); // secret
+ * await Deno.remove(file);
+ * // Without a file: TASKQ_AUTHKEY, read here from a stand-in environment.
+ * const fromEnv = loadAuthKey({ env: (name) => name === "TASKQ_AUTHKEY" ? "abc" : undefined });
+ * console.log(fromEnv?.length); // 3
+ * console.log(loadAuthKey({ env: () => undefined })); // undefined
+ * ```
  */
 export function loadAuthKey(source: AuthKeySource = {}): Uint8Array | undefined {
   if (source.authkeyFile !== undefined) {

@@ -26,7 +26,21 @@ export const EXIT_USAGE = 2;
 /** Exit code when the master's data directory cannot be used. */
 export const EXIT_DATA = 3;
 
-/** Base class of every error taskq throws on purpose. */
+/**
+ * Base class of every error taskq throws on purpose.
+ *
+ * @example
+ * ```ts
+ * import { TaskqError } from "./errors.ts";
+ * import { parseAddress } from "./config.ts";
+ * try {
+ *   parseAddress("no port");
+ * } catch (error) {
+ *   if (!(error instanceof TaskqError)) throw error; // a bug, not a refusal
+ *   console.log(error.name, error.exitCode); // ConfigError 2
+ * }
+ * ```
+ */
 export class TaskqError extends Error {
   /** Exit code a command uses when it stops because of this error. */
   readonly exitCode: number = EXIT_FAILURE;
@@ -38,7 +52,16 @@ export class TaskqError extends Error {
   }
 }
 
-/** The peer sent bytes that are not a valid taskq message (bad frame, bad msgpack, bad fields). */
+/**
+ * The peer sent bytes that are not a valid taskq message (bad frame, bad msgpack, bad fields).
+ *
+ * @example
+ * ```ts
+ * import { ProtocolError } from "./errors.ts";
+ * const error = new ProtocolError('a "get" needs a queue name');
+ * console.log(error.code); // bad_request
+ * ```
+ */
 export class ProtocolError extends TaskqError {
   /** Machine-readable reason, as sent on the wire in `error` replies. */
   readonly code: ErrorCode;
@@ -49,7 +72,16 @@ export class ProtocolError extends TaskqError {
   }
 }
 
-/** A frame's length prefix is larger than the configured maximum frame size. */
+/**
+ * A frame's length prefix is larger than the configured maximum frame size.
+ *
+ * @example
+ * ```ts
+ * import { FrameTooLargeError, ProtocolError } from "./errors.ts";
+ * const error = new FrameTooLargeError(32_000_000, 16_777_216);
+ * console.log(error instanceof ProtocolError, error.code); // true frame_too_large
+ * ```
+ */
 export class FrameTooLargeError extends ProtocolError {
   /** The length the prefix announced. */
   readonly length: number;
@@ -67,13 +99,57 @@ export class FrameTooLargeError extends ProtocolError {
   }
 }
 
-/** The handshake failed: wrong key, an impostor master, or an incompatible version. */
+/**
+ * The handshake failed: wrong key, an impostor master, or an incompatible version.
+ *
+ * @example
+ * ```ts
+ * import { AuthenticationError } from "./errors.ts";
+ * import { serve } from "./server/master.ts";
+ * import { connect } from "./client/client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "right" });
+ * try {
+ *   await connect({ address: master.address, authkey: "wrong" });
+ * } catch (error) {
+ *   console.log(error instanceof AuthenticationError); // true
+ * }
+ * await master.close();
+ * ```
+ */
 export class AuthenticationError extends TaskqError {}
 
-/** The connection to the peer closed or broke while a request was outstanding. */
+/**
+ * The connection to the peer closed or broke while a request was outstanding.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionLostError } from "./errors.ts";
+ * import { serve } from "./server/master.ts";
+ * import { connect } from "./client/client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * await client.close();
+ * try {
+ *   await client.queue("tasks").put(1);
+ * } catch (error) {
+ *   console.log(error instanceof ConnectionLostError); // true
+ * }
+ * await master.close();
+ * ```
+ */
 export class ConnectionLostError extends TaskqError {}
 
-/** The master answered a request with an error reply. */
+/**
+ * The master answered a request with an error reply.
+ *
+ * @example
+ * ```ts
+ * import { RemoteError } from "./errors.ts";
+ * const error = new RemoteError("internal", "could not save the change");
+ * console.log(error.code); // internal
+ * console.log(error.message); // master refused the request: could not save the change (internal)
+ * ```
+ */
 export class RemoteError extends TaskqError {
   /** Machine-readable reason sent by the master. */
   readonly code: ErrorCode;
@@ -84,7 +160,29 @@ export class RemoteError extends TaskqError {
   }
 }
 
-/** An ack, nack or extend named an item whose lease this client no longer holds. */
+/**
+ * An ack, nack or extend named an item whose lease this client no longer holds.
+ *
+ * @example
+ * ```ts
+ * import { LeaseLostError } from "./errors.ts";
+ * import { serve } from "./server/master.ts";
+ * import { connect } from "./client/client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * const tasks = client.queue("tasks");
+ * await tasks.put("x");
+ * const job = (await tasks.get(1000))!;
+ * await tasks.ack(job);
+ * try {
+ *   await tasks.ack(job); // settled already
+ * } catch (error) {
+ *   console.log(error instanceof LeaseLostError, (error as LeaseLostError).ids); // true [ 1 ]
+ * }
+ * await client.close();
+ * await master.close();
+ * ```
+ */
 export class LeaseLostError extends TaskqError {
   /** The ids whose leases were lost (expired, or the item was already settled). */
   readonly ids: readonly number[];
@@ -99,7 +197,20 @@ export class LeaseLostError extends TaskqError {
   }
 }
 
-/** A configuration value (address, key file, flag) is unusable. */
+/**
+ * A configuration value (address, key file, flag) is unusable.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError } from "./errors.ts";
+ * import { loadAuthKey } from "./config.ts";
+ * try {
+ *   loadAuthKey({ authkeyFile: "/no/such/key/file" });
+ * } catch (error) {
+ *   console.log(error instanceof ConfigError, (error as ConfigError).exitCode); // true 2
+ * }
+ * ```
+ */
 export class ConfigError extends TaskqError {
   /** Usage errors exit with {@link EXIT_USAGE}. */
   override readonly exitCode: number = EXIT_USAGE;

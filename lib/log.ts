@@ -49,7 +49,20 @@ function formatValue(value: unknown): string {
   return /[\s"=]/.test(text) ? JSON.stringify(text) : text;
 }
 
-/** Creates a logger. */
+/**
+ * Creates a logger.
+ *
+ * @example
+ * ```ts
+ * import { createLogger } from "./log.ts";
+ * const lines: string[] = [];
+ * const log = createLogger({ level: "info", format: "json", write: (line) => lines.push(line) });
+ * log.debug("not written: below the level");
+ * log.info("worker started", { queue: "tasks" });
+ * const event = JSON.parse(lines[0]);
+ * console.log(lines.length, event.level, event.msg, event.queue); // 1 info worker started tasks
+ * ```
+ */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = LEVEL_RANK[options.level ?? "info"];
   const json = options.format === "json";

@@ -782,6 +782,10 @@ export function brokerConformance(factory: BrokerFactory): void {
       error instanceof SessionClosedError || error instanceof BrokerClosedError;
     await assert.rejects(within("the held put to end", held.promise), closed);
     await assert.rejects(within("a put after the close", producer.put("q", [3])), closed);
+    await assert.rejects(
+      within("a session opened after the close", h.broker.open({ name: "late", address: "" })),
+      BrokerClosedError,
+    );
   });
 
   // ---------------------------------------------------------------- retries and dead letters

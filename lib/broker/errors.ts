@@ -14,7 +14,24 @@
 
 import { TaskqError } from "../errors.ts";
 
-/** A put found its queue full and could not wait (or waited as long as it was allowed). */
+/**
+ * A put found its queue full and could not wait (or waited as long as it was allowed).
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * import { QueueFullError } from "./errors.ts";
+ * const broker = await openLocalBroker({ maxQueueLength: 1 });
+ * const session = await broker.open({ name: "producer", address: "" });
+ * await session.put("tasks", ["first"]);
+ * try {
+ *   await session.put("tasks", ["second"], { roomTimeoutMs: 0 });
+ * } catch (error) {
+ *   console.log(error instanceof QueueFullError, (error as QueueFullError).queue); // true tasks
+ * }
+ * await broker.close();
+ * ```
+ */
 export class QueueFullError extends TaskqError {
   /** The full queue. */
   readonly queue: string;
@@ -27,7 +44,24 @@ export class QueueFullError extends TaskqError {
   }
 }
 
-/** A call was made on (or was waiting in) a session that has closed. */
+/**
+ * A call was made on (or was waiting in) a session that has closed.
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * import { SessionClosedError } from "./errors.ts";
+ * const broker = await openLocalBroker();
+ * const session = await broker.open({ name: "gone", address: "" });
+ * await session.close();
+ * try {
+ *   await session.put("tasks", [1]);
+ * } catch (error) {
+ *   console.log(error instanceof SessionClosedError); // true
+ * }
+ * await broker.close();
+ * ```
+ */
 export class SessionClosedError extends TaskqError {
   /** Creates the error. */
   constructor() {
@@ -35,7 +69,17 @@ export class SessionClosedError extends TaskqError {
   }
 }
 
-/** A change could not be made durable: it was not stored, and a retry may add it again. */
+/**
+ * A change could not be made durable: it was not stored, and a retry may add it again.
+ *
+ * @example
+ * ```ts
+ * import { NotSavedError } from "./errors.ts";
+ * const error = new NotSavedError(new Error("disk I/O error"));
+ * console.log(error.message); // not saved: disk I/O error
+ * console.log((error.cause as Error).message); // disk I/O error
+ * ```
+ */
 export class NotSavedError extends TaskqError {
   /** Creates the error from the store's failure. */
   constructor(cause: unknown) {
@@ -43,7 +87,22 @@ export class NotSavedError extends TaskqError {
   }
 }
 
-/** The broker has closed: the master is shutting down. */
+/**
+ * The broker has closed: the master is shutting down.
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * import { BrokerClosedError } from "./errors.ts";
+ * const broker = await openLocalBroker();
+ * await broker.close();
+ * try {
+ *   await broker.open({ name: "late", address: "" });
+ * } catch (error) {
+ *   console.log(error instanceof BrokerClosedError); // true
+ * }
+ * ```
+ */
 export class BrokerClosedError extends TaskqError {
   /** Creates the error. */
   constructor() {

@@ -40,7 +40,7 @@ import type {
   SessionInfo,
   SessionView,
 } from "./broker.ts";
-import { NotSavedError, QueueFullError, SessionClosedError } from "./errors.ts";
+import { BrokerClosedError, NotSavedError, QueueFullError, SessionClosedError } from "./errors.ts";
 import { Telemetry } from "./telemetry.ts";
 
 /** Longest single wait `setTimeout` supports, in ms. */
@@ -137,8 +137,9 @@ export class LocalBroker implements Broker {
 
   // deno-lint-ignore require-await
   async open(info: SessionInfo): Promise<BrokerSession> {
+    if (this.#closing) throw new BrokerClosedError();
     const consumer = this.#engine.connect(info.name, info.address);
-    const session = new LocalSession(this, this.#engine, consumer);
+    const session = new LocalSession(this, this.#engine, consumer, this.#clock);
     this.#sessions.set(session.id, session);
     return session;
   }
@@ -281,7 +282,22 @@ export class LocalBroker implements Broker {
 }
 
 /** Resolves a waiting get. */
-type GetResolver = (items: readonly Item[]) => void;
+type GetResolver = (items: readonly Delivery[]) => void;
+
+/**
+ * What a get hands out: a copy of each item as it was delivered, so a
+ * holder's attempt number (its fencing number) never changes under it.
+ */
+function deliveries(items: readonly Item[]): Delivery[] {
+  const out = new Array<Delivery>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    out[i] = item.original === undefined
+      ? { id: item.id, attempts: item.attempts, value: item.value }
+      : { id: item.id, attempts: item.attempts, value: item.value, original: item.original };
+  }
+  return out;
+}
 
 /** A session of a {@link LocalBroker}: one engine consumer. */
 class LocalSession implements BrokerSession {
@@ -289,16 +305,18 @@ class LocalSession implements BrokerSession {
   readonly #broker: LocalBroker;
   readonly #engine: Engine;
   readonly #consumer: Consumer;
+  readonly #clock: () => number;
   /** Gets that wait, to resolve with none when the session closes. */
   readonly #waitingGets = new Set<GetResolver>();
   /** Puts that wait for room, to reject when the session closes. */
   readonly #waitingPuts = new Set<(error: Error) => void>();
   #closed = false;
 
-  constructor(broker: LocalBroker, engine: Engine, consumer: Consumer) {
+  constructor(broker: LocalBroker, engine: Engine, consumer: Consumer, clock: () => number) {
     this.#broker = broker;
     this.#engine = engine;
     this.#consumer = consumer;
+    this.#clock = clock;
     this.id = String(consumer.id);
   }
 
@@ -311,7 +329,7 @@ class LocalSession implements BrokerSession {
   }
 
   touch(): void {
-    this.#consumer.lastSeenAt = Date.now();
+    this.#consumer.lastSeenAt = this.#clock();
   }
 
   put(queue: string, values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
@@ -365,7 +383,7 @@ class LocalSession implements BrokerSession {
 
   get(queue: string, options: GetOptions): Promise<readonly Delivery[]> {
     if (this.#closed) return Promise.resolve([]);
-    let now: readonly Item[] | undefined;
+    let now: readonly Delivery[] | undefined;
     let later: GetResolver | undefined;
     this.#engine.get(
       this.#consumer,
@@ -375,11 +393,11 @@ class LocalSession implements BrokerSession {
       options.leaseMs,
       (items) => {
         if (later === undefined) {
-          now = items;
+          now = deliveries(items);
           return;
         }
         this.#waitingGets.delete(later);
-        later(items);
+        later(deliveries(items));
       },
     );
     this.#broker.changed();

@@ -34,7 +34,20 @@ export const COMMIT_SECONDS_BUCKETS: readonly number[] = [
 /** Milliseconds per second, for converting durations. */
 const MS_PER_SECOND = 1000;
 
-/** A cumulative histogram in the Prometheus sense: counts per upper bound, plus sum and count. */
+/**
+ * A cumulative histogram in the Prometheus sense: counts per upper bound, plus sum and count.
+ *
+ * @example
+ * ```ts
+ * import { Histogram } from "./telemetry.ts";
+ * const seconds = new Histogram([0.01, 0.1, 1]);
+ * seconds.observe(0.005);
+ * seconds.observe(0.05);
+ * seconds.observe(5); // above every bound: counted only in +Inf
+ * console.log(seconds.cumulative()); // [ 1, 2, 2 ]
+ * console.log(seconds.count); // 3
+ * ```
+ */
 export class Histogram {
   /** Upper bounds of the buckets, ascending (the implicit last one is +Inf). */
   readonly bounds: readonly number[];
@@ -85,7 +98,19 @@ export class Histogram {
   }
 }
 
-/** Counters and histograms of one master. */
+/**
+ * Counters and histograms of one master.
+ *
+ * @example
+ * ```ts
+ * import { Telemetry } from "./telemetry.ts";
+ * const telemetry = new Telemetry(); // a master's is `master.telemetry`
+ * telemetry.countError("auth_failed");
+ * telemetry.observeCommit(2); // a 2 ms commit
+ * console.log(telemetry.errors.get("auth_failed")); // 1
+ * console.log(telemetry.commitSeconds.sum); // 0.002
+ * ```
+ */
 export class Telemetry {
   /** Error replies sent (each closes its connection but one), by wire code. */
   readonly errors: Map<ErrorCode, number> = new Map();

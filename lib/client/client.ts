@@ -9,12 +9,16 @@
  *
  * @example
  * ```ts
- * const client = await connect({ address: "127.0.0.1:5000", authkey: "abc" });
+ * import { serve } from "../server/master.ts";
+ * import { connect } from "./client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
  * const tasks = client.queue("tasks");
  * await tasks.put(42);
  * const job = await tasks.get(1000);
  * if (job) await tasks.ack(job);
  * await client.close();
+ * await master.close();
  * ```
  *
  * @module
@@ -185,7 +189,28 @@ type Send = (request: Request) => Promise<OkReply>;
 /** Each client's sending function, set when it is made, for its queues. */
 const senders = new WeakMap<Client, Send>();
 
-/** Operations on one named queue, through a {@link Client}. */
+/**
+ * Operations on one named queue, through a {@link Client}.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { connect, type Queue } from "./client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * const tasks: Queue = client.queue("tasks");
+ * await tasks.putMany(["a", "b"]);
+ * console.log(await tasks.size()); // 2
+ * const [first, second] = await tasks.getMany(2, 1000);
+ * // Done: ack it, putting its result on "results" in the same step.
+ * await tasks.ack(first, { results: { queue: "results", values: ["A"] } });
+ * // Not now: give it back to be served again.
+ * await tasks.nack(second);
+ * console.log(await tasks.size()); // 1
+ * await client.close();
+ * await master.close();
+ * ```
+ */
 export class Queue {
   /** The queue's name. */
   readonly name: string;
@@ -386,7 +411,24 @@ function throwIfFailed(reply: OkReply): void {
   if (failed.length > 0) throw new LeaseLostError(failed);
 }
 
-/** A connection to a master, which re-establishes itself when it drops. */
+/**
+ * A connection to a master, which re-establishes itself when it drops.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { type Client, connect } from "./client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client: Client = await connect({ address: master.address, authkey: "abc" });
+ * await client.ping();
+ * await client.queue("tasks").put({ n: 1 });
+ * const stats = await client.stats("tasks");
+ * console.log(stats.queues[0].ready, stats.clients); // 1 1
+ * await client.close();
+ * console.log(client.closed); // true
+ * await master.close();
+ * ```
+ */
 export class Client {
   /** The master's address. */
   readonly address: string;
@@ -674,6 +716,23 @@ function sessionParams(options: ConnectOptions): SessionParams {
  *   prove it holds the key.
  * @throws {TypeError | RangeError} for an option of the wrong type or out of
  *   range (before anything is sent).
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { connect } from "./client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({
+ *   address: `127.0.0.1:${master.address.port}`, // TASKQ_ADDR by default
+ *   authkey: "abc", // TASKQ_AUTHKEY by default
+ *   name: "example-client",
+ *   timeoutMs: 2_000,
+ *   onDisconnect: (reason) => console.log("reconnecting:", reason.message),
+ * });
+ * console.log(client.connected); // true
+ * await client.close();
+ * await master.close();
+ * ```
  */
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
   const params = sessionParams(options);

@@ -110,7 +110,25 @@ export function parseHttpAddress(text: string): Address {
   return parseAddress(text);
 }
 
-/** The running HTTP side. */
+/**
+ * The running HTTP side.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { type HttpServer, serveHttp } from "./server.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const http: HttpServer = await serveHttp({
+ *   source: master,
+ *   listen: "127.0.0.1:0",
+ *   authkey: new TextEncoder().encode("abc"),
+ * });
+ * console.log(http.url.startsWith("http://127.0.0.1:")); // true
+ * console.log((await http.state()).clients); // 0
+ * await http.close();
+ * await master.close();
+ * ```
+ */
 export class HttpServer {
   /** The address it listens on. */
   readonly address: Address;
@@ -340,6 +358,18 @@ function notAllowed(allow: string): Response {
  * Checks that the HTTP side may listen on `listen` with the key it has (or
  * none), before anything is opened; returns the parsed address.
  * @throws {ConfigError} when the address is malformed, or beyond loopback without a key.
+ *
+ * @example
+ * ```ts
+ * import { checkHttpAddress } from "./server.ts";
+ * import { ConfigError } from "../errors.ts";
+ * console.log(checkHttpAddress("8080", undefined)); // { hostname: "127.0.0.1", port: 8080 }
+ * try {
+ *   checkHttpAddress("0.0.0.0:8080", undefined);
+ * } catch (error) {
+ *   console.log(error instanceof ConfigError); // true: the token would be public
+ * }
+ * ```
  */
 export function checkHttpAddress(
   listen: string | Address,
@@ -360,6 +390,23 @@ export function checkHttpAddress(
  * Starts the HTTP side of a master.
  * @throws {ConfigError} when asked to listen beyond loopback without a key, or
  *   when the address is unusable.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { serveHttp } from "./server.ts";
+ * import { httpToken } from "./token.ts";
+ * const key = new TextEncoder().encode("abc");
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: key });
+ * const http = await serveHttp({ source: master, listen: "127.0.0.1:0", authkey: key });
+ * const reply = await fetch(`${http.url}metrics`, {
+ *   headers: { authorization: `Bearer ${httpToken(key)}` },
+ * });
+ * console.log(reply.status); // 200
+ * await reply.body?.cancel();
+ * await http.close();
+ * await master.close();
+ * ```
  */
 export function serveHttp(options: HttpOptions): Promise<HttpServer> {
   try {
@@ -382,6 +429,21 @@ export interface HttpFrontEndOptions {
  * The HTTP side as a front-end of the master host (`serve({ frontEnds })`):
  * the dashboard, the JSON API and `/metrics` over the host's broker, with
  * the token derived from the host's key.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { httpFrontEnd } from "./server.ts";
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "abc",
+ *   frontEnds: [httpFrontEnd({ listen: "127.0.0.1:0" })],
+ * });
+ * const page = await fetch(master.frontEnds[0].address); // the dashboard needs no token
+ * console.log(page.headers.get("content-type")); // text/html; charset=utf-8
+ * await page.body?.cancel();
+ * await master.close();
+ * ```
  */
 export function httpFrontEnd(options: HttpFrontEndOptions): FrontEndFactory {
   return {

@@ -16,7 +16,18 @@ export const HTTP_TOKEN_LABEL = "taskq http token";
 /** The authorization scheme that carries the token. */
 export const BEARER_PREFIX = "Bearer ";
 
-/** The HTTP token of `key` (64 hex digits). A keyless master's token is that of the empty key. */
+/**
+ * The HTTP token of `key` (64 hex digits). A keyless master's token is that of the empty key.
+ *
+ * @example
+ * ```ts
+ * import { httpToken } from "./token.ts";
+ * const token = httpToken(new TextEncoder().encode("abc"));
+ * console.log(token.length); // 64
+ * const headers = { authorization: `Bearer ${token}` }; // what the HTTP side expects
+ * console.log(headers.authorization.startsWith("Bearer ")); // true
+ * ```
+ */
 export function httpToken(key: Uint8Array): string {
   return createHmac("sha256", key).update(HTTP_TOKEN_LABEL).digest("hex");
 }

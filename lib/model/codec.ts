@@ -83,8 +83,8 @@ const ARRAY_BYTES = 32;
 const OBJECT_BYTES = 56;
 /** Integers in [-2^30, 2^30) are small integers (no heap number), whatever V8's pointer size. */
 const SMALL_INT_LIMIT = 2 ** 30;
-/** Strings up to this many UTF-16 units have their UTF-8 length counted; longer ones bounded by 3 per unit. */
-const UTF8_COUNTED_LENGTH = 32;
+/** Most bytes of UTF-8 per UTF-16 unit of a string (a surrogate pair takes 4). */
+const MAX_UTF8_PER_UNIT = 3;
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({
@@ -396,10 +396,12 @@ function scan(bytes: Uint8Array): void {
 /** How a check refuses a value: for a bad type, or for a bad range (too deep, invalid Date). */
 type Refuse = (problem: "type" | "range", message: string) => never;
 
-/** A check: how it refuses, and what it says of a value nested too deep. */
+/** A check: how it refuses, what it says of a value nested too deep, whether it counts the cost. */
 interface Check {
   readonly refuse: Refuse;
   readonly tooDeep: string;
+  /** Whether {@link walk} adds up the value's cost (for items; a frame's was counted by its scan). */
+  readonly costed: boolean;
 }
 
 /** Refuses a peer's value: it sent bad bytes. */
@@ -415,15 +417,18 @@ const refuseArgument: Refuse = (problem, message) => {
 const PEER_VALUE: Check = {
   refuse: refusePeer,
   tooDeep: `value nested more than ${MAX_VALUE_DEPTH} levels deep`,
+  costed: false,
 };
 const PEER_ITEM: Check = {
   refuse: refusePeer,
   tooDeep: `item nested more than ${MAX_ITEM_DEPTH} levels deep`,
+  costed: true,
 };
 const LOCAL_ITEM: Check = {
   refuse: refuseArgument,
   tooDeep: `item nested more than ${MAX_ITEM_DEPTH} levels deep (arrays and objects within ` +
     `each other)`,
+  costed: true,
 };
 
 /** Where an item's nesting starts, so that its envelope still fits in a frame. */
@@ -497,40 +502,38 @@ let walkCost = 0;
 /** Bytes the smallest msgpack encoding of what {@link walk} went over takes, at least. */
 let walkBytes = 0;
 
-/** An upper bound of the bytes of `text` in UTF-8 (counted when short, else 3 per unit). */
-function utf8Bound(text: string): number {
-  const length = text.length;
-  if (length > UTF8_COUNTED_LENGTH) return 3 * length;
-  let bytes = 0;
-  for (let i = 0; i < length; i++) {
-    const unit = text.charCodeAt(i);
-    bytes += unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
-  }
-  return bytes;
+/** Adds a string (or map key) of `length` UTF-16 units to the walk's cost. */
+function costString(length: number): void {
+  walkBytes += 1 + length;
+  walkCost += length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + MAX_UTF8_PER_UNIT * length;
+}
+
+/** Adds a value of one byte or more with `bytes` of memory besides its slot to the walk's cost. */
+function costValue(minBytes: number, bytes: number): void {
+  walkBytes += minBytes;
+  walkCost += SLOT_BYTES + bytes;
 }
 
 /**
  * Checks `value` at nesting `depth`, refusing the first offending part as
- * `check` says, and adds its cost to {@link walkCost} and {@link walkBytes}
- * as {@link scan} would count it (for its memory, at least as much).
+ * `check` says, and if `check.costed` adds its cost to {@link walkCost} and
+ * {@link walkBytes} (its memory at least as {@link scan} counts it in any
+ * encoding, its bytes at most as many as any encoding takes).
  */
 function walk(value: unknown, depth: number, check: Check): void {
   switch (typeof value) {
-    case "string": {
-      const length = value.length;
-      walkBytes += 1 + length;
-      walkCost += length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + utf8Bound(value);
+    case "string":
+      if (check.costed) costString(value.length);
       return;
-    }
     case "number":
-      walkBytes += 1;
-      walkCost += Number.isInteger(value) && value >= -SMALL_INT_LIMIT && value < SMALL_INT_LIMIT
-        ? SLOT_BYTES
-        : SLOT_BYTES + HEAP_NUMBER_BYTES;
+      if (check.costed) {
+        const small = Number.isInteger(value) && value >= -SMALL_INT_LIMIT &&
+          value < SMALL_INT_LIMIT;
+        costValue(1, small ? 0 : HEAP_NUMBER_BYTES);
+      }
       return;
     case "boolean":
-      walkBytes += 1;
-      walkCost += SLOT_BYTES;
+      if (check.costed) costValue(1, 0);
       return;
     case "object":
       break;
@@ -538,27 +541,23 @@ function walk(value: unknown, depth: number, check: Check): void {
       check.refuse("type", `unsupported value of type ${typeof value} (${PLAIN_DATA})`);
   }
   if (value === null) {
-    walkBytes += 1;
-    walkCost += SLOT_BYTES;
+    if (check.costed) costValue(1, 0);
     return;
   }
   if (value instanceof Uint8Array) {
-    walkBytes += 2 + value.length;
-    walkCost += SLOT_BYTES + BINARY_BYTES + value.length;
+    if (check.costed) costValue(2 + value.length, BINARY_BYTES + value.length);
     return;
   }
   if (value instanceof Date) {
     // msgpackr decodes a timestamp of the wrong length, or beyond the range of
     // a Date, as an invalid Date, which it would re-encode as a bogus extension.
     if (Number.isNaN(value.getTime())) check.refuse("range", "invalid or out-of-range timestamp");
-    walkBytes += TIMESTAMP_MIN_BYTES;
-    walkCost += SLOT_BYTES + DATE_BYTES;
+    if (check.costed) costValue(TIMESTAMP_MIN_BYTES, DATE_BYTES);
     return;
   }
   if (depth >= MAX_VALUE_DEPTH) check.refuse("range", check.tooDeep);
-  walkBytes += 1;
   if (Array.isArray(value)) {
-    walkCost += SLOT_BYTES + ARRAY_BYTES;
+    if (check.costed) costValue(1, ARRAY_BYTES);
     for (let i = 0; i < value.length; i++) walk(value[i], depth + 1, check);
     return;
   }
@@ -569,10 +568,13 @@ function walk(value: unknown, depth: number, check: Check): void {
       `unsupported value ${proto?.constructor?.name ?? "object"} (${PLAIN_DATA})`,
     );
   }
-  walkCost += SLOT_BYTES + OBJECT_BYTES;
-  for (const key in value) {
-    walkBytes += 1 + key.length;
-    walkCost += key.length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + utf8Bound(key);
-    walk((value as Record<string, unknown>)[key], depth + 1, check);
+  if (check.costed) {
+    costValue(1, OBJECT_BYTES);
+    for (const key in value) {
+      costString(key.length);
+      walk((value as Record<string, unknown>)[key], depth + 1, check);
+    }
+    return;
   }
+  for (const key in value) walk((value as Record<string, unknown>)[key], depth + 1, check);
 }

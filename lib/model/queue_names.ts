@@ -28,7 +28,16 @@ export function isDeadLetterQueue(name: string): boolean {
   return name.endsWith(DEAD_LETTER_SUFFIX) && name.length > DEAD_LETTER_SUFFIX.length;
 }
 
-/** The dead-letter queue of queue `name` (a dead-letter queue is its own). */
+/**
+ * The dead-letter queue of queue `name` (a dead-letter queue is its own).
+ *
+ * @example
+ * ```ts
+ * import { deadLetterQueue } from "./queue_names.ts";
+ * console.log(deadLetterQueue("tasks")); // tasks.dead
+ * console.log(deadLetterQueue("tasks.dead")); // tasks.dead
+ * ```
+ */
 export function deadLetterQueue(name: string): string {
   return isDeadLetterQueue(name) ? name : name + DEAD_LETTER_SUFFIX;
 }

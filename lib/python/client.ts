@@ -63,7 +63,37 @@ function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error)
   ]).finally(() => clearTimeout(timer));
 }
 
-/** A connection that carries calls, one at a time. */
+/**
+ * A connection that carries calls, one at a time.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { pythonFrontEnd } from "./frontend.ts";
+ * import { type PythonCallConnection, PythonManagerClient } from "./client.ts";
+ * import { PythonRemoteError } from "./errors.ts";
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "secret",
+ *   frontEnds: [pythonFrontEnd({ listen: "127.0.0.1:0" })],
+ * });
+ * const address = master.frontEnds[0].address;
+ * const manager = new PythonManagerClient({ address, authkey: "secret" });
+ * const { ident } = await manager.create("get_task_queue");
+ * const calls: PythonCallConnection = await manager.openCalls("example");
+ * await calls.call(ident, "put", [7]);
+ * console.log(await calls.call(ident, "qsize")); // 1
+ * console.log(await calls.call(ident, "get")); // 7
+ * try {
+ *   await calls.call(ident, "get_nowait");
+ * } catch (error) {
+ *   console.log((error as PythonRemoteError).exceptionType); // _queue.Empty
+ * }
+ * calls.close();
+ * await manager.decref(ident);
+ * await master.close();
+ * ```
+ */
 export class PythonCallConnection {
   /** The framed connection. */
   readonly conn: PythonConnection;
@@ -143,7 +173,35 @@ export class PythonCallConnection {
   }
 }
 
-/** A client of one Python manager. */
+/**
+ * A client of one Python manager.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { pythonFrontEnd } from "./frontend.ts";
+ * import { PythonManagerClient } from "./client.ts";
+ * // taskq's own Python front-end stands in for a Python `BaseManager` here.
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "secret",
+ *   frontEnds: [pythonFrontEnd({ listen: "127.0.0.1:0" })],
+ * });
+ * // Nothing connects until a call.
+ * const manager = new PythonManagerClient({
+ *   address: master.frontEnds[0].address,
+ *   authkey: "secret",
+ *   timeoutMs: 2_000,
+ * });
+ * const { ident } = await manager.create("get_task_queue");
+ * const calls = await manager.openCalls("producer");
+ * await calls.call(ident, "put", [42]);
+ * calls.close();
+ * await manager.decref(ident);
+ * console.log((await master.broker.stats("tasks")).queues[0].ready); // 1
+ * await master.close();
+ * ```
+ */
 export class PythonManagerClient {
   /** The manager's address. */
   readonly address: Address;

@@ -81,7 +81,26 @@ export function pythonQueueMap(queues: Readonly<Record<string, string>> = {}): M
   return map;
 }
 
-/** A running Python front-end. */
+/**
+ * A running Python front-end.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { PythonFrontEnd, pythonFrontEnd } from "./frontend.ts";
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "secret",
+ *   frontEnds: [pythonFrontEnd({ listen: "127.0.0.1:0", queues: { get_jobs: "jobs" } })],
+ * });
+ * const python = master.frontEnds[0];
+ * if (python instanceof PythonFrontEnd) {
+ *   console.log(python.queues.get("get_jobs"), python.queues.get("get_task_queue")); // jobs tasks
+ *   console.log(python.connectionCount); // 0
+ * }
+ * await master.close();
+ * ```
+ */
 export class PythonFrontEnd implements FrontEnd {
   /** It serves Python's managers protocol. */
   readonly name = "python";
@@ -147,6 +166,25 @@ export class PythonFrontEnd implements FrontEnd {
 /**
  * The Python front-end, to give to the master host (`serve({ frontEnds })`):
  * serves the master's queues to unmodified `BaseManager` programs.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { pythonFrontEnd } from "./frontend.ts";
+ * import { PythonManagerClient } from "./client.ts";
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "secret",
+ *   frontEnds: [pythonFrontEnd({ listen: "127.0.0.1:0", challenge: "legacy" })],
+ * });
+ * // What Python's `manager.get_task_queue()` asks for, over the same protocol:
+ * const address = master.frontEnds[0].address;
+ * const manager = new PythonManagerClient({ address, authkey: "secret" });
+ * const queue = await manager.create("get_task_queue");
+ * console.log(queue.ident, queue.exposed.includes("put")); // tasks true
+ * await manager.decref(queue.ident);
+ * await master.close();
+ * ```
  */
 export function pythonFrontEnd(options: PythonServeOptions): FrontEndFactory {
   return {

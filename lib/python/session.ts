@@ -211,6 +211,7 @@ export class PythonSession {
       const ok = await Promise.race([shaking, expired]);
       if (!ok) {
         log.warn("Python handshake timed out", { peer: this.conn.peer });
+        this.#ctx.broker.telemetry.countError("auth_failed");
         return false;
       }
     } catch (error) {
@@ -219,6 +220,7 @@ export class PythonSession {
           peer: this.conn.peer,
           error: error.message,
         });
+        this.#ctx.broker.telemetry.countError("auth_failed");
       } else if (!(error instanceof ConnectionLostError)) {
         log.warn("Python handshake failed", { peer: this.conn.peer, error: String(error) });
       }
@@ -234,6 +236,7 @@ export class PythonSession {
 
   /** Reads and serves one request; the reply to send, or {@link CLOSED}. */
   async #handle(frame: Uint8Array): Promise<Uint8Array | typeof CLOSED> {
+    this.#session?.touch();
     let request: PyRequest;
     try {
       request = parseRequest(unpickle(frame, { maxSize: this.#ctx.maxFrameBytes }));
@@ -243,6 +246,7 @@ export class PythonSession {
         peer: this.conn.peer,
         error: error.message,
       });
+      this.#ctx.broker.telemetry.countError("bad_request");
       return encodeReply("#TRACEBACK", traceback(error.message));
     }
     // The connection's next call: what it took before is done.
@@ -262,6 +266,7 @@ export class PythonSession {
         method: request.method,
         error: String(error),
       });
+      this.#ctx.broker.telemetry.countError("internal");
       return encodeReply("#TRACEBACK", traceback(`internal error: ${String(error)}`));
     }
     return encodeReply("#RETURN", result);

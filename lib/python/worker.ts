@@ -105,7 +105,43 @@ function sleep(ms: number, until: AbortSignal): Promise<void> {
   });
 }
 
-/** Runs the loop until stopped or idle; resolves with what it did. */
+/**
+ * Runs the loop until stopped or idle; resolves with what it did.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { pythonFrontEnd } from "./frontend.ts";
+ * import { PythonManagerClient } from "./client.ts";
+ * import { runPythonWorker } from "./worker.ts";
+ * // taskq's own Python front-end stands in for a Python master here.
+ * const master = await serve({
+ *   listen: "127.0.0.1:0",
+ *   authkey: "secret",
+ *   frontEnds: [pythonFrontEnd({ listen: "127.0.0.1:0" })],
+ * });
+ * const producer = await master.broker.open({ name: "producer", address: "" });
+ * await producer.put("tasks", [6]);
+ * const address = master.frontEnds[0].address;
+ * const manager = new PythonManagerClient({ address, authkey: "secret" });
+ * const stop = new AbortController();
+ * const summary = await runPythonWorker({
+ *   manager,
+ *   queue: "get_task_queue",
+ *   results: "get_result_queue",
+ *   signal: stop.signal,
+ *   handler: (job) => {
+ *     stop.abort(); // one item is enough here
+ *     return (job.value as number) * 7;
+ *   },
+ * });
+ * console.log(summary.done); // 1
+ * const [result] = await producer.get("results", { max: 1, timeoutMs: 0 });
+ * console.log(result.value); // 42
+ * await producer.close();
+ * await master.close();
+ * ```
+ */
 export async function runPythonWorker(options: PythonWorkerOptions): Promise<PythonWorkerSummary> {
   const { manager, handler } = options;
   const log = options.log ?? silentLogger;

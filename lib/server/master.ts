@@ -72,7 +72,21 @@ export interface MasterOptions {
   logger?: Logger;
 }
 
-/** A running master. */
+/**
+ * A running master.
+ *
+ * @example
+ * ```ts
+ * import { type Master, serve } from "./master.ts";
+ * const master: Master = await serve({ listen: "127.0.0.1:0", authkey: "secret" });
+ * console.log(master.connectionCount); // 0
+ * const session = await master.broker.open({ name: "in-process", address: "" });
+ * await session.put("tasks", ["a"]);
+ * console.log((await master.broker.stats("tasks")).queues[0].ready); // 1
+ * await session.close();
+ * await master.close();
+ * ```
+ */
 export class Master {
   /** The broker it serves. */
   readonly broker: Broker;
@@ -184,6 +198,19 @@ export class Master {
  * Checks that a master may listen on `listen` with the key it has (or none),
  * before anything is opened; returns the parsed address.
  * @throws {ConfigError} when the address is malformed, or beyond loopback without a key.
+ *
+ * @example
+ * ```ts
+ * import { checkListenAddress } from "./master.ts";
+ * import { ConfigError } from "../errors.ts";
+ * const address = checkListenAddress("127.0.0.1:5000", undefined); // no key: loopback only
+ * console.log(address); // { hostname: "127.0.0.1", port: 5000 }
+ * try {
+ *   checkListenAddress("0.0.0.0:5000", undefined);
+ * } catch (error) {
+ *   console.log(error instanceof ConfigError); // true: no key beyond loopback
+ * }
+ * ```
  */
 export function checkListenAddress(
   listen: string | Address,
@@ -206,6 +233,24 @@ export function checkListenAddress(
  * @throws {ConfigError} when asked to listen beyond loopback without a key, or
  *   when an address is in use or unusable.
  * @throws {StoreError} when the store cannot be used.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./master.ts";
+ * import { connect } from "../client/client.ts";
+ * const dir = await Deno.makeTempDir();
+ * const options = { listen: "127.0.0.1:0", authkey: "secret", store: { sqlite: dir } };
+ * const first = await serve(options);
+ * const client = await connect({ address: first.address, authkey: "secret" });
+ * await client.queue("tasks").put("kept");
+ * await client.close();
+ * await first.close();
+ * // A new master over the same directory still has the item.
+ * const second = await serve(options);
+ * console.log((await second.broker.stats("tasks")).queues[0].ready); // 1
+ * await second.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function serve(options: MasterOptions): Promise<Master> {
   const address = checkListenAddress(options.listen, options.authkey);

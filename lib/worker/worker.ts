@@ -135,6 +135,28 @@ function checkOptions(options: WorkerOptions<never>): void {
 /**
  * Runs the worker loop until stopped or idle; resolves with what it did.
  * @throws {TypeError | RangeError} (rejects at once) for a bad option.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { connect } from "../client/client.ts";
+ * import { runWorker } from "./worker.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * await client.queue("numbers").putMany([1, 2, 3]);
+ * const summary = await runWorker<number>({
+ *   client,
+ *   queue: "numbers",
+ *   results: "squares",
+ *   handler: (job) => job.value * job.value,
+ *   exitWhenIdleMs: 50, // or stop it with `signal`
+ * });
+ * console.log(summary.done); // 3
+ * const squares = await client.queue("squares").getMany(3, 0);
+ * console.log(squares.map((job) => job.value)); // [ 1, 4, 9 ]
+ * await client.close();
+ * await master.close();
+ * ```
  */
 export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise<WorkerSummary> {
   checkOptions(options as WorkerOptions<never>);

@@ -18,7 +18,27 @@ import { ConnectionLostError } from "../../errors.ts";
 /** Received messages held for {@link PythonConnection.recv} before reading pauses. */
 const MAX_QUEUED_MESSAGES = 8;
 
-/** A Python-framed connection over a Deno TCP connection. */
+/**
+ * A Python-framed connection over a Deno TCP connection.
+ *
+ * @example
+ * ```ts
+ * import { PythonConnection } from "./connection.ts";
+ * import { pickle } from "./pickle_writer.ts";
+ * import { unpickle } from "./pickle_reader.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const accepted = listener.accept();
+ * const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const client = new PythonConnection(tcp);
+ * const server = new PythonConnection(await accepted);
+ * await client.send(pickle(["ping", 1])); // one frame: 4-byte length, then the pickle
+ * console.log(unpickle(await server.recv())); // [ "ping", 1 ]
+ * client.close();
+ * server.close();
+ * await Promise.all([client.ended, server.ended]);
+ * listener.close();
+ * ```
+ */
 export class PythonConnection {
   /** The underlying connection. */
   readonly conn: Deno.Conn;

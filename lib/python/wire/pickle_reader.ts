@@ -17,6 +17,24 @@
  * if every shared reference were copied, to a size (so a few bytes of
  * memo references cannot stand for an exponential tree). Cycles are refused.
  *
+ * So is the work of reading, as it goes, relative to the bytes read so far
+ * (and absolutely), so that a small message cannot make it build or hash
+ * without end:
+ *
+ * - what it builds, estimated in bytes of memory (so much per dict, set,
+ *   list, tuple, string, memo entry, MARK...), to
+ *   {@link PICKLE_COST_PER_BYTE} per byte read plus
+ *   {@link PICKLE_COST_ALLOWANCE_BYTES}, and at most
+ *   {@link MAX_PICKLE_COST_BYTES} and {@link MAX_PICKLE_OBJECTS} objects:
+ *   floods of EMPTY_DICT, EMPTY_SET, MARK... are refused after a few
+ *   thousand;
+ * - what it hashes (dict keys and set elements, each time it adds one,
+ *   counted as the size of the key with shared parts copied), to
+ *   {@link HASHED_BYTES_PER_PICKLE_BYTE} per byte read plus
+ *   {@link HASHED_BYTES_ALLOWANCE}, and at most {@link MAX_HASHED_BYTES}: a
+ *   large key memoized once and set again and again is refused early;
+ * - each dict and set, to {@link MAX_PICKLE_CONTAINER_ENTRIES} entries.
+ *
  * @module
  */
 
@@ -72,6 +90,80 @@ export const ALLOWED_GLOBALS: ReadonlySet<string> = new Set([
   "builtins.TimeoutError",
 ]);
 
+/**
+ * Estimated bytes of memory a pickle may build per byte read so far (beyond
+ * {@link PICKLE_COST_ALLOWANCE_BYTES}). Python's pickles of ordinary values
+ * stay below: numbers and text 3–10, records 13, a list of one-key dicts
+ * (the costliest ordinary shape here: a dict is a Map and an array) about 45.
+ * An empty dict or set costs about 130 per byte, so floods are refused.
+ */
+export const PICKLE_COST_PER_BYTE = 64;
+
+/** Estimated bytes of memory any pickle may build, whatever its size (1 MiB). */
+export const PICKLE_COST_ALLOWANCE_BYTES = 1024 * 1024;
+
+/** Estimated bytes of memory no pickle may build beyond, whatever its size (1 GiB). */
+export const MAX_PICKLE_COST_BYTES = 1024 * 1024 * 1024;
+
+/** Objects (containers, strings, bytes, floats, big integers) no pickle may build beyond. */
+export const MAX_PICKLE_OBJECTS = 16 * 1024 * 1024;
+
+/**
+ * Bytes of dict keys and set elements a pickle may hash per byte read so far
+ * (beyond {@link HASHED_BYTES_ALLOWANCE}): each key is hashed each time it is
+ * set, and counts its whole size, shared parts copied. Records whose keys are
+ * memoized strings of up to about 60 characters stay below.
+ */
+export const HASHED_BYTES_PER_PICKLE_BYTE = 16;
+
+/** Bytes of keys any pickle may hash, whatever its size (1 MiB). */
+export const HASHED_BYTES_ALLOWANCE = 1024 * 1024;
+
+/** Bytes of keys no pickle may hash beyond, whatever its size (256 MiB). */
+export const MAX_HASHED_BYTES = 256 * 1024 * 1024;
+
+/** Most entries of one dict, set or frozenset (well below a JS Map's 16.7 million). */
+export const MAX_PICKLE_CONTAINER_ENTRIES = 4 * 1024 * 1024;
+
+// The cost model: estimated bytes of V8 heap, measured with Deno 2.9 by
+// reading Python's pickles of 200,000 of each (heap used before and after).
+/** Bytes of the reference to a value, on the stack and then in its container. */
+const SLOT_BYTES = 8;
+/** Bytes of a PyFloat and its number. */
+const FLOAT_BYTES = 48;
+/** Bytes of an integer read with BININT (it may be a heap number). */
+const BININT_BYTES = 16;
+/** Bytes of a big integer, besides one per byte of it. */
+const LONG_BYTES = 32;
+/** Bytes of a non-empty string, besides one per byte of its UTF-8. */
+const STRING_BYTES = 24;
+/** Bytes of a bytes object (a Uint8Array with its own buffer), besides its contents. */
+const BYTES_BYTES = 216;
+/** Bytes of a PyTuple and its array, besides a slot per element. */
+const TUPLE_BYTES = 64;
+/** Bytes of an empty list. */
+const LIST_BYTES = 32;
+/** Bytes of a PyDict: its entries array and its index Map, allocated at the first entry. */
+const DICT_BYTES = 224;
+/** Bytes of a dict entry (a key-value pair, an index entry), besides its hash key's text. */
+const DICT_ENTRY_BYTES = 96;
+/** Bytes of a PySet: its items array and its Set of hash keys. */
+const SET_BYTES = 224;
+/** Bytes of a set element's entries, besides its hash key's text. */
+const SET_ENTRY_BYTES = 48;
+/** Bytes of a memo entry. */
+const MEMO_ENTRY_BYTES = 32;
+/** Bytes of a MARK: a new stack array, and the old one's place on the meta-stack. */
+const MARK_BYTES = 40;
+/** Bytes of a PyGlobal, besides its names. */
+const GLOBAL_BYTES = 64;
+/** Bytes of a PyObject. */
+const OBJECT_BYTES = 96;
+/** Bytes counted for hashing a number, bool, None or float (the length of its key, about). */
+const SCALAR_HASH_BYTES = 24;
+/** Largest small integer: beyond it (either sign) an integer read with BININT may be a heap number. */
+const SMALL_INT_LIMIT = 2 ** 30;
+
 /** Limits of {@link unpickle}. */
 export interface UnpickleLimits {
   /** Deepest nesting of containers. */
@@ -115,6 +207,32 @@ export function decodeLong(bytes: Uint8Array): number | bigint {
   return value >= -MAX_SAFE && value <= MAX_SAFE ? Number(value) : value;
 }
 
+/** `bytes` in MiB (or KiB below one), for messages. */
+function mib(bytes: number): string {
+  return bytes >= 1024 * 1024
+    ? `${Math.round(bytes / (1024 * 1024)).toLocaleString("en-US")} MiB`
+    : `${Math.round(bytes / 1024).toLocaleString("en-US")} KiB`;
+}
+
+/** Powers of 2 up to which a big integer has at most so many decimal digits, ascending. */
+const BIGINT_DIGITS: readonly (readonly [bigint, number])[] = [
+  [1n << 64n, 20],
+  [1n << 256n, 78],
+  [1n << 1024n, 309],
+  [1n << 4096n, 1234],
+];
+
+/**
+ * About the decimal digits of `value` (its hash key's length), without
+ * converting it: a few comparisons, not a conversion per time it is hashed.
+ */
+function bigintDigits(value: bigint): number {
+  for (const [limit, digits] of BIGINT_DIGITS) {
+    if (value < limit && value > -limit) return digits + 2;
+  }
+  return Math.ceil(MAX_INT_BYTES * 8 * Math.LOG10E * Math.LN2) + 2;
+}
+
 class Reader {
   readonly #data: Uint8Array;
   readonly #view: DataView;
@@ -122,14 +240,103 @@ class Reader {
   #stack: PyValue[] = [];
   readonly #metastack: PyValue[][] = [];
   readonly #memo = new Map<number, PyValue>();
+  readonly #maxDepth: number;
+  /** Estimated bytes of memory built so far. */
+  #built = 0;
+  /** Objects built so far. */
+  #objects = 0;
+  /** Bytes of keys hashed so far. */
+  #hashed = 0;
+  /** The hash cost of each tuple and frozenset asked for so far (they never change). */
+  readonly #hashCosts = new Map<PyTuple | PySet, number>();
 
-  constructor(data: Uint8Array) {
+  constructor(data: Uint8Array, maxDepth: number) {
     this.#data = data;
+    this.#maxDepth = maxDepth;
     this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   }
 
   #fail(message: string): never {
     throw new PickleError(`bad pickle (at byte ${this.#pos}): ${message}`);
+  }
+
+  /**
+   * Counts `bytes` of memory and `objects` objects about to be built, and
+   * refuses the pickle if that exceeds what the bytes read so far allow.
+   */
+  #charge(bytes: number, objects: number): void {
+    this.#built += bytes;
+    this.#objects += objects;
+    if (
+      this.#built > PICKLE_COST_ALLOWANCE_BYTES + PICKLE_COST_PER_BYTE * this.#pos ||
+      this.#built > MAX_PICKLE_COST_BYTES
+    ) {
+      this.#fail(
+        `its value would take more than ${mib(this.#built)} of memory after ${this.#pos} bytes, ` +
+          `more than a pickle may build (${PICKLE_COST_PER_BYTE} bytes per byte, plus ` +
+          `${mib(PICKLE_COST_ALLOWANCE_BYTES)}, at most ${mib(MAX_PICKLE_COST_BYTES)}): it is ` +
+          `mostly empty or tiny containers (dicts, sets, lists, tuples), which take far more ` +
+          `memory than bytes; send such data more compactly (e.g. None or a count instead of ` +
+          `many empty containers)`,
+      );
+    }
+    if (this.#objects > MAX_PICKLE_OBJECTS) {
+      this.#fail(
+        `its value would hold more than ${MAX_PICKLE_OBJECTS} objects (containers, strings, ` +
+          `bytes, floats, big integers); send fewer per message`,
+      );
+    }
+  }
+
+  /**
+   * Counts hashing `key` (to set or add it), refusing the pickle beyond what
+   * its bytes allow; returns the cost, about the length of the key's text.
+   */
+  #chargeHash(key: PyValue): number {
+    const cost = this.#hashCost(key, 0);
+    this.#hashed += cost;
+    if (
+      this.#hashed > HASHED_BYTES_ALLOWANCE + HASHED_BYTES_PER_PICKLE_BYTE * this.#pos ||
+      this.#hashed > MAX_HASHED_BYTES
+    ) {
+      this.#fail(
+        `its dict keys and set elements take ${mib(this.#hashed)} to hash after ${this.#pos} ` +
+          `bytes, more than a pickle may (${HASHED_BYTES_PER_PICKLE_BYTE} bytes per byte, plus ` +
+          `${mib(HASHED_BYTES_ALLOWANCE)}, at most ${mib(MAX_HASHED_BYTES)}): the same large ` +
+          `key is set again and again; use smaller keys`,
+      );
+    }
+    return cost;
+  }
+
+  /**
+   * About the length of {@link hashKey}'s text for `value`: what hashing it
+   * costs, shared parts counted as copies. A tuple's or frozenset's is
+   * computed once, from its elements'; nesting beyond the depth limit is
+   * refused here, as {@link measure} would.
+   */
+  #hashCost(value: PyValue, level: number): number {
+    if (typeof value === "string") return value.length + 2;
+    if (value instanceof Uint8Array) return value.length + 8;
+    if (typeof value === "bigint") return bigintDigits(value);
+    if (!(value instanceof PyTuple || (value instanceof PySet && value.frozen))) {
+      // A scalar, or an unhashable value (refused as soon as it is looked at).
+      return value instanceof PyGlobal ? value.qualifiedName.length + 3 : SCALAR_HASH_BYTES;
+    }
+    const known = this.#hashCosts.get(value);
+    if (known !== undefined) return known;
+    if (level >= this.#maxDepth) this.#fail(`nested more than ${this.#maxDepth} levels deep`);
+    let cost = 3;
+    for (const item of value.items) cost += this.#hashCost(item, level + 1) + 1;
+    this.#hashCosts.set(value, cost);
+    return cost;
+  }
+
+  /** Refuses adding an entry to a dict or set of `size` entries already. */
+  #checkRoom(size: number): void {
+    if (size >= MAX_PICKLE_CONTAINER_ENTRIES) {
+      this.#fail(`a dict or set of more than ${MAX_PICKLE_CONTAINER_ENTRIES} entries`);
+    }
   }
 
   #take(n: number): Uint8Array {
@@ -192,6 +399,37 @@ class Reader {
     this.#stack.push(value);
   }
 
+  /** Pushes a new string from `bytes` of UTF-8, counting it first. */
+  #pushText(bytes: Uint8Array): void {
+    this.#charge(SLOT_BYTES + STRING_BYTES + bytes.length, 1);
+    this.#push(this.#text(bytes));
+  }
+
+  /** Pushes a copy of `bytes`, counting it first. */
+  #pushBytes(bytes: Uint8Array): void {
+    this.#charge(SLOT_BYTES + BYTES_BYTES + bytes.length, 1);
+    this.#push(bytes.slice());
+  }
+
+  /** Pushes the integer of `bytes` (LONG1, LONG4), counting it first. */
+  #pushLong(bytes: Uint8Array): void {
+    this.#charge(SLOT_BYTES + LONG_BYTES + bytes.length, 1);
+    this.#push(decodeLong(bytes));
+  }
+
+  /** Pushes a reference to a value already built (DUP, BINGET...). */
+  #pushRef(value: PyValue): void {
+    this.#charge(SLOT_BYTES, 0);
+    this.#push(value);
+  }
+
+  /** Stores the top of the stack in the memo at `index`. */
+  #memoize(index: number): void {
+    const value = this.#top();
+    this.#charge(MEMO_ENTRY_BYTES, 0);
+    this.#memo.set(index, value);
+  }
+
   #pop(): PyValue {
     if (this.#stack.length === 0) this.#fail("stack underflow");
     return this.#stack.pop() as PyValue;
@@ -228,7 +466,9 @@ class Reader {
     return value;
   }
 
-  #tuple(items: PyValue[]): void {
+  /** Pushes a tuple of `items`: `fresh` when its array is new (else it is a MARK's stack). */
+  #tuple(items: PyValue[], fresh: boolean): void {
+    this.#charge(SLOT_BYTES + TUPLE_BYTES + (fresh ? SLOT_BYTES * items.length : 0), 1);
     this.#push(new PyTuple(items));
   }
 
@@ -250,6 +490,8 @@ class Reader {
     if (!(dict instanceof PyDict)) this.#fail(`SETITEMS on ${pyTypeName(dict)}`);
     if (items.length % 2 !== 0) this.#fail("SETITEMS with an odd number of items");
     for (let i = 0; i < items.length; i += 2) {
+      this.#checkRoom(dict.size);
+      this.#charge(DICT_ENTRY_BYTES + this.#chargeHash(items[i]), 0);
       try {
         dict.set(items[i], items[i + 1]);
       } catch {
@@ -261,12 +503,19 @@ class Reader {
   #addItems(set: PyValue, items: PyValue[]): void {
     if (!(set instanceof PySet) || set.frozen) this.#fail(`ADDITEMS on ${pyTypeName(set)}`);
     for (const item of items) {
+      this.#addCharged(set, item);
       try {
         set.add(item);
       } catch {
         this.#fail(`unhashable set element of type ${pyTypeName(item)}`);
       }
     }
+  }
+
+  /** Counts adding `item` to `set` (room, hashing, memory) before it is added. */
+  #addCharged(set: PySet, item: PyValue): void {
+    this.#checkRoom(set.items.length);
+    this.#charge(SET_ENTRY_BYTES + this.#chargeHash(item), 0);
   }
 
   read(): PyValue {
@@ -289,6 +538,7 @@ class Reader {
           return this.#stack[0];
         }
         case OP.MARK:
+          this.#charge(MARK_BYTES, 1);
           this.#metastack.push(this.#stack);
           this.#stack = [];
           break;
@@ -300,28 +550,32 @@ class Reader {
           this.#popMark();
           break;
         case OP.DUP:
-          this.#push(this.#top());
+          this.#pushRef(this.#top());
           break;
         case OP.NONE:
-          this.#push(null);
+          this.#pushRef(null);
           break;
         case OP.NEWTRUE:
-          this.#push(true);
+          this.#pushRef(true);
           break;
         case OP.NEWFALSE:
-          this.#push(false);
+          this.#pushRef(false);
           break;
-        case OP.BININT:
-          this.#push(this.#i32());
+        case OP.BININT: {
+          const n = this.#i32();
+          const small = n >= -SMALL_INT_LIMIT && n < SMALL_INT_LIMIT;
+          this.#charge(SLOT_BYTES + (small ? 0 : BININT_BYTES), 0);
+          this.#push(n);
           break;
+        }
         case OP.BININT1:
-          this.#push(this.#u8());
+          this.#pushRef(this.#u8());
           break;
         case OP.BININT2:
-          this.#push(this.#u16());
+          this.#pushRef(this.#u16());
           break;
         case OP.LONG1:
-          this.#push(decodeLong(this.#take(this.#u8())));
+          this.#pushLong(this.#take(this.#u8()));
           break;
         case OP.LONG4: {
           const n = this.#i32();
@@ -329,54 +583,56 @@ class Reader {
           if (n > MAX_INT_BYTES) {
             this.#fail(`integer of ${n} bytes is longer than the limit of ${MAX_INT_BYTES}`);
           }
-          this.#push(decodeLong(this.#take(n)));
+          this.#pushLong(this.#take(n));
           break;
         }
         case OP.BINFLOAT: {
           const at = this.#pos;
           this.#take(8);
+          this.#charge(SLOT_BYTES + FLOAT_BYTES, 1);
           this.#push(new PyFloat(this.#view.getFloat64(at, false)));
           break;
         }
         case OP.SHORT_BINUNICODE:
-          this.#push(this.#text(this.#take(this.#u8())));
+          this.#pushText(this.#take(this.#u8()));
           break;
         case OP.BINUNICODE:
-          this.#push(this.#text(this.#take(this.#u32())));
+          this.#pushText(this.#take(this.#u32()));
           break;
         case OP.BINUNICODE8:
-          this.#push(this.#text(this.#take(this.#u64())));
+          this.#pushText(this.#take(this.#u64()));
           break;
         case OP.SHORT_BINBYTES:
-          this.#push(this.#take(this.#u8()).slice());
+          this.#pushBytes(this.#take(this.#u8()));
           break;
         case OP.BINBYTES:
-          this.#push(this.#take(this.#u32()).slice());
+          this.#pushBytes(this.#take(this.#u32()));
           break;
         case OP.BINBYTES8:
-          this.#push(this.#take(this.#u64()).slice());
+          this.#pushBytes(this.#take(this.#u64()));
           break;
         case OP.EMPTY_TUPLE:
-          this.#tuple([]);
+          this.#tuple([], true);
           break;
         case OP.TUPLE1:
-          this.#tuple([this.#pop()]);
+          this.#tuple([this.#pop()], true);
           break;
         case OP.TUPLE2: {
           const b = this.#pop();
-          this.#tuple([this.#pop(), b]);
+          this.#tuple([this.#pop(), b], true);
           break;
         }
         case OP.TUPLE3: {
           const c = this.#pop();
           const b = this.#pop();
-          this.#tuple([this.#pop(), b, c]);
+          this.#tuple([this.#pop(), b, c], true);
           break;
         }
         case OP.TUPLE:
-          this.#tuple(this.#popMark());
+          this.#tuple(this.#popMark(), false);
           break;
         case OP.EMPTY_LIST:
+          this.#charge(SLOT_BYTES + LIST_BYTES, 1);
           this.#push([]);
           break;
         case OP.APPEND: {
@@ -394,6 +650,7 @@ class Reader {
           break;
         }
         case OP.EMPTY_DICT:
+          this.#charge(SLOT_BYTES + DICT_BYTES, 1);
           this.#push(new PyDict());
           break;
         case OP.SETITEM: {
@@ -408,6 +665,7 @@ class Reader {
           break;
         }
         case OP.EMPTY_SET:
+          this.#charge(SLOT_BYTES + SET_BYTES, 1);
           this.#push(new PySet());
           break;
         case OP.ADDITEMS: {
@@ -417,8 +675,10 @@ class Reader {
         }
         case OP.FROZENSET: {
           const items = this.#popMark();
+          this.#charge(SLOT_BYTES + SET_BYTES, 1);
           const set = new PySet([], true);
           for (const item of items) {
+            this.#addCharged(set, item);
             try {
               set.add(item);
             } catch {
@@ -429,23 +689,25 @@ class Reader {
           break;
         }
         case OP.MEMOIZE:
-          this.#memo.set(this.#memo.size, this.#top());
+          this.#memoize(this.#memo.size);
           break;
         case OP.BINPUT:
-          this.#memo.set(this.#u8(), this.#top());
+          this.#memoize(this.#u8());
           break;
         case OP.LONG_BINPUT:
-          this.#memo.set(this.#u32(), this.#top());
+          this.#memoize(this.#u32());
           break;
         case OP.BINGET:
-          this.#push(this.#getMemo(this.#u8()));
+          this.#pushRef(this.#getMemo(this.#u8()));
           break;
         case OP.LONG_BINGET:
-          this.#push(this.#getMemo(this.#u32()));
+          this.#pushRef(this.#getMemo(this.#u32()));
           break;
         case OP.GLOBAL: {
           const module = this.#line();
-          this.#push(this.#global(module, this.#line()));
+          const name = this.#line();
+          this.#charge(SLOT_BYTES + GLOBAL_BYTES + module.length + name.length, 1);
+          this.#push(this.#global(module, name));
           break;
         }
         case OP.STACK_GLOBAL: {
@@ -454,16 +716,19 @@ class Reader {
           if (typeof module !== "string" || typeof name !== "string") {
             this.#fail("STACK_GLOBAL needs two strings");
           }
+          this.#charge(SLOT_BYTES + GLOBAL_BYTES, 1);
           this.#push(this.#global(module, name));
           break;
         }
         case OP.REDUCE: {
           const args = this.#popTuple("REDUCE");
+          this.#charge(SLOT_BYTES + OBJECT_BYTES, 1);
           this.#push(new PyObject(this.#popGlobal("REDUCE"), args.items, "reduce"));
           break;
         }
         case OP.NEWOBJ: {
           const args = this.#popTuple("NEWOBJ");
+          this.#charge(SLOT_BYTES + OBJECT_BYTES, 1);
           this.#push(new PyObject(this.#popGlobal("NEWOBJ"), args.items, "newobj"));
           break;
         }
@@ -471,6 +736,7 @@ class Reader {
           const kwargs = this.#pop();
           if (!(kwargs instanceof PyDict)) this.#fail("NEWOBJ_EX needs a dict of keywords");
           const args = this.#popTuple("NEWOBJ_EX");
+          this.#charge(SLOT_BYTES + OBJECT_BYTES, 1);
           this.#push(new PyObject(this.#popGlobal("NEWOBJ_EX"), args.items, "newobj", kwargs));
           break;
         }
@@ -565,7 +831,7 @@ export function unpickle(data: Uint8Array, limits: Partial<UnpickleLimits> = {})
     maxDepth: limits.maxDepth ?? DEFAULT_UNPICKLE_LIMITS.maxDepth,
     maxSize: limits.maxSize ?? DEFAULT_UNPICKLE_LIMITS.maxSize,
   };
-  const value = new Reader(data).read();
+  const value = new Reader(data, full.maxDepth).read();
   measure(value, full);
   return value;
 }

@@ -30,7 +30,19 @@ export type PyValue =
   | PyGlobal
   | PyObject;
 
-/** A Python `float`. */
+/**
+ * A Python `float`.
+ *
+ * @example
+ * ```ts
+ * import { PyFloat } from "./values.ts";
+ * import { pickle } from "./pickle_writer.ts";
+ * import { unpickle } from "./pickle_reader.ts";
+ * const back = unpickle(pickle(new PyFloat(7))); // Python's 7.0, not 7
+ * console.log(back instanceof PyFloat, (back as PyFloat).value); // true 7
+ * console.log(unpickle(pickle(7))); // 7 (an int)
+ * ```
+ */
 export class PyFloat {
   /** The number. */
   readonly value: number;
@@ -40,7 +52,19 @@ export class PyFloat {
   }
 }
 
-/** A Python `tuple`. */
+/**
+ * A Python `tuple`.
+ *
+ * @example
+ * ```ts
+ * import { PyTuple } from "./values.ts";
+ * import { pickle } from "./pickle_writer.ts";
+ * import { unpickle } from "./pickle_reader.ts";
+ * const point = new PyTuple([1, "two", null]); // (1, 'two', None)
+ * const back = unpickle(pickle(point));
+ * console.log(back instanceof PyTuple && back.items); // [ 1, "two", null ]
+ * ```
+ */
 export class PyTuple {
   /** The elements. */
   readonly items: readonly PyValue[];
@@ -58,6 +82,14 @@ export function isHashable(value: PyValue): boolean {
 }
 
 /**
+ * Bytes as text, one character per byte (WHATWG's "latin1" is windows-1252,
+ * which maps each of the 256 bytes to a different character): a fast, exact
+ * {@link hashKey} for `bytes`, after their length (so that it ends where it
+ * says, within a tuple's or frozenset's key).
+ */
+const bytesAsText = new TextDecoder("latin1");
+
+/**
  * A text key equal for values Python finds equal as dict keys or set elements
  * (`1`, `1.0` and `True` are one key). Only for hashable values.
  */
@@ -70,14 +102,30 @@ export function hashKey(value: PyValue): string {
     return Number.isInteger(n) ? `i${BigInt(n)}` : `f${Object.is(n, -0) ? 0 : n}`;
   }
   if (typeof value === "string") return `s${JSON.stringify(value)}`;
-  if (value instanceof Uint8Array) return `b${Array.from(value).join(",")}`;
+  if (value instanceof Uint8Array) return `b${value.length}:${bytesAsText.decode(value)}`;
   if (value instanceof PyTuple) return `t(${value.items.map(hashKey).join("|")})`;
   if (value instanceof PySet) return `z(${value.keys().sort().join("|")})`;
   if (value instanceof PyGlobal) return `g${JSON.stringify(value.qualifiedName)}`;
   throw new TypeError("unhashable value");
 }
 
-/** A Python `set` or `frozenset`: elements in the order they came. */
+/**
+ * A Python `set` or `frozenset`: elements in the order they came.
+ *
+ * @example
+ * ```ts
+ * import { PyFloat, PySet } from "./values.ts";
+ * const set = new PySet([1, new PyFloat(1), true, "a"]); // {1, 'a'}: 1 == 1.0 == True
+ * console.log(set.items.length, set.frozen); // 2 false
+ * const frozen = new PySet(["x"], true); // frozenset({'x'})
+ * console.log(frozen.frozen); // true
+ * try {
+ *   set.add([1, 2]); // a list is unhashable, as in Python
+ * } catch (error) {
+ *   console.log(error instanceof TypeError); // true
+ * }
+ * ```
+ */
 export class PySet {
   /** Whether it is a `frozenset`. */
   readonly frozen: boolean;
@@ -113,7 +161,18 @@ export class PySet {
   }
 }
 
-/** A Python `dict`: entries in insertion order, keys of any hashable type. */
+/**
+ * A Python `dict`: entries in insertion order, keys of any hashable type.
+ *
+ * @example
+ * ```ts
+ * import { PyDict, PyTuple } from "./values.ts";
+ * const dict = new PyDict([["name", "job-1"], [new PyTuple([0, 0]), "origin"]]);
+ * dict.set("name", "job-2"); // keeps its place, takes the new value
+ * console.log(dict.size, dict.get("name")); // 2 job-2
+ * console.log(dict.get(new PyTuple([0, 0]))); // origin
+ * ```
+ */
 export class PyDict {
   readonly #entries: [PyValue, PyValue][] = [];
   readonly #index = new Map<string, number>();
@@ -156,7 +215,16 @@ export class PyDict {
   }
 }
 
-/** A reference to a Python class or function by module and name (never resolved). */
+/**
+ * A reference to a Python class or function by module and name (never resolved).
+ *
+ * @example
+ * ```ts
+ * import { PyGlobal } from "./values.ts";
+ * const empty = new PyGlobal("_queue", "Empty");
+ * console.log(empty.qualifiedName); // _queue.Empty
+ * ```
+ */
 export class PyGlobal {
   /** The module, e.g. `_queue`. */
   readonly module: string;
@@ -180,6 +248,19 @@ export type PyBuild = "reduce" | "newobj";
 /**
  * An object of an allow-listed class, as data: its class, the arguments it is
  * built from, and the state applied to it afterwards (`BUILD`), if any.
+ *
+ * @example
+ * ```ts
+ * import { PyGlobal, PyObject } from "./values.ts";
+ * import { pickle } from "./pickle_writer.ts";
+ * import { unpickle } from "./pickle_reader.ts";
+ * // ValueError("bad timeout"), as a manager sends it in an `#ERROR` reply.
+ * const error = new PyObject(new PyGlobal("builtins", "ValueError"), ["bad timeout"], "reduce");
+ * const back = unpickle(pickle(error)); // an allow-listed class: read as data, never run
+ * if (back instanceof PyObject) {
+ *   console.log(back.cls.qualifiedName, back.args); // builtins.ValueError [ "bad timeout" ]
+ * }
+ * ```
  */
 export class PyObject {
   /** Its class. */
