@@ -31,7 +31,7 @@
  * durability across close and reopen.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { brokerConformance } from "./broker_conformance.ts";
  * import { openLocalBroker } from "../lib/broker/local.ts";
  * brokerConformance({

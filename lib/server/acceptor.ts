@@ -9,6 +9,12 @@
 
 import type { Logger } from "../log.ts";
 
+/** First wait after a failed accept (e.g. out of file descriptors), in ms. */
+export const ACCEPT_BACKOFF_MIN_MS = 10;
+
+/** Longest wait between accepts while they keep failing, in ms. */
+export const ACCEPT_BACKOFF_MAX_MS = 1_000;
+
 /** What the {@link Acceptor} needs of a session. */
 export interface AcceptedSession {
   /** The connection, for its peer's address in log lines. */
@@ -42,6 +48,7 @@ export class Acceptor<S extends AcceptedSession> {
   readonly #pending = new Set<S>();
   readonly #accepting: Promise<void>;
   #closing = false;
+  #wake: (() => void) | undefined;
 
   /** Starts accepting on `options.listener`. */
   constructor(options: AcceptorOptions<S>) {
@@ -64,16 +71,34 @@ export class Acceptor<S extends AcceptedSession> {
     this.#pending.delete(session);
   }
 
+  /**
+   * Accepts until closed. A failed accept (out of file descriptors, most
+   * often) is logged once per streak and retried after a growing wait, so
+   * the loop backs off instead of spinning; the first success ends the streak.
+   */
   async #acceptLoop(): Promise<void> {
     const { listener, log, keepAlive } = this.#options;
+    let backoffMs = 0;
+    let failures = 0;
     for (;;) {
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (error) {
         if (this.#closing || error instanceof Deno.errors.BadResource) return;
-        log.warn("accept failed", { error: (error as Error).message });
+        if (failures++ === 0) {
+          log.warn(`cannot accept ${this.#options.kind}; backing off until it works again`, {
+            error: (error as Error).message,
+          });
+        }
+        backoffMs = Math.min(Math.max(backoffMs * 2, ACCEPT_BACKOFF_MIN_MS), ACCEPT_BACKOFF_MAX_MS);
+        await this.#pause(backoffMs);
         continue;
+      }
+      if (failures > 0) {
+        log.info(`accepting ${this.#options.kind} again`, { failedAccepts: failures });
+        failures = 0;
+        backoffMs = 0;
       }
       try {
         conn.setNoDelay(true);
@@ -106,9 +131,22 @@ export class Acceptor<S extends AcceptedSession> {
     this.#sessions.set(session, running);
   }
 
+  /** Waits `ms`, or less if the acceptor closes meanwhile. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  }
+
   /** Stops accepting: closes the listener and waits for the loop to end. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#wake?.();
     try {
       this.#options.listener.close();
     } catch {
