@@ -33,6 +33,7 @@ import { type Address, formatAddress } from "../config.ts";
 import { checkQueueName } from "../wire/messages.ts";
 import { ConfigError } from "../errors.ts";
 import { Acceptor } from "../server/acceptor.ts";
+import { listenTcp, type StreamListener } from "../wire/stream.ts";
 import { checkListenAddress } from "../server/master.ts";
 import type { FrontEnd, FrontEndFactory, HostContext } from "../server/front_end.ts";
 
@@ -115,7 +116,7 @@ export class PythonFrontEnd implements FrontEnd {
   #closing: Promise<void> | undefined;
 
   /** Starts serving on an open listener; use {@link pythonFrontEnd}. */
-  constructor(listener: Deno.TcpListener, host: HostContext, options: PythonServeOptions) {
+  constructor(listener: StreamListener, host: HostContext, options: PythonServeOptions) {
     const addr = listener.addr;
     this.address = formatAddress({ hostname: addr.hostname, port: addr.port });
     this.banner = `taskq master serving Python on ${this.address}`;
@@ -135,8 +136,6 @@ export class PythonFrontEnd implements FrontEnd {
       log: host.logger,
       maxPending: host.maxPendingHandshakes,
       kind: "Python connections",
-      // A worker machine that vanishes without a FIN is noticed eventually.
-      keepAlive: true,
       open: (conn) => {
         host.broker.telemetry.connectionsAccepted++;
         return new PythonSession(new PythonConnection(conn), this.#ctx);
@@ -199,13 +198,10 @@ export function pythonFrontEnd(options: PythonServeOptions): FrontEndFactory {
         options.listen,
         host.key.length > 0 ? host.key : undefined,
       );
-      let listener: Deno.TcpListener;
+      let listener: StreamListener;
       try {
-        listener = Deno.listen({
-          hostname: address.hostname,
-          port: address.port,
-          transport: "tcp",
-        });
+        // A worker machine that vanishes without a FIN is noticed eventually.
+        listener = listenTcp(address, { keepAlive: true });
       } catch (cause) {
         throw new ConfigError(
           `cannot listen for Python on ${formatAddress(address)}: ${(cause as Error).message}`,

@@ -8,6 +8,7 @@
  */
 
 import type { Logger } from "../log.ts";
+import type { ByteStream, StreamListener } from "../wire/stream.ts";
 
 /** First wait after a failed accept (e.g. out of file descriptors), in ms. */
 export const ACCEPT_BACKOFF_MIN_MS = 10;
@@ -26,17 +27,15 @@ export interface AcceptedSession {
 /** Options of an {@link Acceptor}. */
 export interface AcceptorOptions<S extends AcceptedSession> {
   /** Where connections come from. */
-  listener: Deno.TcpListener;
+  listener: StreamListener;
   /** Where failed accepts and dropped connections are logged. */
   log: Logger;
   /** Connections allowed mid-handshake at once. */
   maxPending: number;
   /** What the connections are, in log lines: e.g. "connections". */
   kind: string;
-  /** Whether to turn on TCP keep-alive on each connection. */
-  keepAlive: boolean;
   /** Makes the session of a new connection. */
-  open(conn: Deno.TcpConn): S;
+  open(conn: ByteStream): S;
   /** Drops a session still in the handshake to make room for a new one. */
   drop(session: S): void;
 }
@@ -77,11 +76,11 @@ export class Acceptor<S extends AcceptedSession> {
    * the loop backs off instead of spinning; the first success ends the streak.
    */
   async #acceptLoop(): Promise<void> {
-    const { listener, log, keepAlive } = this.#options;
+    const { listener, log } = this.#options;
     let backoffMs = 0;
     let failures = 0;
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: ByteStream;
       try {
         conn = await listener.accept();
       } catch (error) {
@@ -100,18 +99,11 @@ export class Acceptor<S extends AcceptedSession> {
         failures = 0;
         backoffMs = 0;
       }
-      try {
-        conn.setNoDelay(true);
-        // A peer that vanishes without a FIN is noticed eventually.
-        if (keepAlive) conn.setKeepAlive(true);
-      } catch {
-        // the peer is already gone; the session will notice
-      }
       this.#start(conn);
     }
   }
 
-  #start(conn: Deno.TcpConn): void {
+  #start(conn: ByteStream): void {
     const { log, maxPending, kind } = this.#options;
     const session = this.#options.open(conn);
     if (this.#pending.size >= maxPending) {

@@ -24,6 +24,7 @@ import { openLocalBroker, type StoreChoice } from "../broker/local.ts";
 import type { Telemetry } from "../broker/telemetry.ts";
 import type { RetryPolicy } from "../model/types.ts";
 import { FramedConnection } from "../wire/connection.ts";
+import { type ByteStream, listenTcp, type StreamListener } from "../wire/stream.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { NativeSession, type SessionContext } from "./native_session.ts";
 import type { FrontEnd, FrontEndFactory, HostContext } from "./front_end.ts";
@@ -101,7 +102,7 @@ export class Master {
   readonly #started: FrontEnd[] = [];
 
   /** Starts serving on an open listener; use {@link serve}. */
-  constructor(listener: Deno.TcpListener, broker: Broker, key: Uint8Array, options: MasterOptions) {
+  constructor(listener: StreamListener, broker: Broker, key: Uint8Array, options: MasterOptions) {
     this.broker = broker;
     this.frontEnds = this.#started;
     const addr = listener.addr;
@@ -120,7 +121,6 @@ export class Master {
       log: this.#log,
       maxPending: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
       kind: "connections",
-      keepAlive: false,
       open: (conn) => this.#open(conn),
       drop: (session) =>
         session.refuse("too_many_connections", "too many connections are mid-handshake"),
@@ -143,7 +143,7 @@ export class Master {
   }
 
   /** The session of a newly accepted connection. */
-  #open(conn: Deno.TcpConn): NativeSession {
+  #open(conn: ByteStream): NativeSession {
     this.broker.telemetry.connectionsAccepted++;
     // Until the peer proves the key, only handshake-sized frames are accepted.
     const framed = new FramedConnection(conn, { maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES });
@@ -265,9 +265,9 @@ export async function serve(options: MasterOptions): Promise<Master> {
     retry: options.retry,
     maxQueueLength: options.maxQueueLength,
   });
-  let listener: Deno.TcpListener;
+  let listener: StreamListener;
   try {
-    listener = Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" });
+    listener = listenTcp(address);
   } catch (cause) {
     await broker.close();
     throw new ConfigError(

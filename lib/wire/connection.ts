@@ -15,6 +15,7 @@
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameReader, joinFrames } from "./frame.ts";
 import { decode, encode } from "../model/codec.ts";
 import { FrameTooLargeError } from "../errors.ts";
+import type { ByteStream } from "./stream.ts";
 
 /** Queued outgoing bytes above which reading from the peer pauses. */
 export const DEFAULT_HIGH_WATER_BYTES: number = 8 * 1024 * 1024;
@@ -33,7 +34,7 @@ export interface FramedConnectionOptions {
 /** A framed msgpack connection over a Deno TCP connection. */
 export class FramedConnection {
   /** The underlying connection. */
-  readonly conn: Deno.Conn;
+  readonly conn: ByteStream;
   /** The peer's address as `HOST:PORT`, for logs. */
   readonly peer: string;
   readonly #reader: FrameReader;
@@ -49,7 +50,7 @@ export class FramedConnection {
   readonly #flushNow = () => this.#flush();
 
   /** Wraps `conn`. */
-  constructor(conn: Deno.Conn, options: FramedConnectionOptions = {}) {
+  constructor(conn: ByteStream, options: FramedConnectionOptions = {}) {
     this.conn = conn;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.peer = addr.hostname.includes(":")

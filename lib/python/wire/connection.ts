@@ -14,6 +14,7 @@
 
 import { PY_HANDSHAKE_MAX_BYTES, pyFrame, PyFrameReader } from "./frame.ts";
 import { ConnectionLostError } from "../../errors.ts";
+import type { ByteStream } from "../../wire/stream.ts";
 
 /** Received messages held for {@link PythonConnection.recv} before reading pauses. */
 const MAX_QUEUED_MESSAGES = 8;
@@ -41,7 +42,7 @@ const MAX_QUEUED_MESSAGES = 8;
  */
 export class PythonConnection {
   /** The underlying connection. */
-  readonly conn: Deno.Conn;
+  readonly conn: ByteStream;
   /** The peer's address as `HOST:PORT`, for logs. */
   readonly peer: string;
   /** Resolves when the connection has ended (peer closed, error, or {@link close}). */
@@ -56,7 +57,7 @@ export class PythonConnection {
   #writing: Promise<void> = Promise.resolve();
 
   /** Wraps `conn`; messages over {@link PY_HANDSHAKE_MAX_BYTES} are refused until raised. */
-  constructor(conn: Deno.Conn) {
+  constructor(conn: ByteStream) {
     this.conn = conn;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.peer = addr.hostname.includes(":")
