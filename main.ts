@@ -13,6 +13,7 @@ import { GET_HELP, GET_SUMMARY, runGet } from "./lib/cli/get.ts";
 import { runStatus, STATUS_HELP, STATUS_SUMMARY } from "./lib/cli/status.ts";
 import { DEMO_HELP, DEMO_SUMMARY, runDemo } from "./lib/cli/demo.ts";
 import { HTTP_TOKEN_HELP, HTTP_TOKEN_SUMMARY, runHttpToken } from "./lib/cli/http_token.ts";
+import { runTls, TLS_HELP, TLS_SUMMARY } from "./lib/cli/tls.ts";
 import { TaskqError } from "./lib/errors.ts";
 import { errorLogLine, jsonLogsRequested } from "./lib/log.ts";
 import denoJson from "./deno.json" with { type: "json" };
@@ -45,6 +46,7 @@ const COMMANDS: Record<string, Command> = {
   status: { summary: STATUS_SUMMARY, help: STATUS_HELP, run: runStatus },
   demo: { summary: DEMO_SUMMARY, help: DEMO_HELP, run: runDemo },
   "http-token": { summary: HTTP_TOKEN_SUMMARY, help: HTTP_TOKEN_HELP, run: runHttpToken },
+  tls: { summary: TLS_SUMMARY, help: TLS_HELP, run: runTls },
 };
 
 function usage(): string {

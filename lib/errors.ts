@@ -229,6 +229,10 @@ export const ERROR_CODE_TABLE = {
   too_many_connections: "the connection was evicted from a full handshake queue",
   shutting_down: "the master is stopping; reconnect later",
   internal: "the master failed while handling a request, or could not save its change",
+  memory_full:
+    "the master is near its memory budget (--max-memory): the put stored nothing; retry later",
+  too_many_queues:
+    "the master holds its most queues (--max-queues): the request would create one more",
 } as const;
 
 /** The wire codes carried by `error` messages (the keys of {@link ERROR_CODE_TABLE}). */

@@ -45,8 +45,15 @@ export {
   type WorkerSummary,
 } from "./worker/worker.ts";
 export { checkListenAddress, Master, type MasterOptions, serve } from "./server/master.ts";
+export { type TlsClientOptions, TlsHandshakeError, type TlsServerOptions } from "./wire/tls.ts";
+export { makeTlsMaterial, type TlsMaterial, type TlsMaterialOptions } from "./cli/tls.ts";
 export { type LoadedState, type Store, type StoreChoice, type StoredItem } from "./broker/local.ts";
 export type { FrontEnd, FrontEndFactory, HostContext } from "./server/front_end.ts";
+export {
+  type AuthRefusal,
+  AuthThrottle,
+  type AuthThrottleOptions,
+} from "./server/auth_throttle.ts";
 export type {
   AckResults,
   Broker,
@@ -55,12 +62,14 @@ export type {
   BrokerStats,
   Delivery,
   GetOptions as BrokerGetOptions,
+  MemoryStats,
   PeekedItem,
   PutOptions as BrokerPutOptions,
   SessionInfo,
   SessionView,
 } from "./broker/broker.ts";
 export { Histogram, Telemetry } from "./broker/telemetry.ts";
+export { ByteBudget } from "./util/memory.ts";
 export {
   BrokerClosedError,
   NotSavedError,

@@ -16,12 +16,19 @@
  * The taskq producer pipelines batched puts and the workers prefetch; the
  * Python programs do what the seed does (one call at a time).
  *
+ * Over TLS (mutual, certificates from `makeTlsMaterial`), the seed workload
+ * with 2 workers on a memory master, next to the same on plain TCP, with the
+ * ratio.
+ *
  * Usage: deno task bench [N]   (default N = 100000)
+ * TASKQ_BENCH_ONLY=tls,raw deno task bench   runs only the named parts, of:
+ * raw, memory, durable, python, rss, tls (all by default).
  *
  * @module
  */
 
 import { connect } from "../lib/mod.ts";
+import { makeTlsMaterial, writeTlsMaterial } from "../lib/cli/tls.ts";
 
 const DEFAULT_N = 100_000;
 const PUT_BATCH = 1_000;
@@ -38,6 +45,11 @@ const PROGRESS_STEPS = 4;
 const STARTUP_POLL_MS = 20;
 
 const N = Number(Deno.args[0] ?? DEFAULT_N);
+/** Workers of the TLS comparison. */
+const TLS_WORKERS = 2;
+/** The parts to run (TASKQ_BENCH_ONLY, comma-separated); all when unset. */
+const ONLY = Deno.env.get("TASKQ_BENCH_ONLY")?.split(",").map((part) => part.trim());
+const runs = (part: string) => ONLY === undefined || ONLY.includes(part);
 const PING_BYTES = 64;
 /** A client that pings a port N times and prints the median and p99 round trip in µs. */
 const ECHO_CLIENT_SOURCE = `
@@ -62,9 +74,35 @@ const encoder = new TextEncoder();
 
 type Store = "memory" | "durable";
 
+/** Where a TLS master's and its clients' PEM files are. */
+interface TlsFiles {
+  dir: string;
+}
+
+/** A bench worker over TLS: scripts/bench_worker.ts with the client's certificates. */
+const TLS_WORKER_SOURCE = (dir: string) => `
+import { connect } from ${JSON.stringify(new URL("../lib/mod.ts", import.meta.url).href)};
+import { runWorker } from ${
+  JSON.stringify(new URL("../lib/worker/worker.ts", import.meta.url).href)
+};
+const read = (name) => Deno.readTextFileSync(${JSON.stringify(dir)} + "/" + name);
+const [address, concurrency, prefetch] = Deno.args;
+const client = await connect({
+  address,
+  name: "bench-tls-worker-" + Deno.pid,
+  tls: { ca: read("ca.pem"), cert: read("client.pem"), key: read("client-key.pem") },
+});
+await runWorker({
+  client, queue: "tasks", results: "results",
+  concurrency: Number(concurrency), prefetch: Number(prefetch), exitWhenIdleMs: 1000,
+  handler: (job) => job.value + " * " + job.value + " = " + job.value * job.value,
+});
+await client.close();
+`;
+
 interface Row {
   scenario: string;
-  store?: Store | "python";
+  store?: Store | "python" | "memory-tls";
   workers?: number;
   value: number;
   unit: string;
@@ -87,9 +125,15 @@ interface RunningMaster {
   stop(): Promise<void>;
 }
 
-async function startMaster(store: Store): Promise<RunningMaster> {
+async function startMaster(store: Store, tls?: TlsFiles): Promise<RunningMaster> {
   const dataDir = store === "durable" ? await Deno.makeTempDir({ prefix: "taskq-bench-" }) : "";
   const storeArgs = store === "durable" ? ["--data", dataDir] : ["--memory"];
+  if (tls !== undefined) {
+    storeArgs.push(
+      ...["--tls-cert", `${tls.dir}/server.pem`, "--tls-key", `${tls.dir}/server-key.pem`],
+      ...["--tls-client-ca", `${tls.dir}/ca.pem`],
+    );
+  }
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -241,8 +285,20 @@ async function roundTrip(address: string, store: Store): Promise<void> {
   await client.close();
 }
 
-async function seedWorkload(address: string, store: Store, workers: number): Promise<void> {
-  const client = await connect({ address, reconnect: false });
+async function seedWorkload(
+  address: string,
+  store: Store,
+  workers: number,
+  tls?: TlsFiles & { workerScript: string },
+): Promise<void> {
+  const read = (name: string) => Deno.readTextFileSync(`${tls?.dir}/${name}`);
+  const client = await connect({
+    address,
+    reconnect: false,
+    tls: tls === undefined
+      ? undefined
+      : { ca: read("ca.pem"), cert: read("client.pem"), key: read("client-key.pem") },
+  });
   const tasks = client.queue("tasks");
   const results = client.queue("results");
   const procs = Array.from({ length: workers }, () =>
@@ -250,7 +306,7 @@ async function seedWorkload(address: string, store: Store, workers: number): Pro
       args: [
         "run",
         "-A",
-        `${root}scripts/bench_worker.ts`,
+        tls?.workerScript ?? `${root}scripts/bench_worker.ts`,
         address,
         String(WORKER_CONCURRENCY),
         String(WORKER_PREFETCH),
@@ -285,8 +341,49 @@ async function seedWorkload(address: string, store: Store, workers: number): Pro
   const ms = performance.now() - t0;
   await putting;
   await Promise.all(procs.map((p) => p.status));
-  report({ scenario: "seed-workload", store, workers, value: rate(N, ms), unit: "tasks/s", n: N });
+  report({
+    scenario: "seed-workload",
+    store: tls === undefined ? store : "memory-tls",
+    workers,
+    value: rate(N, ms),
+    unit: "tasks/s",
+    n: N,
+  });
   await client.close();
+}
+
+/** The seed workload over mutual TLS next to plain TCP (memory store), and the ratio. */
+async function tlsWorkload(): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "taskq-bench-tls-" });
+  try {
+    await writeTlsMaterial(dir, await makeTlsMaterial({ hosts: ["127.0.0.1"] }));
+    const workerScript = `${dir}/tls_worker.ts`;
+    await Deno.writeTextFile(workerScript, TLS_WORKER_SOURCE(dir));
+    if (find("seed-workload", "memory", TLS_WORKERS) === undefined) {
+      const plain = await startMaster("memory");
+      try {
+        await seedWorkload(plain.address, "memory", TLS_WORKERS);
+      } finally {
+        await plain.stop();
+      }
+    }
+    const master = await startMaster("memory", { dir });
+    try {
+      await seedWorkload(master.address, "memory", TLS_WORKERS, { dir, workerScript });
+    } finally {
+      await master.stop();
+    }
+    const plain = find("seed-workload", "memory", TLS_WORKERS)!;
+    const overTls = find("seed-workload", "memory-tls", TLS_WORKERS)!;
+    const ratio = Math.round((overTls / plain) * 100) / 100;
+    console.log(
+      `seed workload, ${TLS_WORKERS} workers, memory: TLS ${overTls} tasks/s, plain ${plain} ` +
+        `tasks/s, TLS / plain ${ratio}×`,
+    );
+    report({ scenario: "ratio-tls-vs-plain", workers: TLS_WORKERS, value: ratio, unit: "×" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 async function pythonWorkload(workers: number): Promise<void> {
@@ -352,8 +449,9 @@ function find(scenario: string, store: string, workers?: number): number | undef
 console.log(
   `taskq bench: N=${N}, ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}`,
 );
-await rawPingPong();
+if (runs("raw")) await rawPingPong();
 for (const store of ["memory", "durable"] as const) {
+  if (!runs(store)) continue;
   const master = await startMaster(store);
   try {
     await producerBatched(master.address, store);
@@ -365,8 +463,9 @@ for (const store of ["memory", "durable"] as const) {
     await master.stop();
   }
 }
-for (const workers of WORKER_COUNTS) await pythonWorkload(workers);
-await memoryFootprint();
+if (runs("python")) { for (const workers of WORKER_COUNTS) await pythonWorkload(workers); }
+if (runs("rss")) await memoryFootprint();
+if (runs("tls")) await tlsWorkload();
 
 console.log("\nscenario                   store     workers        value  unit");
 for (const row of rows) {

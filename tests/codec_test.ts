@@ -130,6 +130,11 @@ Deno.test("codec: extensions other than the timestamp are refused", () => {
   }
   // The standard timestamp extension (-1) is a Date.
   assert.deepEqual(decode(new Uint8Array([0xd6, 0xff, 0, 0, 0, 1])), new Date(1000));
+  // msgpackr's records and shared references are extensions too: refused
+  // before they are built (a few bytes of references could stand for a tree).
+  refused(new Packr({ useRecords: true }).pack([{ a: 1 }, { a: 2 }]), /plain data only/);
+  const shared = [1];
+  refused(extended.pack([shared, shared]), /plain data only/);
 });
 
 Deno.test("codec: nesting is limited to MAX_VALUE_DEPTH", () => {

@@ -425,3 +425,23 @@ Deno.test("taskq master refuses --http beyond loopback without a key, and a port
     taken.close();
   }
 });
+
+Deno.test("requests the HTTP server refuses itself are answered and counted by reason", async () => {
+  await using r = await rig();
+  const malformed = await rawRequest(
+    r.base,
+    "GET /api/state HTTP/1.1\nHost: a b\nConnection: close",
+  );
+  assert.match(malformed, /^HTTP\/1\.1 400 /);
+  assert.match(malformed, /\r\nconnection: close\r\n/);
+  const chunked = await rawRequest(
+    r.base,
+    `POST /api/queues/pause HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked`,
+  );
+  assert.match(chunked, /^HTTP\/1\.1 501 /);
+  assert.equal(r.http.refused.get("bad_request"), 1);
+  assert.equal(r.http.refused.get("not_implemented"), 1);
+  const metrics = await request(`${r.base}/metrics`, { headers: auth(r.token) });
+  assert.match(metrics.body, /taskq_http_refused_total\{reason="bad_request"\} 1/);
+  await waitFor("the refused connections to close", () => r.http.connectionCount <= 1);
+});

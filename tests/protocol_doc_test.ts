@@ -47,7 +47,12 @@ import {
   parseServerMessage,
 } from "../lib/wire/messages.ts";
 import { MAX_QUEUE_NAME_LENGTH } from "../lib/model/queue_names.ts";
-import { DEFAULT_HIGH_WATER_BYTES } from "../lib/wire/connection.ts";
+import {
+  DEFAULT_HARD_LIMIT_BYTES,
+  DEFAULT_HIGH_WATER_BYTES,
+  SLOW_CONSUMER_MS,
+} from "../lib/wire/connection.ts";
+import { STATS_QUEUE_LIMIT } from "../lib/broker/broker.ts";
 import { MAX_PENDING_REQUESTS } from "../lib/server/native_session.ts";
 import { ERROR_CODES } from "../lib/errors.ts";
 import {
@@ -61,7 +66,10 @@ import {
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_MAX_QUEUES,
   Engine,
+  IDLE_QUEUE_SWEEP_THRESHOLD,
+  MAX_TAKE_BYTES,
 } from "../lib/engine/engine.ts";
 import { connect } from "../lib/client/client.ts";
 
@@ -583,6 +591,12 @@ Deno.test("documented limits and defaults match the code", async () => {
     DEFAULT_BACKOFF_MAX_MS,
     // Not a named constant: the engine's default when no maximum is given.
     maxQueueLength: new Engine().maxQueueLength,
+    DEFAULT_HARD_LIMIT_BYTES,
+    SLOW_CONSUMER_MS,
+    MAX_TAKE_BYTES,
+    STATS_QUEUE_LIMIT,
+    DEFAULT_MAX_QUEUES,
+    IDLE_QUEUE_SWEEP_THRESHOLD,
   };
   const rows = tableAfter(doc.text, "<!-- limits -->");
   const seen = new Set<string>();

@@ -284,6 +284,23 @@ const HOSTILE: [string, Uint8Array, RegExp][] = [
   ["a memo entry never stored", bytesOf([0x80, 4, 0x68, 3, 0x2e]), /memo entry 3/],
   ["invalid UTF-8", bytesOf([0x80, 4, 0x8c, 2, 0xc3, 0x28, 0x2e]), /not UTF-8/],
   ["an overlong UTF-8 form", bytesOf([0x80, 4, 0x8c, 2, 0xc0, 0xaf, 0x2e]), /not UTF-8/],
+  [
+    "a flood of EMPTY_SET (tests/pickle_cost_test.ts has them at full size)",
+    bytesOf([0x80, 4], Array(20_000).fill(0x8f), [0x2e]),
+    /more than a pickle may build/,
+  ],
+  ["a flood of MARK", bytesOf([0x80, 4], Array(1000).fill(0x28), [0x2e]), /MARKs open/],
+  [
+    "a 64 KiB bytes key set again 100 times",
+    bytesOf(
+      [0x80, 4, 0x7d, 0x42, 0, 0, 1, 0],
+      Array(65_536).fill(7),
+      [0x94, 0x4e, 0x73],
+      ...Array(100).fill([0x68, 0, 0x4e, 0x73]),
+      [0x2e],
+    ),
+    /to hash after/,
+  ],
 ];
 
 Deno.test("hostile and malformed pickles are refused, naming the reason", () => {

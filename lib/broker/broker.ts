@@ -113,13 +113,16 @@ export interface BrokerSession {
    * once they are durable. Waits for room in a full queue as
    * {@link PutOptions.roomTimeoutMs} allows.
    * @throws {QueueFullError} when the queue stayed full.
+   * @throws {MemoryFullError} when the items held are near the memory budget.
+   * @throws {TooManyQueuesError} when the queue would be one too many.
    * @throws {SessionClosedError} when the session closed while waiting.
    */
   put(queue: string, values: readonly unknown[], options?: PutOptions): Promise<number[]>;
   /**
    * Leases up to `max` items of `queue`, first come first served among
    * waiting gets; resolves with none when the timeout passes or the session
-   * closes.
+   * closes. A get that does not wait never creates its queue.
+   * @throws {TooManyQueuesError} when a waiting get would create one queue too many.
    */
   get(queue: string, options: GetOptions): Promise<readonly Delivery[]>;
   /**
@@ -163,10 +166,35 @@ export interface SessionView {
   waiting: number;
 }
 
+/**
+ * Most queues {@link Broker.stats} lists one by one: the deepest this many;
+ * the others are added up in {@link BrokerStats.rest}.
+ */
+export const STATS_QUEUE_LIMIT = 1_000;
+
+/** What the broker's items take of its memory budget. */
+export interface MemoryStats {
+  /** Estimated bytes the items held take. */
+  heldBytes: number;
+  /** Estimated bytes they may take before puts are refused. */
+  itemLimitBytes: number;
+  /** The whole budget (`--max-memory`), in bytes. */
+  limitBytes: number;
+}
+
 /** What {@link Broker.stats} reports. */
 export interface BrokerStats {
-  /** Per-queue statistics, by name; one queue's (zeros if never used) when one was named. */
+  /**
+   * Per-queue statistics, by name: at most {@link STATS_QUEUE_LIMIT} (the
+   * deepest); one queue's (zeros if never used) when one was named.
+   */
   queues: QueueStats[];
+  /** The queues not listed, added up (name empty); absent when all are listed. */
+  rest?: QueueStats;
+  /** How many queues there are in all (listed or not). */
+  queueCount?: number;
+  /** The memory budget and what items take of it. */
+  memory?: MemoryStats;
   /** Open sessions. */
   clients: number;
   /** Names of the queues that are paused. */
@@ -189,6 +217,10 @@ export interface BrokerSettings {
   readonly defaultLeaseMs: number;
   /** Items a queue may hold before puts to it wait (0: no limit). */
   readonly maxQueueLength: number;
+  /** The memory budget, in bytes (`Infinity` when none). */
+  readonly maxMemoryBytes?: number;
+  /** Most queues at once (0: no limit). */
+  readonly maxQueues?: number;
 }
 
 /** The application service under every front-end. */
@@ -199,8 +231,11 @@ export interface Broker {
   readonly telemetry: Telemetry;
   /** Opens a session for a connection. */
   open(info: SessionInfo): Promise<BrokerSession>;
-  /** Statistics of one queue, or of every queue. */
-  stats(queue?: string): Promise<BrokerStats>;
+  /**
+   * Statistics of one queue, or of every queue: the deepest `limit` of them
+   * ({@link STATS_QUEUE_LIMIT} by default) and the rest added up.
+   */
+  stats(queue?: string, limit?: number): Promise<BrokerStats>;
   /** The open sessions. */
   sessions(): Promise<SessionView[]>;
   /** Holds back a queue: its gets wait as if it were empty; everything else goes on. */

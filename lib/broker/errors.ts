@@ -12,7 +12,7 @@
  * @module
  */
 
-import { TaskqError } from "../errors.ts";
+import { type ErrorCode, TaskqError } from "../errors.ts";
 
 /**
  * A put found its queue full and could not wait (or waited as long as it was allowed).
@@ -108,4 +108,76 @@ export class BrokerClosedError extends TaskqError {
   constructor() {
     super("the master is shutting down; reconnect later");
   }
+}
+
+/**
+ * A put was refused because the items held are near the master's memory
+ * budget (`--max-memory`): nothing of it was stored. Gets and acks go on;
+ * retry once consumers have taken some items.
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * import { MemoryFullError } from "./errors.ts";
+ * const broker = await openLocalBroker({ maxMemoryBytes: 64 * 1024 * 1024 });
+ * const session = await broker.open({ name: "producer", address: "" });
+ * try {
+ *   await session.put("tasks", ["x".repeat(50_000_000)]);
+ * } catch (error) {
+ *   console.log(error instanceof MemoryFullError, (error as MemoryFullError).code); // true memory_full
+ * }
+ * await broker.close();
+ * ```
+ */
+export class MemoryFullError extends TaskqError {
+  /** The wire code front-ends reply with. */
+  readonly code: ErrorCode = "memory_full";
+  /** Creates the error: `heldBytes` are held, `limitBytes` may be, the put needed `putBytes`. */
+  constructor(heldBytes: number, putBytes: number, limitBytes: number) {
+    super(
+      `the master is near its memory budget: items held take about ${mib(heldBytes)}, this ` +
+        `put ${mib(putBytes)}, and items may take ${mib(limitBytes)}; nothing was stored: ` +
+        `retry later, once workers have taken items (or raise --max-memory)`,
+    );
+  }
+}
+
+/**
+ * A request would create a queue past the master's most (`--max-queues`).
+ * Empty, unused queues are forgotten to make room first, so this means that
+ * many queues hold items, waiting gets or waiting puts.
+ *
+ * @example
+ * ```ts
+ * import { openLocalBroker } from "./local.ts";
+ * import { TooManyQueuesError } from "./errors.ts";
+ * const broker = await openLocalBroker({ maxQueues: 1 });
+ * const session = await broker.open({ name: "producer", address: "" });
+ * await session.put("a", [1]);
+ * try {
+ *   await session.put("b", [1]);
+ * } catch (error) {
+ *   console.log(error instanceof TooManyQueuesError); // true
+ * }
+ * await broker.close();
+ * ```
+ */
+export class TooManyQueuesError extends TaskqError {
+  /** The wire code front-ends reply with. */
+  readonly code: ErrorCode = "too_many_queues";
+  /** The queue that would have been created. */
+  readonly queue: string;
+  /** Creates the error for `queue`, past `limit` queues. */
+  constructor(queue: string, limit: number) {
+    super(
+      `cannot create queue "${queue}": the master holds its most queues (${limit}) that are ` +
+        `not empty or in use; drain some queues, or raise --max-queues`,
+    );
+    this.queue = queue;
+  }
+}
+
+/** `bytes` as mebibytes, for messages. */
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }

@@ -8,6 +8,15 @@
  * turn of the event loop is committed together), and counts commits in its
  * {@link Telemetry}.
  *
+ * It also keeps the master within its memory budget (`maxMemoryBytes`): the
+ * engine estimates what every item held takes, and a put that would take the
+ * items past {@link ITEMS_SHARE} of the budget is refused with
+ * {@link MemoryFullError} (nothing of it stored), while gets, acks and the
+ * items the broker puts itself (ack results, dead letters) go on. So a
+ * durable store never holds more than a master with that budget can load
+ * again; a data directory larger on disk than the whole budget is refused
+ * before loading, with a {@link ConfigError} naming `--max-memory`.
+ *
  * @example
  * ```ts
  * import { openLocalBroker } from "./local.ts";
@@ -21,11 +30,14 @@
  * @module
  */
 
+import v8 from "node:v8";
 import { type Consumer, Engine, type Item } from "../engine/engine.ts";
+import { ConfigError } from "../errors.ts";
+import { defaultMaxMemoryBytes, ITEMS_SHARE, MIB, shareOf } from "../util/memory.ts";
 import { MemoryStore, type Store } from "../store/store.ts";
 
 export type { LoadedState, Store, StoredItem } from "../store/store.ts";
-import { SqliteStore } from "../store/sqlite.ts";
+import { DATABASE_FILE, SqliteStore } from "../store/sqlite.ts";
 import type { RetryPolicy } from "../model/types.ts";
 import type {
   AckResults,
@@ -40,7 +52,15 @@ import type {
   SessionInfo,
   SessionView,
 } from "./broker.ts";
-import { BrokerClosedError, NotSavedError, QueueFullError, SessionClosedError } from "./errors.ts";
+import { STATS_QUEUE_LIMIT } from "./broker.ts";
+import {
+  BrokerClosedError,
+  MemoryFullError,
+  NotSavedError,
+  QueueFullError,
+  SessionClosedError,
+  TooManyQueuesError,
+} from "./errors.ts";
 import { Telemetry } from "./telemetry.ts";
 
 /** Longest single wait `setTimeout` supports, in ms. */
@@ -64,6 +84,37 @@ export interface LocalBrokerOptions {
   maxQueueLength?: number;
   /** Clock in ms since the epoch; `Date.now` by default (tests inject their own). */
   clock?: () => number;
+  /**
+   * The memory budget in bytes ({@link defaultMaxMemoryBytes} by default):
+   * puts are refused once items would take more than {@link ITEMS_SHARE} of it.
+   */
+  maxMemoryBytes?: number;
+  /** Most queues at once (100 000 by default; 0: no limit). */
+  maxQueues?: number;
+}
+
+/** The default memory budget of this process: from the machine and the heap's limit. */
+export function processMaxMemoryBytes(): number {
+  let heapLimit: number | undefined;
+  try {
+    heapLimit = v8.getHeapStatistics().heap_size_limit;
+  } catch {
+    heapLimit = undefined;
+  }
+  return defaultMaxMemoryBytes(heapLimit);
+}
+
+/** Bytes the files of data directory `dir` take on disk (0 if it does not exist yet). */
+function dataDirBytes(dir: string): number {
+  let bytes = 0;
+  for (const suffix of ["", "-wal"]) {
+    try {
+      bytes += Deno.statSync(`${dir}/${DATABASE_FILE}${suffix}`).size;
+    } catch {
+      // absent: nothing to load
+    }
+  }
+  return bytes;
 }
 
 /** Opens the store a {@link StoreChoice} names. */
@@ -80,6 +131,19 @@ function openStore(choice: StoreChoice | undefined): Store {
  * @throws {StoreError} when the store cannot be used (damaged, newer, locked).
  */
 export async function openLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  const maxMemoryBytes = options.maxMemoryBytes ?? processMaxMemoryBytes();
+  const choice = options.store;
+  if (typeof choice === "object" && "sqlite" in choice && typeof choice.sqlite === "string") {
+    const onDisk = dataDirBytes(choice.sqlite);
+    if (onDisk > maxMemoryBytes) {
+      throw new ConfigError(
+        `the data directory ${choice.sqlite} holds ${(onDisk / MIB).toFixed(1)} MiB on disk, ` +
+          `more than the memory budget (--max-memory ${(maxMemoryBytes / MIB).toFixed(1)} MiB) ` +
+          `lets the master load; start it with --max-memory of at least ` +
+          `${Math.ceil((onDisk * 2) / MIB)}MiB`,
+      );
+    }
+  }
   const store = openStore(options.store);
   const engine = new Engine({
     store,
@@ -87,6 +151,7 @@ export async function openLocalBroker(options: LocalBrokerOptions = {}): Promise
     defaultLeaseMs: options.defaultLeaseMs,
     retry: options.retry,
     maxQueueLength: options.maxQueueLength,
+    maxQueues: options.maxQueues,
   });
   try {
     engine.restore(await store.load());
@@ -94,7 +159,7 @@ export async function openLocalBroker(options: LocalBrokerOptions = {}): Promise
     await store.close().catch(() => {});
     throw error;
   }
-  return new LocalBroker(engine, options.clock ?? Date.now);
+  return new LocalBroker(engine, options.clock ?? Date.now, maxMemoryBytes);
 }
 
 /** A waiter of {@link LocalBroker.waitEmpty}. */
@@ -117,15 +182,20 @@ export class LocalBroker implements Broker {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedAt = Infinity;
   #closing: Promise<void> | undefined;
+  /** Estimated bytes items may take before puts are refused. */
+  readonly #itemLimitBytes: number;
 
   /** Wraps a restored engine; use {@link openLocalBroker}. */
-  constructor(engine: Engine, clock: () => number = Date.now) {
+  constructor(engine: Engine, clock: () => number = Date.now, maxMemoryBytes = Infinity) {
     this.#engine = engine;
     this.#store = engine.store;
     this.#clock = clock;
+    this.#itemLimitBytes = shareOf(maxMemoryBytes, ITEMS_SHARE);
     this.settings = {
       defaultLeaseMs: engine.defaultLeaseMs,
       maxQueueLength: engine.maxQueueLength,
+      maxMemoryBytes,
+      maxQueues: engine.maxQueues,
     };
     this.#store.onCommit = (ms) => this.telemetry.observeCommit(ms);
   }
@@ -145,11 +215,52 @@ export class LocalBroker implements Broker {
   }
 
   // deno-lint-ignore require-await
-  async stats(queue?: string): Promise<BrokerStats> {
-    const queues = this.#engine.stats(queue);
+  async stats(queue?: string, limit: number = STATS_QUEUE_LIMIT): Promise<BrokerStats> {
+    const top = queue === undefined ? this.#engine.statsTop(limit) : undefined;
+    const queues = top?.queues ?? this.#engine.stats(queue);
     const paused: string[] = [];
     for (const row of queues) if (this.#engine.isPaused(row.name)) paused.push(row.name);
-    return { queues, clients: this.#engine.consumerCount, paused };
+    const stats: BrokerStats = {
+      queues,
+      clients: this.#engine.consumerCount,
+      paused,
+      queueCount: this.#engine.queueCount,
+      memory: {
+        heldBytes: this.#engine.heldBytes,
+        itemLimitBytes: this.#itemLimitBytes,
+        limitBytes: this.settings.maxMemoryBytes ?? Infinity,
+      },
+    };
+    if (top?.rest !== undefined) stats.rest = top.rest;
+    return stats;
+  }
+
+  /**
+   * Checks a client's put against the queue cap and the memory budget;
+   * returns the items' estimated costs for the engine to keep.
+   * @throws {TooManyQueuesError} when the queue would be one too many.
+   * @throws {MemoryFullError} when the items would take the held items past the budget.
+   */
+  admit(queue: string, values: readonly unknown[], originals?: readonly unknown[]): number[] {
+    this.checkQueue(queue);
+    const costs = this.#engine.costs(values, originals);
+    let bytes = 0;
+    for (let i = 0; i < costs.length; i++) bytes += costs[i];
+    const held = this.#engine.heldBytes;
+    if (held + bytes > this.#itemLimitBytes) {
+      throw new MemoryFullError(held, bytes, this.#itemLimitBytes);
+    }
+    return costs;
+  }
+
+  /**
+   * Checks that `queue` exists or may be created.
+   * @throws {TooManyQueuesError} when it would be one too many.
+   */
+  checkQueue(queue: string): void {
+    if (!this.#engine.canCreate(queue)) {
+      throw new TooManyQueuesError(queue, this.#engine.maxQueues);
+    }
   }
 
   // deno-lint-ignore require-await
@@ -167,6 +278,7 @@ export class LocalBroker implements Broker {
 
   // deno-lint-ignore require-await
   async pause(queue: string): Promise<void> {
+    this.checkQueue(queue);
     this.#engine.pause(queue);
   }
 
@@ -334,7 +446,13 @@ class LocalSession implements BrokerSession {
 
   put(queue: string, values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
     if (this.#closed) return Promise.reject(new SessionClosedError());
-    if (this.#broker.settings.maxQueueLength === 0) return this.#put(queue, values, options);
+    let costs: number[];
+    try {
+      costs = this.#broker.admit(queue, values, options.originals);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#broker.settings.maxQueueLength === 0) return this.#put(queue, values, options, costs);
     return new Promise<number[]>((resolve, reject) => {
       let settled = false;
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -350,11 +468,11 @@ class LocalSession implements BrokerSession {
         settled = true;
         clearTimeout(timer);
         this.#waitingPuts.delete(cancel);
-        this.#put(queue, values, options).then(resolve, reject);
+        this.#put(queue, values, options, costs).then(resolve, reject);
       };
       if (!this.#engine.isFull(queue, onRoom)) {
         settled = true;
-        this.#put(queue, values, options).then(resolve, reject);
+        this.#put(queue, values, options, costs).then(resolve, reject);
         return;
       }
       const limit = this.#broker.settings.maxQueueLength;
@@ -369,13 +487,19 @@ class LocalSession implements BrokerSession {
     });
   }
 
-  #put(queue: string, values: readonly unknown[], options: PutOptions): Promise<number[]> {
+  #put(
+    queue: string,
+    values: readonly unknown[],
+    options: PutOptions,
+    costs: readonly number[],
+  ): Promise<number[]> {
     const ids = this.#engine.put(
       queue,
       values,
       options.delayMs ?? 0,
       options.maxAttempts ?? 0,
       options.originals,
+      costs,
     );
     this.#broker.changed();
     return this.#broker.durable$(ids);
@@ -383,6 +507,13 @@ class LocalSession implements BrokerSession {
 
   get(queue: string, options: GetOptions): Promise<readonly Delivery[]> {
     if (this.#closed) return Promise.resolve([]);
+    if (options.timeoutMs > 0) {
+      try {
+        this.#broker.checkQueue(queue);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     let now: readonly Delivery[] | undefined;
     let later: GetResolver | undefined;
     this.#engine.get(

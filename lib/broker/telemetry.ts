@@ -116,6 +116,8 @@ export class Telemetry {
   readonly errors: Map<ErrorCode, number> = new Map();
   /** TCP connections accepted. */
   connectionsAccepted = 0;
+  /** Connections refused before their handshake because their address was throttled after wrong keys. */
+  authThrottled = 0;
   /** Durations of the store's commits, in seconds. */
   readonly commitSeconds: Histogram = new Histogram(COMMIT_SECONDS_BUCKETS);
 

@@ -13,6 +13,7 @@ import { type Client, connect, type ConnectOptions } from "../client/client.ts";
 import { isValidQueueName, QUEUE_NAME_RULE } from "../model/queue_names.ts";
 import { describeValue } from "../util/arguments.ts";
 import { MAX_DURATION_MS } from "../wire/messages.ts";
+import { TLS_CLIENT_FLAGS, TLS_CLIENT_HELP, tlsClientFromFlags } from "./tls_flags.ts";
 
 /** Milliseconds per second, for duration flags. */
 const MS_PER_SECOND = 1000;
@@ -24,6 +25,7 @@ export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
 export const CONNECTION_FLAGS: FlagSpec = {
   connect: { type: "string" },
   "authkey-file": { type: "string" },
+  ...TLS_CLIENT_FLAGS,
 };
 
 /** Logging flags. */
@@ -162,14 +164,17 @@ export function connectFromFlags(
   parsed: Parsed,
   options: Omit<ConnectOptions, "address" | "authkey"> = { reconnect: false },
 ): Promise<Client> {
+  const tls = tlsClientFromFlags(parsed);
   return connect({
     address: masterAddress(parsed),
     authkey: authKey(parsed) ?? new Uint8Array(0),
     ...options,
+    ...(tls === undefined ? {} : { tls }),
   });
 }
 
 /** The text of the connection flags for a command's help. */
 export const CONNECTION_HELP =
   `  --connect HOST:PORT       the master (else TASKQ_ADDR, else ${DEFAULT_ADDRESS})
-  --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY)`;
+  --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY)
+${TLS_CLIENT_HELP}`;

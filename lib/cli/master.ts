@@ -26,11 +26,30 @@ import {
 import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
 import { isValidQueueName, QUEUE_NAME_RULE } from "../model/queue_names.ts";
 import { ConfigError } from "../errors.ts";
+import { ITEMS_SHARE, MIN_MAX_MEMORY_BYTES, parseByteSize } from "../util/memory.ts";
+
+/** Most queues by default (as the engine's own default). */
+const DEFAULT_MAX_QUEUES = 100_000;
+
+/** `--max-memory` in bytes, or `undefined` for the default. */
+function maxMemoryFlag(parsed: Parsed): number | undefined {
+  const text = stringFlag(parsed, "max-memory");
+  if (text === undefined) return undefined;
+  const bytes = parseByteSize(text);
+  if (bytes === undefined || bytes < MIN_MAX_MEMORY_BYTES) {
+    throw new ConfigError(
+      `--max-memory takes a size of at least ${MIN_MAX_MEMORY_BYTES / 1024 / 1024}MiB, in ` +
+        `bytes or with a unit (e.g. 512MiB, 2GiB), not "${text}"`,
+    );
+  }
+  return bytes;
+}
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { createLogger } from "../log.ts";
 import { checkHttpAddress, httpFrontEnd } from "../http/server.ts";
 import type { FrontEndFactory } from "../server/front_end.ts";
 import type { CliExtension } from "./extension.ts";
+import { TLS_MASTER_FLAGS, TLS_MASTER_HELP, tlsServerFromFlags } from "./tls_flags.ts";
 
 /** Where the master keeps its items unless told otherwise. */
 export const DEFAULT_DATA_DIR = "taskq-data";
@@ -51,6 +70,7 @@ Options:
                             port 0 picks a free port
   --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY);
                             required unless listening on loopback
+${TLS_MASTER_HELP}
   --data DIR                where queued items are kept, durably (default
                             ${DEFAULT_DATA_DIR} in the working directory)
   --memory                  keep items in memory only: faster, but everything
@@ -66,6 +86,12 @@ Options:
   })
   --max-queue-length N      items a queue may hold before puts to it wait
                             (back-pressure on producers; default 0: no limit)
+  --max-memory SIZE         memory budget, in bytes or with MiB/GiB (default
+                            half the machine's memory, at most 3/4 of the
+                            heap limit): puts are refused (memory_full) once
+                            items take ${ITEMS_SHARE * 100}% of it; gets and acks go on
+  --max-queues N            most queues at once (default ${DEFAULT_MAX_QUEUES}; 0: no
+                            limit); empty, unused queues are forgotten first
   --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
   --handshake-timeout SECONDS
                             time a new connection has to authenticate
@@ -99,8 +125,11 @@ const FLAGS: FlagSpec = {
   "retry-backoff": { type: "string" },
   "max-frame": { type: "string" },
   "max-queue-length": { type: "string" },
+  "max-memory": { type: "string" },
+  "max-queues": { type: "string" },
   "handshake-timeout": { type: "string" },
   http: { type: "string" },
+  ...TLS_MASTER_FLAGS,
   ...LOG_FLAGS,
 };
 
@@ -152,11 +181,12 @@ export async function runMaster(
     stringFlag(parsed, "listen", DEFAULT_ADDRESS) as string,
     authkey,
   );
+  const tls = tlsServerFromFlags(parsed);
   const frontEnds: FrontEndFactory[] = [];
   const httpText = stringFlag(parsed, "http");
   if (httpText !== undefined) {
     checkHttpAddress(httpText, authkey);
-    frontEnds.push(httpFrontEnd({ listen: httpText }));
+    frontEnds.push(httpFrontEnd({ listen: httpText, tls }));
   }
   for (const extension of extensions) {
     const frontEnd = extension.masterFrontEnd(parsed, authkey);
@@ -167,6 +197,8 @@ export async function runMaster(
     authkey,
     defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS),
     maxQueueLength: intFlag(parsed, "max-queue-length", 0, 0),
+    maxMemoryBytes: maxMemoryFlag(parsed),
+    maxQueues: intFlag(parsed, "max-queues", DEFAULT_MAX_QUEUES, 0),
     retry: {
       maxAttempts: intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT),
       backoffBaseMs: secondsFlag(parsed, "retry-backoff", DEFAULT_BACKOFF_BASE_MS),
@@ -175,9 +207,17 @@ export async function runMaster(
     maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
     handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
     logger: log,
+    tls,
     frontEnds,
     // Last, once every flag has been checked.
     store: parsed.values.memory ? "memory" : { sqlite: dataDir },
+  });
+  // Signals stop the master cleanly from the moment it says it listens.
+  const stopped = Promise.withResolvers<string>();
+  const handlers = SHUTDOWN_SIGNALS.map((signal) => {
+    const handler = () => stopped.resolve(signal);
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
   });
   const where = formatAddress(master.address);
   console.log(`taskq master listening on ${where}`);
@@ -188,13 +228,16 @@ export async function runMaster(
   log.info("master started", {
     address: where,
     store: parsed.values.memory ? "memory" : dataDir,
+    maxMemoryBytes: master.broker.settings.maxMemoryBytes,
   });
-  const stopped = Promise.withResolvers<string>();
-  const handlers = SHUTDOWN_SIGNALS.map((signal) => {
-    const handler = () => stopped.resolve(signal);
-    Deno.addSignalListener(signal, handler);
-    return [signal, handler] as const;
-  });
+  const memory = (await master.broker.stats(undefined, 0)).memory;
+  if (memory !== undefined && memory.heldBytes > memory.itemLimitBytes) {
+    log.warn(
+      "the items loaded take more than --max-memory allows items to: puts are refused " +
+        "(memory_full) until workers take some; gets and acks go on",
+      { heldBytes: memory.heldBytes, itemLimitBytes: memory.itemLimitBytes },
+    );
+  }
   const signal = await stopped.promise;
   for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
   log.info("master stopping", { signal });

@@ -26,6 +26,8 @@ import { parseHttpAddress } from "../http/server.ts";
 import { httpToken } from "../http/token.ts";
 import type { ClientRow, DashboardState } from "../http/state.ts";
 import type { Rates } from "../http/rates.ts";
+import { printable, printableJson } from "../util/printable.ts";
+import { tlsClientFromFlags } from "./tls_flags.ts";
 
 export { type StatusRow, statusRows };
 
@@ -131,7 +133,7 @@ export function statusTable(rows: readonly ShownRow[], clients: number): string 
   if (withState) header.push("STATE");
   const cells = rows.map((r) => {
     const row = [
-      r.name,
+      printable(r.name),
       ...[r.ready, r.leased, r.delayed, r.deadLetters, r.waiting, r.put, r.acked].map(String),
     ];
     if (withRates) {
@@ -152,9 +154,10 @@ export function statusTable(rows: readonly ShownRow[], clients: number): string 
 export function clientsTable(workers: readonly ClientRow[], now: number): string {
   if (workers.length === 0) return "(no client connected)";
   const header = ["CLIENT", "ADDRESS", "HELD", "CONNECTED", "LAST SEEN"];
+  // Names come from peers: a control character in one is shown as an escape, never sent raw.
   const cells = workers.map((w) => [
-    w.name,
-    w.address,
+    printable(w.name),
+    printable(w.address),
     String(w.held),
     formatAge(now - w.connectedAt),
     `${formatAge(now - w.lastSeenAt)} ago`,
@@ -213,13 +216,18 @@ async function nativeSource(parsed: Parsed): Promise<Source> {
 
 function httpSource(parsed: Parsed, where: string): Source {
   const address = parseHttpAddress(where);
-  const url = `http://${formatAddress(address)}/api/state`;
+  // With --tls-ca (the master serves TLS), the HTTP side is https too.
+  const tls = tlsClientFromFlags(parsed);
+  const client = tls === undefined ? undefined : Deno.createHttpClient({
+    caCerts: tls.ca === undefined ? undefined : [tls.ca],
+  });
+  const url = `${client ? "https" : "http"}://${formatAddress(address)}/api/state`;
   const token = httpToken(authKey(parsed) ?? new Uint8Array(0));
   return {
     async take() {
       let response: Response;
       try {
-        response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+        response = await fetch(url, { client, headers: { authorization: `Bearer ${token}` } });
       } catch (cause) {
         throw new TaskqError(
           `cannot reach the master's HTTP side at ${formatAddress(address)}: ` +
@@ -243,7 +251,10 @@ function httpSource(parsed: Parsed, where: string): Source {
         workers: state.workers,
       };
     },
-    close: () => Promise.resolve(),
+    close: () => {
+      client?.close();
+      return Promise.resolve();
+    },
   };
 }
 
@@ -266,7 +277,7 @@ export async function runStatus(args: string[]): Promise<number> {
     if (json) {
       const out: Record<string, unknown> = { queues: snapshot.queues, clients: snapshot.clients };
       if (snapshot.workers !== undefined) out.workers = snapshot.workers;
-      console.log(JSON.stringify(out));
+      console.log(printableJson(JSON.stringify(out)));
     } else if (watch && Deno.stdout.isTerminal()) {
       console.log(
         `${CLEAR_SCREEN}taskq status at ${new Date(snapshot.now).toLocaleTimeString()} ` +

@@ -47,6 +47,7 @@ import {
   parseAddress,
 } from "../config.ts";
 import { openSession, type Session, type SessionParams } from "./handshake.ts";
+import { checkTlsClientOptions, type TlsClientOptions } from "../wire/tls.ts";
 import {
   AuthenticationError,
   ConnectionLostError,
@@ -87,6 +88,14 @@ export interface ConnectOptions {
   onReconnect?: (attempt: number) => void;
   /** Called when a connection drops and reconnection starts (for logs). */
   onDisconnect?: (reason: Error) => void;
+  /**
+   * Connect over TLS (PEM text, not file names): `ca` the master's
+   * certificate must chain to (the system's roots when absent), `cert` and
+   * `key` for a master that requires client certificates, `serverName` the
+   * name its certificate must carry (the host connected to by default). Plain
+   * TCP when absent. The key's handshake still runs inside TLS.
+   */
+  tls?: TlsClientOptions;
 }
 
 /** First reconnection delay (before jitter). */
@@ -664,7 +673,7 @@ const MAX_FRAME_LENGTH = 0xffff_ffff;
  * @throws {ConfigError} for an address that does not parse.
  */
 function sessionParams(options: ConnectOptions): SessionParams {
-  const { address, authkey, name, maxFrameBytes, timeoutMs } = options;
+  const { address, authkey, name, maxFrameBytes, timeoutMs, tls } = options;
   if (address !== undefined && typeof address !== "string" && typeof address !== "object") {
     throw new TypeError(
       `address must be "HOST:PORT" or { hostname, port }, not ${describeValue(address)}`,
@@ -694,6 +703,7 @@ function sessionParams(options: ConnectOptions): SessionParams {
   if (maxFrameBytes !== undefined) {
     checkIntegerArgument("maxFrameBytes", maxFrameBytes, 1, MAX_FRAME_LENGTH, " of bytes");
   }
+  if (tls !== undefined) checkTlsClientOptions(tls);
   return {
     address: typeof address === "object" && address !== null
       ? address
@@ -706,6 +716,7 @@ function sessionParams(options: ConnectOptions): SessionParams {
     timeoutMs: timeoutMs === undefined
       ? DEFAULT_CONNECT_TIMEOUT_MS
       : checkDuration("timeoutMs", timeoutMs, 1),
+    tls,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
- * Opening one authenticated connection to a master: TCP connect, then the
- * client's side of the mutual HMAC handshake, within a deadline.
+ * Opening one authenticated connection to a master: TCP connect (and the TLS
+ * handshake, when TLS settings are given), then the client's side of the
+ * mutual HMAC handshake, within a deadline.
  *
  * The client sends `hello`, answers the master's `challenge` with its proof,
  * and accepts the `welcome` only if it carries the master's valid proof of the
@@ -10,6 +11,13 @@
  */
 
 import { FramedConnection } from "../wire/connection.ts";
+import type { ByteStream } from "../wire/stream.ts";
+import {
+  type DialedTlsStream,
+  dialTls,
+  type TlsClientOptions,
+  TlsHandshakeError,
+} from "../wire/tls.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import {
   type ErrorMessage,
@@ -28,6 +36,7 @@ import { type Address, formatAddress } from "../config.ts";
 import {
   AuthenticationError,
   ConnectionLostError,
+  FrameTooLargeError,
   ProtocolError,
   RemoteError,
   TaskqError,
@@ -45,6 +54,37 @@ export interface SessionParams {
   maxFrameBytes?: number;
   /** Time allowed to connect and complete the handshake. */
   timeoutMs: number;
+  /** Connect over TLS with these settings (PEM text); plain TCP when absent. */
+  tls?: TlsClientOptions;
+}
+
+/** First byte of a TLS record carrying an alert, and of one carrying a handshake message. */
+const TLS_ALERT_RECORD = 0x15;
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/** Bits to shift a 4-byte frame length right by to see its first byte. */
+const FIRST_BYTE_SHIFT = 24;
+
+/**
+ * Explains a handshake that failed on the wire in terms of TLS, when TLS is
+ * the likely cause: a plain client whose master answered with a TLS record
+ * (read as an absurd frame length), or a TLS client whose master refused its
+ * certificate (said only after the TLS handshake).
+ */
+function tlsExplanation(error: unknown, stream: ByteStream, where: string): Error | undefined {
+  const failure = (stream as Partial<DialedTlsStream>).failure;
+  if (failure !== undefined) return failure;
+  if (error instanceof FrameTooLargeError) {
+    const first = error.length >>> FIRST_BYTE_SHIFT;
+    if (first === TLS_ALERT_RECORD || first === TLS_HANDSHAKE_RECORD) {
+      return new TlsHandshakeError(
+        `master ${where} speaks TLS: pass --tls-ca FILE (the CA of its certificate; ` +
+          `ConnectOptions.tls), and --tls-cert/--tls-key if it requires client certificates`,
+        { cause: error },
+      );
+    }
+  }
+  return undefined;
 }
 
 /** An authenticated connection, ready for requests. */
@@ -78,20 +118,53 @@ function handshakeError(msg: ErrorMessage, where: string): Error {
 }
 
 /**
+ * The error for a master that closed the connection during the handshake;
+ * before its challenge, over TLS, most likely because of the client's
+ * certificate (a TLS 1.3 master refuses it only after the TLS handshake).
+ */
+function closedEarly(
+  where: string,
+  tls: TlsClientOptions | undefined,
+  challenged: boolean,
+): Error {
+  const message = `master ${where} closed the connection during the handshake`;
+  if (tls === undefined) {
+    return new ConnectionLostError(
+      `${message} (if it serves TLS, pass --tls-ca FILE: ConnectOptions.tls)`,
+    );
+  }
+  if (challenged) return new ConnectionLostError(message);
+  return new TlsHandshakeError(
+    tls.cert === undefined
+      ? `${message}: it may require a client certificate; pass --tls-cert and --tls-key ` +
+        `(a certificate issued by the CA it trusts)`
+      : `${message}: it may have refused this client's certificate; use one issued by the ` +
+        `CA it trusts (its --tls-client-ca)`,
+  );
+}
+
+/**
  * Connects and authenticates.
  * @throws {ConnectionLostError} when the master cannot be reached in time.
  * @throws {AuthenticationError} when the key is rejected or the master cannot
  *   prove it holds the key.
+ * @throws {TlsHandshakeError} when TLS fails: the master's certificate is not
+ *   trusted, it refuses this client's, or only one side speaks TLS.
  */
 export async function openSession(params: SessionParams): Promise<Session> {
   const { address, key, timeoutMs } = params;
   const where = formatAddress(address);
   const deadline = Date.now() + timeoutMs;
 
-  const connecting = Deno.connect({ hostname: address.hostname, port: address.port });
-  let tcp: Deno.TcpConn;
+  const connecting: Promise<ByteStream> = params.tls === undefined
+    ? Deno.connect({ hostname: address.hostname, port: address.port }).then((tcp) => {
+      tcp.setNoDelay(true);
+      return tcp;
+    })
+    : dialTls(address, params.tls);
+  let stream: ByteStream;
   try {
-    tcp = await withTimeout(
+    stream = await withTimeout(
       connecting,
       timeoutMs,
       () => new ConnectionLostError(`cannot reach master ${where}: no answer in ${timeoutMs} ms`),
@@ -104,8 +177,7 @@ export async function openSession(params: SessionParams): Promise<Session> {
       { cause: error },
     );
   }
-  tcp.setNoDelay(true);
-  const conn = new FramedConnection(tcp, {
+  const conn = new FramedConnection(stream, {
     maxFrameBytes: params.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     // A client always reads its replies, however much it still has to send: if
     // both ends paused reading while their own writes were backed up, neither
@@ -142,6 +214,9 @@ export async function openSession(params: SessionParams): Promise<Session> {
           );
           return;
         }
+        // The master proved the key: what it sends (items packed many to a
+        // reply) is decoded without the bound a master holds its peers to.
+        conn.trust = "trusted";
         handshake.resolve(msg);
       } else {
         handshake.reject(new ProtocolError(`unexpected "${msg.op}" during the handshake`));
@@ -152,9 +227,10 @@ export async function openSession(params: SessionParams): Promise<Session> {
   pump.then(
     () =>
       handshake.reject(
-        new ConnectionLostError(`master ${where} closed the connection during the handshake`),
+        tlsExplanation(undefined, stream, where) ??
+          closedEarly(where, params.tls, serverNonce !== undefined),
       ),
-    (error) => handshake.reject(error),
+    (error) => handshake.reject(tlsExplanation(error, stream, where) ?? error),
   );
   conn.send({ op: "hello", version: PROTOCOL_VERSION, nonce: clientNonce, name: params.name });
   try {

@@ -12,6 +12,15 @@
  * one consumer for a limited time and counts an attempt; `ack` removes it;
  * `nack`, an expired lease or the consumer's disconnect make it ready again.
  *
+ * Memory: every item carries an estimate of the bytes it takes
+ * ({@link itemCost}); the engine keeps their sum ({@link Engine.heldBytes}) so
+ * that its host can refuse puts before memory runs out. Queues are created on
+ * first use and forgotten again once empty and unused: not at once (so that
+ * `taskq status` after a run still shows its counts), but when more than
+ * {@link IDLE_QUEUE_SWEEP_THRESHOLD} queues exist, or when
+ * {@link EngineOptions.maxQueues} is reached, at a cost spread over the
+ * queues created meanwhile.
+ *
  * @module
  */
 
@@ -19,6 +28,7 @@ import { Deque } from "../util/deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import { type LoadedState, MemoryStore, type Store, type StoredItem } from "../store/store.ts";
 import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../model/queue_names.ts";
+import { itemCost } from "./item_cost.ts";
 import {
   type DeadLetter,
   DEFAULT_BACKOFF_BASE_MS,
@@ -42,6 +52,21 @@ export {
 
 /** How many dead waiters a queue tolerates before compacting its waiter list. */
 const WAITER_COMPACT_THRESHOLD = 64;
+
+/**
+ * Queues kept before empty, unused ones are forgotten (their counters with
+ * them): below this many, every queue used since the start stays listed.
+ */
+export const IDLE_QUEUE_SWEEP_THRESHOLD = 1_000;
+
+/** Most queues by default (0 would mean no limit). */
+export const DEFAULT_MAX_QUEUES = 100_000;
+
+/**
+ * Estimated bytes of items one get takes at most (but always one item, if
+ * any is ready): bounds the reply that carries them, whatever `max` asked.
+ */
+export const MAX_TAKE_BYTES = 16 * 1024 * 1024;
 
 /** Where an item is in its life. */
 export type ItemState = "ready" | "leased" | "delayed";
@@ -74,6 +99,8 @@ export class Item implements StoredItem, Timed {
   deadline = 0;
   /** Timer heap position. */
   heapIndex: number = NOT_SCHEDULED;
+  /** Estimated bytes of memory it takes ({@link itemCost}). */
+  cost = 0;
 
   /** Creates an item. */
   constructor(id: number, queue: string, value: unknown) {
@@ -173,6 +200,21 @@ export interface EngineOptions {
   retry?: Partial<RetryPolicy>;
   /** Items a queue may hold before puts to it wait (0: no limit). */
   maxQueueLength?: number;
+  /**
+   * Most queues at once ({@link DEFAULT_MAX_QUEUES} by default; 0: no limit):
+   * see {@link Engine.canCreate}.
+   */
+  maxQueues?: number;
+}
+
+/** Statistics of the deepest queues, and the others added up; see {@link Engine.statsTop}. */
+export interface TopStats {
+  /** The deepest queues (ready, leased and delayed items), by name. */
+  queues: QueueSnapshot[];
+  /** The other queues' counts added up, with an empty name; absent when none was left out. */
+  rest?: QueueSnapshot;
+  /** How many queues there are in all. */
+  count: number;
 }
 
 /** The queue engine. */
@@ -185,7 +227,12 @@ export class Engine {
   readonly retry: RetryPolicy;
   /** Items a queue may hold before puts to it wait (0: no limit). */
   readonly maxQueueLength: number;
+  /** Most queues at once (0: no limit). */
+  readonly maxQueues: number;
   readonly #clock: () => number;
+  #heldBytes = 0;
+  /** Queue count at which empty, unused queues are next swept away. */
+  #sweepAt = IDLE_QUEUE_SWEEP_THRESHOLD;
   readonly #queues = new Map<string, QueueState>();
   /** Leased items by id: the only ones an ack, nack, fail or extend can name. */
   readonly #leased = new Map<number, Item>();
@@ -208,6 +255,28 @@ export class Engine {
       maxAttemptsByQueue: retry.maxAttemptsByQueue,
     };
     this.maxQueueLength = options.maxQueueLength ?? 0;
+    this.maxQueues = options.maxQueues ?? DEFAULT_MAX_QUEUES;
+  }
+
+  /** Estimated bytes of memory the items held take ({@link itemCost}, summed). */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /** How many queues the engine knows (empty, unused ones included until swept). */
+  get queueCount(): number {
+    return this.#queues.size;
+  }
+
+  /**
+   * Whether queue `name` exists or may be created under {@link maxQueues}
+   * (forgetting empty, unused queues first if that makes room). The engine
+   * itself always creates the queues it puts to (dead letters, results).
+   */
+  canCreate(name: string): boolean {
+    if (this.maxQueues === 0 || this.#queues.has(name)) return true;
+    if (this.#queues.size >= this.maxQueues) this.#sweep();
+    return this.#queues.size < this.maxQueues;
   }
 
   /** Loads the items an earlier run left in the store (all of them ready or delayed). */
@@ -219,6 +288,8 @@ export class Engine {
       item.attempts = stored.attempts;
       item.maxAttempts = stored.maxAttempts ?? 0;
       item.lastError = stored.lastError;
+      item.cost = itemCost(item.value);
+      this.#heldBytes += item.cost;
       const queue = this.#queue(item.queue);
       if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
       else queue.ready.push(item);
@@ -268,6 +339,8 @@ export class Engine {
    * Adds `values` to the queue `name` (created on first use), ready after
    * `delayMs`, each allowed `maxAttempts` deliveries (0: the queue's policy).
    * `originals[i]`, when given, becomes the {@link Item.original} of `values[i]`.
+   * `costs[i]`, when given, is the estimated memory of `values[i]` (as
+   * {@link costs} measures it); else it is measured here.
    * Returns their ids in order.
    */
   put(
@@ -276,6 +349,7 @@ export class Engine {
     delayMs = 0,
     maxAttempts = 0,
     originals?: readonly unknown[],
+    costs?: readonly number[],
   ): number[] {
     const queue = this.#queue(name);
     const ids = new Array<number>(values.length);
@@ -284,6 +358,11 @@ export class Engine {
       const item = new Item(this.#nextId++, name, values[i]);
       item.maxAttempts = maxAttempts;
       if (originals !== undefined) item.original = originals[i];
+      const cost = costs !== undefined
+        ? costs[i]
+        : itemCost(values[i], originals !== undefined && originals[i] !== undefined);
+      item.cost = cost;
+      this.#heldBytes += cost;
       ids[i] = item.id;
       if (readyAt > 0) {
         this.#delay(queue, item, readyAt);
@@ -295,6 +374,18 @@ export class Engine {
     queue.put += values.length;
     if (readyAt === 0) this.#dispatch(queue);
     return ids;
+  }
+
+  /**
+   * The estimated memory of each of `values` (with `originals`, as
+   * {@link put} would hold them), to check against a budget before a put.
+   */
+  costs(values: readonly unknown[], originals?: readonly unknown[]): number[] {
+    const out = new Array<number>(values.length);
+    for (let i = 0; i < values.length; i++) {
+      out[i] = itemCost(values[i], originals !== undefined && originals[i] !== undefined);
+    }
+    return out;
   }
 
   /**
@@ -332,6 +423,10 @@ export class Engine {
     leaseMs: number | undefined,
     deliver: Deliver,
   ): void {
+    if (timeoutMs <= 0 && !this.#queues.has(name)) {
+      deliver([]); // nothing to take, nothing to wait for: no queue is created
+      return;
+    }
     const queue = this.#queue(name);
     const lease = leaseMs ?? this.defaultLeaseMs;
     if (queue.ready.length > 0 && queue.liveWaiters === 0 && !queue.paused) {
@@ -364,6 +459,7 @@ export class Engine {
     const touched = new Set<QueueState>();
     const failed = this.#settle(consumer, ids, (queue, item, index) => {
       queue.acked++;
+      this.#heldBytes -= item.cost;
       this.store.remove(item.id);
       if (results !== undefined) kept.push(results.values[index]);
       if (queue.roomWaiters.length > 0) touched.add(queue);
@@ -444,6 +540,37 @@ export class Engine {
     return [...this.#queues.values()].map(snapshot).sort((a, b) =>
       a.name < b.name ? -1 : a.name > b.name ? 1 : 0
     );
+  }
+
+  /**
+   * Statistics of the `limit` deepest queues (most ready, leased and delayed
+   * items; ties by name), by name, and of all the others added up: bounded
+   * in size whatever the number of queues, and in time to a sort of the
+   * queues' depths.
+   */
+  statsTop(limit: number): TopStats {
+    const count = this.#queues.size;
+    if (count <= limit) return { queues: this.stats(), count };
+    const all = [...this.#queues.values()];
+    all.sort((a, b) => b.length - a.length || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const queues = all.slice(0, limit).map(snapshot).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+    );
+    const rest = snapshot(new QueueState("", 0));
+    for (let i = limit; i < all.length; i++) {
+      const q = all[i];
+      rest.ready += q.ready.length;
+      rest.leased += q.leased;
+      rest.delayed += q.delayed;
+      rest.waiting += q.liveWaiters;
+      rest.put += q.put;
+      rest.acked += q.acked;
+      rest.nacked += q.nacked;
+      rest.expired += q.expired;
+      rest.failed += q.failed;
+      rest.dead += q.dead;
+    }
+    return { queues, rest, count };
   }
 
   /** When {@link tick} next has work to do (engine clock), or `undefined` if never. */
@@ -554,6 +681,7 @@ export class Engine {
     queue.ready.removeWhere((item) => {
       if (!match(item)) return false;
       removed.push(item);
+      this.#heldBytes -= item.cost;
       this.store.remove(item.id);
       return true;
     });
@@ -564,10 +692,29 @@ export class Engine {
   #queue(name: string): QueueState {
     let queue = this.#queues.get(name);
     if (queue === undefined) {
+      if (this.#queues.size >= this.#sweepAt) this.#sweep();
       queue = new QueueState(name, this.retry.maxAttemptsByQueue?.[name] ?? this.retry.maxAttempts);
       this.#queues.set(name, queue);
     }
     return queue;
+  }
+
+  /**
+   * Forgets every queue that is empty and unused (no items, no waiting gets
+   * or puts, not paused), then sets the next sweep at twice what is left
+   * (at least {@link IDLE_QUEUE_SWEEP_THRESHOLD}), so sweeping costs O(1) per
+   * queue created.
+   */
+  #sweep(): void {
+    for (const [name, queue] of this.#queues) {
+      if (
+        queue.ready.length === 0 && queue.leased === 0 && queue.delayed === 0 &&
+        queue.liveWaiters === 0 && queue.roomWaiters.length === 0 && !queue.paused
+      ) {
+        this.#queues.delete(name);
+      }
+    }
+    this.#sweepAt = Math.max(IDLE_QUEUE_SWEEP_THRESHOLD, 2 * this.#queues.size);
   }
 
   #maxAttempts(queue: QueueState, item: Item): number {
@@ -597,6 +744,7 @@ export class Engine {
   /** Moves an item out of its queue into the queue's dead-letter queue. */
   #bury(queue: QueueState, item: Item, error: string, touched: Set<QueueState>): void {
     queue.dead++;
+    this.#heldBytes -= item.cost;
     this.store.remove(item.id);
     if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
     if (isDeadLetterQueue(item.queue)) {
@@ -626,11 +774,20 @@ export class Engine {
   }
 
   #take(queue: QueueState, consumer: Consumer, max: number, leaseMs: number): Item[] {
-    const n = Math.min(max, queue.ready.length);
+    let n = Math.min(max, queue.ready.length);
     const items = new Array<Item>(n);
     const deadline = this.#clock() + leaseMs;
+    let bytes = 0;
     for (let i = 0; i < n; i++) {
       const item = queue.ready.shift() as Item;
+      bytes += item.cost;
+      if (bytes > MAX_TAKE_BYTES && i > 0) {
+        // The reply would grow too large: the rest stay for the next get.
+        queue.ready.unshift(item);
+        n = i;
+        items.length = n;
+        break;
+      }
       item.state = "leased";
       item.owner = consumer;
       // Counted in memory; saved with the item's next change (fail, nack, lease

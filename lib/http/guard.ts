@@ -46,6 +46,8 @@ export interface GuardOptions {
   token: string;
   /** The listener's address: decides which `Host` headers are accepted. */
   address: Address;
+  /** Whether the page is served over TLS (its origin is then `https://…`). */
+  secure?: boolean;
 }
 
 /** The host name of a `Host` header value, without its port or IPv6 brackets. */
@@ -61,10 +63,13 @@ export class Guard {
   /** Whether only loopback names are accepted in `Host` (a loopback listener). */
   readonly #loopbackOnly: boolean;
 
+  /** The page's scheme, which a same-origin request's `Origin` names. */
+  readonly #scheme: "http" | "https";
   /** Creates a guard for a listener at `options.address` with `options.token`. */
   constructor(options: GuardOptions) {
     this.#token = options.token;
     this.#loopbackOnly = isLoopback(options.address.hostname);
+    this.#scheme = options.secure ? "https" : "http";
   }
 
   /** Checks the host and cross-site rules, which apply to every request. */
@@ -82,7 +87,7 @@ export class Guard {
       return { status: STATUS_FORBIDDEN, reason: `cross-site request refused (${site})` };
     }
     const origin = request.headers.get("origin");
-    if (origin !== null && origin.toLowerCase() !== `http://${host}`) {
+    if (origin !== null && origin.toLowerCase() !== `${this.#scheme}://${host}`) {
       return { status: STATUS_FORBIDDEN, reason: "cross-origin request refused" };
     }
     return undefined;

@@ -8,10 +8,15 @@
  * as the format requires), dead-letter queues included; `taskq_queue_dead_letters`
  * gives each queue's dead-letter count the way `taskq status` folds it.
  *
+ * The size stays bounded whatever the number of queues: per-queue series
+ * cover the queues the broker lists (the deepest {@link STATS_QUEUE_LIMIT}),
+ * `taskq_other_queues_items{state}` adds up the rest, and `taskq_queues`
+ * counts them all. The memory budget is reported too.
+ *
  * @module
  */
 
-import type { BrokerStats } from "../broker/broker.ts";
+import { type BrokerStats, STATS_QUEUE_LIMIT } from "../broker/broker.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
 import type { Histogram, Telemetry } from "../broker/telemetry.ts";
 import { statusRows } from "../model/status_rows.ts";
@@ -131,10 +136,39 @@ export function renderMetrics(input: MetricsInput): string {
     for (const q of queues) out.sample(name, { queue: q.name }, value(q));
   }
 
+  out.family("taskq_queues", "gauge", "Queues the master knows, listed one by one or not.");
+  out.sample("taskq_queues", {}, stats.queueCount ?? queues.length);
+  out.family(
+    "taskq_other_queues_items",
+    "gauge",
+    `Items in the queues not listed one by one (all but the ${STATS_QUEUE_LIMIT} deepest), by state.`,
+  );
+  const rest = stats.rest;
+  out.sample("taskq_other_queues_items", { state: "ready" }, rest?.ready ?? 0);
+  out.sample("taskq_other_queues_items", { state: "leased" }, rest?.leased ?? 0);
+  out.sample("taskq_other_queues_items", { state: "delayed" }, rest?.delayed ?? 0);
+  if (stats.memory !== undefined) {
+    out.family("taskq_memory_items_bytes", "gauge", "Estimated bytes of memory the items take.");
+    out.sample("taskq_memory_items_bytes", {}, stats.memory.heldBytes);
+    out.family(
+      "taskq_memory_items_limit_bytes",
+      "gauge",
+      "Estimated bytes the items may take before puts are refused (memory_full).",
+    );
+    out.sample("taskq_memory_items_limit_bytes", {}, stats.memory.itemLimitBytes);
+    out.family("taskq_memory_limit_bytes", "gauge", "The memory budget (--max-memory).");
+    out.sample("taskq_memory_limit_bytes", {}, stats.memory.limitBytes);
+  }
   out.family("taskq_connected_clients", "gauge", "Authenticated client connections.");
   out.sample("taskq_connected_clients", {}, stats.clients);
   out.family("taskq_connections_accepted_total", "counter", "TCP connections accepted.");
   out.sample("taskq_connections_accepted_total", {}, telemetry.connectionsAccepted);
+  out.family(
+    "taskq_auth_throttled_total",
+    "counter",
+    "Connections refused before the handshake because their address sent too many wrong keys.",
+  );
+  out.sample("taskq_auth_throttled_total", {}, telemetry.authThrottled);
   out.family(
     "taskq_protocol_errors_total",
     "counter",

@@ -18,6 +18,12 @@
  *
  * Actions answer once their change is committed to the store.
  *
+ * The HTTP/1.1 server underneath is our own (http1.ts), over the shared
+ * accept loop: it caps connections, puts deadlines on request heads, bodies
+ * and idle keep-alive connections, bounds heads and bodies, and backs off
+ * when accepting fails (out of file descriptors), so a hostile network can
+ * neither crash the master nor hold the dashboard hostage.
+ *
  * @module
  */
 
@@ -31,13 +37,22 @@ import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.ts";
 import { DEFAULT_SAMPLE_MS, RateTracker } from "./rates.ts";
 import { type DashboardSource, type DashboardState, takeState } from "./state.ts";
 import { httpToken } from "./token.ts";
+import { Http1Server, type HttpLimits, listenHttp, type StreamListener } from "./http1.ts";
 import type { FrontEndFactory } from "../server/front_end.ts";
+import { openListener, type TlsServerOptions } from "../server/master.ts";
 
 /** Host the HTTP side listens on when `--http` names only a port. */
 export const DEFAULT_HTTP_HOST = "127.0.0.1";
 
 /** Largest action body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * Environment variable that shortens the header deadline of the HTTP side
+ * started by {@link httpFrontEnd}, in ms. For tests only (they run a real
+ * master and cannot wait the default 10 s); unset in normal use.
+ */
+export const HEADER_TIMEOUT_ENV = "TASKQ_HTTP_HEADER_TIMEOUT_MS";
 
 /** Most ids one action may name. */
 export const MAX_ACTION_IDS = 1_000;
@@ -92,6 +107,22 @@ export interface HttpOptions {
   logger?: Logger;
   /** How often rates are sampled (default 1 s). */
   sampleMs?: number;
+  /**
+   * Where connections come from; by default a TCP listener on `listen`
+   * (which then only names the address checked against the key). Another
+   * transport (TLS) plugs in here. It is closed by {@link HttpServer.close}.
+   */
+  listener?: StreamListener;
+  /**
+   * Serve over TLS with this certificate and key (PEM), unless a `listener`
+   * is given; the page's address is then `https://…`.
+   */
+  tls?: TlsServerOptions;
+  /**
+   * Connection cap, size limits and deadlines of the HTTP server (see
+   * http1.ts); `maxBodyBytes` defaults to {@link MAX_BODY_BYTES}.
+   */
+  limits?: Partial<HttpLimits>;
 }
 
 /** A bad action request. */
@@ -139,7 +170,7 @@ export class HttpServer {
   readonly #rates: RateTracker;
   readonly #log: Logger;
   readonly #refused = new Map<string, number>();
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #server: Http1Server;
   readonly #sampler: ReturnType<typeof setInterval>;
   #closing: Promise<void> | undefined;
 
@@ -151,12 +182,9 @@ export class HttpServer {
     this.#rates = new RateTracker(sampleMs);
     this.#sample();
     this.#sampler = setInterval(() => this.#sample(), sampleMs);
+    let listener: StreamListener;
     try {
-      this.#server = Deno.serve({
-        hostname: address.hostname,
-        port: address.port,
-        onListen: () => {},
-      }, (request) => this.#handle(request));
+      listener = options.listener ?? listenHttp(address);
     } catch (cause) {
       clearInterval(this.#sampler);
       throw new ConfigError(
@@ -164,11 +192,26 @@ export class HttpServer {
         { cause },
       );
     }
+    try {
+      this.#server = new Http1Server({
+        listener,
+        handler: (request) => this.#handle(request),
+        limits: { maxBodyBytes: MAX_BODY_BYTES, ...options.limits },
+        logger: this.#log,
+        onRefused: (reason) => this.#count(reason),
+      });
+    } catch (error) {
+      clearInterval(this.#sampler);
+      listener.close();
+      throw error;
+    }
     this.address = { hostname: this.#server.addr.hostname, port: this.#server.addr.port };
-    this.url = `http://${formatAddress(this.address)}/`;
+    const secure = options.tls !== undefined;
+    this.url = `${secure ? "https" : "http"}://${formatAddress(this.address)}/`;
     this.#guard = new Guard({
       token: httpToken(options.authkey ?? new Uint8Array(0)),
       address: this.address,
+      secure,
     });
   }
 
@@ -177,9 +220,22 @@ export class HttpServer {
     return takeState(this.#source, this.#rates, Date.now());
   }
 
-  /** Requests refused so far, by reason. */
+  /**
+   * Requests refused so far, by reason: by the guard (`origin`, `token`,
+   * `content_type`) or by the HTTP server itself (`bad_request`,
+   * `header_timeout`, `too_many_connections`, ...).
+   */
   get refused(): ReadonlyMap<string, number> {
     return this.#refused;
+  }
+
+  /** Number of open HTTP connections. */
+  get connectionCount(): number {
+    return this.#server.connectionCount;
+  }
+
+  #count(reason: string): void {
+    this.#refused.set(reason, (this.#refused.get(reason) ?? 0) + 1);
   }
 
   #sample(): void {
@@ -265,7 +321,7 @@ export class HttpServer {
   }
 
   #refuse(kind: string, refusal: Refusal, request: Request, path: string): Response {
-    this.#refused.set(kind, (this.#refused.get(kind) ?? 0) + 1);
+    this.#count(kind);
     this.#log.debug("http request refused", {
       method: request.method,
       path,
@@ -280,7 +336,7 @@ export class HttpServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#sampler);
-      await this.#server.shutdown();
+      await this.#server.close();
     })();
     return this.#closing;
   }
@@ -408,13 +464,16 @@ export function checkHttpAddress(
  * await master.close();
  * ```
  */
-export function serveHttp(options: HttpOptions): Promise<HttpServer> {
-  try {
-    const address = checkHttpAddress(options.listen, options.authkey);
-    return Promise.resolve(new HttpServer(address, options));
-  } catch (error) {
-    return Promise.reject(error);
+export async function serveHttp(options: HttpOptions): Promise<HttpServer> {
+  const address = checkHttpAddress(options.listen, options.authkey);
+  let listener = options.listener;
+  if (listener === undefined && options.tls !== undefined) {
+    // Browsers rarely hold client certificates: the HTTP side asks for none
+    // (its requests carry the token instead).
+    const { clientCa: _notAsked, ...tls } = options.tls;
+    listener = await openListener(address, { tls, logger: options.logger });
   }
+  return new HttpServer(address, { ...options, listener });
 }
 
 /** Options of {@link httpFrontEnd}. */
@@ -423,6 +482,26 @@ export interface HttpFrontEndOptions {
   listen: string | Address;
   /** How often rates are sampled (default 1 s). */
   sampleMs?: number;
+  /** Connection cap, size limits and deadlines (see {@link HttpOptions.limits}). */
+  limits?: Partial<HttpLimits>;
+  /** Serve over TLS with this certificate and key (client certificates are not asked for). */
+  tls?: TlsServerOptions;
+}
+
+/** The header deadline that {@link HEADER_TIMEOUT_ENV} asks for, if any. */
+function headerTimeoutFromEnv(): number | undefined {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get(HEADER_TIMEOUT_ENV);
+  } catch {
+    return undefined; // no permission to read the environment: not a test
+  }
+  if (text === undefined || text === "") return undefined;
+  const ms = Number(text);
+  if (!Number.isSafeInteger(ms) || ms <= 0) {
+    throw new ConfigError(`${HEADER_TIMEOUT_ENV} must be a positive number of ms, not "${text}"`);
+  }
+  return ms;
 }
 
 /**
@@ -458,6 +537,8 @@ export function httpFrontEnd(options: HttpFrontEndOptions): FrontEndFactory {
         authkey: host.key,
         logger: host.logger,
         sampleMs: options.sampleMs,
+        limits: { headerTimeoutMs: headerTimeoutFromEnv(), ...options.limits },
+        tls: options.tls,
       });
       return {
         name: "http",

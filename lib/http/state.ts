@@ -4,6 +4,9 @@
  * dead letters waiting for a decision, and the throughput history. The
  * dashboard, `GET /api/state` and `taskq status --http` all show this.
  *
+ * Bounded whatever the number of queues: the broker lists the deepest
+ * queues only, and the state adds up the rest in {@link DashboardState.others}.
+ *
  * @module
  */
 
@@ -12,6 +15,7 @@ import type { Broker } from "../broker/broker.ts";
 import { type StatusRow, statusRows } from "../model/status_rows.ts";
 import { deadLetterQueue, isDeadLetterQueue } from "../model/queue_names.ts";
 import type { History, Rates, RateTracker } from "./rates.ts";
+import { printable } from "../util/printable.ts";
 
 /** Dead letters listed at most, over all queues (the counts cover all of them). */
 export const DEAD_LIST_LIMIT = 100;
@@ -80,8 +84,10 @@ export interface DashboardState {
   now: number;
   /** Authenticated connections. */
   clients: number;
-  /** One row per queue, dead-letter queues folded in. */
+  /** One row per queue listed (the deepest), dead-letter queues folded in. */
   queues: QueueRow[];
+  /** The queues not listed: how many, and their items added up. */
+  others: { queues: number; ready: number; leased: number; delayed: number };
   /** The connected clients, oldest first. */
   workers: ClientRow[];
   /** Dead letters: how many there are, and the first of them. */
@@ -155,7 +161,7 @@ export async function takeState(
   }));
   const workers: ClientRow[] = sessions.map((s) => ({
     id: s.id,
-    name: s.name,
+    name: printable(s.name), // a peer's text: control characters escaped
     address: s.address,
     held: s.leased,
     connectedAt: s.connectedAt,
@@ -171,10 +177,17 @@ export async function takeState(
       items.push(deadItem(queue.name, item.id, item.value));
     }
   }
+  const rest = stats.rest;
   return {
     now,
     clients: stats.clients,
     queues,
+    others: {
+      queues: Math.max(0, (stats.queueCount ?? stats.queues.length) - stats.queues.length),
+      ready: rest?.ready ?? 0,
+      leased: rest?.leased ?? 0,
+      delayed: rest?.delayed ?? 0,
+    },
     workers,
     dead: { total, items },
     history: rates.history(),

@@ -17,10 +17,12 @@
  * JS heap: so much per array, map, string, binary, number). A frame whose
  * estimate exceeds {@link DECODED_COST_PER_WIRE_BYTE} per byte received, plus
  * {@link DECODED_COST_ALLOWANCE_BYTES}, is refused: without this, a 16 MB frame
- * of empty maps decoded to a gigabyte. The same estimate bounds each item
- * ({@link ITEM_COST_ALLOWANCE_BYTES}), computed from the value rather than
- * its bytes, so that what was accepted once always decodes again: from the
- * store after a restart, and inside the replies that carry it to workers.
+ * of empty maps decoded to a gigabyte. The bound is for what peers send; what
+ * taskq wrote itself (its store's rows) or received from a master that proved
+ * the key (the replies that carry items to workers) is decoded as
+ * `"trusted"`: the same checks but no cost bound, so that whatever was
+ * accepted once always decodes again, however it is packed with others.
+ * {@link valueCost} gives the same estimate for a value in memory.
  *
  * @module
  */
@@ -52,17 +54,6 @@ export const DECODED_COST_PER_WIRE_BYTE = 32;
 
 /** Estimated bytes of memory any frame may decode to, whatever its size (1 MiB). */
 export const DECODED_COST_ALLOWANCE_BYTES = 1024 * 1024;
-
-/**
- * Estimated bytes of memory any item may take beyond
- * {@link DECODED_COST_PER_WIRE_BYTE} per byte of its smallest encoding: room
- * for a dozen empty maps, or arrays nested {@link MAX_ITEM_DEPTH} deep. It
- * must not exceed what the smallest envelope an item travels in leaves spare:
- * a job record `{id, attempt, value}` is at least 20 bytes, estimated at 190,
- * leaving 32 × 20 − 190 = 450; so a reply of any number of jobs decodes
- * whenever each of its items passed.
- */
-export const ITEM_COST_ALLOWANCE_BYTES = 448;
 
 // The cost model: estimated bytes of V8 heap, measured with Deno 2.9 (a
 // million of each decoded, heap used before and after). Every value costs a
@@ -101,15 +92,22 @@ export function encode(value: unknown): Uint8Array {
 }
 
 /**
- * Decodes exactly one msgpack value filling all of `payload` and checks that it
- * is plain data, refusing first (before building anything) a frame that would
- * decode to more than {@link DECODED_COST_PER_WIRE_BYTE} estimated bytes of
- * memory per byte, plus {@link DECODED_COST_ALLOWANCE_BYTES}.
- * @throws {ProtocolError} on malformed, trailing, unsupported, too deeply
- *   nested or too costly input.
+ * Who wrote what is decoded: a `"peer"` (held to the cost bound), or taskq
+ * itself or a master that proved the key (`"trusted"`: every other check, no
+ * cost bound).
  */
-export function decode(payload: Uint8Array): unknown {
-  scan(payload);
+export type DecodeTrust = "peer" | "trusted";
+
+/**
+ * Decodes exactly one msgpack value filling all of `payload` and checks that it
+ * is plain data, refusing first (before building anything) a peer's frame
+ * that would decode to more than {@link DECODED_COST_PER_WIRE_BYTE} estimated
+ * bytes of memory per byte, plus {@link DECODED_COST_ALLOWANCE_BYTES}.
+ * @throws {ProtocolError} on malformed, trailing, unsupported, too deeply
+ *   nested or (from a peer) too costly input.
+ */
+export function decode(payload: Uint8Array, trust: DecodeTrust = "peer"): unknown {
+  scan(payload, trust === "peer");
   let value: unknown;
   try {
     value = unpackr.unpack(payload);
@@ -137,43 +135,26 @@ const TIMESTAMP_TYPE = 0xff;
 const TIMESTAMP_MIN_BYTES = 6;
 
 /** Bytes after each token from 0xc0 to 0xdf that the scan reads before any contents. */
+// deno-fmt-ignore
 const HEADER_BYTES = new Uint8Array([
-  0,
-  0,
-  0,
-  0, // 0xc0 nil, 0xc1 reserved, 0xc2 false, 0xc3 true
-  1,
-  2,
-  4, // 0xc4–0xc6 bin 8/16/32: the length
-  1,
-  2,
-  4, // 0xc7–0xc9 ext 8/16/32: the length (the type follows)
-  4,
-  8, // 0xca float 32, 0xcb float 64
-  1,
-  2,
-  4,
-  8, // 0xcc–0xcf uint 8/16/32/64
-  1,
-  2,
-  4,
-  8, // 0xd0–0xd3 int 8/16/32/64
-  0,
-  0,
-  0,
-  0,
-  0, // 0xd4–0xd8 fixext 1/2/4/8/16 (the type follows)
-  1,
-  2,
-  4, // 0xd9–0xdb str 8/16/32: the length
-  2,
-  4, // 0xdc–0xdd array 16/32: the count
-  2,
-  4, // 0xde–0xdf map 16/32: the count
+  0, 0, 0, 0, // 0xc0 nil, 0xc1 reserved, 0xc2 false, 0xc3 true
+  1, 2, 4, // 0xc4–0xc6 bin 8/16/32: the length
+  1, 2, 4, // 0xc7–0xc9 ext 8/16/32: the length (the type follows)
+  4, 8, // 0xca float 32, 0xcb float 64
+  1, 2, 4, 8, // 0xcc–0xcf uint 8/16/32/64
+  1, 2, 4, 8, // 0xd0–0xd3 int 8/16/32/64
+  0, 0, 0, 0, 0, // 0xd4–0xd8 fixext 1/2/4/8/16 (the type follows)
+  1, 2, 4, // 0xd9–0xdb str 8/16/32: the length
+  2, 4, // 0xdc–0xdd array 16/32: the count
+  2, 4, // 0xde–0xdf map 16/32: the count
 ]);
 
-/** Values still to read in each open array or map, outermost first (shared by every scan). */
-const scanPending = new Float64Array(MAX_VALUE_DEPTH);
+/**
+ * Values still to read in each open array or map, outermost first (shared by
+ * every scan). A plain array of small integers: a typed array of doubles
+ * would make the scan's counts doubles, and the scan twice as slow.
+ */
+const scanPending: number[] = new Array<number>(MAX_VALUE_DEPTH).fill(0);
 
 /** A refusal of a frame that is not one msgpack value (truncated, trailing bytes, bad byte). */
 function notOneValue(reason: string): ProtocolError {
@@ -183,6 +164,18 @@ function notOneValue(reason: string): ProtocolError {
 /** The refusal of a value cut short at byte `at`. */
 function truncated(at: number): ProtocolError {
   return notOneValue(`truncated (the value at byte ${at} runs past the end of the frame)`);
+}
+
+/** The refusal of a frame of `length` bytes that would cost `cost` bytes of memory, or more. */
+function tooCostly(length: number, cost: number): ProtocolError {
+  return new ProtocolError(
+    `frame of ${length.toLocaleString("en-US")} bytes refused: it would decode to about ` +
+      `${sizeText(cost)} of memory or more, more than a frame may (` +
+      `${DECODED_COST_PER_WIRE_BYTE} bytes per byte received, plus ` +
+      `${sizeText(DECODED_COST_ALLOWANCE_BYTES)}); it holds mostly empty or tiny arrays, maps ` +
+      `or binaries, which take far more memory than bytes: send such data more compactly ` +
+      `(e.g. null or a count instead of many empty values)`,
+  );
 }
 
 /** `bytes` as a whole number of KiB or MiB, for messages. */
@@ -206,8 +199,11 @@ function sizeText(bytes: number): string {
  *   more than {@link DECODED_COST_PER_WIRE_BYTE} per byte plus
  *   {@link DECODED_COST_ALLOWANCE_BYTES}.
  */
-function scan(bytes: Uint8Array): void {
+function scan(bytes: Uint8Array, bounded: boolean): void {
   const end = bytes.length;
+  const limit = bounded
+    ? DECODED_COST_ALLOWANCE_BYTES + DECODED_COST_PER_WIRE_BYTE * end
+    : Infinity;
   const pending = scanPending;
   let pos = 0;
   let cost = 0;
@@ -373,6 +369,7 @@ function scan(bytes: Uint8Array): void {
     } else {
       cost += ARRAY_BYTES;
     }
+    if (cost > limit) throw tooCostly(end, cost);
     if (n === 0) continue;
     if (n > end - pos) throw truncated(at);
     pending[depth++] = left;
@@ -381,27 +378,16 @@ function scan(bytes: Uint8Array): void {
   if (pos !== end) {
     throw notOneValue(`${end - pos} bytes follow the value (one value per frame)`);
   }
-  const limit = DECODED_COST_ALLOWANCE_BYTES + DECODED_COST_PER_WIRE_BYTE * end;
-  if (cost > limit) {
-    throw new ProtocolError(
-      `frame of ${end.toLocaleString("en-US")} bytes refused: it would decode to about ` +
-        `${sizeText(cost)} of memory, more than a frame may (${DECODED_COST_PER_WIRE_BYTE} bytes ` +
-        `per byte received, plus ${sizeText(DECODED_COST_ALLOWANCE_BYTES)}); it holds mostly ` +
-        `empty or tiny arrays, maps or binaries, which take far more memory than bytes: send ` +
-        `such data more compactly (e.g. null or a count instead of many empty values)`,
-    );
-  }
+  if (cost > limit) throw tooCostly(end, cost);
 }
 
 /** How a check refuses a value: for a bad type, or for a bad range (too deep, invalid Date). */
 type Refuse = (problem: "type" | "range", message: string) => never;
 
-/** A check: how it refuses, what it says of a value nested too deep, whether it counts the cost. */
+/** A check: how it refuses, and what it says of a value nested too deep. */
 interface Check {
   readonly refuse: Refuse;
   readonly tooDeep: string;
-  /** Whether {@link walk} adds up the value's cost (for items; a frame's was counted by its scan). */
-  readonly costed: boolean;
 }
 
 /** Refuses a peer's value: it sent bad bytes. */
@@ -417,18 +403,15 @@ const refuseArgument: Refuse = (problem, message) => {
 const PEER_VALUE: Check = {
   refuse: refusePeer,
   tooDeep: `value nested more than ${MAX_VALUE_DEPTH} levels deep`,
-  costed: false,
 };
 const PEER_ITEM: Check = {
   refuse: refusePeer,
   tooDeep: `item nested more than ${MAX_ITEM_DEPTH} levels deep`,
-  costed: true,
 };
 const LOCAL_ITEM: Check = {
   refuse: refuseArgument,
   tooDeep: `item nested more than ${MAX_ITEM_DEPTH} levels deep (arrays and objects within ` +
     `each other)`,
-  costed: true,
 };
 
 /** Where an item's nesting starts, so that its envelope still fits in a frame. */
@@ -436,15 +419,11 @@ const ITEM_START_DEPTH = MAX_VALUE_DEPTH - MAX_ITEM_DEPTH;
 
 /**
  * Checks that `value`, received from a peer, can be an item: plain data
- * nested at most {@link MAX_ITEM_DEPTH} deep, estimated to take at most
- * {@link DECODED_COST_PER_WIRE_BYTE} bytes of memory per byte of its smallest
- * encoding, plus {@link ITEM_COST_ALLOWANCE_BYTES}.
- * @throws {ProtocolError} naming the first offending part, or the cost.
+ * nested at most {@link MAX_ITEM_DEPTH} deep.
+ * @throws {ProtocolError} naming the first offending part.
  */
 export function checkItem(value: unknown): void {
-  walkCost = walkBytes = 0;
   walk(value, ITEM_START_DEPTH, PEER_ITEM);
-  checkItemCost(PEER_ITEM);
 }
 
 /**
@@ -459,105 +438,112 @@ export function checkValue(value: unknown, depth = 0): void {
 
 /**
  * Checks that `value`, a local caller's item (to put, or a result to ack
- * with), is plain data nested at most {@link MAX_ITEM_DEPTH} deep and within
- * the cost a peer's item is held to ({@link checkItem}), before anything is
- * sent.
+ * with), is plain data nested at most {@link MAX_ITEM_DEPTH} deep, before
+ * anything is sent.
  * @throws {TypeError} naming the first part that is not plain data.
- * @throws {RangeError} for an invalid Date, nesting too deep, or a value too
- *   costly to hold.
+ * @throws {RangeError} for an invalid Date or nesting too deep.
  */
 export function checkItemArgument(value: unknown): void {
-  walkCost = walkBytes = 0;
   walk(value, ITEM_START_DEPTH, LOCAL_ITEM);
-  checkItemCost(LOCAL_ITEM);
 }
 
 /**
- * Refuses, as `check` says, the item {@link walk} just went over if its
- * estimated memory exceeds {@link DECODED_COST_PER_WIRE_BYTE} per byte of its
- * smallest encoding, plus {@link ITEM_COST_ALLOWANCE_BYTES}.
+ * Estimated bytes of memory `value` (plain data) takes, by the same model
+ * the decoder's bound uses: what holding it costs.
  *
- * Both figures are functions of the value alone, whatever bytes it came as,
- * and bound those of any encoding of it (the memory from above, the bytes from
- * below), so that the frame holding it alone (as stored) passes {@link scan}.
+ * @example
+ * ```ts
+ * import { valueCost } from "./codec.ts";
+ * console.log(valueCost([{}, {}]) > valueCost([1, 2])); // true
+ * ```
  */
-function checkItemCost(check: Check): void {
-  if (walkCost <= ITEM_COST_ALLOWANCE_BYTES + DECODED_COST_PER_WIRE_BYTE * walkBytes) return;
-  check.refuse(
-    "range",
-    `item too costly to hold: about ${walkCost.toLocaleString("en-US")} bytes of memory for ` +
-      `${walkBytes.toLocaleString("en-US")} bytes of data, more than an item may take ` +
-      `(${DECODED_COST_PER_WIRE_BYTE} per byte, plus ${ITEM_COST_ALLOWANCE_BYTES}); it is ` +
-      `mostly empty or tiny arrays, maps or binaries, which take far more memory than bytes: ` +
-      `send such data more compactly (e.g. null or a count instead of many empty values)`,
-  );
+export function valueCost(value: unknown): number {
+  tallyCost = tallyBytes = 0;
+  tally(value);
+  return tallyCost;
 }
 
 /** What plain data is, for messages. */
 const PLAIN_DATA =
   "plain data only: null, boolean, number, string, Uint8Array, Date, array or plain object";
 
-/** Estimated bytes of memory of what {@link walk} went over since they were zeroed. */
-let walkCost = 0;
-/** Bytes the smallest msgpack encoding of what {@link walk} went over takes, at least. */
-let walkBytes = 0;
+/** Estimated bytes of memory of what {@link tally} went over since it was zeroed. */
+let tallyCost = 0;
+/** Bytes the smallest msgpack encoding of what {@link tally} went over takes, at least. */
+let tallyBytes = 0;
 
-/** Adds a string (or map key) of `length` UTF-16 units to the walk's cost. */
-function costString(length: number): void {
-  walkBytes += 1 + length;
-  walkCost += length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + MAX_UTF8_PER_UNIT * length;
-}
-
-/** Adds a value of one byte or more with `bytes` of memory besides its slot to the walk's cost. */
-function costValue(minBytes: number, bytes: number): void {
-  walkBytes += minBytes;
-  walkCost += SLOT_BYTES + bytes;
+/** Adds a string (or map key) of `length` UTF-16 units to the tally. */
+function tallyString(length: number): void {
+  tallyBytes += 1 + length;
+  tallyCost += length === 0 ? SLOT_BYTES : SLOT_BYTES + STRING_BYTES + MAX_UTF8_PER_UNIT * length;
 }
 
 /**
- * Checks `value` at nesting `depth`, refusing the first offending part as
- * `check` says, and if `check.costed` adds its cost to {@link walkCost} and
- * {@link walkBytes} (its memory at least as {@link scan} counts it in any
- * encoding, its bytes at most as many as any encoding takes).
+ * Adds `value`, plain data already checked by {@link walk}, to
+ * {@link tallyCost} and {@link tallyBytes}: its memory at least as much as
+ * {@link scan} counts for it in any encoding, its bytes at most as many as any
+ * encoding takes.
  */
-function walk(value: unknown, depth: number, check: Check): void {
+function tally(value: unknown): void {
+  tallyCost += SLOT_BYTES;
   switch (typeof value) {
     case "string":
-      if (check.costed) costString(value.length);
+      tallyCost -= SLOT_BYTES;
+      tallyString(value.length);
       return;
     case "number":
-      if (check.costed) {
-        const small = Number.isInteger(value) && value >= -SMALL_INT_LIMIT &&
-          value < SMALL_INT_LIMIT;
-        costValue(1, small ? 0 : HEAP_NUMBER_BYTES);
+      tallyBytes += 1;
+      if (!(Number.isInteger(value) && value >= -SMALL_INT_LIMIT && value < SMALL_INT_LIMIT)) {
+        tallyCost += HEAP_NUMBER_BYTES;
       }
       return;
     case "boolean":
-      if (check.costed) costValue(1, 0);
+      tallyBytes += 1;
+      return;
+  }
+  if (value === null) {
+    tallyBytes += 1;
+  } else if (value instanceof Uint8Array) {
+    tallyBytes += 2 + value.length;
+    tallyCost += BINARY_BYTES + value.length;
+  } else if (value instanceof Date) {
+    tallyBytes += TIMESTAMP_MIN_BYTES;
+    tallyCost += DATE_BYTES;
+  } else if (Array.isArray(value)) {
+    tallyBytes += 1;
+    tallyCost += ARRAY_BYTES;
+    for (let i = 0; i < value.length; i++) tally(value[i]);
+  } else {
+    tallyBytes += 1;
+    tallyCost += OBJECT_BYTES;
+    for (const key in value as Record<string, unknown>) {
+      tallyString(key.length);
+      tally((value as Record<string, unknown>)[key]);
+    }
+  }
+}
+
+/** Checks `value` at nesting `depth`, refusing the first offending part as `check` says. */
+function walk(value: unknown, depth: number, check: Check): void {
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
       return;
     case "object":
       break;
     default:
       check.refuse("type", `unsupported value of type ${typeof value} (${PLAIN_DATA})`);
   }
-  if (value === null) {
-    if (check.costed) costValue(1, 0);
-    return;
-  }
-  if (value instanceof Uint8Array) {
-    if (check.costed) costValue(2 + value.length, BINARY_BYTES + value.length);
-    return;
-  }
+  if (value === null || value instanceof Uint8Array) return;
   if (value instanceof Date) {
     // msgpackr decodes a timestamp of the wrong length, or beyond the range of
     // a Date, as an invalid Date, which it would re-encode as a bogus extension.
     if (Number.isNaN(value.getTime())) check.refuse("range", "invalid or out-of-range timestamp");
-    if (check.costed) costValue(TIMESTAMP_MIN_BYTES, DATE_BYTES);
     return;
   }
   if (depth >= MAX_VALUE_DEPTH) check.refuse("range", check.tooDeep);
   if (Array.isArray(value)) {
-    if (check.costed) costValue(1, ARRAY_BYTES);
     for (let i = 0; i < value.length; i++) walk(value[i], depth + 1, check);
     return;
   }
@@ -567,14 +553,6 @@ function walk(value: unknown, depth: number, check: Check): void {
       "type",
       `unsupported value ${proto?.constructor?.name ?? "object"} (${PLAIN_DATA})`,
     );
-  }
-  if (check.costed) {
-    costValue(1, OBJECT_BYTES);
-    for (const key in value) {
-      costString(key.length);
-      walk((value as Record<string, unknown>)[key], depth + 1, check);
-    }
-    return;
   }
   for (const key in value) walk((value as Record<string, unknown>)[key], depth + 1, check);
 }

@@ -129,6 +129,7 @@ export class PythonFrontEnd implements FrontEnd {
       challenge: options.challenge ?? DEFAULT_CHALLENGE_STYLE,
       queues: this.queues,
       log: host.logger,
+      authThrottle: host.authThrottle,
       onAuthenticated: (session) => this.#acceptor.authenticated(session),
     };
     this.#acceptor = new Acceptor({

@@ -39,10 +39,12 @@ import { PyFloat, pyTruthy, PyTuple, pyTypeName, type PyValue } from "./wire/val
 import { fromNatural, toNatural } from "./wire/natural.ts";
 import { checkItem } from "../model/codec.ts";
 import type { QueueStats } from "../model/types.ts";
-import { MAX_DURATION_MS } from "../wire/messages.ts";
+import { MAX_CLIENT_NAME_LENGTH, MAX_DURATION_MS } from "../wire/messages.ts";
 import { AuthenticationError, ConnectionLostError, TaskqError } from "../errors.ts";
 import { PickleError, PythonCallError } from "./errors.ts";
 import type { Logger } from "../log.ts";
+import type { AuthThrottle } from "../server/auth_throttle.ts";
+import { printable } from "../util/printable.ts";
 
 /** The methods a queue exposes to Python, as `queue.Queue` does. */
 export const QUEUE_METHODS: readonly string[] = [
@@ -82,6 +84,8 @@ export interface PythonSessionContext {
   readonly queues: ReadonlyMap<string, string>;
   /** Where events are logged. */
   readonly log: Logger;
+  /** Refuses throttled addresses before their handshake; told each wrong key (shared with the native side). */
+  readonly authThrottle: AuthThrottle;
   /** Called once the peer has authenticated. */
   onAuthenticated(session: PythonSession): void;
 }
@@ -129,6 +133,31 @@ function traceback(message: string): string {
 }
 
 const CLOSED: unique symbol = Symbol("closed");
+
+/** What a throttled peer is sent instead of a challenge (Python shows it in its error). */
+const THROTTLED_PREFIX = "#TASKQ-THROTTLED#";
+
+/** Longest message Python's client reads in place of a challenge, in bytes. */
+const MAX_THROTTLED_MESSAGE_BYTES = 256;
+
+/**
+ * The name a peer gave `accept_connection`, as it is shown: cut to
+ * {@link MAX_CLIENT_NAME_LENGTH} characters (a native `hello` allows no more;
+ * Python's own server takes any, so a longer one is cut rather than refused)
+ * without splitting a character, with control characters escaped.
+ *
+ * @example
+ * ```ts
+ * import { clientName } from "./session.ts";
+ * console.log(clientName("worker\x1b[31m-1")); // worker\x1b[31m-1
+ * console.log(clientName("x".repeat(8 << 20)).length); // 200
+ * ```
+ */
+export function clientName(name: string): string {
+  let cut = name.slice(0, MAX_CLIENT_NAME_LENGTH);
+  if (cut.length < name.length && /[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1);
+  return printable(cut);
+}
 
 /** One connection speaking Python's managers protocol. */
 export class PythonSession {
@@ -196,6 +225,15 @@ export class PythonSession {
 
   async #handshake(): Promise<boolean> {
     const { log } = this.#ctx;
+    const refusal = this.#ctx.authThrottle.refusal(this.conn.peer);
+    if (refusal !== undefined) {
+      // No challenge, no HMAC: Python's client raises AuthenticationError
+      // (3.11: AssertionError) quoting this text.
+      const text = `${THROTTLED_PREFIX} ${refusal.message}`.slice(0, MAX_THROTTLED_MESSAGE_BYTES);
+      await this.conn.send(new TextEncoder().encode(text)).catch(() => {});
+      return false;
+    }
+    let proven = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), this.#ctx.handshakeTimeoutMs);
@@ -203,6 +241,7 @@ export class PythonSession {
     try {
       const shaking = (async () => {
         await deliverChallenge(this.conn, this.#ctx.key, this.#ctx.challenge);
+        proven = true;
         // The peer holds the key: its first request (sent right after our answer) may be large.
         this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
         await acceptChallenge(this.conn, this.#ctx.key);
@@ -216,10 +255,14 @@ export class PythonSession {
       }
     } catch (error) {
       if (error instanceof AuthenticationError) {
-        log.warn("Python peer failed authentication", {
-          peer: this.conn.peer,
-          error: error.message,
-        });
+        if (proven) {
+          log.warn("Python peer failed authentication", {
+            peer: this.conn.peer,
+            error: error.message,
+          });
+        } else {
+          this.#ctx.authThrottle.failed(this.conn.peer); // a wrong key: logged in aggregate
+        }
         this.#ctx.broker.telemetry.countError("auth_failed");
       } else if (!(error instanceof ConnectionLostError)) {
         log.warn("Python handshake failed", { peer: this.conn.peer, error: String(error) });
@@ -354,7 +397,7 @@ export class PythonSession {
       case "accept_connection": {
         const bound = bindArgs(method, [["name"]], args, kwargs);
         const name = bound.get("name");
-        this.#name = typeof name === "string" ? name : "";
+        this.#name = typeof name === "string" ? clientName(name) : "";
         return null;
       }
       case "get_methods":

@@ -23,6 +23,7 @@
 
 import type { Broker } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
+import type { AuthThrottle } from "./auth_throttle.ts";
 
 /** What the host hands each front-end it starts. */
 export interface HostContext {
@@ -38,6 +39,8 @@ export interface HostContext {
   readonly maxPendingHandshakes: number;
   /** Where events are logged. */
   readonly logger: Logger;
+  /** The throttle of wrong keys shared by every front-end: check it before a handshake, tell it each failure. */
+  readonly authThrottle: AuthThrottle;
 }
 
 /** A running front-end. */

@@ -25,6 +25,9 @@ import type { Telemetry } from "../broker/telemetry.ts";
 import type { RetryPolicy } from "../model/types.ts";
 import { FramedConnection } from "../wire/connection.ts";
 import { type ByteStream, listenTcp, type StreamListener } from "../wire/stream.ts";
+import { listenTls, type TlsServerOptions } from "../wire/tls.ts";
+
+export type { TlsServerOptions };
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { NativeSession, type SessionContext } from "./native_session.ts";
 import type { FrontEnd, FrontEndFactory, HostContext } from "./front_end.ts";
@@ -32,6 +35,8 @@ import { type Address, formatAddress, isLoopback, parseAddress } from "../config
 import { ConfigError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { Acceptor } from "./acceptor.ts";
+import { BUFFERS_SHARE, ByteBudget, shareOf } from "../util/memory.ts";
+import { AuthThrottle, type AuthThrottleOptions } from "./auth_throttle.ts";
 
 /** Time a new connection has to complete the handshake: 5 s. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -63,6 +68,15 @@ export interface MasterOptions {
   retry?: Partial<RetryPolicy>;
   /** Items a queue may hold before puts to it wait (0, the default: no limit). */
   maxQueueLength?: number;
+  /**
+   * The memory budget in bytes (`--max-memory`; by default half the machine's
+   * memory, at most three quarters of the heap's limit): puts are refused
+   * before items take too much of it, and it caps what all connections
+   * buffer together.
+   */
+  maxMemoryBytes?: number;
+  /** Most queues at once (`--max-queues`; 100 000 by default, 0: no limit). */
+  maxQueues?: number;
   /** Largest frame payload accepted. */
   maxFrameBytes?: number;
   /** Time allowed to complete the handshake. */
@@ -71,6 +85,19 @@ export interface MasterOptions {
   maxPendingHandshakes?: number;
   /** Where events are logged; nowhere by default. */
   logger?: Logger;
+  /**
+   * Serve the native protocol over TLS with this certificate and key (PEM
+   * text); with `clientCa`, only clients presenting a certificate from that CA
+   * get through the TLS handshake (mutual TLS). The key's handshake still runs
+   * inside TLS. Plain TCP when absent.
+   */
+  tls?: TlsServerOptions;
+  /**
+   * How wrong keys are throttled per source address, on every front-end
+   * (loopback included): by default 10 failures per minute, then 10 s of
+   * refused connections, doubling each time (see {@link AuthThrottle}).
+   */
+  authThrottle?: Omit<AuthThrottleOptions, "logger" | "telemetry">;
 }
 
 /**
@@ -100,6 +127,10 @@ export class Master {
   #closing: Promise<void> | undefined;
   readonly #acceptor: Acceptor<NativeSession>;
   readonly #started: FrontEnd[] = [];
+  /** What every native connection queues for sending, together, against the buffers share. */
+  readonly buffers: ByteBudget;
+  /** The throttle of wrong keys every front-end shares. */
+  readonly authThrottle: AuthThrottle;
 
   /** Starts serving on an open listener; use {@link serve}. */
   constructor(listener: StreamListener, broker: Broker, key: Uint8Array, options: MasterOptions) {
@@ -108,12 +139,20 @@ export class Master {
     const addr = listener.addr;
     this.address = { hostname: addr.hostname, port: addr.port };
     this.#log = options.logger ?? silentLogger;
+    const budget = broker.settings.maxMemoryBytes ?? options.maxMemoryBytes ?? Infinity;
+    this.buffers = new ByteBudget(shareOf(budget, BUFFERS_SHARE));
+    this.authThrottle = new AuthThrottle({
+      ...options.authThrottle,
+      logger: this.#log,
+      telemetry: broker.telemetry,
+    });
     this.#ctx = {
       broker,
       key,
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       log: this.#log,
+      authThrottle: this.authThrottle,
       onAuthenticated: (session) => this.#acceptor.authenticated(session),
     };
     this.#acceptor = new Acceptor({
@@ -146,7 +185,10 @@ export class Master {
   #open(conn: ByteStream): NativeSession {
     this.broker.telemetry.connectionsAccepted++;
     // Until the peer proves the key, only handshake-sized frames are accepted.
-    const framed = new FramedConnection(conn, { maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES });
+    const framed = new FramedConnection(conn, {
+      maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES,
+      shared: this.buffers,
+    });
     return new NativeSession(framed, this.#ctx);
   }
 
@@ -162,6 +204,7 @@ export class Master {
       handshakeTimeoutMs: this.#ctx.handshakeTimeoutMs,
       maxPendingHandshakes: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
       logger: this.#log,
+      authThrottle: this.authThrottle,
     };
     for (const factory of factories) this.#started.push(await factory.start(host));
   }
@@ -188,10 +231,90 @@ export class Master {
           session.refuse("shutting_down", "the master is shutting down; reconnect later")
         ),
       );
+      this.authThrottle.close();
       await this.broker.close();
     })();
     return this.#closing;
   }
+}
+
+/** Settings of {@link openListener} beyond the address. */
+export interface ListenerOptions {
+  /** Serve TLS with these (PEM text); plain TCP when absent. */
+  tls?: TlsServerOptions;
+  /** Time a connection has to complete the TLS handshake. */
+  handshakeTimeoutMs?: number;
+  /** Where failed TLS handshakes are logged (at debug). */
+  logger?: Logger;
+}
+
+/**
+ * Opens the listener a front-end serves on: plain TCP, or TLS when
+ * `options.tls` is given (see {@link MasterOptions.tls}). Every accepted
+ * stream has Nagle's algorithm off. The master's native listener is opened
+ * this way; the HTTP side can open its own with the same TLS settings.
+ * @throws {ConfigError} when the address is in use or unusable, or the
+ *   certificate, key or client CA cannot be used.
+ *
+ * @example
+ * ```ts
+ * import { openListener } from "./master.ts";
+ * const listener = await openListener({ hostname: "127.0.0.1", port: 0 });
+ * console.log(listener.addr.port > 0); // true
+ * listener.close();
+ * ```
+ */
+export async function openListener(
+  address: Address,
+  options: ListenerOptions = {},
+): Promise<StreamListener> {
+  const { tls, logger } = options;
+  try {
+    if (tls === undefined) return listenTcp(address);
+    return await listenTls(address, {
+      ...tls,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      onHandshakeError: (error) =>
+        logger?.debug("TLS handshake failed", {
+          address: formatAddress(address),
+          error: error.message,
+        }),
+    });
+  } catch (cause) {
+    if (cause instanceof ConfigError) throw cause;
+    throw new ConfigError(
+      `cannot listen on ${formatAddress(address)}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Logs, once, that a listener beyond loopback without TLS carries items and
+ * the key's proofs in clear text; says nothing for loopback or TLS.
+ *
+ * @example
+ * ```ts
+ * import { warnIfClearText } from "./master.ts";
+ * const lines: string[] = [];
+ * const logger = { debug() {}, info() {}, warn: (m: string) => lines.push(m), error() {} };
+ * warnIfClearText({ hostname: "127.0.0.1", port: 5000 }, undefined, logger);
+ * console.log(lines.length); // 0
+ * warnIfClearText({ hostname: "0.0.0.0", port: 5000 }, undefined, logger);
+ * console.log(lines.length); // 1
+ * ```
+ */
+export function warnIfClearText(
+  address: Address,
+  tls: TlsServerOptions | undefined,
+  logger: Logger,
+): void {
+  if (tls !== undefined || isLoopback(address.hostname)) return;
+  logger.warn(
+    "listening beyond loopback without TLS: items, results and the key's handshake proofs " +
+      "travel in clear text; use --tls-cert and --tls-key (taskq tls init makes them)",
+    { address: formatAddress(address) },
+  );
 }
 
 /**
@@ -230,8 +353,9 @@ export function checkListenAddress(
  * Starts a master: checks every address, opens the broker (loading what a
  * durable store kept), listens for the native protocol, then starts the
  * further front-ends.
- * @throws {ConfigError} when asked to listen beyond loopback without a key, or
- *   when an address is in use or unusable.
+ * @throws {ConfigError} when asked to listen beyond loopback without a key,
+ *   when an address is in use or unusable, or when the TLS certificate, key
+ *   or client CA cannot be used.
  * @throws {StoreError} when the store cannot be used.
  *
  * @example
@@ -254,6 +378,7 @@ export function checkListenAddress(
  */
 export async function serve(options: MasterOptions): Promise<Master> {
   const address = checkListenAddress(options.listen, options.authkey);
+  new AuthThrottle(options.authThrottle); // checks its options before anything opens
   const key = typeof options.authkey === "string"
     ? new TextEncoder().encode(options.authkey)
     : options.authkey ?? new Uint8Array(0);
@@ -264,17 +389,21 @@ export async function serve(options: MasterOptions): Promise<Master> {
     defaultLeaseMs: options.defaultLeaseMs,
     retry: options.retry,
     maxQueueLength: options.maxQueueLength,
+    maxMemoryBytes: options.maxMemoryBytes,
+    maxQueues: options.maxQueues,
   });
   let listener: StreamListener;
   try {
-    listener = listenTcp(address);
-  } catch (cause) {
+    listener = await openListener(address, {
+      tls: options.tls,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      logger: options.logger,
+    });
+  } catch (error) {
     await broker.close();
-    throw new ConfigError(
-      `cannot listen on ${formatAddress(address)}: ${(cause as Error).message}`,
-      { cause },
-    );
+    throw error;
   }
+  warnIfClearText(address, options.tls, options.logger ?? silentLogger);
   const master = new Master(listener, broker, key, options);
   try {
     await master.startFrontEnds(factories, options);

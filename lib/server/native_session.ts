@@ -19,7 +19,12 @@
  */
 
 import type { Broker, BrokerSession, Delivery } from "../broker/broker.ts";
-import { NotSavedError, SessionClosedError } from "../broker/errors.ts";
+import {
+  MemoryFullError,
+  NotSavedError,
+  SessionClosedError,
+  TooManyQueuesError,
+} from "../broker/errors.ts";
 import type { FramedConnection } from "../wire/connection.ts";
 import {
   type ClientMessage,
@@ -38,6 +43,8 @@ import {
 } from "../wire/auth.ts";
 import { type ErrorCode, ProtocolError, TaskqError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { AuthThrottle } from "./auth_throttle.ts";
+import { printable } from "../util/printable.ts";
 
 /** Requests one connection may have outstanding before it stops being read. */
 export const MAX_PENDING_REQUESTS = 4096;
@@ -54,6 +61,8 @@ export interface SessionContext {
   readonly handshakeTimeoutMs: number;
   /** Where events are logged. */
   readonly log: Logger;
+  /** Refuses throttled addresses before their handshake; told each wrong key. */
+  readonly authThrottle: AuthThrottle;
   /** Called once the peer has authenticated. */
   onAuthenticated(session: NativeSession): void;
 }
@@ -183,6 +192,7 @@ export class NativeSession {
 
   #onHello(msg: ClientMessage): void {
     if (msg.op !== "hello") throw new ProtocolError(`expected "hello", got "${msg.op}"`);
+    if (this.#throttled()) return;
     if (msg.version !== PROTOCOL_VERSION) {
       this.#ctx.log.warn("client speaks another protocol version", {
         peer: this.conn.peer,
@@ -197,7 +207,8 @@ export class NativeSession {
     }
     this.#clientNonce = msg.nonce;
     this.#serverNonce = newNonce();
-    this.#name = msg.name ?? "";
+    // Shown by taskq status and the dashboard: no control character gets through.
+    this.#name = printable(msg.name ?? "");
     this.#phase = "auth";
     this.conn.send({ op: "challenge", version: PROTOCOL_VERSION, nonce: this.#serverNonce });
   }
@@ -206,8 +217,10 @@ export class NativeSession {
     if (msg.op !== "auth") throw new ProtocolError(`expected "auth", got "${msg.op}"`);
     const cn = this.#clientNonce as Uint8Array;
     const sn = this.#serverNonce as Uint8Array;
+    // Another connection from this address may have spent its budget meanwhile.
+    if (this.#throttled()) return;
     if (!proofMatches(msg.proof, clientProof(this.#ctx.key, cn, sn))) {
-      this.#ctx.log.warn("authentication failed: wrong key", { peer: this.conn.peer });
+      this.#ctx.authThrottle.failed(this.conn.peer); // logged in aggregate
       this.refuse("auth_failed", "authentication failed: the key was rejected");
       return;
     }
@@ -215,6 +228,24 @@ export class NativeSession {
     this.#phase = "ready";
     this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
     return this.#welcome(cn, sn);
+  }
+
+  /**
+   * Whether the peer's address is throttled after wrong keys: if so, closes
+   * at once with the transient `too_many_connections` (a client retries it),
+   * computing no HMAC; counted as throttled, not as an error reply.
+   */
+  #throttled(): boolean {
+    const refusal = this.#ctx.authThrottle.refusal(this.conn.peer);
+    if (refusal === undefined) return false;
+    this.#phase = "closed";
+    const reply: ErrorMessage = {
+      op: "error",
+      code: "too_many_connections",
+      message: refusal.message,
+    };
+    void this.conn.sendAndClose(reply);
+    return true;
   }
 
   /** Opens the broker session and proves the key back. */
@@ -266,6 +297,11 @@ export class NativeSession {
       return await this.#call(msg);
     } catch (error) {
       if (this.#phase === "closed" || error instanceof SessionClosedError) return undefined;
+      if (error instanceof MemoryFullError || error instanceof TooManyQueuesError) {
+        // A refusal of this request alone: the connection goes on.
+        this.#ctx.broker.telemetry.countError(error.code);
+        return { op: "error", rid: msg.rid, code: error.code, message: error.message };
+      }
       if (error instanceof NotSavedError) {
         this.#ctx.log.error("store commit failed", { error: error.message });
       } else {

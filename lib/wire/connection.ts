@@ -9,16 +9,35 @@
  * reading from it pauses until the queue drains (back-pressure), so a slow
  * peer cannot make us buffer without limit.
  *
+ * Replies can still pile up without a new request (items for gets that
+ * waited), so two more limits hold: a connection with more than
+ * {@link DEFAULT_HARD_LIMIT_BYTES} queued is closed at once, and connections
+ * may share a {@link ByteBudget} (the master's buffers share of its memory
+ * budget): while all of them together queue more than its cap, none with
+ * bytes queued is read, and one that has queued bytes the peer has not taken
+ * for {@link SLOW_CONSUMER_MS} is closed. Closing drops its replies; the
+ * master gives back the items they carried.
+ *
  * @module
  */
 
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameReader, joinFrames } from "./frame.ts";
-import { decode, encode } from "../model/codec.ts";
+import { decode, type DecodeTrust, encode } from "../model/codec.ts";
 import { FrameTooLargeError } from "../errors.ts";
 import type { ByteStream } from "./stream.ts";
+import type { ByteBudget } from "../util/memory.ts";
 
 /** Queued outgoing bytes above which reading from the peer pauses. */
 export const DEFAULT_HIGH_WATER_BYTES: number = 8 * 1024 * 1024;
+
+/** Queued outgoing bytes past which the connection is closed (its peer is far behind). */
+export const DEFAULT_HARD_LIMIT_BYTES: number = 8 * DEFAULT_HIGH_WATER_BYTES;
+
+/**
+ * Time, in ms, a peer may take none of our bytes while the shared budget is
+ * over its cap, before its connection is closed.
+ */
+export const SLOW_CONSUMER_MS = 2_000;
 
 /** Bytes read ahead from a peer whose next message waits (enough to notice it leave). */
 export const WATCH_WHILE_PAUSED_BYTES: number = 1024 * 1024;
@@ -29,6 +48,10 @@ export interface FramedConnectionOptions {
   maxFrameBytes?: number;
   /** Queued outgoing bytes above which reading pauses. */
   highWaterBytes?: number;
+  /** Queued outgoing bytes past which the connection is closed. */
+  hardLimitBytes?: number;
+  /** The budget every connection's queued outgoing bytes are charged to together. */
+  shared?: ByteBudget;
 }
 
 /** A framed msgpack connection over a Deno TCP connection. */
@@ -39,6 +62,12 @@ export class FramedConnection {
   readonly peer: string;
   readonly #reader: FrameReader;
   readonly #highWater: number;
+  readonly #hardLimit: number;
+  readonly #shared: ByteBudget | undefined;
+  /** Bytes charged to {@link #shared} and not yet released. */
+  #charged = 0;
+  /** When the peer last took bytes, or the queue last became non-empty (ms since the epoch). */
+  #progressAt = 0;
   #out: Uint8Array[] = [];
   #outPayloadBytes = 0;
   #inFlightBytes = 0;
@@ -58,12 +87,23 @@ export class FramedConnection {
       : `${addr.hostname}:${addr.port}`;
     this.#reader = new FrameReader(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
     this.#highWater = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+    this.#hardLimit = Math.max(
+      options.hardLimitBytes ?? DEFAULT_HARD_LIMIT_BYTES,
+      2 * this.#highWater,
+    );
+    this.#shared = options.shared;
   }
 
   /** Largest frame payload accepted from the peer from now on. */
   set maxFrameBytes(bytes: number) {
     this.#reader.maxFrameBytes = bytes;
   }
+
+  /**
+   * Whose frames these are: a `"peer"`'s are held to the decoder's cost bound;
+   * a master's that proved the key are `"trusted"` (see {@link decode}).
+   */
+  trust: DecodeTrust = "peer";
 
   /** Whether {@link close} was called or the connection broke. */
   get closed(): boolean {
@@ -86,8 +126,21 @@ export class FramedConnection {
     if (payload.length > this.maxSendBytes) {
       throw new FrameTooLargeError(payload.length, this.maxSendBytes);
     }
+    if (this.queuedBytes === 0) this.#progressAt = Date.now();
     this.#out.push(payload);
     this.#outPayloadBytes += payload.length;
+    const shared = this.#shared;
+    if (shared !== undefined) {
+      this.#charged += payload.length + FRAME_HEADER_BYTES;
+      shared.charge(payload.length + FRAME_HEADER_BYTES);
+    }
+    if (
+      this.queuedBytes > this.#hardLimit ||
+      (shared?.over && Date.now() - this.#progressAt > SLOW_CONSUMER_MS)
+    ) {
+      this.close(); // a peer that does not read: drop what it would not take
+      return;
+    }
     if (!this.#flushScheduled && this.#inFlightBytes === 0) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushNow);
@@ -104,7 +157,10 @@ export class FramedConnection {
         this.#inFlightBytes = buf.length;
         let offset = 0;
         while (offset < buf.length) {
-          offset += await this.conn.write(offset === 0 ? buf : buf.subarray(offset));
+          const n = await this.conn.write(offset === 0 ? buf : buf.subarray(offset));
+          offset += n;
+          this.#progressAt = Date.now();
+          this.#release(n);
         }
         this.#inFlightBytes = 0;
       }
@@ -116,6 +172,14 @@ export class FramedConnection {
       this.#drainWaiters = [];
       for (const wake of waiters) wake();
     }
+  }
+
+  /** Gives back to the shared budget `bytes` the peer took (or that were dropped). */
+  #release(bytes: number): void {
+    if (this.#shared === undefined || this.#charged === 0) return;
+    const n = Math.min(bytes, this.#charged);
+    this.#charged -= n;
+    this.#shared.release(n);
   }
 
   /** Resolves once everything queued so far is written (or the connection closed). */
@@ -140,10 +204,14 @@ export class FramedConnection {
     while (!this.#closed) {
       if (!(await this.#readSome())) return;
       for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
-        const paused = onMessage(decode(frame));
+        const paused = onMessage(decode(frame, this.trust));
         if (paused !== undefined && !(await this.#watchWhile(paused))) return;
         // The peer is not reading our replies: read no more from it until it does.
-        if (this.queuedBytes > this.#highWater) await this.drained();
+        // While all connections together queue too much, none with bytes queued is read.
+        if (
+          this.queuedBytes > this.#highWater ||
+          (this.#shared?.over && this.queuedBytes > 0)
+        ) await this.drained();
         if (this.#closed) return;
       }
     }
@@ -194,6 +262,7 @@ export class FramedConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#out = [];
+    this.#release(this.#charged);
     try {
       this.conn.close();
     } catch {

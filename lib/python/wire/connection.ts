@@ -20,6 +20,12 @@ import type { ByteStream } from "../../wire/stream.ts";
 const MAX_QUEUED_MESSAGES = 8;
 
 /**
+ * Bytes of received messages held for {@link PythonConnection.recv} before
+ * reading pauses (one message of any allowed size is always taken): 1 MiB.
+ */
+const MAX_QUEUED_BYTES = 1024 * 1024;
+
+/**
  * A Python-framed connection over a Deno TCP connection.
  *
  * @example
@@ -49,6 +55,7 @@ export class PythonConnection {
   readonly ended: Promise<void>;
   readonly #reader: PyFrameReader;
   readonly #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
   #waiter: PromiseWithResolvers<void> | undefined;
   #resume: PromiseWithResolvers<void> | undefined;
   #error: Error | undefined;
@@ -81,7 +88,10 @@ export class PythonConnection {
     const reader = this.#reader;
     try {
       while (!this.#closed) {
-        while (this.#queue.length >= MAX_QUEUED_MESSAGES && !this.#closed) {
+        while (
+          (this.#queue.length >= MAX_QUEUED_MESSAGES || this.#queuedBytes >= MAX_QUEUED_BYTES) &&
+          !this.#closed
+        ) {
           this.#resume = Promise.withResolvers<void>();
           await this.#resume.promise;
         }
@@ -102,6 +112,7 @@ export class PythonConnection {
         reader.written(n);
         for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
           this.#queue.push(frame);
+          this.#queuedBytes += frame.length;
         }
         this.#wake();
       }
@@ -131,6 +142,7 @@ export class PythonConnection {
     for (;;) {
       const frame = this.#queue.shift();
       if (frame !== undefined) {
+        this.#queuedBytes -= frame.length;
         const resume = this.#resume;
         this.#resume = undefined;
         resume?.resolve();

@@ -25,9 +25,11 @@
  *   list, tuple, string, memo entry, MARK...), to
  *   {@link PICKLE_COST_PER_BYTE} per byte read plus
  *   {@link PICKLE_COST_ALLOWANCE_BYTES}, and at most
- *   {@link MAX_PICKLE_COST_BYTES} and {@link MAX_PICKLE_OBJECTS} objects:
- *   floods of EMPTY_DICT, EMPTY_SET, MARK... are refused after a few
- *   thousand;
+ *   {@link MAX_PICKLE_COST_BYTES}; and in objects, to
+ *   {@link PICKLE_OBJECTS_PER_BYTE} per byte read plus
+ *   {@link PICKLE_OBJECTS_ALLOWANCE}, at most {@link MAX_PICKLE_OBJECTS}:
+ *   floods of EMPTY_DICT, EMPTY_SET, EMPTY_LIST... are refused after a few
+ *   thousand, and MARKs left open beyond the depth limit at once;
  * - what it hashes (dict keys and set elements, each time it adds one,
  *   counted as the size of the key with shared parts copied), to
  *   {@link HASHED_BYTES_PER_PICKLE_BYTE} per byte read plus
@@ -93,9 +95,9 @@ export const ALLOWED_GLOBALS: ReadonlySet<string> = new Set([
 /**
  * Estimated bytes of memory a pickle may build per byte read so far (beyond
  * {@link PICKLE_COST_ALLOWANCE_BYTES}). Python's pickles of ordinary values
- * stay below: numbers and text 3–10, records 13, a list of one-key dicts
- * (the costliest ordinary shape here: a dict is a Map and an array) about 45.
- * An empty dict or set costs about 130 per byte, so floods are refused.
+ * stay below: numbers and text 2–6, tuples 13, records 15, short bytes 25,
+ * lists of one-key dicts (the costliest ordinary shape here: a dict is a Map
+ * and an array) 40–45. An empty dict or set costs about 130 per byte.
  */
 export const PICKLE_COST_PER_BYTE = 64;
 
@@ -105,7 +107,20 @@ export const PICKLE_COST_ALLOWANCE_BYTES = 1024 * 1024;
 /** Estimated bytes of memory no pickle may build beyond, whatever its size (1 GiB). */
 export const MAX_PICKLE_COST_BYTES = 1024 * 1024 * 1024;
 
-/** Objects (containers, strings, bytes, floats, big integers) no pickle may build beyond. */
+/**
+ * Objects (containers, strings, bytes, floats, big integers, MARKs) a pickle
+ * may build per byte read so far (beyond {@link PICKLE_OBJECTS_ALLOWANCE}).
+ * Python memoizes what it pickles, so each object takes two bytes or more
+ * (`]` then MEMOIZE; the empty tuple, a singleton, is one byte but no new
+ * object): its pickles stay at about 0.5 or below. A flood of one-byte
+ * opcodes is at 1.
+ */
+export const PICKLE_OBJECTS_PER_BYTE = 0.75;
+
+/** Objects any pickle may build, whatever its size. */
+export const PICKLE_OBJECTS_ALLOWANCE = 65_536;
+
+/** Objects no pickle may build beyond, whatever its size (16 Mi). */
 export const MAX_PICKLE_OBJECTS = 16 * 1024 * 1024;
 
 /**
@@ -122,7 +137,7 @@ export const HASHED_BYTES_ALLOWANCE = 1024 * 1024;
 /** Bytes of keys no pickle may hash beyond, whatever its size (256 MiB). */
 export const MAX_HASHED_BYTES = 256 * 1024 * 1024;
 
-/** Most entries of one dict, set or frozenset (well below a JS Map's 16.7 million). */
+/** Most entries of one dict, set or frozenset, by default (well below a JS Map's 16.7 million). */
 export const MAX_PICKLE_CONTAINER_ENTRIES = 4 * 1024 * 1024;
 
 // The cost model: estimated bytes of V8 heap, measured with Deno 2.9 by
@@ -170,12 +185,15 @@ export interface UnpickleLimits {
   maxDepth: number;
   /** Largest size of the value with every shared reference counted as a copy (about bytes). */
   maxSize: number;
+  /** Most entries of one dict, set or frozenset. */
+  maxEntries: number;
 }
 
 /** The limits used when none are given. */
 export const DEFAULT_UNPICKLE_LIMITS: UnpickleLimits = {
   maxDepth: MAX_VALUE_DEPTH + ENVELOPE_DEPTH,
   maxSize: DEFAULT_MAX_FRAME_BYTES,
+  maxEntries: MAX_PICKLE_CONTAINER_ENTRIES,
 };
 
 /** Bytes counted for a number, bool or None in the size limit. */
@@ -241,6 +259,7 @@ class Reader {
   readonly #metastack: PyValue[][] = [];
   readonly #memo = new Map<number, PyValue>();
   readonly #maxDepth: number;
+  readonly #maxEntries: number;
   /** Estimated bytes of memory built so far. */
   #built = 0;
   /** Objects built so far. */
@@ -249,10 +268,13 @@ class Reader {
   #hashed = 0;
   /** The hash cost of each tuple and frozenset asked for so far (they never change). */
   readonly #hashCosts = new Map<PyTuple | PySet, number>();
+  /** The empty tuple, shared by every EMPTY_TUPLE. */
+  readonly #emptyTuple = new PyTuple([]);
 
-  constructor(data: Uint8Array, maxDepth: number) {
+  constructor(data: Uint8Array, limits: UnpickleLimits) {
     this.#data = data;
-    this.#maxDepth = maxDepth;
+    this.#maxDepth = limits.maxDepth;
+    this.#maxEntries = limits.maxEntries;
     this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -280,10 +302,15 @@ class Reader {
           `many empty containers)`,
       );
     }
-    if (this.#objects > MAX_PICKLE_OBJECTS) {
+    if (
+      this.#objects > PICKLE_OBJECTS_ALLOWANCE + PICKLE_OBJECTS_PER_BYTE * this.#pos ||
+      this.#objects > MAX_PICKLE_OBJECTS
+    ) {
       this.#fail(
-        `its value would hold more than ${MAX_PICKLE_OBJECTS} objects (containers, strings, ` +
-          `bytes, floats, big integers); send fewer per message`,
+        `${this.#objects} objects (containers, strings, bytes, floats, big integers, MARKs) ` +
+          `after ${this.#pos} bytes, more than a pickle may build (${PICKLE_OBJECTS_PER_BYTE} ` +
+          `per byte, plus ${PICKLE_OBJECTS_ALLOWANCE}, at most ${MAX_PICKLE_OBJECTS}): not what ` +
+          `Python's pickle writes; send fewer values per message`,
       );
     }
   }
@@ -334,8 +361,8 @@ class Reader {
 
   /** Refuses adding an entry to a dict or set of `size` entries already. */
   #checkRoom(size: number): void {
-    if (size >= MAX_PICKLE_CONTAINER_ENTRIES) {
-      this.#fail(`a dict or set of more than ${MAX_PICKLE_CONTAINER_ENTRIES} entries`);
+    if (size >= this.#maxEntries) {
+      this.#fail(`a dict or set of more than ${this.#maxEntries} entries`);
     }
   }
 
@@ -538,6 +565,11 @@ class Reader {
           return this.#stack[0];
         }
         case OP.MARK:
+          // Each MARK open is a container being built around the next: no
+          // more of them than the nesting allowed.
+          if (this.#metastack.length >= this.#maxDepth) {
+            this.#fail(`nested more than ${this.#maxDepth} levels deep (MARKs open)`);
+          }
           this.#charge(MARK_BYTES, 1);
           this.#metastack.push(this.#stack);
           this.#stack = [];
@@ -612,7 +644,8 @@ class Reader {
           this.#pushBytes(this.#take(this.#u64()));
           break;
         case OP.EMPTY_TUPLE:
-          this.#tuple([], true);
+          // One shared empty tuple, as in Python: it is immutable.
+          this.#pushRef(this.#emptyTuple);
           break;
         case OP.TUPLE1:
           this.#tuple([this.#pop()], true);
@@ -830,8 +863,9 @@ export function unpickle(data: Uint8Array, limits: Partial<UnpickleLimits> = {})
   const full: UnpickleLimits = {
     maxDepth: limits.maxDepth ?? DEFAULT_UNPICKLE_LIMITS.maxDepth,
     maxSize: limits.maxSize ?? DEFAULT_UNPICKLE_LIMITS.maxSize,
+    maxEntries: limits.maxEntries ?? DEFAULT_UNPICKLE_LIMITS.maxEntries,
   };
-  const value = new Reader(data, full.maxDepth).read();
+  const value = new Reader(data, full).read();
   measure(value, full);
   return value;
 }
