@@ -17,7 +17,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { caseSeed, fuzz, type FuzzStats, makeInput, type Target } from "../tests/_fuzz.ts";
+import {
+  caseSeed,
+  emptyFuzzStats,
+  fuzz,
+  type FuzzStats,
+  makeInput,
+  type Target,
+} from "../tests/_fuzz.ts";
 import { seededRandom } from "../tests/_helpers.ts";
 
 /** Default duration of a run. */
@@ -84,15 +91,7 @@ function main(): number {
   const seconds = integer(values.seconds, "seconds", DEFAULT_SECONDS);
   console.log(`fuzzing ${targets.join(" and ")} for ${seconds} s with seed ${seed}`);
   const totals = new Map<Target, FuzzStats & { ms: number }>(
-    targets.map((target) => [target, {
-      cases: 0,
-      decoded: 0,
-      refused: 0,
-      slowestMs: 0,
-      slowestIndex: -1,
-      failures: [],
-      ms: 0,
-    }]),
+    targets.map((target) => [target, { ...emptyFuzzStats(), ms: 0 }]),
   );
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {

@@ -570,16 +570,14 @@ export interface FuzzBudget {
   first?: number;
 }
 
+/** Statistics of no cases yet. */
+export function emptyFuzzStats(): FuzzStats {
+  return { cases: 0, decoded: 0, refused: 0, slowestMs: 0, slowestIndex: -1, failures: [] };
+}
+
 /** Runs cases of `target` seeded by `seed` within `budget`. */
 export function fuzz(target: Target, seed: number, budget: FuzzBudget): FuzzStats {
-  const stats: FuzzStats = {
-    cases: 0,
-    decoded: 0,
-    refused: 0,
-    slowestMs: 0,
-    slowestIndex: -1,
-    failures: [],
-  };
+  const stats = emptyFuzzStats();
   const first = budget.first ?? 0;
   const last = budget.cases === undefined ? Infinity : first + budget.cases;
   for (let index = first; index < last; index++) {
