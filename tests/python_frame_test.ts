@@ -80,13 +80,14 @@ Deno.test("an oversized length is refused before anything is allocated for it", 
 
   // 4 GiB behind the escape: refused from its 12 header bytes alone.
   const long = new PyFrameReader(MAX);
+  const longBefore = long.capacity;
   long.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]));
   assert.throws(
     () => long.next(),
     (error: unknown) => error instanceof FrameTooLargeError && error.length === 2 ** 32,
   );
   long.space();
-  assert.equal(long.capacity, before, "no buffer was grown for it");
+  assert.equal(long.capacity, longBefore, "no buffer was grown for it");
   assert.equal(PY_LONG_HEADER_BYTES, 12);
 });
 

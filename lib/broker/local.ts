@@ -17,6 +17,18 @@
  * again; a data directory larger on disk than the whole budget is refused
  * before loading, with a {@link ConfigError} naming `--max-memory`.
  *
+ * A call answered with {@link NotSavedError} (the store could not commit,
+ * e.g. the disk is full) was not stored, and the store never writes that
+ * commit's changes later. The items the failed commit's client puts added
+ * are taken back out of memory, wherever they are: one already delivered
+ * to a waiting getter loses its lease, so its holder's ack is refused (a
+ * worker may have started on it: at-least-once). Acks, nacks, fails and the
+ * admin calls in a failed commit are answered with the error too, but their
+ * effect in memory stands (an acked item stays gone until the master
+ * restarts, when it comes back from the disk and is served again, which
+ * at-least-once allows), and so do the items the broker put itself in it
+ * (ack results, dead letters, requeued items), kept in memory only.
+ *
  * @example
  * ```ts
  * import { openLocalBroker } from "./local.ts";
@@ -34,7 +46,7 @@ import v8 from "node:v8";
 import { type Consumer, Engine, type Item } from "../engine/engine.ts";
 import { ConfigError } from "../errors.ts";
 import { defaultMaxMemoryBytes, ITEMS_SHARE, MIB, shareOf } from "../util/memory.ts";
-import { MemoryStore, type Store } from "../store/store.ts";
+import { MemoryStore, type Store, type StoredItem } from "../store/store.ts";
 
 export type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { DATABASE_FILE, SqliteStore } from "../store/sqlite.ts";
@@ -184,6 +196,8 @@ export class LocalBroker implements Broker {
   #closing: Promise<void> | undefined;
   /** Estimated bytes items may take before puts are refused. */
   readonly #itemLimitBytes: number;
+  /** Ids of items client puts added whose commit has not settled yet. */
+  readonly #unsavedPuts = new Set<number>();
 
   /** Wraps a restored engine; use {@link openLocalBroker}. */
   constructor(engine: Engine, clock: () => number = Date.now, maxMemoryBytes = Infinity) {
@@ -198,6 +212,17 @@ export class LocalBroker implements Broker {
       maxQueues: engine.maxQueues,
     };
     this.#store.onCommit = (ms) => this.telemetry.observeCommit(ms);
+    this.#store.onDiscard = (inserted) => this.#discard(inserted);
+  }
+
+  /** A commit failed: takes the items client puts added in it back out of memory. */
+  #discard(inserted: readonly StoredItem[]): void {
+    const puts = this.#unsavedPuts;
+    if (puts.size === 0) return;
+    const lost = inserted.filter((item) => puts.has(item.id));
+    if (lost.length === 0) return;
+    this.#engine.discard(lost);
+    this.changed();
   }
 
   /** Whether items outlive the process. */
@@ -373,6 +398,28 @@ export class LocalBroker implements Broker {
     });
   }
 
+  /**
+   * Resolves with `ids`, the items a client put added, once they are
+   * durable; if the commit fails, they are taken back out of memory (see
+   * {@link Store.onDiscard}) and the put rejects with {@link NotSavedError}.
+   */
+  durablePut$(ids: number[]): Promise<number[]> {
+    const store = this.#store;
+    if (!store.dirty) return Promise.resolve(ids);
+    const puts = this.#unsavedPuts;
+    for (const id of ids) puts.add(id);
+    const settle = () => {
+      for (const id of ids) puts.delete(id);
+    };
+    return store.commit().then(() => {
+      settle();
+      return ids;
+    }, (cause) => {
+      settle();
+      throw new NotSavedError(cause);
+    });
+  }
+
   #isEmpty(queue: string): boolean {
     const [row] = this.#engine.stats(queue);
     return row.ready + row.leased + row.delayed === 0;
@@ -502,7 +549,7 @@ class LocalSession implements BrokerSession {
       costs,
     );
     this.#broker.changed();
-    return this.#broker.durable$(ids);
+    return this.#broker.durablePut$(ids);
   }
 
   get(queue: string, options: GetOptions): Promise<readonly Delivery[]> {

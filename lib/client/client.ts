@@ -75,13 +75,19 @@ export interface ConnectOptions {
   name?: string;
   /** Largest frame accepted from the master. */
   maxFrameBytes?: number;
-  /** Time allowed to connect and complete the handshake. */
+  /**
+   * Time allowed to connect and complete the handshake
+   * ({@link DEFAULT_CONNECT_TIMEOUT_MS} by default), retries of the first
+   * connection included (see {@link connect}).
+   */
   timeoutMs?: number;
   /**
    * Reconnect by itself (capped exponential backoff with jitter) when an
    * established connection drops; on by default. Requests in flight at the
    * drop fail with {@link ConnectionLostError}; later ones wait for the new
-   * connection. A rejected key stops reconnection for good.
+   * connection. A rejected key stops reconnection for good. When on,
+   * {@link connect} also retries a first connection the master's port
+   * refuses or resets (a master restarting), within {@link timeoutMs}.
    */
   reconnect?: boolean;
   /** Called after each successful reconnection (for logs). */
@@ -103,6 +109,79 @@ export const RECONNECT_BASE_MS = 100;
 
 /** Longest reconnection delay. */
 export const RECONNECT_MAX_MS = 5_000;
+
+/**
+ * Refusals of a connection that a master may accept a moment later: one of
+ * too many connections mid-handshake (a flood), an address throttled after
+ * wrong keys, a master shutting down. {@link connect} retries them.
+ */
+const TRANSIENT_REFUSALS: ReadonlySet<string> = new Set(["too_many_connections", "shutting_down"]);
+
+/** How a throttling master says how long it will refuse: `... refused for N s`. */
+const REFUSED_FOR = /refused for (\d+) s\b/;
+
+/** Milliseconds in a second. */
+const MS_PER_SECOND = 1_000;
+
+/** Least time left, in ms, for {@link connect} to start another attempt. */
+const MIN_ATTEMPT_MS = 50;
+
+/**
+ * The wait before reconnection attempt `attempt` (1 for the first): random
+ * ("full jitter") up to {@link RECONNECT_BASE_MS} doubled per attempt, capped
+ * at {@link RECONNECT_MAX_MS}.
+ */
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** (attempt - 1));
+}
+
+/** Whether `error` (or its cause) is the master's port refusing or resetting the connection. */
+function isRefusedOrReset(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 3; e = e.cause, depth++) {
+    if (
+      e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.ConnectionReset ||
+      e instanceof Deno.errors.ConnectionAborted
+    ) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether a failed first connection is worth another attempt, and if so the
+ * least wait before it in ms (what a throttling master announced, else 0);
+ * `undefined` for a failure that another attempt would not change (a wrong
+ * key, another protocol version, TLS, a master that does not answer).
+ */
+function transientWaitMs(error: unknown, reconnect: boolean): number | undefined {
+  if (error instanceof RemoteError && TRANSIENT_REFUSALS.has(error.code)) {
+    const announced = REFUSED_FOR.exec(error.message);
+    return announced === null ? 0 : Number(announced[1]) * MS_PER_SECOND;
+  }
+  if (reconnect && isRefusedOrReset(error)) return 0;
+  return undefined;
+}
+
+/**
+ * Opens the first session, retrying transient failures ({@link transientWaitMs})
+ * with {@link backoffMs} until `params.timeoutMs` has passed; then, or at once
+ * for any other failure, throws the last attempt's error.
+ */
+async function openFirstSession(params: SessionParams, reconnect: boolean): Promise<Session> {
+  const deadline = Date.now() + params.timeoutMs;
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await openSession(params, deadline);
+    } catch (error) {
+      const least = transientWaitMs(error, reconnect);
+      if (least === undefined) throw error;
+      const left = deadline - Date.now();
+      // Half of what is left at most, so that one more attempt still fits.
+      const wait = Math.max(least, Math.min(backoffMs(attempt), left / 2));
+      if (left - wait < MIN_ATTEMPT_MS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
 
 /** A leased item, as returned by {@link Queue.get}. */
 export interface Job<T = unknown> {
@@ -611,10 +690,9 @@ export class Client {
 
   async #reconnect(): Promise<void> {
     for (let attempt = 1; this.#closeReason === undefined; attempt++) {
-      const cap = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** (attempt - 1));
       await new Promise<void>((resolve) => {
         this.#wakeRetry = resolve;
-        this.#retryTimer = setTimeout(resolve, Math.random() * cap);
+        this.#retryTimer = setTimeout(resolve, backoffMs(attempt));
       });
       this.#wakeRetry = undefined;
       if (this.#closeReason) break;
@@ -722,9 +800,21 @@ function sessionParams(options: ConnectOptions): SessionParams {
 
 /**
  * Connects to a master and completes the mutual handshake.
+ *
+ * A first connection the master refuses for now is tried again, with the
+ * reconnections' capped exponential backoff and jitter, until
+ * {@link ConnectOptions.timeoutMs} has passed: `too_many_connections` (a
+ * flood of connections, or this address throttled after wrong keys: when the
+ * master says it refuses for longer than the time left, the refusal is thrown
+ * at once) and `shutting_down`; with {@link ConnectOptions.reconnect} on (the
+ * default), also a port that refuses or resets the connection (a master
+ * restarting). A wrong key, another protocol version or a TLS failure is
+ * never retried.
  * @throws {ConnectionLostError} when the master cannot be reached in time.
  * @throws {AuthenticationError} when the key is rejected or the master cannot
  *   prove it holds the key.
+ * @throws {RemoteError} when the master still refuses (`too_many_connections`,
+ *   `shutting_down`) once the time is up.
  * @throws {TypeError | RangeError} for an option of the wrong type or out of
  *   range (before anything is sent).
  *
@@ -747,5 +837,6 @@ function sessionParams(options: ConnectOptions): SessionParams {
  */
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
   const params = sessionParams(options);
-  return new Client(await openSession(params), params, options);
+  const session = await openFirstSession(params, options.reconnect !== false);
+  return new Client(session, params, options);
 }

@@ -144,17 +144,21 @@ function closedEarly(
 }
 
 /**
- * Connects and authenticates.
+ * Connects and authenticates, by `deadline` (ms since the epoch; `timeoutMs`
+ * from now by default: {@link SessionParams.timeoutMs} still names the whole
+ * allowance in messages when a caller spreads it over several attempts).
  * @throws {ConnectionLostError} when the master cannot be reached in time.
  * @throws {AuthenticationError} when the key is rejected or the master cannot
  *   prove it holds the key.
  * @throws {TlsHandshakeError} when TLS fails: the master's certificate is not
  *   trusted, it refuses this client's, or only one side speaks TLS.
  */
-export async function openSession(params: SessionParams): Promise<Session> {
+export async function openSession(
+  params: SessionParams,
+  deadline: number = Date.now() + params.timeoutMs,
+): Promise<Session> {
   const { address, key, timeoutMs } = params;
   const where = formatAddress(address);
-  const deadline = Date.now() + timeoutMs;
 
   const connecting: Promise<ByteStream> = params.tls === undefined
     ? Deno.connect({ hostname: address.hostname, port: address.port }).then((tcp) => {
@@ -166,7 +170,7 @@ export async function openSession(params: SessionParams): Promise<Session> {
   try {
     stream = await withTimeout(
       connecting,
-      timeoutMs,
+      Math.max(0, deadline - Date.now()),
       () => new ConnectionLostError(`cannot reach master ${where}: no answer in ${timeoutMs} ms`),
     );
   } catch (error) {

@@ -674,6 +674,59 @@ export class Engine {
     return out;
   }
 
+  /**
+   * Takes back out of memory items whose puts were not stored (the store
+   * discarded the commit that carried their inserts, see
+   * {@link Store.onDiscard}), wherever they are now: ready, delayed, or
+   * leased (the lease is cancelled, so its holder's ack, nack, fail or extend
+   * is refused). Items already settled are left alone. Nothing is recorded in
+   * the store: it never held them. `items` are the engine's own items, as the
+   * store was given them; anything else is ignored. Returns how many were
+   * removed.
+   */
+  discard(items: Iterable<StoredItem>): number {
+    const ready = new Map<QueueState, Set<Item>>();
+    const touched = new Set<QueueState>();
+    let removed = 0;
+    const forget = (queue: QueueState, item: Item) => {
+      this.#heldBytes -= item.cost;
+      queue.put--;
+      removed++;
+      touched.add(queue);
+    };
+    for (const stored of items) {
+      if (!(stored instanceof Item)) continue;
+      const item = stored;
+      const queue = this.#queues.get(item.queue);
+      if (queue === undefined) continue;
+      if (this.#leased.get(item.id) === item) {
+        item.owner?.leases.delete(item);
+        this.#unlease(queue, item);
+        forget(queue, item);
+      } else if (item.state === "delayed" && item.heapIndex !== NOT_SCHEDULED) {
+        this.#timers.cancel(item);
+        queue.delayed--;
+        item.state = "ready";
+        forget(queue, item);
+      } else if (item.state === "ready") {
+        let set = ready.get(queue);
+        if (set === undefined) ready.set(queue, set = new Set());
+        set.add(item);
+      }
+    }
+    for (const [queue, set] of ready) {
+      queue.ready.removeWhere((item) => {
+        if (!set.has(item)) return false;
+        forget(queue, item);
+        return true;
+      });
+    }
+    for (const queue of touched) {
+      if (queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
+    }
+    return removed;
+  }
+
   #removeReady(name: string, match: (item: Item) => boolean): Item[] {
     const queue = this.#queues.get(name);
     const removed: Item[] = [];

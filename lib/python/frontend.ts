@@ -139,7 +139,7 @@ export class PythonFrontEnd implements FrontEnd {
       kind: "Python connections",
       open: (conn) => {
         host.broker.telemetry.connectionsAccepted++;
-        return new PythonSession(new PythonConnection(conn), this.#ctx);
+        return new PythonSession(new PythonConnection(conn, { shared: host.buffers }), this.#ctx);
       },
       drop: (session) => session.close(),
     });

@@ -24,6 +24,7 @@
 import type { Broker } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
 import type { AuthThrottle } from "./auth_throttle.ts";
+import type { ByteBudget } from "../util/memory.ts";
 
 /** What the host hands each front-end it starts. */
 export interface HostContext {
@@ -41,6 +42,12 @@ export interface HostContext {
   readonly logger: Logger;
   /** The throttle of wrong keys shared by every front-end: check it before a handshake, tell it each failure. */
   readonly authThrottle: AuthThrottle;
+  /**
+   * The master's buffers share of its memory budget, which every connection
+   * (native or not) charges what it buffers to: past its cap, connections
+   * holding bytes stop reading ahead.
+   */
+  readonly buffers: ByteBudget;
 }
 
 /** A running front-end. */

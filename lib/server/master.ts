@@ -127,7 +127,11 @@ export class Master {
   #closing: Promise<void> | undefined;
   readonly #acceptor: Acceptor<NativeSession>;
   readonly #started: FrontEnd[] = [];
-  /** What every native connection queues for sending, together, against the buffers share. */
+  /**
+   * What every connection buffers, together, against the buffers share: the
+   * native ones what they queue for sending, the other front-ends' what they
+   * hold (see {@link HostContext.buffers}).
+   */
   readonly buffers: ByteBudget;
   /** The throttle of wrong keys every front-end shares. */
   readonly authThrottle: AuthThrottle;
@@ -205,6 +209,7 @@ export class Master {
       maxPendingHandshakes: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
       logger: this.#log,
       authThrottle: this.authThrottle,
+      buffers: this.buffers,
     };
     for (const factory of factories) this.#started.push(await factory.start(host));
   }

@@ -10,6 +10,12 @@
  * vacuum) and the WAL is truncated after large drains, so the files shrink
  * back as queues empty.
  *
+ * A commit that fails (the disk is full, an I/O error) rolls its transaction
+ * back and discards the batch: its changes are never written, not even with
+ * a later commit, so the replies that waited for it can truthfully say "not
+ * stored". The items the batch inserted go to {@link SqliteStore.onDiscard}
+ * first. The next commit carries only the changes made after the failure.
+ *
  * The database is opened in exclusive locking mode: a second master on the
  * same directory fails at once with {@link StoreLockedError}. A file that is
  * not a taskq database, is damaged (down to a single item whose value cannot be
@@ -56,6 +62,16 @@ const INSERT_COLUMNS = 7;
 
 /** WAL size (bytes) kept after a checkpoint. */
 const WAL_SIZE_LIMIT = 16 * 1024 * 1024;
+
+/** Options of a {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * For tests: the most pages (of 4 KiB) the database file may grow to
+   * (`PRAGMA max_page_count`), so that writes past it fail with SQLITE_FULL
+   * as on a full disk. No limit beyond SQLite's own by default.
+   */
+  maxPageCount?: number;
+}
 
 type Change = "insert" | "update" | "delete";
 
@@ -155,12 +171,14 @@ export class SqliteStore implements Store {
   readonly commitTimes: number[] = [];
   /** Called after each commit with its duration in ms (the master's metrics). */
   onCommit: ((ms: number) => void) | undefined = undefined;
+  /** Called when a commit fails, with the items its discarded batch inserted. */
+  onDiscard: ((inserted: readonly StoredItem[]) => void) | undefined = undefined;
 
   /**
    * Opens (creating if needed) the store in directory `dir`.
    * @throws {StoreLockedError | StoreCorruptError | StoreVersionError | StoreError}
    */
-  constructor(dir: string) {
+  constructor(dir: string, options: SqliteStoreOptions = {}) {
     try {
       Deno.mkdirSync(dir, { recursive: true });
     } catch (error) {
@@ -182,6 +200,15 @@ export class SqliteStore implements Store {
       throw error;
     }
     this.#db = db;
+    if (options.maxPageCount !== undefined) {
+      if (!Number.isSafeInteger(options.maxPageCount) || options.maxPageCount < 1) {
+        db.close();
+        throw new RangeError(
+          `maxPageCount must be a positive whole number of pages, not ${options.maxPageCount}`,
+        );
+      }
+      db.prepare(`PRAGMA max_page_count = ${options.maxPageCount}`).get();
+    }
     if (!exists(marker)) Deno.writeTextFileSync(marker, "a taskq store was created here\n");
     this.#insert = db.prepare(
       `INSERT OR REPLACE INTO items (${ITEM_COLUMNS}) VALUES (${
@@ -461,13 +488,28 @@ export class SqliteStore implements Store {
       } catch {
         // the failed statement already ended the transaction
       }
-      // Keep the changes for the next attempt, under any made since.
-      for (const [id, entry] of pending) if (!this.#pending.has(id)) this.#pending.set(id, entry);
-      waiters?.reject(new StoreError(`cannot write ${this.path}: ${sqliteMessage(error)}`));
+      // The batch is discarded, never written later: the replies that waited
+      // for it say "not stored", so a retry must not find it stored after all.
+      const inserted: StoredItem[] = [];
+      for (const { change, item } of pending.values()) if (change === "insert") inserted.push(item);
+      const failure = new StoreError(
+        `cannot write ${this.path}: ${sqliteMessage(error)}; the changes of this commit ` +
+          `were not stored (if the disk is full, free space for the data directory)`,
+        { cause: error },
+      );
+      try {
+        if (inserted.length > 0) this.onDiscard?.(inserted);
+      } finally {
+        waiters?.reject(failure);
+      }
       return;
     }
     this.#recordCommitTime(performance.now() - started);
-    this.#reclaim();
+    try {
+      this.#reclaim();
+    } catch {
+      // Giving space back is best effort (it may fail on a full disk); the commit stands.
+    }
     waiters?.resolve();
   }
 

@@ -8,6 +8,12 @@
  * (keeps nothing beyond the engine's memory: the engine's default) and
  * `SqliteStore` in sqlite.ts.
  *
+ * A commit that fails (a full disk, an I/O error) discards its whole batch:
+ * none of the changes it carried is written, then or later, so an error
+ * reply can mean "not stored". Before its waiters are rejected, the store
+ * hands the items the batch inserted to {@link Store.onDiscard}, so that
+ * whoever made them can take them back out of memory.
+ *
  * @module
  */
 
@@ -51,12 +57,22 @@ export interface Store {
   remove(id: number): void;
   /** Whether changes are recorded but not yet committed. */
   readonly dirty: boolean;
-  /** Resolves once every change recorded so far is durable. */
+  /**
+   * Resolves once every change recorded so far is durable. Rejects when they
+   * could not be written: the batch is then discarded (never written later)
+   * and {@link onDiscard} was called with the items it inserted.
+   */
   commit(): Promise<void>;
   /** Commits what is pending and releases the store. */
   close(): Promise<void>;
   /** If set, called after each commit that wrote to disk with its duration in ms. */
   onCommit?: ((ms: number) => void) | undefined;
+  /**
+   * If set, called when a commit fails, before its waiters are rejected, with
+   * the items (the very objects given to {@link insert}) whose inserts the
+   * discarded batch carried: they are not stored, and never will be.
+   */
+  onDiscard?: ((inserted: readonly StoredItem[]) => void) | undefined;
 }
 
 /** The first id a fresh store hands out. */

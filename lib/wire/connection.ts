@@ -23,7 +23,7 @@
 
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameReader, joinFrames } from "./frame.ts";
 import { decode, type DecodeTrust, encode } from "../model/codec.ts";
-import { FrameTooLargeError } from "../errors.ts";
+import { FrameTooLargeError, ProtocolError } from "../errors.ts";
 import type { ByteStream } from "./stream.ts";
 import type { ByteBudget } from "../util/memory.ts";
 
@@ -41,6 +41,20 @@ export const SLOW_CONSUMER_MS = 2_000;
 
 /** Bytes read ahead from a peer whose next message waits (enough to notice it leave). */
 export const WATCH_WHILE_PAUSED_BYTES: number = 1024 * 1024;
+
+/**
+ * Longest time, in ms, one connection's frames are handled before the pump
+ * lets the event loop run. A peer that pipelines requests always has bytes
+ * ready, and such reads complete at once: with no yield, one connection held
+ * the master (every other connection, every timer) for as long as it kept
+ * sending (100,000 pipelined gets stalled other clients for 0.8 s).
+ */
+export const PUMP_SLICE_MS = 10;
+
+/** Resolves on a later turn of the event loop (after pending I/O and timers). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 /** Options of a {@link FramedConnection}. */
 export interface FramedConnectionOptions {
@@ -201,6 +215,7 @@ export class FramedConnection {
    */
   async pump(onMessage: (message: unknown) => void | Promise<void>): Promise<void> {
     const reader = this.#reader;
+    let sliceStart = performance.now();
     while (!this.#closed) {
       if (!(await this.#readSome())) return;
       for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
@@ -213,6 +228,12 @@ export class FramedConnection {
           (this.#shared?.over && this.queuedBytes > 0)
         ) await this.drained();
         if (this.#closed) return;
+        // Let the other connections and the timers have their turn (see PUMP_SLICE_MS).
+        if (performance.now() - sliceStart > PUMP_SLICE_MS) {
+          await nextTurn();
+          sliceStart = performance.now();
+          if (this.#closed) return;
+        }
       }
     }
   }
@@ -243,11 +264,21 @@ export class FramedConnection {
    * Waits for `paused` while still reading (a bounded amount) from the peer.
    * Resolves false if the peer closed meanwhile. A read still in flight when
    * `paused` settles is left for the pump to complete.
+   * @throws {ProtocolError} when the peer sends {@link WATCH_WHILE_PAUSED_BYTES}
+   *   more while held: it is not waiting for its replies, and a peer that
+   *   closed behind that much data could never be noticed (what it holds, its
+   *   leases and waiting gets, would stay).
    */
   async #watchWhile(paused: Promise<void>): Promise<boolean> {
     let settled = false;
     const done = paused.then(() => settled = true, () => settled = true);
-    while (!settled && this.#reader.pendingBytes < WATCH_WHILE_PAUSED_BYTES) {
+    while (!settled) {
+      if (this.#reader.pendingBytes >= WATCH_WHILE_PAUSED_BYTES) {
+        throw new ProtocolError(
+          `kept sending ${WATCH_WHILE_PAUSED_BYTES} bytes more while its earlier requests were ` +
+            `held (too many outstanding, or a full queue): wait for replies before sending more`,
+        );
+      }
       const read = this.#startRead().then(() => true, () => true);
       if (await Promise.race([read, done.then(() => false)])) {
         if (!(await this.#readSome())) return false;

@@ -65,6 +65,9 @@ export function decodeFrameHeader(
  * management (reading in place, compacting, growing to fit a frame whose
  * length is allowed) is the same for every framing.
  */
+/** Room for a header and the start of the next frame beyond the largest payload. */
+const READ_SLACK_BYTES = 64;
+
 export class LengthPrefixedReader {
   readonly #decodeHeader: FrameHeaderDecoder;
   readonly #minReadBytes: number;
@@ -82,8 +85,17 @@ export class LengthPrefixedReader {
     this.#decodeHeader = decodeHeader;
     this.#minReadBytes = minReadBytes;
     this.#maxFrameBytes = maxFrameBytes;
-    this.#buf = new Uint8Array(minReadBytes * 2);
+    this.#buf = new Uint8Array(this.#readBytes(maxFrameBytes) * 2);
     this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /**
+   * Free space kept for each read: `minReadBytes`, or less while frames are
+   * limited to less (an unauthenticated peer, allowed 1 KiB, costs no 128 KiB
+   * buffer: a flood of them would bloat the master).
+   */
+  #readBytes(maxFrameBytes: number): number {
+    return Math.min(this.#minReadBytes, maxFrameBytes + READ_SLACK_BYTES);
   }
 
   /** Largest payload accepted; may be raised or lowered between frames. */
@@ -122,7 +134,7 @@ export class LengthPrefixedReader {
    */
   space(): Uint8Array {
     if (this.#start === this.#end) this.#start = this.#end = 0;
-    let need = this.#minReadBytes;
+    let need = this.#readBytes(this.#maxFrameBytes);
     const pending = this.#end - this.#start;
     let header: FrameHeader | undefined;
     try {

@@ -9,12 +9,22 @@
  * wait in a short queue for {@link PythonConnection.recv}; Python never sends
  * more than a few ahead, and reading pauses while the queue is full.
  *
+ * On the master, connections share a {@link ByteBudget} (the master's
+ * buffers share of its memory budget, which the native connections charge
+ * too): each charges the bytes it has read and `recv` has not taken yet
+ * (whole messages, and the one being read) and the bytes it has not yet
+ * written. While the budget is over its cap, a connection reads only
+ * for a `recv` that waits with nothing queued (the message at hand), never
+ * ahead, so however many peers pipeline large messages, what they make the
+ * master hold stays near the cap plus one message per connection.
+ *
  * @module
  */
 
 import { PY_HANDSHAKE_MAX_BYTES, pyFrame, PyFrameReader } from "./frame.ts";
 import { ConnectionLostError } from "../../errors.ts";
 import type { ByteStream } from "../../wire/stream.ts";
+import type { ByteBudget } from "../../util/memory.ts";
 
 /** Received messages held for {@link PythonConnection.recv} before reading pauses. */
 const MAX_QUEUED_MESSAGES = 8;
@@ -24,6 +34,24 @@ const MAX_QUEUED_MESSAGES = 8;
  * reading pauses (one message of any allowed size is always taken): 1 MiB.
  */
 const MAX_QUEUED_BYTES = 1024 * 1024;
+
+/**
+ * How often, in ms, a connection that stopped reading ahead because the
+ * shared budget was over looks again whether it is back under.
+ */
+const BUDGET_RECHECK_MS = 100;
+
+/**
+ * Most bytes one read takes when the connection charges a shared budget:
+ * 256 KiB, so that connections reading at once overshoot the cap by little.
+ */
+const BUDGET_READ_BYTES = 256 * 1024;
+
+/** Options of a {@link PythonConnection}. */
+export interface PythonConnectionOptions {
+  /** The budget its held messages and unwritten bytes are charged to, with every other connection's. */
+  shared?: ByteBudget;
+}
 
 /**
  * A Python-framed connection over a Deno TCP connection.
@@ -62,10 +90,16 @@ export class PythonConnection {
   #eof = false;
   #closed = false;
   #writing: Promise<void> = Promise.resolve();
+  readonly #shared: ByteBudget | undefined;
+  /** Bytes charged to {@link #shared} and not yet released. */
+  #charged = 0;
+  /** Bytes given to {@link send} and not yet written. */
+  #unwritten = 0;
 
   /** Wraps `conn`; messages over {@link PY_HANDSHAKE_MAX_BYTES} are refused until raised. */
-  constructor(conn: ByteStream) {
+  constructor(conn: ByteStream, options: PythonConnectionOptions = {}) {
     this.conn = conn;
+    this.#shared = options.shared;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.peer = addr.hostname.includes(":")
       ? `[${addr.hostname}]:${addr.port}`
@@ -88,16 +122,25 @@ export class PythonConnection {
     const reader = this.#reader;
     try {
       while (!this.#closed) {
-        while (
-          (this.#queue.length >= MAX_QUEUED_MESSAGES || this.#queuedBytes >= MAX_QUEUED_BYTES) &&
-          !this.#closed
-        ) {
+        for (let full = this.#full(); full !== false && !this.#closed; full = this.#full()) {
           this.#resume = Promise.withResolvers<void>();
-          await this.#resume.promise;
+          if (full === "budget") {
+            // Nothing of ours will wake us when others bring the budget back under.
+            const timer = setTimeout(this.#wakeReader, BUDGET_RECHECK_MS);
+            await this.#resume.promise;
+            clearTimeout(timer);
+          } else {
+            await this.#resume.promise;
+          }
         }
         let n: number | null;
         try {
-          n = await this.conn.read(reader.space());
+          const space = reader.space();
+          n = await this.conn.read(
+            this.#shared === undefined || space.length <= BUDGET_READ_BYTES
+              ? space
+              : space.subarray(0, BUDGET_READ_BYTES),
+          );
         } catch {
           n = null; // reset by the peer, or closed by us
         }
@@ -114,6 +157,7 @@ export class PythonConnection {
           this.#queue.push(frame);
           this.#queuedBytes += frame.length;
         }
+        this.#recharge();
         this.#wake();
       }
     } catch (error) {
@@ -123,6 +167,43 @@ export class PythonConnection {
       this.#eof = true;
       this.#wake();
     }
+  }
+
+  /**
+   * Why reading must wait now: `"queue"` while this connection holds enough
+   * messages, `"budget"` while the shared budget is over and no `recv` waits
+   * with nothing queued; false when it may read.
+   */
+  #full(): "queue" | "budget" | false {
+    if (this.#queue.length >= MAX_QUEUED_MESSAGES || this.#queuedBytes >= MAX_QUEUED_BYTES) {
+      return "queue";
+    }
+    if (this.#shared?.over && !(this.#waiter !== undefined && this.#queue.length === 0)) {
+      return "budget";
+    }
+    return false;
+  }
+
+  /** Lets a paused reader look again whether it may read. */
+  readonly #wakeReader = (): void => {
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.resolve();
+  };
+
+  /**
+   * Brings what is charged to the shared budget to what the connection holds:
+   * bytes read and not yet taken by `recv` (whole messages and the one being
+   * read) and bytes not yet written; nothing once closed.
+   */
+  #recharge(): void {
+    const shared = this.#shared;
+    if (shared === undefined) return;
+    const held = this.#closed ? 0 : this.#queuedBytes + this.#reader.pendingBytes + this.#unwritten;
+    const change = held - this.#charged;
+    if (change > 0) shared.charge(change);
+    else if (change < 0) shared.release(-change);
+    this.#charged = held;
   }
 
   #wake(): void {
@@ -143,9 +224,8 @@ export class PythonConnection {
       const frame = this.#queue.shift();
       if (frame !== undefined) {
         this.#queuedBytes -= frame.length;
-        const resume = this.#resume;
-        this.#resume = undefined;
-        resume?.resolve();
+        this.#recharge();
+        this.#wakeReader();
         return frame;
       }
       if (this.#error !== undefined) throw this.#error;
@@ -153,6 +233,7 @@ export class PythonConnection {
         throw new ConnectionLostError(`connection to ${this.peer} closed`);
       }
       this.#waiter ??= Promise.withResolvers<void>();
+      this.#wakeReader(); // a reader held back by the budget may read for this recv
       await this.#waiter.promise;
     }
   }
@@ -163,13 +244,22 @@ export class PythonConnection {
    */
   send(payload: Uint8Array): Promise<void> {
     const bytes = pyFrame(payload);
+    this.#unwritten += bytes.length;
+    this.#recharge();
     const write = this.#writing.then(async () => {
-      if (this.#closed) throw new ConnectionLostError(`connection to ${this.peer} closed`);
+      let offset = 0;
       try {
-        for (let offset = 0; offset < bytes.length;) {
-          offset += await this.conn.write(bytes.subarray(offset));
+        if (this.#closed) throw new ConnectionLostError(`connection to ${this.peer} closed`);
+        while (offset < bytes.length) {
+          const n = await this.conn.write(bytes.subarray(offset));
+          offset += n;
+          this.#unwritten -= n;
+          this.#recharge();
         }
       } catch (cause) {
+        this.#unwritten -= bytes.length - offset;
+        this.#recharge();
+        if (cause instanceof ConnectionLostError) throw cause;
         this.close();
         throw new ConnectionLostError(
           `cannot write to ${this.peer}: ${(cause as Error).message}`,
@@ -195,9 +285,9 @@ export class PythonConnection {
     } catch {
       // already closed by the runtime
     }
-    const resume = this.#resume;
-    this.#resume = undefined;
-    resume?.resolve();
+    // What it held is dropped as far as the budget is concerned (recv may still take it).
+    this.#recharge();
+    this.#wakeReader();
     this.#wake();
   }
 }
