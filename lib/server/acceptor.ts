@@ -16,6 +16,12 @@ export const ACCEPT_BACKOFF_MIN_MS = 10;
 /** Longest wait between accepts while they keep failing, in ms. */
 export const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
+/**
+ * While connections mid-handshake keep being dropped to make room (a flood),
+ * the first drop is logged, then one line per this many ms with the count.
+ */
+export const DROP_REPORT_INTERVAL_MS = 10_000;
+
 /** What the {@link Acceptor} needs of a session. */
 export interface AcceptedSession {
   /** The connection, for its peer's address in log lines. */
@@ -48,6 +54,9 @@ export class Acceptor<S extends AcceptedSession> {
   readonly #accepting: Promise<void>;
   #closing = false;
   #wake: (() => void) | undefined;
+  /** While drops are being counted: the timer of the next report line. */
+  #dropReport: ReturnType<typeof setTimeout> | undefined;
+  #dropsUnreported = 0;
 
   /** Starts accepting on `options.listener`. */
   constructor(options: AcceptorOptions<S>) {
@@ -109,10 +118,15 @@ export class Acceptor<S extends AcceptedSession> {
     if (this.#pending.size >= maxPending) {
       const oldest = this.#pending.values().next().value as S;
       this.#pending.delete(oldest);
-      log.warn(`too many unauthenticated ${kind}; dropping the oldest`, {
-        peer: oldest.conn.peer,
-        limit: maxPending,
-      });
+      if (this.#dropReport === undefined) {
+        log.warn(`too many unauthenticated ${kind}; dropping the oldest`, {
+          peer: oldest.conn.peer,
+          limit: maxPending,
+        });
+        this.#dropReport = setTimeout(() => this.#reportDrops(), DROP_REPORT_INTERVAL_MS);
+      } else {
+        this.#dropsUnreported++;
+      }
       this.#options.drop(oldest);
     }
     this.#pending.add(session);
@@ -121,6 +135,20 @@ export class Acceptor<S extends AcceptedSession> {
       this.#pending.delete(session);
     });
     this.#sessions.set(session, running);
+  }
+
+  /** Logs how many more were dropped since the last line; keeps reporting while drops go on. */
+  #reportDrops(): void {
+    const dropped = this.#dropsUnreported;
+    this.#dropsUnreported = 0;
+    this.#dropReport = undefined;
+    if (dropped === 0) return;
+    const { log, kind, maxPending } = this.#options;
+    log.warn(`dropped ${dropped} more unauthenticated ${kind} to make room`, {
+      seconds: DROP_REPORT_INTERVAL_MS / 1000,
+      limit: maxPending,
+    });
+    this.#dropReport = setTimeout(() => this.#reportDrops(), DROP_REPORT_INTERVAL_MS);
   }
 
   /** Waits `ms`, or less if the acceptor closes meanwhile. */
@@ -139,6 +167,10 @@ export class Acceptor<S extends AcceptedSession> {
   async close(): Promise<void> {
     this.#closing = true;
     this.#wake?.();
+    clearTimeout(this.#dropReport);
+    if (this.#dropReport !== undefined) this.#reportDrops();
+    clearTimeout(this.#dropReport);
+    this.#dropReport = undefined;
     try {
       this.#options.listener.close();
     } catch {
