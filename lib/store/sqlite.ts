@@ -63,6 +63,30 @@ const INSERT_COLUMNS = 7;
 /** WAL size (bytes) kept after a checkpoint. */
 const WAL_SIZE_LIMIT = 16 * 1024 * 1024;
 
+/**
+ * For tests only: an environment variable that, when set to a positive whole
+ * number of pages, is taken as {@link SqliteStoreOptions.maxPageCount} by a
+ * store opened without that option, so that a real `taskq master` process
+ * meets SQLITE_FULL as on a full disk (tests/hostile_more_test.ts). Read only
+ * when the process may read it without a prompt; never set it in production.
+ */
+export const TEST_MAX_PAGES_ENV = "TASKQ_TEST_SQLITE_MAX_PAGES";
+
+/** {@link TEST_MAX_PAGES_ENV}'s value, if it is set and may be read. */
+function testMaxPageCount(): number | undefined {
+  try {
+    if (
+      Deno.permissions.querySync({ name: "env", variable: TEST_MAX_PAGES_ENV }).state !== "granted"
+    ) {
+      return undefined;
+    }
+    const text = Deno.env.get(TEST_MAX_PAGES_ENV);
+    return text === undefined || text === "" ? undefined : Number(text);
+  } catch {
+    return undefined; // no permission to read the environment: not a test
+  }
+}
+
 /** Options of a {@link SqliteStore}. */
 export interface SqliteStoreOptions {
   /**
@@ -200,14 +224,15 @@ export class SqliteStore implements Store {
       throw error;
     }
     this.#db = db;
-    if (options.maxPageCount !== undefined) {
-      if (!Number.isSafeInteger(options.maxPageCount) || options.maxPageCount < 1) {
+    const maxPageCount = options.maxPageCount ?? testMaxPageCount();
+    if (maxPageCount !== undefined) {
+      if (!Number.isSafeInteger(maxPageCount) || maxPageCount < 1) {
         db.close();
         throw new RangeError(
-          `maxPageCount must be a positive whole number of pages, not ${options.maxPageCount}`,
+          `maxPageCount must be a positive whole number of pages, not ${maxPageCount}`,
         );
       }
-      db.prepare(`PRAGMA max_page_count = ${options.maxPageCount}`).get();
+      db.prepare(`PRAGMA max_page_count = ${maxPageCount}`).get();
     }
     if (!exists(marker)) Deno.writeTextFileSync(marker, "a taskq store was created here\n");
     this.#insert = db.prepare(

@@ -73,6 +73,8 @@ export class LengthPrefixedReader {
   readonly #minReadBytes: number;
   #buf: Uint8Array;
   #view: DataView;
+  /** Size of the buffer between large frames, in bytes. */
+  #baseBytes: number;
   #start = 0;
   #end = 0;
   #maxFrameBytes: number;
@@ -85,7 +87,8 @@ export class LengthPrefixedReader {
     this.#decodeHeader = decodeHeader;
     this.#minReadBytes = minReadBytes;
     this.#maxFrameBytes = maxFrameBytes;
-    this.#buf = new Uint8Array(this.#readBytes(maxFrameBytes) * 2);
+    this.#baseBytes = this.#readBytes(maxFrameBytes) * 2;
+    this.#buf = new Uint8Array(this.#baseBytes);
     this.#view = new DataView(this.#buf.buffer);
   }
 
@@ -105,6 +108,7 @@ export class LengthPrefixedReader {
 
   set maxFrameBytes(bytes: number) {
     this.#maxFrameBytes = bytes;
+    this.#baseBytes = this.#readBytes(bytes) * 2;
   }
 
   /** Bytes received that do not yet form a whole frame. */
@@ -184,12 +188,40 @@ export class LengthPrefixedReader {
    * or whatever else the header decoder throws.
    */
   next(): Uint8Array | undefined {
+    return this.#frame();
+  }
+
+  /** The next frame's payload, handing a grown buffer over with a large one. */
+  #frame(): Uint8Array | undefined {
     const header = this.#header();
     if (header === undefined) return undefined;
     if (this.#end - this.#start < header.headerBytes + header.payloadBytes) return undefined;
     const from = this.#start + header.headerBytes;
     this.#start = from + header.payloadBytes;
-    return this.#buf.subarray(from, from + header.payloadBytes);
+    const payload = this.#buf.subarray(from, from + header.payloadBytes);
+    if (this.#buf.length > this.#baseBytes && header.payloadBytes > this.#baseBytes / 2) {
+      // A large frame: the buffer grew for it. Hand that buffer over with the
+      // frame (no copy) and go on in one of the usual size, so a connection
+      // that sent one large frame does not keep its size for good.
+      const rest = this.#buf.subarray(this.#start, this.#end);
+      this.#buf = new Uint8Array(Math.max(this.#baseBytes, rest.length));
+      this.#buf.set(rest);
+      this.#view = new DataView(this.#buf.buffer);
+      this.#start = 0;
+      this.#end = rest.length;
+    }
+    return payload;
+  }
+
+  /**
+   * Like {@link next}, but the payload is the caller's to keep: a copy when the
+   * frame is small, the buffer it was read into (no copy) when it is large.
+   */
+  take(): Uint8Array | undefined {
+    const bufferBefore = this.#buf;
+    const payload = this.#frame();
+    if (payload === undefined) return undefined;
+    return this.#buf === bufferBefore ? payload.slice() : payload;
   }
 }
 

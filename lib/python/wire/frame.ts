@@ -69,13 +69,13 @@ export class PyFrameReader extends LengthPrefixedReader {
   }
 
   /**
-   * The next whole message's payload (a copy), or `undefined` when more bytes
-   * are needed.
+   * The next whole message's payload, the caller's to keep (a copy of a small
+   * one; a large one's own buffer), or `undefined` when more bytes are needed.
    * @throws {FrameTooLargeError} when the announced length exceeds the maximum.
    * @throws {ProtocolError} on a negative length other than the escape.
    */
   override next(): Uint8Array | undefined {
-    return super.next()?.slice();
+    return super.take();
   }
 }
 

@@ -432,10 +432,15 @@ class Reader {
     this.#push(this.#text(bytes));
   }
 
-  /** Pushes a copy of `bytes`, counting it first. */
+  /**
+   * Pushes `bytes`, counting it first: a copy, unless it is most of the
+   * message (a large binary item), which is then kept as a view of the
+   * message's own buffer instead of a second copy of it.
+   */
   #pushBytes(bytes: Uint8Array): void {
     this.#charge(SLOT_BYTES + BYTES_BYTES + bytes.length, 1);
-    this.#push(bytes.slice());
+    const mostOfTheMessage = bytes.length * 2 > this.#data.length;
+    this.#push(mostOfTheMessage ? bytes : bytes.slice());
   }
 
   /** Pushes the integer of `bytes` (LONG1, LONG4), counting it first. */
