@@ -375,20 +375,9 @@ say("done", replies=total, perConn=replies, sent=sum(sent), messageBytes=len(put
 `;
 }
 
-/**
- * Known open (issue #11): the master's RSS peaks at about 330 MiB here against
- * 256 MiB + 64 MiB (it was 440–560 MiB before large frames stopped being
- * copied and kept): each of the 8 connections may read one whole message
- * over the shared budget (so none can wait for another for good), and
- * 8 × 16 MiB in flight plus decoding outgrow the budget. One such reader at a
- * time is the likely fix; until it lands this test is reported as ignored.
- */
-const PYTHON_OVERDRAFT_BOUNDED = false;
-
 Deno.test({
-  name: "hostile more: 8 Python connections queue 8 × 16 MiB behind a blocking get" +
-    (PYTHON_OVERDRAFT_BOUNDED ? "" : " (KNOWN OPEN: RSS ~330 MiB over a 320 MiB bound)"),
-  ignore: PYTHON === undefined || !PYTHON_OVERDRAFT_BOUNDED,
+  name: "hostile more: 8 Python connections queue 8 × 16 MiB behind a blocking get",
+  ignore: PYTHON === undefined,
   fn: async () => {
     await scenario(
       "1 Python big messages behind a blocking get",

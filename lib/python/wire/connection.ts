@@ -42,6 +42,12 @@ const MAX_QUEUED_BYTES = 1024 * 1024;
 const BUDGET_RECHECK_MS = 100;
 
 /**
+ * Per shared budget, the one connection reading the rest of a message while
+ * the budget is over (see `#full`).
+ */
+const overdrafts = new WeakMap<ByteBudget, PythonConnection>();
+
+/**
  * Most bytes one read takes when the connection charges a shared budget:
  * 256 KiB, so that connections reading at once overshoot the cap by little.
  */
@@ -157,6 +163,7 @@ export class PythonConnection {
           this.#queue.push(frame);
           this.#queuedBytes += frame.length;
         }
+        if (this.#queue.length > 0) this.#releaseOverdraft();
         this.#recharge();
         this.#wake();
       }
@@ -165,6 +172,7 @@ export class PythonConnection {
       this.#error = error as Error;
     } finally {
       this.#eof = true;
+      this.#releaseOverdraft();
       this.#wake();
     }
   }
@@ -178,10 +186,31 @@ export class PythonConnection {
     if (this.#queue.length >= MAX_QUEUED_MESSAGES || this.#queuedBytes >= MAX_QUEUED_BYTES) {
       return "queue";
     }
-    if (this.#shared?.over && !(this.#waiter !== undefined && this.#queue.length === 0)) {
-      return "budget";
+    const shared = this.#shared;
+    if (shared === undefined || !shared.over) {
+      this.#releaseOverdraft();
+      return false;
     }
+    // Over budget, a connection whose session waits for its next message with
+    // none queued may still read that one message, so that no connection waits
+    // for others for good. Its first bytes (one read) are always read; the rest
+    // of a message by one connection at a time, so that such messages do not
+    // add up past the budget.
+    if (this.#waiter === undefined || this.#queue.length > 0) return "budget";
+    if (this.#reader.pendingBytes === 0) {
+      this.#releaseOverdraft();
+      return false;
+    }
+    const holder = overdrafts.get(shared);
+    if (holder !== undefined && holder !== this && !holder.closed) return "budget";
+    overdrafts.set(shared, this);
     return false;
+  }
+
+  /** Gives up the right to read a message over budget, if this connection holds it. */
+  #releaseOverdraft(): void {
+    const shared = this.#shared;
+    if (shared !== undefined && overdrafts.get(shared) === this) overdrafts.delete(shared);
   }
 
   /** Lets a paused reader look again whether it may read. */
