@@ -26,7 +26,8 @@
  * dead-letters); delays; results committed with the ack; back-pressure by
  * `maxQueueLength` (held puts, first come first served, the limit holds,
  * `roomTimeoutMs`, items the broker puts itself never held); pause and resume;
- * the admin calls (peek, drop, requeueDead, stats, sessions, waitEmpty);
+ * the admin calls (peek, drop, requeueDead, stats, sessions, waitEmpty); the
+ * limits (reads create no queue, the queue cap, the memory budget);
  * concurrent consumers; and, for a durable factory that can reopen its data,
  * durability across close and reopen.
  *
@@ -46,7 +47,13 @@
 
 import assert from "node:assert/strict";
 import type { Broker, BrokerSession, Delivery, GetOptions } from "../lib/broker/broker.ts";
-import { BrokerClosedError, QueueFullError, SessionClosedError } from "../lib/broker/errors.ts";
+import {
+  BrokerClosedError,
+  MemoryFullError,
+  QueueFullError,
+  SessionClosedError,
+  TooManyQueuesError,
+} from "../lib/broker/errors.ts";
 import type { DeadLetter, QueueStats, RetryPolicy } from "../lib/model/types.ts";
 
 /** What a test needs its broker opened with. */
@@ -57,6 +64,10 @@ export interface ConformanceOptions {
   retry: RetryPolicy;
   /** Items a queue may hold before puts to it wait (0: no limit). */
   maxQueueLength: number;
+  /** The memory budget in bytes, when a test sets one (puts near it are refused). */
+  maxMemoryBytes?: number;
+  /** Most queues the broker holds, when a test sets it. */
+  maxQueues?: number;
 }
 
 /** How the suite gets brokers of the implementation under test. */
@@ -113,6 +124,8 @@ interface Overrides {
   defaultLeaseMs?: number;
   retry?: Partial<RetryPolicy>;
   maxQueueLength?: number;
+  maxMemoryBytes?: number;
+  maxQueues?: number;
 }
 
 /** Resolves after `ms`; only used to show that something does NOT happen meanwhile. */
@@ -355,6 +368,8 @@ function optionsWith(overrides: Overrides): ConformanceOptions {
     defaultLeaseMs: overrides.defaultLeaseMs ?? BASE_OPTIONS.defaultLeaseMs,
     retry: { ...BASE_OPTIONS.retry, ...overrides.retry },
     maxQueueLength: overrides.maxQueueLength ?? BASE_OPTIONS.maxQueueLength,
+    ...(overrides.maxMemoryBytes === undefined ? {} : { maxMemoryBytes: overrides.maxMemoryBytes }),
+    ...(overrides.maxQueues === undefined ? {} : { maxQueues: overrides.maxQueues }),
   };
 }
 
@@ -1286,6 +1301,62 @@ export function brokerConformance(factory: BrokerFactory): void {
     );
     assert.equal(requeued.length, 1);
     assert.equal((await h.stats("q")).ready, 2);
+  });
+
+  // ---------------------------------------------------------------- limits
+
+  test("a get with timeout 0 and the stats of an unknown queue create no queue", {}, async (h) => {
+    const s = await h.session();
+    await s.put("real", ["x"]);
+    assert.deepEqual(await s.get("ghost", { max: 1, timeoutMs: 0 }), []);
+    const ghost = (await h.broker.stats("ghost")).queues[0];
+    assert.deepEqual([ghost.name, ghost.ready, ghost.put], ["ghost", 0, 0]);
+    const names = (await h.broker.stats()).queues.map((q) => q.name);
+    assert.ok(!names.includes("ghost"), `${names.join(", ")}`);
+    assert.ok(names.includes("real"));
+  });
+
+  test("at the queue cap a put naming a new queue is refused; the others go on", {
+    maxQueues: 2,
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("a", [1]);
+    await s.put("b", [2]);
+    await assert.rejects(s.put("c", [3]), TooManyQueuesError);
+    assert.equal((await h.stats("c")).put, 0, "nothing of the refused put was stored");
+    await s.put("a", [4]);
+    assert.equal((await h.stats("a")).ready, 2);
+    // Once a queue is gone (emptied and unused), there is room again.
+    const [one] = await s.get("b", { max: 1, timeoutMs: 0 });
+    await s.ack([one.id]);
+    await s.put("c", [3]);
+    assert.equal((await h.stats("c")).ready, 1);
+  });
+
+  test("near the memory budget puts are refused; gets and acks go on; puts resume after", {
+    maxMemoryBytes: 32 * 1024 * 1024,
+  }, async (h) => {
+    const s = await h.session();
+    const big = "x".repeat(512 * 1024);
+    let stored = 0;
+    let refused: unknown;
+    while (refused === undefined && stored < 1_000) {
+      await s.put("q", [big]).then(() => stored++, (error) => refused = error);
+    }
+    assert.ok(refused instanceof MemoryFullError, String(refused));
+    assert.ok(stored > 0, "puts went through below the budget");
+    assert.equal((await h.stats("q")).ready, stored, "the refused put stored nothing");
+    // A get may hand out fewer than asked (a broker bounds one reply's size).
+    let taken = 0;
+    for (let got = -1; got !== 0;) {
+      const batch = await s.get("q", { max: stored, timeoutMs: 0 });
+      got = batch.length;
+      taken += got;
+      assert.deepEqual(await s.ack(batch.map((d) => d.id)), [], "acks go on");
+    }
+    assert.equal(taken, stored, "gets go on");
+    await s.put("q", [big]);
+    assert.equal((await h.stats("q")).ready, 1, "puts resume once there is room");
   });
 
   // ---------------------------------------------------------------- pause and resume
