@@ -52,6 +52,55 @@ export function parseAddress(text: string): Address {
   return { hostname, port };
 }
 
+/** What separates the masters in a client's list of addresses (`--connect`, `TASKQ_ADDR`). */
+export const ADDRESS_LIST_SEPARATOR = ",";
+
+/**
+ * Parses a client's list of masters: one address as {@link parseAddress}
+ * reads it, or several separated by commas (`10.0.0.5:5000,10.0.0.6:5000`),
+ * each with a port from 1 to 65535. Spaces around an entry are ignored.
+ * @throws {ConfigError} naming the bad entry: an empty one (`a:1,,b:2`, a
+ *   trailing comma), one that is not `HOST:PORT`, or port 0.
+ *
+ * @example
+ * ```ts
+ * import { parseAddressList } from "./config.ts";
+ * console.log(parseAddressList("10.0.0.5:5000, [::1]:5001"));
+ * // [ { hostname: "10.0.0.5", port: 5000 }, { hostname: "::1", port: 5001 } ]
+ * try {
+ *   parseAddressList("10.0.0.5:5000,,10.0.0.6:5000");
+ * } catch (error) {
+ *   console.log((error as Error).message);
+ *   // bad address list "10.0.0.5:5000,,10.0.0.6:5000": entry 2 is empty; separate ...
+ * }
+ * ```
+ */
+export function parseAddressList(text: string): Address[] {
+  const entries = text.split(ADDRESS_LIST_SEPARATOR);
+  const where = (i: number) => entries.length > 1 ? ` (entry ${i + 1} of "${text}")` : "";
+  return entries.map((entry, i) => {
+    if (entry.trim() === "") {
+      throw new ConfigError(
+        entries.length > 1
+          ? `bad address list "${text}": entry ${i + 1} is empty; separate HOST:PORT entries ` +
+            `with single commas, without a trailing one`
+          : `no address given: expected HOST:PORT, e.g. 127.0.0.1:5000`,
+      );
+    }
+    const port = /:(\d+)$/.exec(entry.trim());
+    if (port !== null && (Number(port[1]) === 0 || Number(port[1]) > MAX_PORT)) {
+      throw new ConfigError(
+        `bad address "${entry.trim()}": a master's port is 1–${MAX_PORT}${where(i)}`,
+      );
+    }
+    try {
+      return parseAddress(entry);
+    } catch (cause) {
+      throw new ConfigError(`${(cause as Error).message}${where(i)}`, { cause });
+    }
+  });
+}
+
 /** Formats an address as `HOST:PORT`, bracketing IPv6 hosts. */
 export function formatAddress(address: Address): string {
   return address.hostname.includes(":")

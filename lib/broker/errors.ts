@@ -132,12 +132,26 @@ export class BrokerClosedError extends TaskqError {
 export class MemoryFullError extends TaskqError {
   /** The wire code front-ends reply with. */
   readonly code: ErrorCode = "memory_full";
-  /** Creates the error: `heldBytes` are held, `limitBytes` may be, the put needed `putBytes`. */
-  constructor(heldBytes: number, putBytes: number, limitBytes: number) {
+  /**
+   * Creates the error: `heldBytes` are held, `limitBytes` may be, the put
+   * needed `putBytes`; `where` the items are held: the master's memory
+   * (`--max-memory`) or a shared database's tables (`--max-stored`).
+   */
+  constructor(
+    heldBytes: number,
+    putBytes: number,
+    limitBytes: number,
+    where: "memory" | "database" = "memory",
+  ) {
     super(
-      `the master is near its memory budget: items held take about ${mib(heldBytes)}, this ` +
-        `put ${mib(putBytes)}, and items may take ${mib(limitBytes)}; nothing was stored: ` +
-        `retry later, once workers have taken items (or raise --max-memory)`,
+      where === "memory"
+        ? `the master is near its memory budget: items held take about ${mib(heldBytes)}, this ` +
+          `put ${mib(putBytes)}, and items may take ${mib(limitBytes)}; nothing was stored: ` +
+          `retry later, once workers have taken items (or raise --max-memory)`
+        : `the queue database holds its most item bytes: items held take about ` +
+          `${mib(heldBytes)}, this put ${mib(putBytes)}, and items may take ` +
+          `${mib(limitBytes)}; nothing was stored: retry later, once workers have taken items ` +
+          `(or raise --max-stored)`,
     );
   }
 }
@@ -175,6 +189,45 @@ export class TooManyQueuesError extends TaskqError {
     );
     this.queue = queue;
   }
+}
+
+/**
+ * The shared queue database (PostgreSQL) could not be reached, or went away
+ * during the request: the request was not carried out (a put stored
+ * nothing). The master keeps trying the database and serves again as soon
+ * as it returns; retry.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseUnavailableError } from "./errors.ts";
+ * const error = new DatabaseUnavailableError("postgres://taskq@db:5432/taskq", new Error("ECONNREFUSED"));
+ * console.log(error.message);
+ * // the queue database postgres://taskq@db:5432/taskq is unreachable (ECONNREFUSED); nothing was done: retry once it is back
+ * ```
+ */
+export class DatabaseUnavailableError extends TaskqError {
+  /** Creates the error for the database at `url` (without its password), failing with `cause`. */
+  constructor(url: string, cause: unknown) {
+    super(
+      `the queue database ${url} is unreachable (${describeCause(cause)}); nothing was done: ` +
+        `retry once it is back`,
+      { cause },
+    );
+  }
+}
+
+/** A short description of a database client's failure. */
+function describeCause(cause: unknown): string {
+  if (cause instanceof AggregateError && cause.errors.length > 0) {
+    return describeCause(cause.errors[0]);
+  }
+  const error = cause as { message?: unknown; code?: unknown };
+  const message = typeof error?.message === "string" && error.message !== ""
+    ? error.message
+    : typeof error?.code === "string"
+    ? error.code
+    : String(cause);
+  return message;
 }
 
 /** `bytes` as mebibytes, for messages. */

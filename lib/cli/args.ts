@@ -7,7 +7,13 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError } from "../errors.ts";
-import { ADDRESS_ENV, DEFAULT_ADDRESS, loadAuthKey } from "../config.ts";
+import {
+  type Address,
+  ADDRESS_ENV,
+  DEFAULT_ADDRESS,
+  loadAuthKey,
+  parseAddressList,
+} from "../config.ts";
 import type { LogFormat, LogLevel } from "../log.ts";
 import { type Client, connect, type ConnectOptions } from "../client/client.ts";
 import { isValidQueueName, QUEUE_NAME_RULE } from "../model/queue_names.ts";
@@ -128,9 +134,33 @@ export function secondsFlag<F extends number | undefined>(
   return ms;
 }
 
-/** The master's address: `--connect`, else `TASKQ_ADDR`, else the default. */
+/**
+ * The master's address, or a comma-separated list of masters sharing one
+ * database: `--connect`, else `TASKQ_ADDR`, else the default. Not checked:
+ * see {@link masterAddresses}.
+ */
 export function masterAddress(parsed: Parsed): string {
   return stringFlag(parsed, "connect") ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS;
+}
+
+/**
+ * The masters {@link masterAddress} names, checked.
+ * @throws {ConfigError} naming the bad entry (an empty one, one that is not
+ *   `HOST:PORT`, port 0) and where it came from (`--connect` or `TASKQ_ADDR`).
+ */
+export function masterAddresses(parsed: Parsed): Address[] {
+  const flag = stringFlag(parsed, "connect");
+  const from = flag !== undefined
+    ? "--connect"
+    : Deno.env.get(ADDRESS_ENV) !== undefined
+    ? ADDRESS_ENV
+    : undefined;
+  try {
+    return parseAddressList(masterAddress(parsed));
+  } catch (cause) {
+    if (from === undefined) throw cause;
+    throw new ConfigError(`${from}: ${(cause as Error).message}`, { cause });
+  }
 }
 
 /** The key: `--authkey-file`, else `TASKQ_AUTHKEY`. */
@@ -157,8 +187,11 @@ export function logSettings(parsed: Parsed): { level: LogLevel; format: LogForma
 }
 
 /**
- * Connects to the master named by the connection flags (or the environment).
- * One-shot commands do not reconnect: a lost connection is their error.
+ * Connects to the master named by the connection flags (or the environment);
+ * given several, to one of them, moving to another when it cannot be reached
+ * (and, with `reconnect`, when it dies). One-shot commands do not reconnect:
+ * a lost connection is their error.
+ * @throws {ConfigError} for a bad address (see {@link masterAddresses}).
  */
 export function connectFromFlags(
   parsed: Parsed,
@@ -166,7 +199,7 @@ export function connectFromFlags(
 ): Promise<Client> {
   const tls = tlsClientFromFlags(parsed);
   return connect({
-    address: masterAddress(parsed),
+    address: masterAddresses(parsed),
     authkey: authKey(parsed) ?? new Uint8Array(0),
     ...options,
     ...(tls === undefined ? {} : { tls }),
@@ -175,6 +208,8 @@ export function connectFromFlags(
 
 /** The text of the connection flags for a command's help. */
 export const CONNECTION_HELP =
-  `  --connect HOST:PORT       the master (else TASKQ_ADDR, else ${DEFAULT_ADDRESS})
+  `  --connect HOST:PORT[,...] the master (else TASKQ_ADDR, else ${DEFAULT_ADDRESS});
+                            several, comma-separated, for masters sharing one
+                            database: one is used, another when it dies
   --authkey-file FILE       file holding the shared key (else TASKQ_AUTHKEY)
 ${TLS_CLIENT_HELP}`;

@@ -73,7 +73,8 @@ Example:
 
 Stops on Ctrl-C (SIGINT) or SIGTERM: takes no more items, lets running
 commands finish within the grace period, then returns the rest. When the
-master goes away, the worker reconnects by itself and carries on.
+master goes away, the worker reconnects by itself and carries on: to the
+next master of the --connect list when it names several.
 `;
 }
 
@@ -133,7 +134,7 @@ export async function runWorkerCommand(
     name,
     reconnect: true,
     onDisconnect: (reason) => log.warn("lost the master; reconnecting", { reason: reason.message }),
-    onReconnect: (attempt) => log.info("reconnected to the master", { attempt }),
+    onReconnect: (attempt, master) => log.info("reconnected to the master", { master, attempt }),
   });
   const stop = new AbortController();
   const onSignal = () => {

@@ -7,6 +7,10 @@
  * The client checks the master's proof of the key before sending anything
  * else, so it never takes work from an impostor.
  *
+ * A client may be given several masters that serve the same queues (sharing
+ * one database): it uses one at a time and moves to another when that one
+ * cannot be reached or dies ({@link connect} tells how).
+ *
  * @example
  * ```ts
  * import { serve } from "../server/master.ts";
@@ -44,12 +48,13 @@ import {
   DEFAULT_ADDRESS,
   formatAddress,
   loadAuthKey,
-  parseAddress,
+  parseAddressList,
 } from "../config.ts";
 import { openSession, type Session, type SessionParams } from "./handshake.ts";
 import { checkTlsClientOptions, type TlsClientOptions } from "../wire/tls.ts";
 import {
   AuthenticationError,
+  ConfigError,
   ConnectionLostError,
   LeaseLostError,
   ProtocolError,
@@ -67,8 +72,15 @@ const RID_MODULUS = 2 ** 32;
 
 /** Options of {@link connect}. */
 export interface ConnectOptions {
-  /** `HOST:PORT` of the master; `TASKQ_ADDR` or 127.0.0.1:5000 by default. */
-  address?: string | Address;
+  /**
+   * The master: `HOST:PORT` (`[IPv6]:PORT`) or `{ hostname, port }`; or
+   * several masters that serve the same queues (sharing one database), as a
+   * comma-separated string, the form of `--connect` and `TASKQ_ADDR`
+   * (`"10.0.0.5:5000,10.0.0.6:5000"`), or as an array. The client uses one at
+   * a time and moves to another when it cannot be reached or its connection
+   * drops (see {@link connect}). `TASKQ_ADDR` or 127.0.0.1:5000 by default.
+   */
+  address?: string | Address | readonly (string | Address)[];
   /** The shared key; `TASKQ_AUTHKEY` (or none, for a keyless loopback master) by default. */
   authkey?: Uint8Array | string;
   /** Name the master shows for this client; host and pid by default. */
@@ -90,8 +102,12 @@ export interface ConnectOptions {
    * refuses or resets (a master restarting), within {@link timeoutMs}.
    */
   reconnect?: boolean;
-  /** Called after each successful reconnection (for logs). */
-  onReconnect?: (attempt: number) => void;
+  /**
+   * Called after each successful reconnection (for logs), with the number of
+   * connection attempts it took (one per master tried) and the master it
+   * reached.
+   */
+  onReconnect?: (attempt: number, address: string) => void;
   /** Called when a connection drops and reconnection starts (for logs). */
   onDisconnect?: (reason: Error) => void;
   /**
@@ -104,10 +120,13 @@ export interface ConnectOptions {
   tls?: TlsClientOptions;
 }
 
-/** First reconnection delay (before jitter). */
+/**
+ * First reconnection delay (before jitter), in ms. With several masters the
+ * delay comes before each round over all of them, not before each master.
+ */
 export const RECONNECT_BASE_MS = 100;
 
-/** Longest reconnection delay. */
+/** Longest reconnection delay, in ms. */
 export const RECONNECT_MAX_MS = 5_000;
 
 /**
@@ -161,25 +180,76 @@ function transientWaitMs(error: unknown, reconnect: boolean): number | undefined
   return undefined;
 }
 
+/** One master's failed connection attempt. */
+interface Failure {
+  /** The master, as `HOST:PORT`. */
+  where: string;
+  /** Why it failed. */
+  error: unknown;
+}
+
 /**
- * Opens the first session, retrying transient failures ({@link transientWaitMs})
- * with {@link backoffMs} until `params.timeoutMs` has passed; then, or at once
- * for any other failure, throws the last attempt's error.
+ * The error of a first connection that failed on every master: a single
+ * master's own error, or for several a {@link ConnectionLostError} naming
+ * each one's failure (their errors are its cause, an `AggregateError`).
  */
-async function openFirstSession(params: SessionParams, reconnect: boolean): Promise<Session> {
+function noMasterError(failures: readonly Failure[]): unknown {
+  if (failures.length === 1) return failures[0].error;
+  const reasons = failures.map(({ where, error }) => {
+    const message = error instanceof Error ? error.message : String(error);
+    return message.includes(where) ? message : `master ${where}: ${message}`;
+  });
+  return new ConnectionLostError(
+    `none of the ${failures.length} masters could be reached: ${reasons.join("; ")}`,
+    { cause: new AggregateError(failures.map((f) => f.error)) },
+  );
+}
+
+/**
+ * Opens the first session on one of `addresses`, trying them in turn from
+ * `start` (each gets an equal share of the time still left for the round, so
+ * one that does not answer leaves time for the others); after a round in
+ * which every one failed, tries another round if a failure was transient
+ * ({@link transientWaitMs}), after {@link backoffMs}, until `params.timeoutMs`
+ * has passed. A rejected key ({@link AuthenticationError}) is thrown at once.
+ * @returns the session and the index of its master in `addresses`.
+ */
+async function openFirstSession(
+  params: SessionParams,
+  addresses: readonly Address[],
+  start: number,
+  reconnect: boolean,
+): Promise<{ session: Session; index: number }> {
   const deadline = Date.now() + params.timeoutMs;
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await openSession(params, deadline);
-    } catch (error) {
-      const least = transientWaitMs(error, reconnect);
-      if (least === undefined) throw error;
-      const left = deadline - Date.now();
-      // Half of what is left at most, so that one more attempt still fits.
-      const wait = Math.max(least, Math.min(backoffMs(attempt), left / 2));
-      if (left - wait < MIN_ATTEMPT_MS) throw error;
-      await new Promise((resolve) => setTimeout(resolve, wait));
+  const several = addresses.length > 1;
+  for (let round = 1;; round++) {
+    const failures: Failure[] = [];
+    /** Least wait before another round may succeed; undefined when none would. */
+    let least: number | undefined;
+    for (let i = 0; i < addresses.length; i++) {
+      const index = (start + i) % addresses.length;
+      const share = Math.max(0, deadline - Date.now()) / (addresses.length - i);
+      const attempt: SessionParams = {
+        ...params,
+        address: addresses[index],
+        // Messages name the time this master had; a single one had it all.
+        timeoutMs: several ? Math.max(1, Math.round(share)) : params.timeoutMs,
+      };
+      try {
+        return { session: await openSession(attempt, Date.now() + share), index };
+      } catch (error) {
+        if (error instanceof AuthenticationError) throw error;
+        failures.push({ where: formatAddress(addresses[index]), error });
+        const wait = transientWaitMs(error, reconnect);
+        if (wait !== undefined) least = Math.min(least ?? Infinity, wait);
+      }
     }
+    if (least === undefined) throw noMasterError(failures);
+    const left = deadline - Date.now();
+    // Half of what is left at most, so that one more round still fits.
+    const wait = Math.max(least, Math.min(backoffMs(round), left / 2));
+    if (left - wait < MIN_ATTEMPT_MS) throw noMasterError(failures);
+    await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
 
@@ -500,7 +570,8 @@ function throwIfFailed(reply: OkReply): void {
 }
 
 /**
- * A connection to a master, which re-establishes itself when it drops.
+ * A connection to a master, which re-establishes itself when it drops (given
+ * several masters, with the next one).
  *
  * @example
  * ```ts
@@ -518,8 +589,11 @@ function throwIfFailed(reply: OkReply): void {
  * ```
  */
 export class Client {
-  /** The master's address. */
-  readonly address: string;
+  /** Every master this client may connect to, as `HOST:PORT`, in the order given. */
+  readonly addresses: readonly string[];
+  readonly #masters: readonly Address[];
+  /** Index in {@link #masters} of the current connection's master. */
+  #current: number;
   readonly #params: SessionParams;
   readonly #options: ConnectOptions;
   #session: Session;
@@ -535,14 +609,33 @@ export class Client {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeRetry: (() => void) | undefined;
 
-  /** Use {@link connect}. */
-  constructor(session: Session, params: SessionParams, options: ConnectOptions) {
-    this.address = formatAddress(params.address);
+  /**
+   * Use {@link connect}. `masters` are the masters to reconnect to (the
+   * session's alone by default), `current` the index of the session's.
+   */
+  constructor(
+    session: Session,
+    params: SessionParams,
+    options: ConnectOptions,
+    masters: readonly Address[] = [params.address],
+    current = 0,
+  ) {
+    this.#masters = masters;
+    this.addresses = masters.map(formatAddress);
+    this.#current = current;
     this.#params = params;
     this.#options = options;
     this.#session = session;
     senders.set(this, (request) => this.#request(request));
     this.#adopt(session);
+  }
+
+  /**
+   * The master of the current connection, as `HOST:PORT` (while reconnecting,
+   * of the one that dropped).
+   */
+  get address(): string {
+    return this.addresses[this.#current];
   }
 
   /** Lease length the master grants by default. */
@@ -628,16 +721,16 @@ export class Client {
 
   #adopt(session: Session): void {
     const { conn, welcome, pump, route } = session;
+    const where = this.address;
     conn.maxSendBytes = welcome.maxFrameBytes;
     route.handler = (msg) => this.#onMessage(msg);
     pump.then(
-      () =>
-        this.#lost(session, new ConnectionLostError(`connection to master ${this.address} closed`)),
+      () => this.#lost(session, new ConnectionLostError(`connection to master ${where} closed`)),
       (error) =>
         this.#lost(
           session,
           new ConnectionLostError(
-            `connection to master ${this.address} broke: ${(error as Error).message}`,
+            `connection to master ${where} broke: ${(error as Error).message}`,
             { cause: error },
           ),
         ),
@@ -688,32 +781,48 @@ export class Client {
     this.#reconnecting = this.#reconnect();
   }
 
+  /**
+   * Reconnects: in rounds over every master, from the one after the master
+   * that dropped (which comes last), each round after a {@link backoffMs}
+   * wait, until one takes the connection, the key is rejected (the client is
+   * then closed for good) or the client is closed.
+   */
   async #reconnect(): Promise<void> {
-    for (let attempt = 1; this.#closeReason === undefined; attempt++) {
+    const count = this.#masters.length;
+    const dropped = this.#current;
+    let attempt = 0;
+    rounds: for (let round = 1; this.#closeReason === undefined; round++) {
       await new Promise<void>((resolve) => {
         this.#wakeRetry = resolve;
-        this.#retryTimer = setTimeout(resolve, backoffMs(attempt));
+        this.#retryTimer = setTimeout(resolve, backoffMs(round));
       });
       this.#wakeRetry = undefined;
-      if (this.#closeReason) break;
-      try {
-        const session = await openSession(this.#params);
+      for (let i = 1; i <= count; i++) {
+        if (this.#closeReason) break rounds;
+        const index = (dropped + i) % count;
+        attempt++;
+        let session: Session;
+        try {
+          session = await openSession({ ...this.#params, address: this.#masters[index] });
+        } catch (error) {
+          if (error instanceof AuthenticationError) {
+            this.#finish(error);
+            break rounds;
+          }
+          continue;
+        }
         if (this.#closeReason) {
           session.conn.close();
           await session.pump.catch(() => {});
-          break;
+          break rounds;
         }
         this.#session = session;
+        this.#current = index;
         this.#sessionNumber++;
         this.#reconnecting = undefined;
         this.#adopt(session);
-        this.#options.onReconnect?.(attempt);
+        this.#options.onReconnect?.(attempt, this.address);
         return;
-      } catch (error) {
-        if (error instanceof AuthenticationError) {
-          this.#finish(error);
-          break;
-        }
       }
     }
     this.#reconnecting = undefined;
@@ -746,25 +855,58 @@ const MAX_PORT = 65_535;
 const MAX_FRAME_LENGTH = 0xffff_ffff;
 
 /**
- * What {@link connect} needs to open sessions, from its options.
+ * Checks one master given as `{ hostname, port }` (`name` names it in errors).
+ * @throws {TypeError} when it is not such an object.
+ * @throws {RangeError} when its port is not from 1 to 65535.
+ */
+function checkAddressObject(name: string, address: unknown): Address {
+  if (typeof address !== "object" || address === null) {
+    throw new TypeError(
+      `${name} must be "HOST:PORT" or { hostname, port }, not ${describeValue(address)}`,
+    );
+  }
+  const { hostname, port } = address as Partial<Address>;
+  if (typeof hostname !== "string") {
+    throw new TypeError(`${name}.hostname must be a string, not ${describeValue(hostname)}`);
+  }
+  checkIntegerArgument(`${name}.port`, port, 1, MAX_PORT);
+  return { hostname, port: port as number };
+}
+
+/**
+ * The masters named by {@link ConnectOptions.address} (or `TASKQ_ADDR`, or
+ * the default), in order.
+ * @throws {TypeError | RangeError} for an option of the wrong type or out of range.
+ * @throws {ConfigError} naming an entry that does not parse, or an empty one.
+ */
+function masterList(address: ConnectOptions["address"]): Address[] {
+  if (address === undefined) return parseAddressList(Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS);
+  if (typeof address === "string") return parseAddressList(address);
+  if (!Array.isArray(address)) return [checkAddressObject("address", address)];
+  if (address.length === 0) {
+    throw new RangeError("address lists no master: give at least one HOST:PORT");
+  }
+  return (address as readonly unknown[]).map((entry, i) => {
+    if (typeof entry !== "string") return checkAddressObject(`address[${i}]`, entry);
+    const [one, ...more] = parseAddressList(entry);
+    if (more.length > 0) {
+      throw new ConfigError(
+        `address[${i}] "${entry}" names several masters: give one per array entry`,
+      );
+    }
+    return one;
+  });
+}
+
+/**
+ * What {@link connect} needs to open sessions, from its options: the
+ * settings, and the masters (the settings name the first).
  * @throws {TypeError | RangeError} for an option of the wrong type or out of range.
  * @throws {ConfigError} for an address that does not parse.
  */
-function sessionParams(options: ConnectOptions): SessionParams {
+function sessionParams(options: ConnectOptions): { params: SessionParams; masters: Address[] } {
   const { address, authkey, name, maxFrameBytes, timeoutMs, tls } = options;
-  if (address !== undefined && typeof address !== "string" && typeof address !== "object") {
-    throw new TypeError(
-      `address must be "HOST:PORT" or { hostname, port }, not ${describeValue(address)}`,
-    );
-  }
-  if (typeof address === "object" && address !== null) {
-    if (typeof address.hostname !== "string") {
-      throw new TypeError(
-        `address.hostname must be a string, not ${describeValue(address.hostname)}`,
-      );
-    }
-    checkIntegerArgument("address.port", address.port, 0, MAX_PORT);
-  }
+  const masters = masterList(address);
   if (authkey !== undefined && typeof authkey !== "string" && !(authkey instanceof Uint8Array)) {
     throw new TypeError(`authkey must be a string or a Uint8Array, not ${describeValue(authkey)}`);
   }
@@ -782,10 +924,8 @@ function sessionParams(options: ConnectOptions): SessionParams {
     checkIntegerArgument("maxFrameBytes", maxFrameBytes, 1, MAX_FRAME_LENGTH, " of bytes");
   }
   if (tls !== undefined) checkTlsClientOptions(tls);
-  return {
-    address: typeof address === "object" && address !== null
-      ? address
-      : parseAddress(address ?? Deno.env.get(ADDRESS_ENV) ?? DEFAULT_ADDRESS),
+  const params: SessionParams = {
+    address: masters[0],
     key: typeof authkey === "string"
       ? new TextEncoder().encode(authkey)
       : authkey ?? loadAuthKey() ?? new Uint8Array(0),
@@ -796,6 +936,7 @@ function sessionParams(options: ConnectOptions): SessionParams {
       : checkDuration("timeoutMs", timeoutMs, 1),
     tls,
   };
+  return { params, masters };
 }
 
 /**
@@ -810,13 +951,29 @@ function sessionParams(options: ConnectOptions): SessionParams {
  * default), also a port that refuses or resets the connection (a master
  * restarting). A wrong key, another protocol version or a TLS failure is
  * never retried.
- * @throws {ConnectionLostError} when the master cannot be reached in time.
+ *
+ * Several masters ({@link ConnectOptions.address} with a list): the client
+ * starts at a random one of them, so that many clients spread over the
+ * masters, and moves to the next in the list (wrapping around) whenever one
+ * cannot be reached: refused, no answer, a TLS failure, something that is not
+ * a master, a refusal for now. Each gets an equal share of the time left, so
+ * one that does not answer leaves time for the others; the retries above
+ * repeat the whole round. Only an authentication failure (a rejected key, a
+ * master that cannot prove it holds the key, another protocol version) ends
+ * it at once, on any master. When a connection drops, the client
+ * reconnects to the next master after it, that one last; the backoff comes
+ * before each round over the list, so a dead master does not delay the move
+ * to a live one. {@link Client.address} names the master in use.
+ * @throws {ConnectionLostError} when the master cannot be reached in time
+ *   (with several, naming each one's failure).
  * @throws {AuthenticationError} when the key is rejected or the master cannot
  *   prove it holds the key.
  * @throws {RemoteError} when the master still refuses (`too_many_connections`,
  *   `shutting_down`) once the time is up.
+ * @throws {TlsHandshakeError} when TLS fails with the (only) master.
  * @throws {TypeError | RangeError} for an option of the wrong type or out of
  *   range (before anything is sent).
+ * @throws {ConfigError} for an address that does not parse, naming the entry.
  *
  * @example
  * ```ts
@@ -834,9 +991,40 @@ function sessionParams(options: ConnectOptions): SessionParams {
  * await client.close();
  * await master.close();
  * ```
+ *
+ * @example Failing over between two masters
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { connect } from "./client.ts";
+ * const masters = [
+ *   await serve({ listen: "127.0.0.1:0", authkey: "abc" }),
+ *   await serve({ listen: "127.0.0.1:0", authkey: "abc" }),
+ * ];
+ * const list = masters.map((m) => `127.0.0.1:${m.address.port}`);
+ * const moved = Promise.withResolvers<string>();
+ * const client = await connect({
+ *   address: list.join(","), // or the array; TASKQ_ADDR=HOST:PORT,HOST:PORT
+ *   authkey: "abc",
+ *   onReconnect: (_attempt, address) => moved.resolve(address),
+ * });
+ * const first = list.indexOf(client.address); // a random one of the two
+ * await masters[first].close();
+ * console.log((await moved.promise) === list[1 - first]); // true
+ * await client.queue("tasks").put("on the other master");
+ * console.log((await masters[1 - first].broker.stats("tasks")).queues[0].ready); // 1
+ * await client.close();
+ * await masters[1 - first].close();
+ * ```
  */
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
-  const params = sessionParams(options);
-  const session = await openFirstSession(params, options.reconnect !== false);
-  return new Client(session, params, options);
+  const { params, masters } = sessionParams(options);
+  // A random first master per client, so that many clients spread over them.
+  const start = Math.floor(Math.random() * masters.length);
+  const { session, index } = await openFirstSession(
+    params,
+    masters,
+    start,
+    options.reconnect !== false,
+  );
+  return new Client(session, params, options, masters, index);
 }

@@ -27,7 +27,7 @@
 import { Deque } from "../util/deque.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import { type LoadedState, MemoryStore, type Store, type StoredItem } from "../store/store.ts";
-import { deadLetterQueue, isDeadLetterQueue, isValidQueueName } from "../model/queue_names.ts";
+import { deadLetterQueue, isDeadLetterOf, isDeadLetterQueue } from "../model/queue_names.ts";
 import { itemCost } from "./item_cost.ts";
 import {
   type DeadLetter,
@@ -909,14 +909,6 @@ export class Engine {
       queue.waiters.removeWhere((w) => w.done);
     }
   }
-}
-
-/** Whether `value` is a dead letter that belongs in the dead-letter queue `deadName`. */
-function isDeadLetterOf(value: unknown, deadName: string): boolean {
-  if (typeof value !== "object" || value === null) return false;
-  const letter = value as Partial<DeadLetter>;
-  return typeof letter.queue === "string" && isValidQueueName(letter.queue) &&
-    "value" in letter && deadLetterQueue(letter.queue) === deadName;
 }
 
 function snapshot(queue: QueueState): QueueSnapshot {

@@ -12,6 +12,7 @@
 
 import { describeValue } from "../util/arguments.ts";
 import { ProtocolError } from "../errors.ts";
+import type { DeadLetter } from "./types.ts";
 
 /** Longest queue name, in UTF-16 code units, not counting a trailing `.dead`. */
 export const MAX_QUEUE_NAME_LENGTH = 200;
@@ -85,4 +86,22 @@ export function checkQueueName(name: unknown): string {
     );
   }
   return name;
+}
+
+/**
+ * Whether `value` is a dead letter that belongs in the dead-letter queue
+ * `deadName` (what an admin may requeue from it).
+ *
+ * @example
+ * ```ts
+ * import { isDeadLetterOf } from "./queue_names.ts";
+ * const letter = { queue: "tasks", id: 1, value: 2, attempts: 5, error: "boom", failedAt: 0 };
+ * console.log(isDeadLetterOf(letter, "tasks.dead"), isDeadLetterOf("x", "tasks.dead")); // true false
+ * ```
+ */
+export function isDeadLetterOf(value: unknown, deadName: string): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const letter = value as Partial<DeadLetter>;
+  return typeof letter.queue === "string" && isValidQueueName(letter.queue) &&
+    "value" in letter && deadLetterQueue(letter.queue) === deadName;
 }

@@ -1,0 +1,162 @@
+/**
+ * The SQL of the PostgreSQL broker's hot path, one statement per batch.
+ *
+ * Each statement does a whole step in one round trip and one transaction:
+ * a put inserts its items, registers their queues, adds to the counters and
+ * wakes the other masters (`pg_notify`, sent at commit); a claim picks the
+ * front of a queue with `FOR UPDATE SKIP LOCKED` and leases each row to the
+ * getter it is meant for; an ack deletes what its holders really held (id,
+ * attempt and session must all match: the attempt is the lease's fencing
+ * token) and inserts their results in the same statement. Times are the
+ * database's clock in milliseconds (`now_ms()`), so every master agrees on
+ * them whatever its own clock says.
+ *
+ * @example
+ * ```ts
+ * import { statements } from "./statements.ts";
+ * const sql = statements('"taskq"');
+ * console.log(sql.claim.includes("SKIP LOCKED")); // true
+ * ```
+ *
+ * @module
+ */
+
+/** Rows of a queue's front moved by one return-to-front, at most: the spacing of front keys. */
+export const FRONT_SPACING = 1_048_576;
+
+/** The hot-path statements of schema `s` (already quoted). */
+export interface Statements {
+  /**
+   * Puts: `$1` queues, `$2` values, `$3` delays (ms), `$4` max attempts,
+   * `$5` master, `$6` channel, `$7` notification prefix. Returns `id`s in put order.
+   */
+  readonly put: string;
+  /**
+   * Claims: `$1` queue, `$2` most rows, `$3` owner per row, `$4` lease (ms)
+   * per row, `$5` master, `$6` most bytes. Returns `id, attempts, value, n, lease_until`.
+   */
+  readonly claim: string;
+  /**
+   * Acks: `$1` ids, `$2` attempts, `$3` owners, `$4` result source ids,
+   * `$5` result queues, `$6` result values, `$7` master, `$8` channel,
+   * `$9` notification prefix. Returns the acked `id`s.
+   */
+  readonly ack: string;
+  /**
+   * Nacks: `$1` ids, `$2` attempts, `$3` owner, `$4` delay (ms), `$5` master,
+   * `$6` channel, `$7` notification prefix. Returns `id, queue`.
+   */
+  readonly nack: string;
+  /** Extends: `$1` ids, `$2` attempts, `$3` owner, `$4` lease (ms). Returns `id, lease_until`. */
+  readonly extend: string;
+  /** The database's clock, in ms since the epoch: `now`. */
+  readonly now: string;
+}
+
+/** Adds `put` and `bytes` per queue of CTE `rows(queue, bytes)` to the counters of master `$m`. */
+function countPuts(s: string, rows: string, master: string): string {
+  return `INSERT INTO ${s}.counters (queue, master, put, bytes)
+    SELECT queue, ${master}, count(*), sum(bytes) FROM ${rows} GROUP BY queue
+    ON CONFLICT (queue, master) DO UPDATE SET put = ${s}.counters.put + excluded.put,
+      bytes = ${s}.counters.bytes + excluded.bytes`;
+}
+
+/** Sends one notification per distinct queue of CTE `rows(queue)`, when there are any. */
+function notifyQueues(rows: string, channel: string, prefix: string): string {
+  return `(SELECT count(pg_notify(${channel}, ${prefix} || q)) FROM (SELECT DISTINCT queue AS q FROM ${rows}) d)`;
+}
+
+/**
+ * The statements of schema `s`, a quoted identifier (see `quoteSchema`).
+ *
+ * @example
+ * ```ts
+ * import { statements } from "./statements.ts";
+ * console.log(statements('"jobs"').put.includes('"jobs".items')); // true
+ * ```
+ */
+export function statements(s: string): Statements {
+  const now = `(SELECT t FROM now)`;
+  return {
+    now: `SELECT ${s}.now_ms() AS now`,
+    put: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+ins AS (
+  INSERT INTO ${s}.items (id, queue, ready_at, seq, max_attempts, value)
+  SELECT n.id, n.queue, ${now} + n.delay, n.id, n.max, n.value
+  FROM (SELECT nextval('${s}.ids') AS id, u.queue, u.value, u.delay, u.max
+        FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::int[])
+          WITH ORDINALITY AS u(queue, value, delay, max, ord)
+        ORDER BY u.ord) n
+  RETURNING id, queue, octet_length(value) AS bytes
+),
+reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM ins ON CONFLICT DO NOTHING),
+cnt AS (${countPuts(s, "ins", "$5::bigint")})
+SELECT id, ${notifyQueues("ins", "$6::text", "$7::text")} AS notified FROM ins ORDER BY id`,
+    claim: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+picked AS (
+  SELECT id, ready_at, seq, octet_length(value) AS bytes FROM ${s}.items
+  WHERE queue = $1 AND lease_owner IS NULL AND ready_at <= ${now}
+    AND NOT EXISTS (SELECT 1 FROM ${s}.paused WHERE name = $1)
+  ORDER BY ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+),
+numbered AS (
+  SELECT id, row_number() OVER w AS n, sum(bytes) OVER w AS running
+  FROM picked WINDOW w AS (ORDER BY ready_at, seq)
+),
+batch AS MATERIALIZED (SELECT nextval('${s}.fronts') AS base)
+UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = $5,
+  lease_until = ${now} + o.lease, attempts = i.attempts + 1,
+  taken = (SELECT base FROM batch) * ${FRONT_SPACING} + nb.n
+FROM numbered nb JOIN unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS o(owner, lease, n)
+  ON o.n = nb.n
+WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= $6)
+RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until`,
+    ack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+done AS (
+  DELETE FROM ${s}.items i USING unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, att, owner)
+  WHERE i.id = u.id AND i.attempts = u.att AND i.lease_owner = u.owner
+  RETURNING i.id, i.queue, octet_length(i.value) AS bytes
+),
+res AS (
+  INSERT INTO ${s}.items (id, queue, ready_at, seq, value)
+  SELECT n.id, n.queue, ${now}, n.id, n.value
+  FROM (SELECT nextval('${s}.ids') AS id, r.queue, r.value
+        FROM unnest($4::bigint[], $5::text[], $6::bytea[]) WITH ORDINALITY AS r(src, queue, value, ord)
+        WHERE r.src IN (SELECT id FROM done)
+        ORDER BY r.ord) n
+  RETURNING queue, octet_length(value) AS bytes
+),
+reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM res ON CONFLICT DO NOTHING),
+cnt AS (
+  INSERT INTO ${s}.counters (queue, master, acked, put, bytes)
+  SELECT queue, $7::bigint, sum(acked), sum(put), sum(bytes) FROM (
+    SELECT queue, 1 AS acked, 0 AS put, -bytes AS bytes FROM done
+    UNION ALL SELECT queue, 0, 1, bytes FROM res) c
+  GROUP BY queue
+  ON CONFLICT (queue, master) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
+    put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
+)
+SELECT id, ${notifyQueues("res", "$8::text", "$9::text")} AS notified FROM done`,
+    nack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+u AS (
+  SELECT u.id, u.att, nextval('${s}.ids') AS seq
+  FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS u(id, att, ord) ORDER BY u.ord
+),
+upd AS (
+  UPDATE ${s}.items i SET lease_owner = NULL, lease_master = NULL, lease_until = NULL,
+    taken = NULL, ready_at = ${now} + $4::bigint, seq = u.seq
+  FROM u WHERE i.id = u.id AND i.attempts = u.att AND i.lease_owner = $3
+  RETURNING i.id, i.queue
+),
+cnt AS (
+  INSERT INTO ${s}.counters (queue, master, nacked) SELECT queue, $5::bigint, count(*) FROM upd
+  GROUP BY queue
+  ON CONFLICT (queue, master) DO UPDATE SET nacked = ${s}.counters.nacked + excluded.nacked
+)
+SELECT id, queue, ${notifyQueues("upd", "$6::text", "$7::text")} AS notified FROM upd`,
+    extend: `UPDATE ${s}.items i SET lease_until = ${s}.now_ms() + $4::bigint
+FROM unnest($1::bigint[], $2::int[]) AS u(id, att)
+WHERE i.id = u.id AND i.attempts = u.att AND i.lease_owner = $3
+RETURNING i.id, i.lease_until`,
+  };
+}
