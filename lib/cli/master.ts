@@ -50,6 +50,7 @@ import { checkHttpAddress, httpFrontEnd } from "../http/server.ts";
 import type { FrontEndFactory } from "../server/front_end.ts";
 import type { CliExtension } from "./extension.ts";
 import { TLS_MASTER_FLAGS, TLS_MASTER_HELP, tlsServerFromFlags } from "./tls_flags.ts";
+import { PG_FLAGS, PG_HELP, postgresFromFlags } from "./pg_flags.ts";
 
 /** Where the master keeps its items unless told otherwise. */
 export const DEFAULT_DATA_DIR = "taskq-data";
@@ -75,6 +76,7 @@ ${TLS_MASTER_HELP}
                             ${DEFAULT_DATA_DIR} in the working directory)
   --memory                  keep items in memory only: faster, but everything
                             queued is lost when the master stops
+${PG_HELP}
   --lease SECONDS           default lease of a taken item (default ${DEFAULT_LEASE_MS / 1000})
   --max-attempts N          deliveries before a failing item goes to the
                             dead-letter queue NAME.dead (default ${DEFAULT_MAX_ATTEMPTS})
@@ -108,9 +110,10 @@ Prints "taskq master listening on HOST:PORT" once ready. Stops cleanly on
 Ctrl-C (SIGINT) or SIGTERM: stops accepting, answers what is in flight,
 commits and closes the store.
 
-Exit codes: 0 stopped cleanly, 2 bad flags, 3 the data directory cannot be
-used (damaged, from a newer taskq, or held by another running master: it is
-never overwritten), 1 any other error.
+Exit codes: 0 stopped cleanly, 2 bad flags, 3 the data directory or the
+database's schema cannot be used (damaged, from a newer taskq, or held by
+another running master: it is never overwritten), 1 any other error (the
+database unreachable among them).
 `;
 }
 
@@ -130,6 +133,7 @@ const FLAGS: FlagSpec = {
   "handshake-timeout": { type: "string" },
   http: { type: "string" },
   ...TLS_MASTER_FLAGS,
+  ...PG_FLAGS,
   ...LOG_FLAGS,
 };
 
@@ -174,6 +178,14 @@ export async function runMaster(
   if (parsed.values.memory && parsed.values.data !== undefined) {
     throw new ConfigError("--memory and --data exclude each other");
   }
+  const postgres = postgresFromFlags(parsed);
+  if (postgres !== undefined && (parsed.values.memory || parsed.values.data !== undefined)) {
+    throw new ConfigError(
+      `--store postgres://… keeps the items in the database: leave out --${
+        parsed.values.memory ? "memory" : "data"
+      }`,
+    );
+  }
   const dataDir = stringFlag(parsed, "data", DEFAULT_DATA_DIR) as string;
   // Refuse an unsafe address before the store creates or locks anything on disk.
   const authkey = authKey(parsed);
@@ -210,7 +222,7 @@ export async function runMaster(
     tls,
     frontEnds,
     // Last, once every flag has been checked.
-    store: parsed.values.memory ? "memory" : { sqlite: dataDir },
+    store: postgres ?? (parsed.values.memory ? "memory" : { sqlite: dataDir }),
   });
   // Signals stop the master cleanly from the moment it says it listens.
   const stopped = Promise.withResolvers<string>();
@@ -227,7 +239,11 @@ export async function runMaster(
   }
   log.info("master started", {
     address: where,
-    store: parsed.values.memory ? "memory" : dataDir,
+    store: postgres !== undefined
+      ? `postgres (${(master.broker as { url?: string }).url})`
+      : parsed.values.memory
+      ? "memory"
+      : dataDir,
     maxMemoryBytes: master.broker.settings.maxMemoryBytes,
   });
   const memory = (await master.broker.stats(undefined, 0)).memory;

@@ -20,7 +20,8 @@
  */
 
 import type { Broker } from "../broker/broker.ts";
-import { openLocalBroker, type StoreChoice } from "../broker/local.ts";
+import { openLocalBroker, processMaxMemoryBytes, type StoreChoice } from "../broker/local.ts";
+import { openPostgresBroker } from "../broker/postgres/broker.ts";
 import type { Telemetry } from "../broker/telemetry.ts";
 import type { RetryPolicy } from "../model/types.ts";
 import { FramedConnection } from "../wire/connection.ts";
@@ -47,6 +48,20 @@ export const DEFAULT_MAX_PENDING_HANDSHAKES = 64;
 /** Largest frame accepted before authentication: the longest `hello` (a 200-character name) is under 700 bytes. */
 export const HANDSHAKE_MAX_FRAME_BYTES = 1024;
 
+/** A PostgreSQL database that any number of masters share (`taskq master --store postgres://…`). */
+export interface PostgresChoice {
+  /** `postgres://USER@HOST:PORT/DB`. */
+  postgres: string;
+  /** Its password, when the server asks for one (else `PGPASSWORD`). */
+  password?: string;
+  /** The schema taskq keeps its tables in (`taskq` by default). */
+  schema?: string;
+  /** Most bytes of item values the database may hold (no limit by default). */
+  maxStoredBytes?: number;
+  /** After how long without a heartbeat another master counts as dead, in ms (5 s by default). */
+  masterTimeoutMs?: number;
+}
+
 /** Options of {@link serve}. */
 export interface MasterOptions {
   /** `HOST:PORT` or an address to listen on; port 0 picks a free port. */
@@ -54,10 +69,11 @@ export interface MasterOptions {
   /** The shared key (text is taken as UTF-8); may be omitted only when listening on loopback. */
   authkey?: Uint8Array | string;
   /**
-   * Where items are kept: `"memory"` (the default), `{ sqlite: DIR }`, or a
-   * store object. Ignored when {@link MasterOptions.broker} is given.
+   * Where items are kept: `"memory"` (the default), `{ sqlite: DIR }`, a
+   * store object, or a PostgreSQL database shared with other masters
+   * (`{ postgres: URL }`). Ignored when {@link MasterOptions.broker} is given.
    */
-  store?: StoreChoice;
+  store?: StoreChoice | PostgresChoice;
   /** A broker opened elsewhere to serve, instead of a local one over {@link MasterOptions.store}. */
   broker?: Broker;
   /** Further front-ends to start over the same broker (Python's protocol, HTTP). */
@@ -389,14 +405,30 @@ export async function serve(options: MasterOptions): Promise<Master> {
     : options.authkey ?? new Uint8Array(0);
   const factories = options.frontEnds ?? [];
   for (const factory of factories) factory.check(options.authkey === undefined ? undefined : key);
-  const broker = options.broker ?? await openLocalBroker({
-    store: options.store,
-    defaultLeaseMs: options.defaultLeaseMs,
-    retry: options.retry,
-    maxQueueLength: options.maxQueueLength,
-    maxMemoryBytes: options.maxMemoryBytes,
-    maxQueues: options.maxQueues,
-  });
+  const store = options.store;
+  const broker = options.broker ??
+    (typeof store === "object" && "postgres" in store
+      ? await openPostgresBroker({
+        url: store.postgres,
+        password: store.password,
+        schema: store.schema,
+        maxStoredBytes: store.maxStoredBytes,
+        masterTimeoutMs: store.masterTimeoutMs,
+        defaultLeaseMs: options.defaultLeaseMs,
+        retry: options.retry,
+        maxQueueLength: options.maxQueueLength,
+        maxQueues: options.maxQueues,
+        maxMemoryBytes: options.maxMemoryBytes ?? processMaxMemoryBytes(),
+        log: options.logger,
+      })
+      : await openLocalBroker({
+        store,
+        defaultLeaseMs: options.defaultLeaseMs,
+        retry: options.retry,
+        maxQueueLength: options.maxQueueLength,
+        maxMemoryBytes: options.maxMemoryBytes,
+        maxQueues: options.maxQueues,
+      }));
   let listener: StreamListener;
   try {
     listener = await openListener(address, {

@@ -547,7 +547,7 @@ export class PostgresBroker implements Broker {
     try {
       const before = Date.now();
       const rows = await this.sql.unsafe(
-        `UPDATE ${s}.masters SET seen_at = ${s}.now_ms(), waiting = $2::jsonb WHERE id = $1
+        `UPDATE ${s}.masters SET seen_at = ${s}.now_ms(), waiting = ($2::text)::jsonb WHERE id = $1
          RETURNING seen_at`,
         [this.masterId, JSON.stringify(waiting)],
       );
@@ -1513,7 +1513,8 @@ export class PostgresBroker implements Broker {
         this.sql.unsafe(`SELECT count(*) AS n FROM ${s}.sessions`),
         this.sql.unsafe(
           `SELECT w.key AS queue, sum(w.value::int) AS n
-           FROM ${s}.masters m, jsonb_each_text(m.waiting) w WHERE m.id <> $1 GROUP BY w.key`,
+           FROM ${s}.masters m, jsonb_each_text(m.waiting) w
+           WHERE m.id <> $1 AND jsonb_typeof(m.waiting) = 'object' GROUP BY w.key`,
           [this.masterId],
         ),
       ]);
@@ -1932,5 +1933,3 @@ class PgSession implements BrokerSession {
     return this.#closing;
   }
 }
-
-export type { PgSession };
