@@ -37,7 +37,6 @@
  */
 
 import postgres from "postgres";
-import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
 import { decode, encode } from "../../model/codec.ts";
 import {
@@ -74,6 +73,7 @@ import {
   TooManyQueuesError,
 } from "../errors.ts";
 import { Telemetry } from "../telemetry.ts";
+import { byteaArray, intArray, textArray } from "./arrays.ts";
 import { Batcher } from "./batcher.ts";
 import { DEFAULT_PG_SCHEMA, migrate, quoteSchema } from "./schema.ts";
 import { FRONT_SPACING, type Statements, statements } from "./statements.ts";
@@ -93,11 +93,21 @@ export const DEFAULT_POLL_MS = 500;
 /** How often expired leases are looked for, at the latest, in ms. */
 const SWEEP_MS = 1_000;
 
-/** Database connections a master uses by default. */
+/** Connections of the pool that claims, committing asynchronously. */
+const CLAIM_POOL_SIZE = 2;
+
+/** Database connections a master uses by default (besides the claim pool and the listener). */
 export const DEFAULT_POOL_SIZE = 6;
 
 /** How long connecting to the database may take, in seconds. */
 const CONNECT_TIMEOUT_S = 10;
+
+/**
+ * Claims in flight at once per queue: while one is written, the next
+ * getters' claim is already on its way (rows locked by one are skipped by
+ * the other).
+ */
+const CLAIMS_PER_QUEUE = 2;
 
 /** Most rows one claim leases. */
 const MAX_CLAIM_ROWS = 1_000;
@@ -208,8 +218,8 @@ interface GetRequest {
 interface GetQueue {
   readonly name: string;
   requests: GetRequest[];
-  /** A claim is in flight. */
-  claiming: boolean;
+  /** Claims in flight (at most {@link CLAIMS_PER_QUEUE}). */
+  claims: number;
   /** Another claim is wanted once this one ends. */
   again: boolean;
   /** Timer for the next delayed item's time. */
@@ -279,16 +289,6 @@ export function redactUrl(url: string): string {
 }
 
 /**
- * `values` as a `bytea[]` parameter: the client sends an array of bytes only
- * as an array it builds itself, of `Buffer`s (views, not copies).
- */
-function byteaArray(sql: postgres.Sql, values: readonly Uint8Array[]): unknown {
-  return sql.array(
-    values.map((v) => Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)),
-  );
-}
-
-/**
  * A `bytea` the client returned, as a plain `Uint8Array` view (the client
  * returns a `Buffer`, which the codec would hand on as binary values).
  */
@@ -342,36 +342,43 @@ export async function openPostgresBroker(options: PostgresBrokerOptions): Promis
   quoteSchema(schema);
   const shown = redactUrl(options.url);
   const password = options.password ?? Deno.env.get("PGPASSWORD");
-  const sql = postgres(options.url, {
-    max: options.poolSize ?? DEFAULT_POOL_SIZE,
-    ...(password === undefined ? {} : { password }),
-    connect_timeout: CONNECT_TIMEOUT_S,
-    idle_timeout: 0,
-    prepare: true,
-    onnotice: () => {},
-    connection: { application_name: "taskq" },
-    types: {
-      bigint: {
-        to: 20,
-        from: [20],
-        serialize: (x: number) => String(x),
-        parse: (x: string) => Number(x),
+  const connect = (max: number, settings: Record<string, string>) =>
+    postgres(options.url, {
+      max,
+      ...(password === undefined ? {} : { password }),
+      connect_timeout: CONNECT_TIMEOUT_S,
+      idle_timeout: 0,
+      prepare: true,
+      onnotice: () => {},
+      connection: { application_name: "taskq", ...settings },
+      types: {
+        bigint: {
+          to: 20,
+          from: [20],
+          serialize: (x: number) => String(x),
+          parse: (x: string) => Number(x),
+        },
       },
-    },
-  });
+    });
+  const sql = connect(options.poolSize ?? DEFAULT_POOL_SIZE, {});
+  // Claims commit without waiting for the WAL flush: a claim lost in a database crash only
+  // leaves its rows unleased, so they are served again (at least once, as always).
+  const claimSql = connect(CLAIM_POOL_SIZE, { synchronous_commit: "off" });
+  const end = () =>
+    Promise.all([sql.end({ timeout: 0 }), claimSql.end({ timeout: 0 })]).catch(() => {});
   try {
     await sql.unsafe("SELECT 1");
   } catch (error) {
-    await sql.end({ timeout: 0 }).catch(() => {});
+    await end();
     throw new DatabaseUnavailableError(shown, error);
   }
   try {
     await migrate(sql, schema);
-    const broker = new PostgresBroker(sql, schema, shown, options);
+    const broker = new PostgresBroker(sql, claimSql, schema, shown, options);
     await broker.start();
     return broker;
   } catch (error) {
-    await sql.end({ timeout: 0 }).catch(() => {});
+    await end();
     throw databaseError(error, shown);
   }
 }
@@ -387,6 +394,7 @@ export class PostgresBroker implements Broker {
   /** The database, as messages show it (no password). */
   readonly url: string;
   readonly sql: postgres.Sql;
+  readonly #claimSql: postgres.Sql;
   readonly retry: RetryPolicy;
   readonly maxStoredBytes: number;
   readonly #s: string;
@@ -417,8 +425,15 @@ export class PostgresBroker implements Broker {
   readonly #dirtySessions = new Set<PgSession>();
 
   /** Wraps a connected, migrated database; use {@link openPostgresBroker}. */
-  constructor(sql: postgres.Sql, schema: string, url: string, options: PostgresBrokerOptions) {
+  constructor(
+    sql: postgres.Sql,
+    claimSql: postgres.Sql,
+    schema: string,
+    url: string,
+    options: PostgresBrokerOptions,
+  ) {
     this.sql = sql;
+    this.#claimSql = claimSql;
     this.url = url;
     this.#schema = schema;
     this.#s = quoteSchema(schema);
@@ -574,13 +589,13 @@ export class PostgresBroker implements Broker {
              $6::bigint[], $7::int[])
            ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, waiting = excluded.waiting`,
           [
-            live.map((x) => x.id),
-            live.map(() => this.masterId),
-            live.map((x) => x.name),
-            live.map((x) => x.address),
-            live.map((x) => x.connectedAt),
-            live.map((x) => x.lastSeenAt + this.#skew),
-            live.map((x) => this.#waitingOf(x)),
+            textArray(live.map((x) => x.id)),
+            intArray(live.map(() => this.masterId)),
+            textArray(live.map((x) => x.name)),
+            textArray(live.map((x) => x.address)),
+            intArray(live.map((x) => x.connectedAt)),
+            intArray(live.map((x) => x.lastSeenAt + this.#skew)),
+            intArray(live.map((x) => this.#waitingOf(x))),
           ],
         );
       }
@@ -638,6 +653,9 @@ export class PostgresBroker implements Broker {
     }
     // A claim in flight may lease rows to this session: let it land, then return them.
     while (this.#claims.size > 0) await Promise.all([...this.#claims]);
+    for (const q of [...this.#getQueues.values()]) {
+      for (const r of q.requests) if (r.session === session && !r.done) this.#finish(q, r, []);
+    }
     await this.#ackBatcher.settled();
     this.#sessions.delete(session.id);
     this.#dirtySessions.delete(session);
@@ -702,7 +720,7 @@ export class PostgresBroker implements Broker {
           `DELETE FROM ${s}.queues q WHERE NOT EXISTS (SELECT 1 FROM ${s}.items WHERE queue = q.name)
              AND NOT EXISTS (SELECT 1 FROM ${s}.paused WHERE name = q.name)
              AND NOT (q.name = ANY($1::text[]))`,
-          [[...this.#getQueues.keys(), ...this.#putQueues.keys()]],
+          [textArray([...this.#getQueues.keys(), ...this.#putQueues.keys()])],
         );
         this.#known.clear();
         row = await count();
@@ -729,10 +747,10 @@ export class PostgresBroker implements Broker {
     }
     const started = performance.now();
     const rows = await this.sql.unsafe(this.#st.put, [
-      queues,
-      byteaArray(this.sql, values),
-      delays,
-      maxes,
+      textArray(queues),
+      byteaArray(values),
+      intArray(delays),
+      intArray(maxes),
       this.masterId,
       this.#channel,
       this.#prefix,
@@ -854,10 +872,10 @@ export class PostgresBroker implements Broker {
             }
           }
           const rows = await tx.unsafe(this.#st.put, [
-            queues,
-            byteaArray(this.sql, values),
-            delays,
-            maxes,
+            textArray(queues),
+            byteaArray(values),
+            intArray(delays),
+            intArray(maxes),
             this.masterId,
             this.#channel,
             this.#prefix,
@@ -902,7 +920,7 @@ export class PostgresBroker implements Broker {
     return new Promise<readonly Delivery[]>((resolve, reject) => {
       let q = this.#getQueues.get(queue);
       if (q === undefined) {
-        q = { name: queue, requests: [], claiming: false, again: false, timerAt: Infinity };
+        q = { name: queue, requests: [], claims: 0, again: false, timerAt: Infinity };
         this.#getQueues.set(queue, q);
       }
       const request: GetRequest = {
@@ -936,12 +954,12 @@ export class PostgresBroker implements Broker {
     clearTimeout(request.timer);
     if (request.waits) this.dirty(request.session);
     request.resolve(items);
-    if (!q.claiming) this.#tidyGets(q);
+    if (q.claims === 0) this.#tidyGets(q);
   }
 
   #tidyGets(q: GetQueue): void {
     q.requests = q.requests.filter((r) => !r.done);
-    if (q.requests.length === 0 && !q.claiming) {
+    if (q.requests.length === 0 && q.claims === 0) {
       clearTimeout(q.timer);
       this.#getQueues.delete(q.name);
     }
@@ -954,7 +972,7 @@ export class PostgresBroker implements Broker {
   dispatch(queue: string): void {
     const q = this.#getQueues.get(queue);
     if (q === undefined || this.#closing) return;
-    if (q.claiming) {
+    if (q.claims >= CLAIMS_PER_QUEUE) {
       q.again = true;
       return;
     }
@@ -962,7 +980,7 @@ export class PostgresBroker implements Broker {
     const owners: string[] = [];
     const leases: number[] = [];
     for (const r of q.requests) {
-      if (r.done) continue;
+      if (r.done || r.claiming) continue;
       if (owners.length + r.max > MAX_CLAIM_ROWS && batch.length > 0) break;
       batch.push(r);
       r.claiming = true;
@@ -972,10 +990,10 @@ export class PostgresBroker implements Broker {
       }
     }
     if (batch.length === 0) {
-      this.#tidyGets(q);
+      if (q.claims === 0) this.#tidyGets(q);
       return;
     }
-    q.claiming = true;
+    q.claims++;
     q.again = false;
     const claim = this.#claim(q, batch, owners, leases);
     this.#claims.add(claim);
@@ -986,11 +1004,11 @@ export class PostgresBroker implements Broker {
     let rows: postgres.Row[] = [];
     let failed: unknown;
     try {
-      rows = await this.sql.unsafe(this.#st.claim, [
+      rows = await this.#claimSql.unsafe(this.#st.claim, [
         q.name,
         owners.length,
-        owners,
-        leases,
+        textArray(owners),
+        intArray(leases),
         this.masterId,
         MAX_CLAIM_BYTES,
       ] as never[]);
@@ -1016,7 +1034,8 @@ export class PostgresBroker implements Broker {
       }
       start = end;
       r.claiming = false;
-      if (got.length > 0) this.#finish(q, r, got);
+      if (r.session.closed) this.#finish(q, r, []); // its rows go back with its other leases
+      else if (got.length > 0) this.#finish(q, r, got);
       else if (!r.waits || r.timedOut) {
         if (failed !== undefined && !r.waits) {
           // An immediate get must not look like "nothing ready" when the database failed.
@@ -1027,7 +1046,7 @@ export class PostgresBroker implements Broker {
       }
     }
     if (earliest !== Infinity) this.#armSweep(earliest + EXPIRY_SLACK_MS);
-    q.claiming = false;
+    q.claims--;
     const full = rows.length === owners.length && rows.length > 0;
     this.#tidyGets(q);
     if (!this.#getQueues.has(q.name)) return;
@@ -1107,12 +1126,12 @@ export class PostgresBroker implements Broker {
     }
     const started = performance.now();
     const rows = await this.sql.unsafe(this.#st.ack, [
-      ids,
-      attempts,
-      owners,
-      sources,
-      queues,
-      byteaArray(this.sql, values),
+      intArray(ids),
+      intArray(attempts),
+      textArray(owners),
+      intArray(sources),
+      textArray(queues),
+      byteaArray(values),
       this.masterId,
       this.#channel,
       this.#prefix,
@@ -1132,8 +1151,8 @@ export class PostgresBroker implements Broker {
   ): Promise<Set<number>> {
     const rows = await this.#db(() =>
       this.sql.unsafe(this.#st.nack, [
-        ids,
-        attempts,
+        intArray(ids),
+        intArray(attempts),
         owner,
         delayMs,
         this.masterId,
@@ -1162,7 +1181,7 @@ export class PostgresBroker implements Broker {
     leaseMs: number,
   ): Promise<Set<number>> {
     const rows = await this.#db(() =>
-      this.sql.unsafe(this.#st.extend, [ids, attempts, owner, leaseMs] as never[])
+      this.sql.unsafe(this.#st.extend, [intArray(ids), intArray(attempts), owner, leaseMs])
     );
     const done = new Set<number>();
     let earliest = Infinity;
@@ -1179,7 +1198,7 @@ export class PostgresBroker implements Broker {
     return this.#db(() =>
       this.#settle(
         `(id, attempts) IN (SELECT * FROM unnest($2::bigint[], $3::int[])) AND lease_owner = $1`,
-        [owner, ids, attempts],
+        [owner, intArray(ids), intArray(attempts)],
         { kind: "fail", reason: error },
         false,
       )
@@ -1268,10 +1287,10 @@ export class PostgresBroker implements Broker {
              $3::text[]) WITH ORDINALITY AS u(id, ready_at, last_error, ord) ORDER BY u.ord) u
            WHERE i.id = u.id`,
           [
-            back.map((b) => b.id),
-            back.map((b) => b.readyAt),
-            back.map((b) => b.lastError),
-          ] as never[],
+            intArray(back.map((b) => b.id)),
+            intArray(back.map((b) => b.readyAt)),
+            textArray(back.map((b) => b.lastError)),
+          ],
         );
       }
       if (front.length > 0) {
@@ -1281,7 +1300,7 @@ export class PostgresBroker implements Broker {
            FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord),
              (SELECT nextval('${s}.fronts') AS base) f
            WHERE i.id = u.id`,
-          [front] as never[],
+          [intArray(front)],
         );
       }
       if (buried.length > 0) {
@@ -1309,8 +1328,8 @@ export class PostgresBroker implements Broker {
           }
         });
         await tx.unsafe(`DELETE FROM ${s}.items WHERE id = ANY($1::bigint[])`, [
-          buried.map((r) => Number(r.id)),
-        ] as never[]);
+          intArray(buried.map((r) => Number(r.id))),
+        ]);
         await this.#insert(tx, dq, dv, deltas);
         for (const q of dq) touched.add(q);
       }
@@ -1339,11 +1358,11 @@ export class PostgresBroker implements Broker {
              FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(queue, value, ord)
              ORDER BY u.ord) n
        RETURNING id`,
-      [queues, byteaArray(this.sql, values)] as never[],
+      [textArray(queues), byteaArray(values)],
     );
     await tx.unsafe(
       `INSERT INTO ${s}.queues (name) SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING`,
-      [queues] as never[],
+      [textArray(queues)],
     );
     queues.forEach((queue, i) => {
       const d = deltaOf(deltas, queue);
@@ -1371,15 +1390,15 @@ export class PostgresBroker implements Broker {
          dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes`,
       [
         this.masterId,
-        names,
-        col("put"),
-        col("acked"),
-        col("nacked"),
-        col("expired"),
-        col("failed"),
-        col("dead"),
-        col("bytes"),
-      ] as never[],
+        textArray(names),
+        intArray(col("put")),
+        intArray(col("acked")),
+        intArray(col("nacked")),
+        intArray(col("expired")),
+        intArray(col("failed")),
+        intArray(col("dead")),
+        intArray(col("bytes")),
+      ],
     );
   }
 
@@ -1387,7 +1406,7 @@ export class PostgresBroker implements Broker {
   async #notify(tx: postgres.TransactionSql, queues: string[]): Promise<void> {
     await tx.unsafe(
       `SELECT pg_notify($1, $2 || q) FROM unnest($3::text[]) AS q`,
-      [this.#channel, this.#prefix, queues] as never[],
+      [this.#channel, this.#prefix, textArray(queues)],
     );
   }
 
@@ -1666,7 +1685,7 @@ export class PostgresBroker implements Broker {
           `DELETE FROM ${s}.items WHERE queue = $1 AND id = ANY($2::bigint[])
              AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
            RETURNING octet_length(value) AS bytes`,
-          [queue, [...ids]] as never[],
+          [queue, intArray(ids)],
         );
         dropped = rows.length;
         if (dropped === 0) return;
@@ -1691,7 +1710,7 @@ export class PostgresBroker implements Broker {
           `SELECT id, value FROM ${s}.items WHERE queue = $1 AND id = ANY($2::bigint[])
              AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
            ORDER BY ready_at, seq FOR UPDATE`,
-          [deadQueue, [...ids]] as never[],
+          [deadQueue, intArray(ids)],
         );
         const taken: number[] = [];
         const queues: string[] = [];
@@ -1706,7 +1725,7 @@ export class PostgresBroker implements Broker {
           values.push(encode((letter as DeadLetter).value));
         }
         if (taken.length === 0) return;
-        await tx.unsafe(`DELETE FROM ${s}.items WHERE id = ANY($1::bigint[])`, [taken] as never[]);
+        await tx.unsafe(`DELETE FROM ${s}.items WHERE id = ANY($1::bigint[])`, [intArray(taken)]);
         added = await this.#insert(tx, queues, values, deltas);
         await this.#count(tx, deltas);
         for (const q of queues) touched.add(q);
@@ -1760,7 +1779,8 @@ export class PostgresBroker implements Broker {
       } catch {
         // The database is away: the others find this master dead by its heartbeat.
       }
-      await this.sql.end({ timeout: 5 }).catch(() => {});
+      await Promise.all([this.sql.end({ timeout: 5 }), this.#claimSql.end({ timeout: 5 })])
+        .catch(() => {});
     })();
     return this.#closing;
   }
