@@ -162,3 +162,22 @@ export function loadAuthKey(source: AuthKeySource = {}): Uint8Array | undefined 
   if (text === undefined || text === "") return undefined;
   return new TextEncoder().encode(text);
 }
+
+/**
+ * `url` with its password (if any) masked, for logs and messages.
+ *
+ * @example
+ * ```ts
+ * import { redactUrl } from "./config.ts";
+ * console.log(redactUrl("postgres://taskq:s3cret@db:5432/jobs")); // postgres://taskq:***@db:5432/jobs
+ * ```
+ */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "the PostgreSQL URL given";
+  }
+}

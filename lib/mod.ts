@@ -44,7 +44,13 @@ export {
   type WorkerOptions,
   type WorkerSummary,
 } from "./worker/worker.ts";
-export { checkListenAddress, Master, type MasterOptions, serve } from "./server/master.ts";
+export {
+  checkListenAddress,
+  Master,
+  type MasterOptions,
+  type PostgresChoice,
+  serve,
+} from "./server/master.ts";
 export { type TlsClientOptions, TlsHandshakeError, type TlsServerOptions } from "./wire/tls.ts";
 export { makeTlsMaterial, type TlsMaterial, type TlsMaterialOptions } from "./cli/tls.ts";
 export { type LoadedState, type Store, type StoreChoice, type StoredItem } from "./broker/local.ts";
@@ -72,6 +78,7 @@ export { Histogram, Telemetry } from "./broker/telemetry.ts";
 export { ByteBudget } from "./util/memory.ts";
 export {
   BrokerClosedError,
+  DatabaseUnavailableError,
   NotSavedError,
   QueueFullError,
   SessionClosedError,

@@ -16,7 +16,7 @@ import {
   stringFlag,
 } from "./args.ts";
 import { checkListenAddress, DEFAULT_HANDSHAKE_TIMEOUT_MS, serve } from "../server/master.ts";
-import { DEFAULT_ADDRESS, formatAddress } from "../config.ts";
+import { DEFAULT_ADDRESS, formatAddress, redactUrl } from "../config.ts";
 import {
   DEFAULT_BACKOFF_BASE_MS,
   DEFAULT_BACKOFF_MAX_MS,
@@ -240,7 +240,7 @@ export async function runMaster(
   log.info("master started", {
     address: where,
     store: postgres !== undefined
-      ? `postgres (${(master.broker as { url?: string }).url})`
+      ? `postgres (${redactUrl(postgres.postgres)})`
       : parsed.values.memory
       ? "memory"
       : dataDir,

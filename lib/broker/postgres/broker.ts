@@ -36,7 +36,9 @@
  * @module
  */
 
-import postgres from "postgres";
+// Pinned here, not only in deno.json: a program may import lib/mod.ts without taskq's deno.json.
+// deno-lint-ignore no-import-prefix
+import postgres from "npm:postgres@3.4.9";
 import { setImmediate } from "node:timers";
 import { decode, encode } from "../../model/codec.ts";
 import {
@@ -48,6 +50,7 @@ import {
 } from "../../model/types.ts";
 import { deadLetterQueue, isDeadLetterOf, isDeadLetterQueue } from "../../model/queue_names.ts";
 import type { Logger } from "../../log.ts";
+import { redactUrl } from "../../config.ts";
 import { silentLogger } from "../../log.ts";
 import type {
   AckResults,
@@ -275,17 +278,6 @@ function isUnavailable(error: unknown): boolean {
 function databaseError(error: unknown, url: string): Error {
   if (error instanceof Error && !isUnavailable(error)) return error;
   return new DatabaseUnavailableError(url, error);
-}
-
-/** `url` without any password in it, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== "") parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "the PostgreSQL URL given";
-  }
 }
 
 /**
@@ -1521,7 +1513,8 @@ export class PostgresBroker implements Broker {
         ),
         this.sql.unsafe(
           `SELECT queue, sum(put) AS put, sum(acked) AS acked, sum(nacked) AS nacked,
-             sum(expired) AS expired, sum(failed) AS failed, sum(dead) AS dead
+             sum(expired) AS expired, sum(failed) AS failed, sum(dead) AS dead,
+             sum(bytes) AS bytes
            FROM ${s}.counters WHERE true ${nameFilter} GROUP BY queue`,
           params,
         ),
@@ -1554,7 +1547,9 @@ export class PostgresBroker implements Broker {
         row(r.queue).leased = Number(r.leased);
         listed.add(r.queue);
       }
+      let heldBytes = 0;
       for (const r of counters) {
+        heldBytes += Number(r.bytes);
         const x = queue === undefined && !rows.has(r.queue) ? zeros(r.queue) : row(r.queue);
         x.put = Number(r.put);
         x.acked = Number(r.acked);
@@ -1588,7 +1583,7 @@ export class PostgresBroker implements Broker {
         paused: queue === undefined ? pausedNames : pausedNames.filter((n) => n === queue),
         queueCount: queue === undefined ? all.length : undefined,
         memory: {
-          heldBytes: 0,
+          heldBytes,
           itemLimitBytes: this.maxStoredBytes,
           limitBytes: this.settings.maxMemoryBytes ?? Infinity,
         },

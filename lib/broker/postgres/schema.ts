@@ -36,7 +36,8 @@
  * @module
  */
 
-import type postgres from "postgres";
+// deno-lint-ignore no-import-prefix
+import type postgres from "npm:postgres@3.4.9";
 import { ConfigError } from "../../errors.ts";
 import { StoreVersionError } from "../../store/errors.ts";
 
