@@ -133,6 +133,9 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** Queue names a master remembers as existing (for the queue cap), at most. */
 const KNOWN_QUEUES_LIMIT = 100_000;
 
+/** Front-end forms of items (Python tuples...) a master keeps in memory, at most. */
+const ORIGINALS_KEPT = 100_000;
+
 /** Why an item's lease ended when its session closed. */
 const CLOSED_REASON = "its connection closed before it was acked";
 
@@ -223,6 +226,12 @@ interface GetQueue {
   requests: GetRequest[];
   /** Claims in flight (at most {@link CLAIMS_PER_QUEUE}). */
   claims: number;
+  /**
+   * The last claim got all it asked for: more claims may run at once. After
+   * one that came back short, claims run one at a time, so a getter that
+   * came later never overtakes an earlier one whose claim missed a put.
+   */
+  plentiful: boolean;
   /** Another claim is wanted once this one ends. */
   again: boolean;
   /** Timer for the next delayed item's time. */
@@ -398,6 +407,7 @@ export class PostgresBroker implements Broker {
   readonly #getQueues = new Map<string, GetQueue>();
   readonly #putQueues = new Map<string, PutQueue>();
   readonly #known = new Set<string>();
+  readonly #originals = new Map<number, unknown>();
   readonly #claims = new Set<Promise<void>>();
   readonly #putBatcher: Batcher<PutRequest, number[]>;
   readonly #ackBatcher: Batcher<AckRequest, Set<number>>;
@@ -414,6 +424,8 @@ export class PostgresBroker implements Broker {
   #listener: { unlisten(): Promise<void> } | undefined;
   #closing: Promise<void> | undefined;
   #down = false;
+  /** Since when (this process's clock) heartbeats have succeeded without a gap; unset after a failure. */
+  #aliveSince: number | undefined = Date.now();
   readonly #dirtySessions = new Set<PgSession>();
 
   /** Wraps a connected, migrated database; use {@link openPostgresBroker}. */
@@ -591,8 +603,10 @@ export class PostgresBroker implements Broker {
           ],
         );
       }
+      this.#aliveSince ??= Date.now();
       this.#health();
     } catch (error) {
+      this.#aliveSince = undefined;
       for (const session of dirty) this.#dirtySessions.add(session);
       this.#health(error);
     }
@@ -605,6 +619,28 @@ export class PostgresBroker implements Broker {
       for (const r of q.requests) if (r.session === session && r.waits && !r.done) n++;
     }
     return n;
+  }
+
+  /**
+   * Keeps the front-end forms of items this master put (see
+   * {@link Delivery.original}), in memory, for their deliveries through this
+   * master; at most {@link ORIGINALS_KEPT}, the oldest forgotten first. An
+   * item taken through another master arrives in its plain form.
+   */
+  keepOriginals(ids: readonly number[], originals: readonly unknown[]): void {
+    for (let i = 0; i < ids.length; i++) {
+      if (originals[i] === undefined) continue;
+      this.#originals.set(ids[i], originals[i]);
+      if (this.#originals.size > ORIGINALS_KEPT) {
+        this.#originals.delete(this.#originals.keys().next().value as number);
+      }
+    }
+  }
+
+  /** Forgets the front-end forms of items that are gone. */
+  forgetOriginals(ids: Iterable<number>): void {
+    if (this.#originals.size === 0) return;
+    for (const id of ids) this.#originals.delete(id);
   }
 
   /** Marks a session's last-seen time or waiting count for the next heartbeat. */
@@ -643,12 +679,11 @@ export class PostgresBroker implements Broker {
         if (p.session === session && !p.done) this.#reject(pq, p, new SessionClosedError());
       }
     }
-    // A claim in flight may lease rows to this session: let it land, then return them.
-    while (this.#claims.size > 0) await Promise.all([...this.#claims]);
+    // A claim or an ack of this session in flight: let it land, then return what it leased.
+    await Promise.allSettled([...session.pending]);
     for (const q of [...this.#getQueues.values()]) {
       for (const r of q.requests) if (r.session === session && !r.done) this.#finish(q, r, []);
     }
-    await this.#ackBatcher.settled();
     this.#sessions.delete(session.id);
     this.#dirtySessions.delete(session);
     try {
@@ -912,7 +947,14 @@ export class PostgresBroker implements Broker {
     return new Promise<readonly Delivery[]>((resolve, reject) => {
       let q = this.#getQueues.get(queue);
       if (q === undefined) {
-        q = { name: queue, requests: [], claims: 0, again: false, timerAt: Infinity };
+        q = {
+          name: queue,
+          requests: [],
+          claims: 0,
+          plentiful: false,
+          again: false,
+          timerAt: Infinity,
+        };
         this.#getQueues.set(queue, q);
       }
       const request: GetRequest = {
@@ -964,7 +1006,7 @@ export class PostgresBroker implements Broker {
   dispatch(queue: string): void {
     const q = this.#getQueues.get(queue);
     if (q === undefined || this.#closing) return;
-    if (q.claims >= CLAIMS_PER_QUEUE) {
+    if (q.claims >= (q.plentiful ? CLAIMS_PER_QUEUE : 1)) {
       q.again = true;
       return;
     }
@@ -989,7 +1031,11 @@ export class PostgresBroker implements Broker {
     q.again = false;
     const claim = this.#claim(q, batch, owners, leases);
     this.#claims.add(claim);
-    claim.finally(() => this.#claims.delete(claim));
+    for (const r of batch) r.session.pending.add(claim);
+    claim.finally(() => {
+      this.#claims.delete(claim);
+      for (const r of batch) r.session.pending.delete(claim);
+    });
   }
 
   async #claim(q: GetQueue, batch: GetRequest[], owners: string[], leases: number[]) {
@@ -1020,7 +1066,11 @@ export class PostgresBroker implements Broker {
         const row = rows[next++];
         const id = Number(row.id);
         const attempts = Number(row.attempts);
-        got.push({ id, attempts, value: decode(plain(row.value), "trusted") });
+        const value = decode(plain(row.value), "trusted");
+        const original = this.#originals.get(id);
+        got.push(
+          original === undefined ? { id, attempts, value } : { id, attempts, value, original },
+        );
         r.session.leases.set(id, attempts);
         earliest = Math.min(earliest, Number(row.lease_until));
       }
@@ -1040,6 +1090,7 @@ export class PostgresBroker implements Broker {
     if (earliest !== Infinity) this.#armSweep(earliest + EXPIRY_SLACK_MS);
     q.claims--;
     const full = rows.length === owners.length && rows.length > 0;
+    q.plentiful = full;
     this.#tidyGets(q);
     if (!this.#getQueues.has(q.name)) return;
     if (q.again || full) {
@@ -1131,6 +1182,7 @@ export class PostgresBroker implements Broker {
     this.telemetry.observeCommit(performance.now() - started);
     const acked = new Set<number>();
     for (const row of rows) acked.add(Number(row.id));
+    this.forgetOriginals(acked);
     return batch.map(() => acked);
   }
 
@@ -1428,11 +1480,15 @@ export class PostgresBroker implements Broker {
     let next = this.#localNow() + SWEEP_MS;
     try {
       const timeout = this.#options.masterTimeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS;
-      const dead = await this.sql.unsafe(
-        `SELECT id FROM ${s}.masters WHERE seen_at < ${s}.now_ms() - $1 AND id <> $2`,
-        [timeout, this.masterId],
-      );
-      for (const row of dead) await this.#bury(Number(row.id));
+      // Judge the others only after heartbeating for a whole timeout ourselves: after the
+      // database was away, every master's heartbeat is old, and none of them is dead.
+      if (this.#aliveSince !== undefined && Date.now() - this.#aliveSince >= timeout) {
+        const dead = await this.sql.unsafe(
+          `SELECT id FROM ${s}.masters WHERE seen_at < ${s}.now_ms() - $1 AND id <> $2`,
+          [timeout, this.masterId],
+        );
+        for (const row of dead) await this.#bury(Number(row.id));
+      }
       for (;;) {
         const settled = await this.#settle(
           `lease_until <= ${s}.now_ms()`,
@@ -1795,6 +1851,8 @@ class PgSession implements BrokerSession {
   lastSeenAt: number;
   /** The leases handed to it: id → attempt (the fencing token its settlements carry). */
   readonly leases = new Map<number, number>();
+  /** Its claims and acks in flight, which its close waits for. */
+  readonly pending = new Set<Promise<unknown>>();
   closed = false;
   readonly #broker: PostgresBroker;
   #closing: Promise<void> | undefined;
@@ -1822,10 +1880,11 @@ class PgSession implements BrokerSession {
     if (this.#broker.closing) throw new BrokerClosedError();
     const encoded = values.map((v) => encode(v));
     await this.#broker.admit(queue, encoded);
-    if (this.#broker.settings.maxQueueLength > 0) {
-      return await this.#broker.holdPut(this, queue, encoded, options);
-    }
-    return await this.#broker.putNow(queue, encoded, options);
+    const ids = this.#broker.settings.maxQueueLength > 0
+      ? await this.#broker.holdPut(this, queue, encoded, options)
+      : await this.#broker.putNow(queue, encoded, options);
+    if (options.originals !== undefined) this.#broker.keepOriginals(ids, options.originals);
+    return ids;
   }
 
   async get(queue: string, options: GetOptions): Promise<readonly Delivery[]> {
@@ -1881,7 +1940,13 @@ class PgSession implements BrokerSession {
     }
     let done: Set<number>;
     try {
-      done = await this.#broker.ackNow(request);
+      const acking = this.#broker.ackNow(request);
+      this.pending.add(acking);
+      try {
+        done = await acking;
+      } finally {
+        this.pending.delete(acking);
+      }
     } catch (error) {
       this.#restore(held, attempts);
       throw error;
