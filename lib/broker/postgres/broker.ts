@@ -1241,7 +1241,8 @@ export class PostgresBroker implements Broker {
   failNow(owner: string, ids: number[], attempts: number[], error: string): Promise<Set<number>> {
     return this.#db(() =>
       this.#settle(
-        `(id, attempts) IN (SELECT * FROM unnest($2::bigint[], $3::int[])) AND lease_owner = $1`,
+        `id = ANY($2::bigint[]) AND (id, attempts) IN (SELECT * FROM unnest($2::bigint[], $3::int[]))
+           AND lease_owner = $1`,
         [owner, intArray(ids), intArray(attempts)],
         { kind: "fail", reason: error },
         false,

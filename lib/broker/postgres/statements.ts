@@ -7,7 +7,9 @@
  * front of a queue with `FOR UPDATE SKIP LOCKED` and leases each row to the
  * getter it is meant for; an ack deletes what its holders really held (id,
  * attempt and session must all match: the attempt is the lease's fencing
- * token) and inserts their results in the same statement. Times are the
+ * token) and inserts their results in the same statement. Rows are found by
+ * `id = ANY(ids)`, so the plan is always the primary key's, never a scan of
+ * every leased row however the statistics stand. Times are the
  * database's clock in milliseconds (`now_ms()`), so every master agrees on
  * them whatever its own clock says.
  *
@@ -113,8 +115,9 @@ WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= $6)
 RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until`,
     ack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 done AS (
-  DELETE FROM ${s}.items i USING unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, att, owner)
-  WHERE i.id = u.id AND i.attempts = u.att AND i.lease_owner = u.owner
+  DELETE FROM ${s}.items i
+  WHERE i.id = ANY($1::bigint[])
+    AND (i.id, i.attempts, i.lease_owner) IN (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]))
   RETURNING i.id, i.queue, octet_length(i.value) AS bytes
 ),
 res AS (
@@ -145,7 +148,8 @@ u AS (
 upd AS (
   UPDATE ${s}.items i SET lease_owner = NULL, lease_master = NULL, lease_until = NULL,
     taken = NULL, ready_at = ${now} + $4::bigint, seq = u.seq
-  FROM u WHERE i.id = u.id AND i.attempts = u.att AND i.lease_owner = $3
+  FROM u WHERE i.id = ANY($1::bigint[]) AND i.id = u.id AND i.attempts = u.att
+    AND i.lease_owner = $3
   RETURNING i.id, i.queue
 ),
 cnt AS (
@@ -156,7 +160,7 @@ cnt AS (
 SELECT id, queue, ${notifyQueues("upd", "$6::text", "$7::text")} AS notified FROM upd`,
     extend: `UPDATE ${s}.items i SET lease_until = ${s}.now_ms() + $4::bigint
 FROM unnest($1::bigint[], $2::int[]) AS u(id, att)
-WHERE i.id = u.id AND i.attempts = u.att AND i.lease_owner = $3
+WHERE i.id = ANY($1::bigint[]) AND i.id = u.id AND i.attempts = u.att AND i.lease_owner = $3
 RETURNING i.id, i.lease_until`,
   };
 }
