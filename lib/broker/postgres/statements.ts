@@ -1,6 +1,9 @@
 /**
  * The SQL of the PostgreSQL broker's hot path, one statement per batch.
  *
+ * Counter rows are always upserted in queue-name order, so two batches in
+ * flight at once lock them in the same order and never deadlock.
+ *
  * Each statement does a whole step in one round trip and one transaction:
  * a put inserts its items, registers their queues, adds to the counters and
  * wakes the other masters (`pg_notify`, sent at commit); a claim picks the
@@ -58,7 +61,7 @@ export interface Statements {
 /** Adds `put` and `bytes` per queue of CTE `rows(queue, bytes)` to the counters of master `$m`. */
 function countPuts(s: string, rows: string, master: string): string {
   return `INSERT INTO ${s}.counters (queue, master, put, bytes)
-    SELECT queue, ${master}, count(*), sum(bytes) FROM ${rows} GROUP BY queue
+    SELECT queue, ${master}, count(*), sum(bytes) FROM ${rows} GROUP BY queue ORDER BY queue
     ON CONFLICT (queue, master) DO UPDATE SET put = ${s}.counters.put + excluded.put,
       bytes = ${s}.counters.bytes + excluded.bytes`;
 }
@@ -135,7 +138,7 @@ cnt AS (
   SELECT queue, $7::bigint, sum(acked), sum(put), sum(bytes) FROM (
     SELECT queue, 1 AS acked, 0 AS put, -bytes AS bytes FROM done
     UNION ALL SELECT queue, 0, 1, bytes FROM res) c
-  GROUP BY queue
+  GROUP BY queue ORDER BY queue
   ON CONFLICT (queue, master) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
     put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
 )
@@ -154,7 +157,7 @@ upd AS (
 ),
 cnt AS (
   INSERT INTO ${s}.counters (queue, master, nacked) SELECT queue, $5::bigint, count(*) FROM upd
-  GROUP BY queue
+  GROUP BY queue ORDER BY queue
   ON CONFLICT (queue, master) DO UPDATE SET nacked = ${s}.counters.nacked + excluded.nacked
 )
 SELECT id, queue, ${notifyQueues("upd", "$6::text", "$7::text")} AS notified FROM upd`,
