@@ -20,15 +20,67 @@
  * with 2 workers on a memory master, next to the same on plain TCP, with the
  * ratio.
  *
- * Usage: deno task bench [N]   (default N = 100000)
+ * On PostgreSQL (`--store postgres`, or the part `postgres`), on one
+ * throwaway cluster (tests/_postgres.ts) with fsync and synchronous_commit
+ * on, as production would run it:
+ * - the raw floor: scripts/pg_raw_bench.ts, the seed workload done by hand
+ *   with a `FOR UPDATE SKIP LOCKED` claim-and-delete loop (4 consumers, 100
+ *   rows per claim, results inserted with the delete), puts included: the
+ *   floor with claims committed asynchronously, as taskq's are, on a table
+ *   with statistics; then with every commit synchronous; then on a table
+ *   without statistics (as a table created seconds ago is);
+ * - the seed workload through taskq on 1, 2 and 3 masters (each its own
+ *   process, `--store URL`, on a fresh `--pg-schema bench_<M>m`), with 2
+ *   workers in all: worker i on master i mod M, the producer (one process,
+ *   as the seed's) on the last master, every client given the whole list
+ *   (`--connect a,b,c`) and placed on its master by reconnecting until it
+ *   lands there (what random placement gives on average);
+ * - the same workload on one durable SQLite master (`--data DIR`), 2 workers;
+ * - the ratios: taskq on 2 masters / the raw loop (target ≥ 0.8), and
+ *   taskq on 2 masters in tasks/s (target ≥ 50,000/s on 2 cores);
+ * - for each, the CPU time of PostgreSQL's processes (backends, autovacuum,
+ *   the rest), the masters, the workers and the producer (/proc/PID/stat).
+ * The part `pgsize` (opt-in) puts 1,000,000 items through 2 masters, then
+ * reports the size of `bench_size.items` (table, indexes, total) before and
+ * after a manual VACUUM, and the table's reloptions
+ * (TASKQ_BENCH_PG_SIZE_ITEMS changes the count).
+ *
+ * TASKQ_BENCH_ROUNDS=3 runs the comparison 3 times over (each round in the
+ * same order) and compares the medians: on a small machine single runs vary
+ * by ±20%.
+ *
+ * Each scenario of these parts is bounded in time (60 s plus 1 ms per task;
+ * TASKQ_BENCH_TIMEOUT_S overrides): one that runs over is stopped, its
+ * processes killed, reported as FAILED, and the bench goes on (and exits 1).
+ *
+ * Usage: deno task bench [--store memory|durable|postgres] [N]   (default N = 100000)
  * TASKQ_BENCH_ONLY=tls,raw deno task bench   runs only the named parts, of:
- * raw, memory, durable, python, rss, tls (all by default).
+ * raw, memory, durable, python, rss, tls, postgres (all by default), and
+ * pgsize (only when named). `--store NAME` adds that store's part to them
+ * (and, alone, runs only it).
  *
  * @module
  */
 
-import { connect } from "../lib/mod.ts";
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { type Client, connect } from "../lib/mod.ts";
 import { makeTlsMaterial, writeTlsMaterial } from "../lib/cli/tls.ts";
+import { connectOn } from "./bench_worker.ts";
+import {
+  clockTicks,
+  type CpuSplit,
+  cpuSplit,
+  describeSplit,
+  postgresSeconds,
+  sampleCpu,
+} from "./pg_raw_bench.ts";
+import {
+  type PgCluster,
+  POSTGRES_MISSING,
+  postgresAvailable,
+  startPostgres,
+} from "../tests/_postgres.ts";
 
 const DEFAULT_N = 100_000;
 const PUT_BATCH = 1_000;
@@ -44,12 +96,57 @@ const MEMORY_ITEMS = 1_000_000;
 const PROGRESS_STEPS = 4;
 const STARTUP_POLL_MS = 20;
 
-const N = Number(Deno.args[0] ?? DEFAULT_N);
+/** Masters of the PostgreSQL seed workloads, each its own process on one database. */
+const PG_MASTER_COUNTS = [1, 2, 3];
+/** Workers of the PostgreSQL seed workloads, in all (spread over the masters). */
+const PG_WORKERS = 2;
+/** Consumer connections of the raw SKIP LOCKED loop. */
+const PG_RAW_CONSUMERS = 4;
+/** Items put through 2 masters before the table's size is measured (part pgsize). */
+const PG_SIZE_ITEMS = Number(Deno.env.get("TASKQ_BENCH_PG_SIZE_ITEMS") ?? 1_000_000);
+/** Masters of the size run. */
+const PG_SIZE_MASTERS = 2;
+/** Targets: taskq on 2 masters / the raw loop, and taskq on 2 masters in tasks/s. */
+const PG_RATIO_TARGET = 0.8;
+const PG_RATE_TARGET = 50_000;
+/** Rounds of the PostgreSQL comparison (TASKQ_BENCH_ROUNDS, default 1); medians are compared. */
+const PG_ROUNDS = Number(Deno.env.get("TASKQ_BENCH_ROUNDS") ?? 1);
+/** Time a bounded scenario may take: this, plus {@link SCENARIO_MS_PER_TASK} per task. */
+const SCENARIO_BASE_MS = 60_000;
+const SCENARIO_MS_PER_TASK = 1;
+/** Time a stopped process has to exit before it is killed. */
+const STOP_GRACE_MS = 5_000;
+/** The stores `--store` selects, as parts. */
+const STORE_PARTS = ["memory", "durable", "postgres"];
+/** Parts that run only when named. */
+const OPT_IN_PARTS = ["pgsize"];
+
+const { values: flags, positionals } = parseArgs({
+  args: Deno.args,
+  options: { store: { type: "string" } },
+  allowPositionals: true,
+});
+const N = Number(positionals[0] ?? DEFAULT_N);
+if (!Number.isInteger(N) || N < 1) throw new Error(`N must be a positive integer, not ${N}`);
+if (!Number.isInteger(PG_ROUNDS) || PG_ROUNDS < 1) {
+  throw new Error(`TASKQ_BENCH_ROUNDS must be a positive integer, not ${PG_ROUNDS}`);
+}
+if (flags.store !== undefined && !STORE_PARTS.includes(flags.store)) {
+  throw new Error(`--store takes one of ${STORE_PARTS.join(", ")}, not "${flags.store}"`);
+}
 /** Workers of the TLS comparison. */
 const TLS_WORKERS = 2;
-/** The parts to run (TASKQ_BENCH_ONLY, comma-separated); all when unset. */
-const ONLY = Deno.env.get("TASKQ_BENCH_ONLY")?.split(",").map((part) => part.trim());
-const runs = (part: string) => ONLY === undefined || ONLY.includes(part);
+/** The parts to run (TASKQ_BENCH_ONLY, comma-separated, plus --store's); all when unset. */
+const ENV_ONLY = Deno.env.get("TASKQ_BENCH_ONLY")?.split(",").map((part) => part.trim());
+const ONLY = flags.store === undefined ? ENV_ONLY : [...ENV_ONLY ?? [], flags.store];
+const runs = (part: string) =>
+  ONLY === undefined ? !OPT_IN_PARTS.includes(part) : ONLY.includes(part);
+const TIMEOUT_OVERRIDE_S = Deno.env.get("TASKQ_BENCH_TIMEOUT_S");
+/** Time a bounded scenario of `n` tasks may take, in ms. */
+const scenarioMs = (n: number) =>
+  TIMEOUT_OVERRIDE_S !== undefined
+    ? Number(TIMEOUT_OVERRIDE_S) * 1000
+    : SCENARIO_BASE_MS + n * SCENARIO_MS_PER_TASK;
 const PING_BYTES = 64;
 /** A client that pings a port N times and prints the median and p99 round trip in µs. */
 const ECHO_CLIENT_SOURCE = `
@@ -73,6 +170,12 @@ const root = new URL("..", import.meta.url).pathname;
 const encoder = new TextEncoder();
 
 type Store = "memory" | "durable";
+
+/** Masters on a PostgreSQL database, in schema `schema`. */
+interface PgStore {
+  postgres: string;
+  schema: string;
+}
 
 /** Where a TLS master's and its clients' PEM files are. */
 interface TlsFiles {
@@ -102,15 +205,22 @@ await client.close();
 
 interface Row {
   scenario: string;
-  store?: Store | "python" | "memory-tls";
+  store?: Store | "python" | "memory-tls" | "postgres";
+  masters?: number;
   workers?: number;
   value: number;
   unit: string;
   [key: string]: unknown;
 }
 const rows: Row[] = [];
+/** Scenarios that failed (the bench exits 1 after writing the rest). */
+const failures: string[] = [];
+
+/** The round of the PostgreSQL comparison being run, recorded in its rows. */
+let currentRound: number | undefined;
 
 function report(row: Row): void {
+  if (currentRound !== undefined) row.round = currentRound;
   rows.push(row);
   console.log(JSON.stringify(row));
 }
@@ -125,9 +235,109 @@ interface RunningMaster {
   stop(): Promise<void>;
 }
 
-async function startMaster(store: Store, tls?: TlsFiles): Promise<RunningMaster> {
+/** Resolves true once `promise` settles, or false after `ms` (the timer cleared either way). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Stops a child process: `signal` (SIGTERM), then SIGKILL if it is still there after a grace. */
+async function stopChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+  if (await within(child.status, 0)) return;
+  try {
+    child.kill(signal);
+  } catch {
+    // Exited meanwhile.
+  }
+  if (await within(child.status, STOP_GRACE_MS)) return;
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // Exited meanwhile.
+  }
+  await child.status;
+}
+
+/**
+ * What a bounded scenario started (processes, clients, masters), stopped in
+ * reverse order when it ends, whether it finished, failed or ran out of time.
+ */
+class Scope {
+  readonly #cleanups: (() => Promise<unknown>)[] = [];
+
+  /** Runs `cleanup` when the scope closes. */
+  defer(cleanup: () => Promise<unknown>): void {
+    this.#cleanups.push(cleanup);
+  }
+
+  async close(): Promise<void> {
+    for (const cleanup of this.#cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        console.error(`  cleanup: ${(error as Error).message}`);
+      }
+    }
+  }
+}
+
+/** The scopes of the scenarios running now (stopped on Ctrl-C). */
+const activeScopes = new Set<Scope>();
+
+/**
+ * Runs one scenario within `ms`: when it throws or runs over, it is reported
+ * as FAILED (the bench goes on and exits 1 at the end) and everything it
+ * started is stopped. Resolves true when it succeeded.
+ */
+async function bounded(
+  label: string,
+  ms: number,
+  run: (scope: Scope) => Promise<void>,
+): Promise<boolean> {
+  const scope = new Scope();
+  activeScopes.add(scope);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const running = run(scope);
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`did not finish within ${ms / 1000} s (stopped)`)),
+      ms,
+    );
+  });
+  try {
+    await Promise.race([running, timedOut]);
+    return true;
+  } catch (error) {
+    const message = `${label}: FAILED: ${(error as Error).message}`;
+    console.error(message);
+    failures.push(message);
+    return false;
+  } finally {
+    clearTimeout(timer);
+    running.catch(() => {});
+    await scope.close();
+    activeScopes.delete(scope);
+    // Let the scenario's own cleanup run now that what it waited on is gone.
+    await within(running, STOP_GRACE_MS);
+  }
+}
+
+async function startMaster(
+  store: Store | PgStore,
+  tls?: TlsFiles,
+  scope?: Scope,
+): Promise<RunningMaster> {
   const dataDir = store === "durable" ? await Deno.makeTempDir({ prefix: "taskq-bench-" }) : "";
-  const storeArgs = store === "durable" ? ["--data", dataDir] : ["--memory"];
+  const storeArgs = store === "durable"
+    ? ["--data", dataDir]
+    : store === "memory"
+    ? ["--memory"]
+    : ["--store", store.postgres, "--pg-schema", store.schema];
   if (tls !== undefined) {
     storeArgs.push(
       ...["--tls-cert", `${tls.dir}/server.pem`, "--tls-key", `${tls.dir}/server-key.pem`],
@@ -150,22 +360,24 @@ async function startMaster(store: Store, tls?: TlsFiles): Promise<RunningMaster>
     stderr: "inherit",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      await stopChild(child);
+      await reader.cancel().catch(() => {});
+      if (dataDir) await Deno.remove(dataDir, { recursive: true });
+    })();
+  scope?.defer(stop);
   let text = "";
   while (!/listening on (\S+)/.test(text)) {
     const { value, done } = await reader.read();
-    if (done) throw new Error("master exited before listening");
+    if (done) {
+      await stop();
+      throw new Error("master exited before listening");
+    }
     text += value;
   }
-  return {
-    address: /listening on (\S+)/.exec(text)![1],
-    pid: child.pid,
-    async stop() {
-      child.kill("SIGTERM");
-      await reader.cancel();
-      await child.status;
-      if (dataDir) await Deno.remove(dataDir, { recursive: true });
-    },
-  };
+  return { address: /listening on (\S+)/.exec(text)![1], pid: child.pid, stop };
 }
 
 /** The floor under any round trip here: a raw 64-byte TCP ping-pong between two processes. */
@@ -285,23 +497,50 @@ async function roundTrip(address: string, store: Store): Promise<void> {
   await client.close();
 }
 
-async function seedWorkload(
-  address: string,
-  store: Store,
-  workers: number,
-  tls?: TlsFiles & { workerScript: string },
-): Promise<void> {
+/** Options of {@link seedWorkload}. */
+interface SeedOptions {
+  /** One master's HOST:PORT, or several masters sharing one database, comma-separated. */
+  address: string;
+  store: Store | "postgres";
+  workers: number;
+  /**
+   * Masters named in `address`: worker i starts on master i mod `masters`, the
+   * producer on the last (each with the whole list; see scripts/bench_worker.ts).
+   */
+  masters?: number;
+  /** Tasks (N by default). */
+  n?: number;
+  /** The row's scenario (`seed-workload` by default). */
+  scenario?: string;
+  tls?: TlsFiles & { workerScript: string };
+  /** Processes to split the CPU time over: the masters', and the postmaster's. */
+  cpu?: { masters: number[]; postmasterPid?: number };
+  /** Run once everything is connected, just before the clock starts. */
+  beforeStart?: () => Promise<void>;
+  /** Where the workers and the producer's client are stopped if the scenario is cut short. */
+  scope?: Scope;
+  /** More fields for the row. */
+  extra?: Record<string, unknown>;
+}
+
+async function seedWorkload(options: SeedOptions): Promise<Row> {
+  const { address, store, workers, tls, scope } = options;
+  const n = options.n ?? N;
+  const masters = options.masters;
   const read = (name: string) => Deno.readTextFileSync(`${tls?.dir}/${name}`);
-  const client = await connect({
-    address,
+  const client: Client = await connectOn(address, masters === undefined ? undefined : masters - 1, {
     reconnect: false,
+    name: `bench-producer-${Deno.pid}`,
     tls: tls === undefined
       ? undefined
       : { ca: read("ca.pem"), cert: read("client.pem"), key: read("client-key.pem") },
   });
+  let closing: Promise<void> | undefined;
+  const closeClient = () => closing ??= client.close();
+  scope?.defer(closeClient);
   const tasks = client.queue("tasks");
   const results = client.queue("results");
-  const procs = Array.from({ length: workers }, () =>
+  const procs = Array.from({ length: workers }, (_, i) =>
     new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -310,46 +549,102 @@ async function seedWorkload(
         address,
         String(WORKER_CONCURRENCY),
         String(WORKER_PREFETCH),
+        ...(masters === undefined ? [] : [String(i % masters)]),
       ],
-      stdout: "null",
+      stdout: "piped",
       stderr: "inherit",
     }).spawn());
-  const ints = Array.from({ length: N }, () => Math.floor(Math.random() * 10_001));
+  for (const proc of procs) scope?.defer(() => stopChild(proc, "SIGKILL"));
+  // Each prints one JSON line as it exits (scripts/bench_worker.ts): its CPU time, its last item.
+  const exits = procs.map(async (proc) => {
+    const { stdout, code } = await proc.output();
+    try {
+      const line = JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
+      return { ...line, code } as { cpuSeconds?: number; lastHandledAt?: number; code: number };
+    } catch {
+      return { code };
+    }
+  });
+  for (const exit of exits) exit.catch(() => {});
+  const ints = Array.from({ length: n }, () => Math.floor(Math.random() * 10_001));
   // Time the work, not the workers' process start-up: wait until all are connected.
   while ((await client.stats()).clients < workers + 1) {
     await new Promise((resolve) => setTimeout(resolve, STARTUP_POLL_MS));
   }
+  await options.beforeStart?.();
+  const cpuGroups = options.cpu === undefined ? undefined : {
+    masters: options.cpu.masters,
+    workers: procs.map((p) => p.pid),
+    producer: [Deno.pid],
+  };
+  const cpuBefore = cpuGroups && sampleCpu(cpuGroups, options.cpu?.postmasterPid);
   const t0 = performance.now();
+  const t0Epoch = Date.now();
+  let putsDoneSeconds = 0;
   const putting = (async () => {
     const inFlight: Promise<unknown>[] = [];
-    for (let i = 0; i < N; i += PUT_BATCH) {
-      inFlight.push(tasks.putMany(ints.slice(i, i + PUT_BATCH)));
+    for (let i = 0; i < n; i += PUT_BATCH) {
+      const put = tasks.putMany(ints.slice(i, i + PUT_BATCH));
+      // Awaited below; if one fails, the others still in flight must not go unhandled.
+      put.catch(() => {});
+      inFlight.push(put);
       if (inFlight.length >= PUT_BATCHES_IN_FLIGHT) await inFlight.shift();
     }
     await Promise.all(inFlight);
+    putsDoneSeconds = round2((performance.now() - t0) / 1000);
   })();
+  putting.catch(() => {});
+  const label = `${store}${masters === undefined ? "" : `, ${masters} master(s)`}`;
   let got = 0;
-  while (got < N) {
+  while (got < n) {
     const jobs = await results.getMany(COLLECT_BATCH, COLLECT_TIMEOUT_MS);
-    if (jobs.length === 0) throw new Error(`only ${got} of ${N} results came`);
+    if (jobs.length === 0) throw new Error(`only ${got} of ${n} results came`);
     await results.ack(jobs);
     got += jobs.length;
-    if (got % (N / PROGRESS_STEPS) < jobs.length) {
-      progress(`${store}, ${workers} workers: ${got}/${N}`);
+    if (got % Math.ceil(n / PROGRESS_STEPS) < jobs.length) {
+      progress(`${label}, ${workers} workers: ${got}/${n}`);
     }
   }
   const ms = performance.now() - t0;
+  let cpu = cpuGroups &&
+    await cpuSplit(cpuBefore!, sampleCpu(cpuGroups, options.cpu?.postmasterPid));
   await putting;
-  await Promise.all(procs.map((p) => p.status));
-  report({
-    scenario: "seed-workload",
+  const exited = await Promise.all(exits);
+  const lastHandled = Math.max(...exited.map((e) => e.lastHandledAt ?? 0));
+  // A worker that died (its error is above) gave its items back; the others finished the run.
+  const workersFailed = exited.filter((e) => e.code !== 0).length;
+  if (workersFailed > 0) {
+    console.error(
+      `  ${workersFailed} of ${workers} workers exited with an error (exit codes ` +
+        `${exited.map((e) => e.code).join(", ")}); the others finished the run`,
+    );
+  }
+  if (cpu !== undefined && exited.every((e) => e.cpuSeconds !== undefined)) {
+    // Workers that finished before the last result was collected have exited by the second
+    // sample: count what each said it used at exit, less what it had used before the clock.
+    const hz = await clockTicks();
+    const before = procs.reduce((sum, p) => sum + (cpuBefore!.groups.workers.get(p.pid) ?? 0), 0);
+    const used = exited.reduce((sum, e) => sum + e.cpuSeconds!, 0) - before / hz;
+    cpu = { ...cpu, cpuSeconds: { ...cpu.cpuSeconds, workers: round2(used) } };
+  }
+  const row: Row = {
+    scenario: options.scenario ?? "seed-workload",
     store: tls === undefined ? store : "memory-tls",
+    ...(masters === undefined ? {} : { masters }),
     workers,
-    value: rate(N, ms),
+    value: rate(n, ms),
     unit: "tasks/s",
-    n: N,
-  });
-  await client.close();
+    n,
+    putsDoneSeconds,
+    ...(workersFailed > 0 ? { workersFailed } : {}),
+    ...(lastHandled > 0 ? { workersDoneSeconds: round2((lastHandled - t0Epoch) / 1000) } : {}),
+    ...options.extra,
+    ...(cpu === undefined ? {} : { cpu }),
+  };
+  report(row);
+  if (cpu !== undefined) console.log(`  ${describeSplit(cpu)}`);
+  await closeClient();
+  return row;
 }
 
 /** The seed workload over mutual TLS next to plain TCP (memory store), and the ratio. */
@@ -362,14 +657,19 @@ async function tlsWorkload(): Promise<void> {
     if (find("seed-workload", "memory", TLS_WORKERS) === undefined) {
       const plain = await startMaster("memory");
       try {
-        await seedWorkload(plain.address, "memory", TLS_WORKERS);
+        await seedWorkload({ address: plain.address, store: "memory", workers: TLS_WORKERS });
       } finally {
         await plain.stop();
       }
     }
     const master = await startMaster("memory", { dir });
     try {
-      await seedWorkload(master.address, "memory", TLS_WORKERS, { dir, workerScript });
+      await seedWorkload({
+        address: master.address,
+        store: "memory",
+        workers: TLS_WORKERS,
+        tls: { dir, workerScript },
+      });
     } finally {
       await master.stop();
     }
@@ -441,10 +741,412 @@ async function memoryFootprint(): Promise<void> {
   }
 }
 
-function find(scenario: string, store: string, workers?: number): number | undefined {
-  return rows.find((r) => r.scenario === scenario && r.store === store && r.workers === workers)
-    ?.value;
+function find(
+  scenario: string,
+  store: string,
+  workers?: number,
+  masters?: number,
+): number | undefined {
+  return rows.find((r) =>
+    r.scenario === scenario && r.store === store && r.workers === workers &&
+    r.masters === masters
+  )?.value;
 }
+
+// ------------------------------------------------------------------ PostgreSQL
+
+/** The database the PostgreSQL parts use, and what they run on it. */
+interface PgBench {
+  cluster: PgCluster;
+  /** One connection for the schema work and the size queries. */
+  admin: postgres.Sql;
+  postmasterPid: number;
+}
+
+/** Drops a schema and everything in it, then CHECKPOINTs, so the next run starts clean. */
+async function dropSchema(pg: PgBench, schema: string): Promise<void> {
+  await pg.admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await pg.admin.unsafe("CHECKPOINT");
+}
+
+/**
+ * Variants of the raw loop: the floor (claims committed asynchronously, as
+ * taskq's are, on a table with statistics), every commit synchronous, and a
+ * table without statistics (what a table created seconds ago gets).
+ */
+const PG_RAW_VARIANTS = [
+  { name: "async", schema: "bench_raw", syncClaims: false, analyze: true },
+  { name: "synchronous", schema: "bench_raw_sync", syncClaims: true, analyze: true },
+  { name: "async-no-statistics", schema: "bench_raw_cold", syncClaims: false, analyze: false },
+] as const;
+
+/** The raw SKIP LOCKED loop (scripts/pg_raw_bench.ts, in a process of its own). */
+async function pgRawLoop(
+  pg: PgBench,
+  variant: typeof PG_RAW_VARIANTS[number],
+  scope: Scope,
+): Promise<void> {
+  const { schema, syncClaims, analyze } = variant;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${root}scripts/pg_raw_bench.ts`,
+      ...["--url", pg.cluster.url, "--n", String(N), "--consumers", String(PG_RAW_CONSUMERS)],
+      ...["--schema", schema, "--postmaster-pid", String(pg.postmasterPid)],
+      ...["--timeout", String(scenarioMs(N) / 1000)],
+      ...(syncClaims ? ["--sync-claims"] : []),
+      ...(analyze ? [] : ["--no-analyze"]),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  scope.defer(() => stopChild(child, "SIGKILL"));
+  const output = await child.output();
+  if (!output.success) throw new Error(`scripts/pg_raw_bench.ts exited with ${output.code}`);
+  const lines = new TextDecoder().decode(output.stdout).trim().split("\n");
+  const result = JSON.parse(lines[lines.length - 1]);
+  report({
+    scenario: "pg-raw-skip-locked",
+    store: "postgres",
+    value: result.tasksPerSecond,
+    unit: "tasks/s",
+    n: N,
+    consumers: result.consumers,
+    claimRows: result.claimRows,
+    claims: syncClaims ? "synchronous" : "async",
+    statistics: analyze,
+    variant: variant.name,
+    putsDoneSeconds: result.putsDoneSeconds,
+    clientCpuUsPerTask: result.clientCpuUsPerTask,
+    cpu: result.cpu,
+  });
+  await dropSchema(pg, schema);
+}
+
+/**
+ * The seed workload through `masters` taskq masters on schema `schema` of
+ * the database ({@link seedWorkload} places the workers and the producer).
+ */
+async function pgSeed(
+  pg: PgBench,
+  masters: number,
+  schema: string,
+  scope: Scope,
+  n = N,
+  scenario?: string,
+): Promise<Row> {
+  await dropSchema(pg, schema);
+  const started = await Promise.all(
+    Array.from(
+      { length: masters },
+      () => startMaster({ postgres: pg.cluster.url, schema }, undefined, scope),
+    ),
+  );
+  return await seedWorkload({
+    address: started.map((m) => m.address).join(","),
+    store: "postgres",
+    workers: PG_WORKERS,
+    masters,
+    n,
+    scenario,
+    cpu: { masters: started.map((m) => m.pid), postmasterPid: pg.postmasterPid },
+    // Start with no earlier writes left to flush (the schema was just created).
+    beforeStart: async () => {
+      await pg.admin.unsafe("CHECKPOINT");
+    },
+    scope,
+    extra: {
+      schema,
+      placement: `worker i on master i mod ${masters}, producer on master ${masters - 1}`,
+    },
+  });
+}
+
+/** The seed workload on one durable SQLite master, with the CPU split, for comparison. */
+async function sqliteSeed(scope: Scope): Promise<void> {
+  const master = await startMaster("durable", undefined, scope);
+  await seedWorkload({
+    address: master.address,
+    store: "durable",
+    workers: PG_WORKERS,
+    masters: 1,
+    cpu: { masters: [master.pid] },
+    scope,
+  });
+}
+
+/** `<schema>.items`'s size, rows and vacuum counts. */
+async function itemsSize(pg: PgBench, schema: string): Promise<Record<string, unknown>> {
+  const table = `${schema}.items`;
+  const [size] = await pg.admin.unsafe(
+    `SELECT pg_total_relation_size($1::regclass) AS total, pg_relation_size($1::regclass) AS heap,
+       pg_indexes_size($1::regclass) AS indexes,
+       (SELECT reloptions FROM pg_class WHERE oid = $1::regclass) AS reloptions`,
+    [table],
+  );
+  const [{ count }] = await pg.admin.unsafe(`SELECT count(*)::int AS count FROM ${table}`);
+  const [stat] = await pg.admin.unsafe(
+    `SELECT n_live_tup, n_dead_tup, vacuum_count, autovacuum_count, autoanalyze_count
+     FROM pg_stat_user_tables WHERE relid = $1::regclass`,
+    [table],
+  );
+  return {
+    totalBytes: Number(size.total),
+    tableBytes: Number(size.heap),
+    indexesBytes: Number(size.indexes),
+    reloptions: size.reloptions,
+    rows: count,
+    liveRowsEstimate: Number(stat.n_live_tup),
+    deadRowsEstimate: Number(stat.n_dead_tup),
+    vacuums: Number(stat.vacuum_count),
+    autovacuums: Number(stat.autovacuum_count),
+    autoanalyzes: Number(stat.autoanalyze_count),
+  };
+}
+
+/** 1,000,000 items through 2 masters, then `bench_size.items`'s size before and after VACUUM. */
+async function pgSize(pg: PgBench): Promise<void> {
+  const schema = "bench_size";
+  const ran = await bounded(
+    `postgres, ${PG_SIZE_MASTERS} masters, ${PG_SIZE_ITEMS} items`,
+    scenarioMs(PG_SIZE_ITEMS),
+    async (scope) => {
+      await pgSeed(pg, PG_SIZE_MASTERS, schema, scope, PG_SIZE_ITEMS, "seed-workload-pgsize");
+    },
+  );
+  if (!ran) return;
+  // The masters are stopped: nothing but autovacuum touches the table now.
+  for (const phase of ["before-vacuum", "after-vacuum"]) {
+    if (phase === "after-vacuum") await pg.admin.unsafe(`VACUUM ${schema}.items`);
+    const size = await itemsSize(pg, schema);
+    report({
+      scenario: "pg-items-size",
+      store: "postgres",
+      masters: PG_SIZE_MASTERS,
+      value: Math.round((size.totalBytes as number) / 1024),
+      unit: "KiB total",
+      phase,
+      items: PG_SIZE_ITEMS,
+      ...size,
+    });
+    console.log(
+      `  ${schema}.items after ${PG_SIZE_ITEMS} items, ${phase}: total ${
+        kib(size.totalBytes)
+      }, table ${kib(size.tableBytes)}, indexes ${kib(size.indexesBytes)}; ` +
+        `${size.rows} rows (statistics: ${size.liveRowsEstimate} live, ${size.deadRowsEstimate} ` +
+        `dead), ${size.autovacuums} autovacuums so far` +
+        (phase === "before-vacuum" ? `; reloptions ${JSON.stringify(size.reloptions)}` : ""),
+    );
+  }
+  await dropSchema(pg, schema);
+}
+
+function kib(bytes: unknown): string {
+  return `${Math.round((bytes as number) / 1024).toLocaleString("en-US")} KiB`;
+}
+
+/** The PostgreSQL parts on one throwaway durable cluster. */
+async function postgresParts(): Promise<void> {
+  if (!postgresAvailable()) {
+    console.log(`postgres: SKIPPED (${POSTGRES_MISSING})`);
+    return;
+  }
+  const cluster = await startPostgres({ durable: true, database: "bench" });
+  const admin = postgres(cluster.url, { max: 1, onnotice: () => {}, idle_timeout: 0 });
+  // Ctrl-C must not leave the throwaway cluster running.
+  const onSignal = () => {
+    console.error("\ninterrupted: stopping the scenario's processes and the PostgreSQL cluster");
+    Promise.allSettled([...activeScopes].map((scope) => scope.close()))
+      .then(() => cluster.destroy())
+      .finally(() => Deno.exit(130));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
+  try {
+    const postmasterPid = Number(
+      (await Deno.readTextFile(`${cluster.dataDir}/postmaster.pid`)).split("\n", 1)[0],
+    );
+    const pg: PgBench = { cluster, admin, postmasterPid };
+    const [{ server_version: version }] = await admin.unsafe("SHOW server_version");
+    const [{ fsync }] = await admin.unsafe("SHOW fsync");
+    const [{ synchronous_commit }] = await admin.unsafe("SHOW synchronous_commit");
+    const [{ autovacuum_naptime: naptime }] = await admin.unsafe("SHOW autovacuum_naptime");
+    console.log(
+      `postgres ${version} at ${cluster.url} (throwaway; fsync ${fsync}, synchronous_commit ` +
+        `${synchronous_commit}, autovacuum_naptime ${naptime})`,
+    );
+    if (runs("postgres")) {
+      for (let round = 1; round <= PG_ROUNDS; round++) {
+        currentRound = round;
+        if (PG_ROUNDS > 1) console.log(`postgres, round ${round} of ${PG_ROUNDS}`);
+        for (const variant of PG_RAW_VARIANTS) {
+          await bounded(
+            `raw SKIP LOCKED loop (${variant.name})`,
+            scenarioMs(N) + STOP_GRACE_MS,
+            (scope) => pgRawLoop(pg, variant, scope),
+          );
+        }
+        for (const masters of PG_MASTER_COUNTS) {
+          const schema = `bench_${masters}m`;
+          await bounded(`postgres, ${masters} master(s)`, scenarioMs(N), async (scope) => {
+            await pgSeed(pg, masters, schema, scope);
+          });
+          await dropSchema(pg, schema);
+        }
+        await bounded("durable (SQLite), 1 master", scenarioMs(N), sqliteSeed);
+      }
+      currentRound = undefined;
+      postgresSummary();
+    }
+    if (runs("pgsize")) await pgSize(pg);
+  } finally {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.removeSignalListener(signal, onSignal);
+    }
+    await admin.end({ timeout: 5 });
+    await cluster.destroy();
+  }
+}
+
+/** What a row of the PostgreSQL comparison measured: a raw variant, or a store and masters. */
+function pgKey(row: Row): string | undefined {
+  if (row.scenario === "pg-raw-skip-locked") return `raw loop, ${row.variant}`;
+  if (row.scenario !== "seed-workload" || row.masters === undefined) return undefined;
+  return `${row.store === "durable" ? "SQLite" : row.store}, ${row.masters} master${
+    row.masters === 1 ? "" : "s"
+  }`;
+}
+
+function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : Math.round((sorted[mid - 1] + sorted[mid]) / 2);
+}
+
+/** The PostgreSQL figures side by side (medians over the rounds), and the targets. */
+function postgresSummary(): void {
+  const byKey = new Map<string, Row[]>();
+  for (const row of rows) {
+    const key = pgKey(row);
+    if (key !== undefined && row.round !== undefined) {
+      byKey.set(key, [...byKey.get(key) ?? [], row]);
+    }
+  }
+  const med = (key: string) => median((byKey.get(key) ?? []).map((r) => r.value));
+  const each = (key: string) => {
+    const list = byKey.get(key) ?? [];
+    return list.length > 1 ? ` (rounds: ${list.map((r) => r.value).join(", ")})` : "";
+  };
+  const raw = med("raw loop, async");
+  const rawSync = med("raw loop, synchronous");
+  const two = med("postgres, 2 masters");
+  const sqlite = med("SQLite, 1 master");
+  const rounds = Math.max(0, ...[...byKey.values()].map((list) => list.length));
+  console.log(
+    `\npostgres, seed workload, N=${N}, ${PG_WORKERS} workers in all` +
+      (rounds > 1 ? `, medians of ${rounds} rounds:` : ":"),
+  );
+  for (const [key, list] of byKey) {
+    const value = med(key)!;
+    const ofRaw = raw && !key.startsWith("raw loop, async")
+      ? `, ${round2(value / raw)}× the raw loop`
+      : "";
+    const unit = list[0].scenario === "pg-raw-skip-locked"
+      ? ` (${PG_RAW_CONSUMERS} consumers)`
+      : "";
+    const died = list.filter((r) => r.workersFailed !== undefined).map((r) => r.round);
+    const note = died.length > 0 ? `; a worker died in round ${died.join(", ")}` : "";
+    console.log(`  ${key}${unit}: ${value} tasks/s${ofRaw}${each(key)}${note}`);
+  }
+  if (two !== undefined && raw !== undefined) {
+    const ratio = round2(two / raw);
+    const met = ratio >= PG_RATIO_TARGET;
+    console.log(
+      `  taskq 2 masters / raw loop: ${ratio}× (target ≥ ${PG_RATIO_TARGET}: ${
+        met ? "met" : "NOT met"
+      })`,
+    );
+    report({
+      scenario: "ratio-pg-2m-vs-raw",
+      store: "postgres",
+      masters: 2,
+      value: ratio,
+      unit: "×",
+      target: PG_RATIO_TARGET,
+      met,
+      rounds,
+      vsSynchronousClaims: rawSync === undefined ? undefined : round2(two / rawSync),
+    });
+  }
+  if (two !== undefined) {
+    const met = two >= PG_RATE_TARGET;
+    console.log(
+      `  taskq 2 masters: ${two} tasks/s (target ≥ ${PG_RATE_TARGET} on 2 cores, this machine ` +
+        `has ${navigator.hardwareConcurrency}: ${met ? "met" : "NOT met"})`,
+    );
+    if (sqlite !== undefined) {
+      report({
+        scenario: "ratio-pg-2m-vs-sqlite",
+        store: "postgres",
+        masters: 2,
+        value: round2(two / sqlite),
+        unit: "×",
+        rounds,
+        rateTarget: PG_RATE_TARGET,
+        rateTargetMet: met,
+      });
+    }
+  }
+  console.log("  CPU per task (µs, mean over the rounds; user + system):");
+  for (const [key, list] of byKey) {
+    const perTask = new Map<string, number>();
+    let busy = 0;
+    for (const row of list) {
+      const cpu = row.cpu as CpuSplit | undefined;
+      if (cpu === undefined) continue;
+      busy += cpu.machineBusyPct / list.length;
+      const add = (name: string, seconds: number) =>
+        perTask.set(
+          name,
+          (perTask.get(name) ?? 0) + (seconds / (row.n as number)) * 1e6 / list.length,
+        );
+      if (cpu.cpuSeconds.pgBackends !== undefined) {
+        add("postgres", postgresSeconds(cpu));
+        add("backends", cpu.cpuSeconds.pgBackends);
+        add("autovacuum", cpu.cpuSeconds.pgAutovacuum + cpu.cpuSeconds.pgExited);
+        add("other", cpu.cpuSeconds.pgBackground);
+      }
+      for (const [name, seconds] of Object.entries(cpu.cpuSeconds)) {
+        if (!name.startsWith("pg")) add(name, seconds);
+      }
+    }
+    const us = (name: string) => Math.round(perTask.get(name) ?? 0);
+    const parts = [...perTask.keys()]
+      .filter((name) => !["backends", "autovacuum", "other"].includes(name))
+      .map((name) =>
+        name === "postgres"
+          ? `postgres ${us(name)} (backends ${us("backends")}, autovacuum ${
+            us("autovacuum")
+          }, other ${us("other")})`
+          : `${name} ${us(name)}`
+      );
+    console.log(`    ${key.padEnd(32)} ${parts.join(", ")}; machine busy ${Math.round(busy)}%`);
+  }
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+// A request left behind by a failed scenario must not end the bench before its cleanup (which
+// stops the processes and the throwaway PostgreSQL cluster) has run: report it instead.
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const message = `unhandled rejection: ${(event.reason as Error)?.message ?? event.reason}`;
+  console.error(message);
+  failures.push(message);
+});
 
 console.log(
   `taskq bench: N=${N}, ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}`,
@@ -458,7 +1160,9 @@ for (const store of ["memory", "durable"] as const) {
     await producerOneByOne(master.address, store);
     await putGetAck(master.address, store);
     await roundTrip(master.address, store);
-    for (const workers of WORKER_COUNTS) await seedWorkload(master.address, store, workers);
+    for (const workers of WORKER_COUNTS) {
+      await seedWorkload({ address: master.address, store, workers });
+    }
   } finally {
     await master.stop();
   }
@@ -466,13 +1170,21 @@ for (const store of ["memory", "durable"] as const) {
 if (runs("python")) { for (const workers of WORKER_COUNTS) await pythonWorkload(workers); }
 if (runs("rss")) await memoryFootprint();
 if (runs("tls")) await tlsWorkload();
+if (runs("postgres") || runs("pgsize")) await postgresParts();
 
-console.log("\nscenario                   store     workers        value  unit");
+console.log("\nscenario                   store     masters workers        value  unit");
 for (const row of rows) {
+  const notes = [
+    ...(row.variant === undefined ? [] : [String(row.variant)]),
+    ...(row.phase === undefined ? [] : [String(row.phase)]),
+    ...(row.round === undefined ? [] : [`round ${row.round}`]),
+  ];
   console.log(
     `${row.scenario.padEnd(25)} ${String(row.store ?? "").padEnd(9)} ${
-      String(row.workers ?? "").padStart(7)
-    } ${String(row.value).padStart(12)}  ${row.unit}`,
+      String(row.masters ?? "").padStart(7)
+    } ${String(row.workers ?? "").padStart(7)} ${String(row.value).padStart(12)}  ${row.unit}${
+      notes.length > 0 ? `  (${notes.join(", ")})` : ""
+    }`,
   );
 }
 console.log("\nseed workload, taskq / python managers:");
@@ -494,3 +1206,7 @@ await Deno.writeTextFile(
   JSON.stringify({ date: new Date().toISOString(), n: N, deno: Deno.version.deno, rows }, null, 2),
 );
 console.log(`results written to ${file}`);
+if (failures.length > 0) {
+  console.error(`\n${failures.length} scenario(s) failed:\n  ${failures.join("\n  ")}`);
+  Deno.exit(1);
+}
