@@ -367,7 +367,28 @@ class Cluster implements PgCluster {
     return this.#destroying;
   }
 
+  /**
+   * At process exit, for a cluster nobody destroyed (a test file run with a
+   * filter, a run cut short): immediate shutdown of the postmaster this
+   * helper started (SIGQUIT, synchronous), then its directory, best effort.
+   */
+  abandon(): void {
+    for (const pid of this.#startedPids) {
+      try {
+        Deno.kill(pid, "SIGQUIT");
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      Deno.removeSync(this.#baseDir, { recursive: true });
+    } catch {
+      // the server may still be writing; /tmp is cleaned eventually
+    }
+  }
+
   async #destroy(): Promise<void> {
+    live.delete(this);
     try {
       if (await postmasterPid(this.dataDir) !== undefined) {
         try {
@@ -422,6 +443,15 @@ class Cluster implements PgCluster {
   }
 }
 
+/** Clusters started and not destroyed yet. */
+const live = new Set<Cluster>();
+
+/** Stops every cluster still running as the process exits. */
+function abandonAll(): void {
+  for (const cluster of live) cluster.abandon();
+  live.clear();
+}
+
 /**
  * Starts a throwaway cluster: a fresh temp dir under /tmp, `initdb` (superuser
  * `taskq`, trust auth, UTF8), a server on a free port of 127.0.0.1, and the
@@ -441,6 +471,8 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     await Deno.chown(baseDir, user.uid, user.gid);
   }
   const cluster = new Cluster(bin, baseDir, freeLoopbackPort(), database, options.durable ?? false);
+  if (live.size === 0) globalThis.addEventListener("unload", abandonAll);
+  live.add(cluster);
   try {
     await cluster.init();
     await cluster.start();
