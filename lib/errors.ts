@@ -227,7 +227,8 @@ export const ERROR_CODE_TABLE = {
   unsupported_version: "the peer speaks another protocol version",
   auth_failed: "the key's proof was wrong, or the handshake did not finish in time",
   too_many_connections: "the connection was evicted from a full handshake queue",
-  shutting_down: "the master is stopping; reconnect later",
+  shutting_down:
+    "the master is stopping, or cannot reach its database; reconnect later (or to another master)",
   internal: "the master failed while handling a request, or could not save its change",
   memory_full:
     "the master is near its memory budget (--max-memory): the put stored nothing; retry later",

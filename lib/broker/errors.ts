@@ -195,7 +195,8 @@ export class TooManyQueuesError extends TaskqError {
  * The shared queue database (PostgreSQL) could not be reached, or went away
  * during the request: the request was not carried out (a put stored
  * nothing). The master keeps trying the database and serves again as soon
- * as it returns; retry.
+ * as it returns; retry. {@link unavailableCause} finds it under a
+ * {@link NotSavedError}.
  *
  * @example
  * ```ts
@@ -206,6 +207,12 @@ export class TooManyQueuesError extends TaskqError {
  * ```
  */
 export class DatabaseUnavailableError extends TaskqError {
+  /**
+   * The wire code front-ends answer with: the request was not carried out;
+   * retry later (a connection being opened is refused with it: reconnect
+   * later, or to another master).
+   */
+  readonly code: ErrorCode = "shutting_down";
   /** Creates the error for the database at `url` (without its password), failing with `cause`. */
   constructor(url: string, cause: unknown) {
     super(
@@ -214,6 +221,23 @@ export class DatabaseUnavailableError extends TaskqError {
       { cause },
     );
   }
+}
+
+/**
+ * The {@link DatabaseUnavailableError} behind `error` (itself, or the cause
+ * of a {@link NotSavedError}), if there is one.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseUnavailableError, NotSavedError, unavailableCause } from "./errors.ts";
+ * const down = new DatabaseUnavailableError("postgres://db/jobs", new Error("ECONNREFUSED"));
+ * console.log(unavailableCause(new NotSavedError(down)) === down); // true
+ * ```
+ */
+export function unavailableCause(error: unknown): DatabaseUnavailableError | undefined {
+  if (error instanceof DatabaseUnavailableError) return error;
+  const cause = (error as { cause?: unknown })?.cause;
+  return cause instanceof DatabaseUnavailableError ? cause : undefined;
 }
 
 /** A short description of a database client's failure. */

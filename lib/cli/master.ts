@@ -246,7 +246,9 @@ export async function runMaster(
       : dataDir,
     maxMemoryBytes: master.broker.settings.maxMemoryBytes,
   });
-  const memory = (await master.broker.stats(undefined, 0)).memory;
+  // The store may be a shared database that just went away: that is logged by the broker and
+  // must not stop a master that has said it listens.
+  const memory = (await master.broker.stats(undefined, 0).catch(() => undefined))?.memory;
   if (memory !== undefined && memory.heldBytes > memory.itemLimitBytes) {
     log.warn(
       "the items loaded take more than --max-memory allows items to: puts are refused " +

@@ -24,6 +24,7 @@ import {
   NotSavedError,
   SessionClosedError,
   TooManyQueuesError,
+  unavailableCause,
 } from "../broker/errors.ts";
 import type { FramedConnection } from "../wire/connection.ts";
 import {
@@ -251,7 +252,16 @@ export class NativeSession {
   /** Opens the broker session and proves the key back. */
   async #welcome(cn: Uint8Array, sn: Uint8Array): Promise<void> {
     // Reading waits for the session to open, so no request can come before it.
-    const session = await this.#ctx.broker.open({ name: this.name, address: this.conn.peer });
+    let session: BrokerSession;
+    try {
+      session = await this.#ctx.broker.open({ name: this.name, address: this.conn.peer });
+    } catch (error) {
+      const down = unavailableCause(error);
+      if (down === undefined) throw error;
+      // Not the client's fault: the master cannot serve now; it reconnects later, or elsewhere.
+      await this.refuse(down.code, down.message);
+      return;
+    }
     this.#session = session;
     if (this.#phase === "closed") {
       // The connection ended while the session opened.
@@ -297,6 +307,14 @@ export class NativeSession {
       return await this.#call(msg);
     } catch (error) {
       if (this.#phase === "closed" || error instanceof SessionClosedError) return undefined;
+      const down = unavailableCause(error);
+      if (down !== undefined) {
+        // The master cannot serve this now: the request alone is refused, the connection goes
+        // on, and the client retries later (a worker keeps going; see lib/worker/worker.ts).
+        this.#ctx.broker.telemetry.countError(down.code);
+        const message = error instanceof Error ? error.message : down.message;
+        return { op: "error", rid: msg.rid, code: down.code, message };
+      }
       if (error instanceof MemoryFullError || error instanceof TooManyQueuesError) {
         // A refusal of this request alone: the connection goes on.
         this.#ctx.broker.telemetry.countError(error.code);

@@ -24,7 +24,7 @@
  */
 
 import { type Client, type Job, MAX_BATCH, MAX_DURATION_MS } from "../client/client.ts";
-import { ConnectionLostError, LeaseLostError } from "../errors.ts";
+import { ConnectionLostError, LeaseLostError, RemoteError } from "../errors.ts";
 import { checkQueueNameArgument } from "../model/queue_names.ts";
 import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -104,6 +104,18 @@ function describe(error: unknown): string {
 function isDisconnect(error: unknown): boolean {
   return error instanceof ConnectionLostError;
 }
+
+/**
+ * Whether the master refused a request for now (`shutting_down` with the
+ * request's id: it cannot reach the database it shares with other masters).
+ * Nothing was done; the connection goes on, and so does the worker.
+ */
+function isUnavailable(error: unknown): boolean {
+  return error instanceof RemoteError && error.code === "shutting_down";
+}
+
+/** How long the loop waits before asking again after a get was refused for now, in ms. */
+const UNAVAILABLE_PAUSE_MS = 500;
 
 /** Checks an optional duration option: whole milliseconds from 0 to {@link MAX_DURATION_MS}. */
 function checkDurationOption(name: string, ms: unknown): void {
@@ -218,7 +230,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     try {
       completion = await completions.complete(job, result);
     } catch (error) {
-      if (!isDisconnect(error)) throw error;
+      if (!isDisconnect(error) && !isUnavailable(error)) throw error;
       // The ack and its result were sent together: either both took effect,
       // or neither did and the item will run again.
       summary.ackLost++;
@@ -244,8 +256,9 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     running.set(job, abort);
     const task: Promise<void> = work(job, abort)
       .catch((error) => {
-        if (error instanceof LeaseLostError || isDisconnect(error)) lost(job, describe(error));
-        else fatal ??= { error };
+        if (error instanceof LeaseLostError || isDisconnect(error) || isUnavailable(error)) {
+          lost(job, describe(error));
+        } else fatal ??= { error };
       })
       .finally(() => {
         running.delete(job);
@@ -283,6 +296,11 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     const held = [...running.keys(), ...buffered];
     if (held.length === 0) return;
     source.extend(held, leaseMs).catch((error) => {
+      if (isUnavailable(error)) {
+        // Not refused: the master cannot answer now. The next renewal tries again.
+        log.debug("lease renewal put off", { error: describe(error) });
+        return;
+      }
       const gone = error instanceof LeaseLostError ? new Set(error.ids) : undefined;
       for (const [job, abort] of running) {
         if ((gone === undefined || gone.has(job.id)) && !abort.signal.aborted) {
@@ -339,6 +357,14 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       try {
         jobs = await Promise.race([getting, stopWaiting.then(() => undefined)]);
       } catch (error) {
+        if (isUnavailable(error) && !client.closed) {
+          log.warn("the master cannot serve now; asking again shortly", { error: describe(error) });
+          await Promise.race([
+            new Promise((resolve) => setTimeout(resolve, UNAVAILABLE_PAUSE_MS)),
+            stopWaiting,
+          ]);
+          continue;
+        }
         if (isDisconnect(error) && !client.closed) {
           log.warn("connection to the master lost; reconnecting", { error: describe(error) });
           // Prefetched items were returned by the master with the connection.

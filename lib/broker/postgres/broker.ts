@@ -284,7 +284,13 @@ interface AckRequest {
   readonly owner: string;
   readonly ids: readonly number[];
   readonly attempts: readonly number[];
-  readonly results?: { queue: string; values: Uint8Array[]; sources: number[] };
+  readonly results?: {
+    queue: string;
+    values: Uint8Array[];
+    /** The acked id each result belongs to, and that id's attempt in this ack. */
+    sources: number[];
+    attempts: number[];
+  };
 }
 
 /** Times a statement rolled back by a deadlock or a serialization failure is tried again. */
@@ -333,6 +339,15 @@ function databaseError(error: unknown, url: string): Error {
 function plain(value: unknown): Uint8Array {
   const v = value as Uint8Array;
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** This machine's name, or "host" without the permission to read it. */
+function hostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "host";
+  }
 }
 
 /** A fresh counter delta. */
@@ -385,6 +400,10 @@ export async function openPostgresBroker(options: PostgresBrokerOptions): Promis
       max,
       ...(password === undefined ? {} : { password }),
       connect_timeout: CONNECT_TIMEOUT_S,
+      // Reconnect at once when a request needs the database: the client's own backoff grows to
+      // 20 s and is shared by the pool, so after an outage a master would stall that long.
+      // Requests (not a loop) drive reconnections, so this does not spin.
+      backoff: () => 0,
       idle_timeout: 0,
       prepare: true,
       // Array parameters are literals built here (arrays.ts) and no statement returns an
@@ -531,7 +550,7 @@ export class PostgresBroker implements Broker {
   /** Registers this master, listens for the others' hints, and starts the timers. */
   async start(): Promise<void> {
     const s = this.#s;
-    const name = this.#options.masterName ?? `${Deno.hostname?.() ?? "host"}:${Deno.pid}`;
+    const name = this.#options.masterName ?? `${hostname()}:${Deno.pid}`;
     const before = Date.now();
     const [row] = await this.sql.unsafe(
       `INSERT INTO ${s}.masters (name, started_at, seen_at)
@@ -622,7 +641,7 @@ export class PostgresBroker implements Broker {
          RETURNING seen_at`,
         [this.masterId, JSON.stringify(waiting)],
       );
-      if (rows.length === 0) {
+      if (rows.length === 0 && !this.#closing) {
         this.#log.warn(
           "the other masters took this master for dead (no heartbeat in time): its leases were " +
             "returned; registering again",
@@ -634,10 +653,10 @@ export class PostgresBroker implements Broker {
           [this.masterId, this.#options.masterName ?? `master ${this.masterId}`],
         );
         for (const session of this.#sessions.values()) dirty.push(session);
-      } else {
+      } else if (rows.length > 0) {
         this.#skew = Number(rows[0].seen_at) - Math.round((before + Date.now()) / 2);
       }
-      if (dirty.length > 0) {
+      if (dirty.length > 0 && !this.#closing) {
         const live = dirty.filter((session) => !session.closed);
         await this.sql.unsafe(
           `INSERT INTO ${s}.sessions AS t (id, master, name, address, connected_at, last_seen, waiting)
@@ -1204,6 +1223,8 @@ export class PostgresBroker implements Broker {
     const attempts: number[] = [];
     const owners: string[] = [];
     const sources: number[] = [];
+    const sourceAttempts: number[] = [];
+    const sourceOwners: string[] = [];
     const queues: string[] = [];
     const values: Uint8Array[] = [];
     for (const ack of batch) {
@@ -1216,6 +1237,8 @@ export class PostgresBroker implements Broker {
       if (results !== undefined) {
         for (let i = 0; i < results.values.length; i++) {
           sources.push(results.sources[i]);
+          sourceAttempts.push(results.attempts[i]);
+          sourceOwners.push(ack.owner);
           queues.push(results.queue);
           values.push(results.values[i]);
         }
@@ -1233,13 +1256,27 @@ export class PostgresBroker implements Broker {
         this.masterId,
         this.#channel,
         this.#prefix,
+        intArray(sourceAttempts),
+        textArray(sourceOwners),
       ] as never[])
     );
     this.telemetry.observeCommit(performance.now() - started);
-    const acked = new Set<number>();
-    for (const row of rows) acked.add(Number(row.id));
-    this.forgetOriginals(acked);
-    return batch.map(() => acked);
+    // Each ack is told only of its own leases: the same id may be in the batch twice, once
+    // from a holder whose lease ran out (its attempt is older), and that one matched nothing.
+    const leases = new Set<string>();
+    const gone: number[] = [];
+    for (const row of rows) {
+      leases.add(`${row.id}:${row.attempts}:${row.lease_owner}`);
+      gone.push(Number(row.id));
+    }
+    this.forgetOriginals(gone);
+    return batch.map((ack) => {
+      const done = new Set<number>();
+      for (let i = 0; i < ack.ids.length; i++) {
+        if (leases.has(`${ack.ids[i]}:${ack.attempts[i]}:${ack.owner}`)) done.add(ack.ids[i]);
+      }
+      return done;
+    });
   }
 
   /** Nacks held items; resolves with the ids nacked. */
@@ -1988,18 +2025,23 @@ class PgSession implements BrokerSession {
     if (results !== undefined) {
       const values: Uint8Array[] = [];
       const sources: number[] = [];
+      const sourceAttempts: number[] = [];
       const index = new Map<number, number>();
       ids.forEach((id, i) => {
         if (!index.has(id)) index.set(id, i);
       });
-      for (const id of held) {
+      held.forEach((id, k) => {
         const i = index.get(id)!;
         if (i < results.values.length) {
           sources.push(id);
+          sourceAttempts.push(attempts[k]);
           values.push(encode(results.values[i]));
         }
-      }
-      request = { ...request, results: { queue: results.queue, values, sources } };
+      });
+      request = {
+        ...request,
+        results: { queue: results.queue, values, sources, attempts: sourceAttempts },
+      };
     }
     let done: Set<number>;
     try {

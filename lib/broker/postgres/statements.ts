@@ -44,7 +44,10 @@ export interface Statements {
   /**
    * Acks: `$1` ids, `$2` attempts, `$3` owners, `$4` result source ids,
    * `$5` result queues, `$6` result values, `$7` master, `$8` channel,
-   * `$9` notification prefix. Returns the acked `id`s.
+   * `$9` notification prefix, `$10` result source attempts, `$11` result
+   * source owners. Returns the leases acked: `id, attempts, lease_owner`
+   * (a result is kept only with the very lease it came with: a stale ack of
+   * the same id in the same batch adds nothing).
    */
   readonly ack: string;
   /**
@@ -121,14 +124,15 @@ done AS (
   DELETE FROM ${s}.items i
   WHERE i.id = ANY($1::bigint[])
     AND (i.id, i.attempts, i.lease_owner) IN (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]))
-  RETURNING i.id, i.queue, octet_length(i.value) AS bytes
+  RETURNING i.id, i.attempts, i.lease_owner, i.queue, octet_length(i.value) AS bytes
 ),
 res AS (
   INSERT INTO ${s}.items (id, queue, ready_at, seq, value)
   SELECT n.id, n.queue, ${now}, n.id, n.value
   FROM (SELECT nextval('${s}.ids') AS id, r.queue, r.value
-        FROM unnest($4::bigint[], $5::text[], $6::bytea[]) WITH ORDINALITY AS r(src, queue, value, ord)
-        WHERE r.src IN (SELECT id FROM done)
+        FROM unnest($4::bigint[], $5::text[], $6::bytea[], $10::int[], $11::text[])
+          WITH ORDINALITY AS r(src, queue, value, att, owner, ord)
+        WHERE (r.src, r.att, r.owner) IN (SELECT id, attempts, lease_owner FROM done)
         ORDER BY r.ord) n
   RETURNING queue, octet_length(value) AS bytes
 ),
@@ -142,7 +146,8 @@ cnt AS (
   ON CONFLICT (queue, master) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
     put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
 )
-SELECT id, ${notifyQueues("res", "$8::text", "$9::text")} AS notified FROM done`,
+SELECT id, attempts, lease_owner, ${notifyQueues("res", "$8::text", "$9::text")} AS notified
+FROM done`,
     nack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 u AS (
   SELECT u.id, u.att, nextval('${s}.ids') AS seq
