@@ -57,21 +57,31 @@ interface Pending<Req, Res> {
  * rejects with its error.
  */
 export class Batcher<Req, Res> {
-  readonly #write: (batch: Req[]) => Promise<Res[]>;
+  readonly #write: (batch: Req[], lane: number) => Promise<Res[]>;
   readonly #maxInFlight: number;
   readonly #maxWeight: number;
   readonly #weigh: (request: Req) => number;
   #pending: Pending<Req, Res>[] = [];
   #inFlight = 0;
+  /** Lanes not in use by a batch in flight. */
+  readonly #lanes: number[] = [];
   #scheduled = false;
   readonly #idle = new Set<() => void>();
 
-  /** Creates a batcher over `write`. */
-  constructor(write: (batch: Req[]) => Promise<Res[]>, options: BatcherOptions<Req> = {}) {
+  /**
+   * Creates a batcher over `write`, which is also told the batch's lane: a
+   * number below `maxInFlight` that no other batch in flight has (e.g. a
+   * row of its own to count in, so batches never wait for each other).
+   */
+  constructor(
+    write: (batch: Req[], lane: number) => Promise<Res[]>,
+    options: BatcherOptions<Req> = {},
+  ) {
     this.#write = write;
     this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     this.#maxWeight = options.maxBatchWeight ?? DEFAULT_MAX_BATCH_WEIGHT;
     this.#weigh = options.weigh ?? (() => 1);
+    for (let lane = this.#maxInFlight - 1; lane >= 0; lane--) this.#lanes.push(lane);
   }
 
   /** Adds a request; resolves with its result once its batch is written. */
@@ -112,17 +122,18 @@ export class Batcher<Req, Res> {
       }
       const batch = this.#pending.splice(0, n);
       this.#inFlight++;
-      this.#run(batch);
+      this.#run(batch, this.#lanes.pop() as number);
     }
   }
 
-  async #run(batch: Pending<Req, Res>[]): Promise<void> {
+  async #run(batch: Pending<Req, Res>[], lane: number): Promise<void> {
     try {
-      const results = await this.#write(batch.map((p) => p.request));
+      const results = await this.#write(batch.map((p) => p.request), lane);
       for (let i = 0; i < batch.length; i++) batch[i].resolve(results[i]);
     } catch (error) {
       for (const p of batch) p.reject(error);
     } finally {
+      this.#lanes.push(lane);
       this.#inFlight--;
       if (this.#pending.length > 0) this.#schedule();
       else if (this.#inFlight === 0) {

@@ -96,6 +96,19 @@ export const DEFAULT_POLL_MS = 500;
 /** How often expired leases are looked for, at the latest, in ms. */
 const SWEEP_MS = 1_000;
 
+/**
+ * Counter lanes (see schema.ts): each statement a master may have in flight
+ * at once counts in a row of its own. Put batches use lanes from
+ * `PUT_LANES`, ack batches from `ACK_LANES` (one per batch in flight);
+ * admitting held puts, nacks, and the slow path (fail, expiry, close, admin)
+ * one each.
+ */
+const PUT_LANES = 0;
+const ACK_LANES = 8;
+const ADMIT_LANE = 16;
+const NACK_LANE = 17;
+const SLOW_LANE = 18;
+
 /** Connections of the pool that claims, committing asynchronously. */
 const CLAIM_POOL_SIZE = 2;
 
@@ -530,12 +543,12 @@ export class PostgresBroker implements Broker {
     };
     const pool = options.poolSize ?? DEFAULT_POOL_SIZE;
     const inFlight = Math.max(1, Math.floor(pool / 3));
-    this.#putBatcher = new Batcher((batch) => this.#writePuts(batch), {
+    this.#putBatcher = new Batcher((batch, lane) => this.#writePuts(batch, PUT_LANES + lane), {
       maxInFlight: inFlight,
       maxBatchWeight: MAX_BATCH_ITEMS,
       weigh: (r) => r.values.length,
     });
-    this.#ackBatcher = new Batcher((batch) => this.#writeAcks(batch), {
+    this.#ackBatcher = new Batcher((batch, lane) => this.#writeAcks(batch, ACK_LANES + lane), {
       maxInFlight: inFlight,
       maxBatchWeight: MAX_BATCH_ITEMS,
       weigh: (r) => r.ids.length,
@@ -830,7 +843,7 @@ export class PostgresBroker implements Broker {
   }
 
   /** Writes a batch of puts in one statement; resolves with each put's ids. */
-  async #writePuts(batch: PutRequest[]): Promise<number[][]> {
+  async #writePuts(batch: PutRequest[], lane: number): Promise<number[][]> {
     const queues: string[] = [];
     const values: Uint8Array[] = [];
     const delays: number[] = [];
@@ -853,6 +866,7 @@ export class PostgresBroker implements Broker {
         this.masterId,
         this.#channel,
         this.#prefix,
+        lane,
       ] as never[])
     );
     this.telemetry.observeCommit(performance.now() - started);
@@ -979,6 +993,7 @@ export class PostgresBroker implements Broker {
             this.masterId,
             this.#channel,
             this.#prefix,
+            ADMIT_LANE,
           ] as never[]);
           let k = 0;
           ids = admitted.map((held) => held.values.map(() => Number(rows[k++].id)));
@@ -1218,7 +1233,7 @@ export class PostgresBroker implements Broker {
     }
   }
 
-  async #writeAcks(batch: AckRequest[]): Promise<Set<number>[]> {
+  async #writeAcks(batch: AckRequest[], lane: number): Promise<Set<number>[]> {
     const ids: number[] = [];
     const attempts: number[] = [];
     const owners: string[] = [];
@@ -1258,6 +1273,7 @@ export class PostgresBroker implements Broker {
         this.#prefix,
         intArray(sourceAttempts),
         textArray(sourceOwners),
+        lane,
       ] as never[])
     );
     this.telemetry.observeCommit(performance.now() - started);
@@ -1295,6 +1311,7 @@ export class PostgresBroker implements Broker {
         this.masterId,
         this.#channel,
         this.#prefix,
+        NACK_LANE,
       ] as never[])
     );
     const done = new Set<number>();
@@ -1522,12 +1539,14 @@ export class PostgresBroker implements Broker {
     const names = [...deltas.keys()].sort();
     const col = (k: keyof CounterDelta) => names.map((n) => deltas.get(n)![k]);
     await tx.unsafe(
-      `INSERT INTO ${s}.counters AS c (queue, master, put, acked, nacked, expired, failed, dead, bytes)
-       SELECT u.queue, $1::bigint, u.put, u.acked, u.nacked, u.expired, u.failed, u.dead, u.bytes
+      `INSERT INTO ${s}.counters AS c
+         (queue, master, lane, put, acked, nacked, expired, failed, dead, bytes)
+       SELECT u.queue, $1::bigint, ${SLOW_LANE}, u.put, u.acked, u.nacked, u.expired, u.failed,
+         u.dead, u.bytes
        FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
          $7::bigint[], $8::bigint[], $9::bigint[])
          AS u(queue, put, acked, nacked, expired, failed, dead, bytes)
-       ON CONFLICT (queue, master) DO UPDATE SET put = c.put + excluded.put,
+       ON CONFLICT (queue, master, lane) DO UPDATE SET put = c.put + excluded.put,
          acked = c.acked + excluded.acked, nacked = c.nacked + excluded.nacked,
          expired = c.expired + excluded.expired, failed = c.failed + excluded.failed,
          dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes`,
@@ -1631,12 +1650,12 @@ export class PostgresBroker implements Broker {
       if (gone.length === 0) return;
       await tx.unsafe(`DELETE FROM ${s}.sessions WHERE master = $1`, [master]);
       await tx.unsafe(
-        `INSERT INTO ${s}.counters AS c (queue, master, put, acked, nacked, expired, failed, dead,
+        `INSERT INTO ${s}.counters AS c (queue, master, lane, put, acked, nacked, expired, failed, dead,
            bytes)
-         SELECT queue, 0, sum(put), sum(acked), sum(nacked), sum(expired), sum(failed), sum(dead),
+         SELECT queue, 0, 0, sum(put), sum(acked), sum(nacked), sum(expired), sum(failed), sum(dead),
            sum(bytes)
          FROM ${s}.counters WHERE master = $1 GROUP BY queue
-         ON CONFLICT (queue, master) DO UPDATE SET put = c.put + excluded.put,
+         ON CONFLICT (queue, master, lane) DO UPDATE SET put = c.put + excluded.put,
            acked = c.acked + excluded.acked, nacked = c.nacked + excluded.nacked,
            expired = c.expired + excluded.expired, failed = c.failed + excluded.failed,
            dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes`,

@@ -12,8 +12,10 @@
  * each return. The claim path reads one partial index (`items_claimable`)
  * that holds only the unleased rows.
  *
- * Counters are kept per queue and per master (`counters`), so masters never
- * contend for one row, and added up when read. `masters` holds each live
+ * Counters are kept per queue, per master and per lane (`counters`): each
+ * statement a master may have in flight at once adds to a row of its own
+ * (a put batch in lane 0 or 1, an ack batch in 2 or 3, ...), so no two ever
+ * wait for each other's commit on a counter row; they are added up when read. `masters` holds each live
  * master's heartbeat, `sessions` each connection's, `paused` the paused
  * queues (every master honours them), `queues` the queues that exist (for
  * the queue cap and the listing).
@@ -124,6 +126,7 @@ CREATE TABLE IF NOT EXISTS ${s}.paused (name text PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS ${s}.counters (
   queue text NOT NULL,
   master bigint NOT NULL,
+  lane smallint NOT NULL DEFAULT 0,
   put bigint NOT NULL DEFAULT 0,
   acked bigint NOT NULL DEFAULT 0,
   nacked bigint NOT NULL DEFAULT 0,
@@ -131,7 +134,7 @@ CREATE TABLE IF NOT EXISTS ${s}.counters (
   failed bigint NOT NULL DEFAULT 0,
   dead bigint NOT NULL DEFAULT 0,
   bytes bigint NOT NULL DEFAULT 0,
-  PRIMARY KEY (queue, master)
+  PRIMARY KEY (queue, master, lane)
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
 CREATE TABLE IF NOT EXISTS ${s}.masters (
   id bigserial PRIMARY KEY,

@@ -33,7 +33,8 @@ export const FRONT_SPACING = 1_048_576;
 export interface Statements {
   /**
    * Puts: `$1` queues, `$2` values, `$3` delays (ms), `$4` max attempts,
-   * `$5` master, `$6` channel, `$7` notification prefix. Returns `id`s in put order.
+   * `$5` master, `$6` channel, `$7` notification prefix, `$8` counter lane.
+   * Returns `id`s in put order.
    */
   readonly put: string;
   /**
@@ -45,14 +46,14 @@ export interface Statements {
    * Acks: `$1` ids, `$2` attempts, `$3` owners, `$4` result source ids,
    * `$5` result queues, `$6` result values, `$7` master, `$8` channel,
    * `$9` notification prefix, `$10` result source attempts, `$11` result
-   * source owners. Returns the leases acked: `id, attempts, lease_owner`
+   * source owners, `$12` counter lane. Returns the leases acked: `id, attempts, lease_owner`
    * (a result is kept only with the very lease it came with: a stale ack of
    * the same id in the same batch adds nothing).
    */
   readonly ack: string;
   /**
    * Nacks: `$1` ids, `$2` attempts, `$3` owner, `$4` delay (ms), `$5` master,
-   * `$6` channel, `$7` notification prefix. Returns `id, queue`.
+   * `$6` channel, `$7` notification prefix, `$8` counter lane. Returns `id, queue`.
    */
   readonly nack: string;
   /** Extends: `$1` ids, `$2` attempts, `$3` owner, `$4` lease (ms). Returns `id, lease_until`. */
@@ -61,11 +62,11 @@ export interface Statements {
   readonly now: string;
 }
 
-/** Adds `put` and `bytes` per queue of CTE `rows(queue, bytes)` to the counters of master `$m`. */
-function countPuts(s: string, rows: string, master: string): string {
-  return `INSERT INTO ${s}.counters (queue, master, put, bytes)
-    SELECT queue, ${master}, count(*), sum(bytes) FROM ${rows} GROUP BY queue ORDER BY queue
-    ON CONFLICT (queue, master) DO UPDATE SET put = ${s}.counters.put + excluded.put,
+/** Adds `put` and `bytes` per queue of CTE `rows(queue, bytes)` to the counters of `master` and `lane`. */
+function countPuts(s: string, rows: string, master: string, lane: string): string {
+  return `INSERT INTO ${s}.counters (queue, master, lane, put, bytes)
+    SELECT queue, ${master}, ${lane}, count(*), sum(bytes) FROM ${rows} GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, master, lane) DO UPDATE SET put = ${s}.counters.put + excluded.put,
       bytes = ${s}.counters.bytes + excluded.bytes`;
 }
 
@@ -98,7 +99,7 @@ ins AS (
   RETURNING id, queue, octet_length(value) AS bytes
 ),
 reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM ins ON CONFLICT DO NOTHING),
-cnt AS (${countPuts(s, "ins", "$5::bigint")})
+cnt AS (${countPuts(s, "ins", "$5::bigint", "$8::smallint")})
 SELECT id, ${notifyQueues("ins", "$6::text", "$7::text")} AS notified FROM ins ORDER BY id`,
     claim: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 picked AS (
@@ -138,12 +139,12 @@ res AS (
 ),
 reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM res ON CONFLICT DO NOTHING),
 cnt AS (
-  INSERT INTO ${s}.counters (queue, master, acked, put, bytes)
-  SELECT queue, $7::bigint, sum(acked), sum(put), sum(bytes) FROM (
+  INSERT INTO ${s}.counters (queue, master, lane, acked, put, bytes)
+  SELECT queue, $7::bigint, $12::smallint, sum(acked), sum(put), sum(bytes) FROM (
     SELECT queue, 1 AS acked, 0 AS put, -bytes AS bytes FROM done
     UNION ALL SELECT queue, 0, 1, bytes FROM res) c
   GROUP BY queue ORDER BY queue
-  ON CONFLICT (queue, master) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
+  ON CONFLICT (queue, master, lane) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
     put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
 )
 SELECT id, attempts, lease_owner, ${notifyQueues("res", "$8::text", "$9::text")} AS notified
@@ -161,9 +162,10 @@ upd AS (
   RETURNING i.id, i.queue
 ),
 cnt AS (
-  INSERT INTO ${s}.counters (queue, master, nacked) SELECT queue, $5::bigint, count(*) FROM upd
+  INSERT INTO ${s}.counters (queue, master, lane, nacked)
+  SELECT queue, $5::bigint, $8::smallint, count(*) FROM upd
   GROUP BY queue ORDER BY queue
-  ON CONFLICT (queue, master) DO UPDATE SET nacked = ${s}.counters.nacked + excluded.nacked
+  ON CONFLICT (queue, master, lane) DO UPDATE SET nacked = ${s}.counters.nacked + excluded.nacked
 )
 SELECT id, queue, ${notifyQueues("upd", "$6::text", "$7::text")} AS notified FROM upd`,
     extend: `UPDATE ${s}.items i SET lease_until = ${s}.now_ms() + $4::bigint
