@@ -1183,7 +1183,10 @@ export class PostgresBroker implements Broker {
     if (!this.#getQueues.has(q.name)) return;
     if (q.again || full) {
       setImmediate(() => this.dispatch(q.name));
-    } else if (failed === undefined && q.requests.some((r) => r.waits && !r.done)) {
+    } else if (
+      failed === undefined && rows.length === 0 && q.requests.some((r) => r.waits && !r.done)
+    ) {
+      // Nothing ready for those still waiting: wake them when the next delayed item is due.
       await this.#armNextReady(q);
     }
   }
