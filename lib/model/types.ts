@@ -91,3 +91,28 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   backoffBaseMs: DEFAULT_BACKOFF_BASE_MS,
   backoffMaxMs: DEFAULT_BACKOFF_MAX_MS,
 };
+
+/**
+ * The statistics of a queue that holds nothing and never counted anything.
+ *
+ * @example
+ * ```ts
+ * import { emptyQueueStats } from "./types.ts";
+ * console.log(emptyQueueStats("tasks").ready); // 0
+ * ```
+ */
+export function emptyQueueStats(name: string): QueueStats {
+  return {
+    name,
+    ready: 0,
+    leased: 0,
+    delayed: 0,
+    waiting: 0,
+    put: 0,
+    acked: 0,
+    nacked: 0,
+    expired: 0,
+    failed: 0,
+    dead: 0,
+  };
+}

@@ -45,6 +45,7 @@ import {
   type DeadLetter,
   DEFAULT_LEASE_MS,
   DEFAULT_RETRY_POLICY,
+  emptyQueueStats,
   type QueueStats,
   type RetryPolicy,
 } from "../../model/types.ts";
@@ -306,6 +307,20 @@ interface AckRequest {
   };
 }
 
+/** A put of encoded `values` to `queue` with `options`, as the put statement takes it. */
+function putRequest(
+  queue: string,
+  values: readonly Uint8Array[],
+  options: PutOptions,
+): PutRequest {
+  return {
+    queue,
+    values,
+    delayMs: Math.max(0, options.delayMs ?? 0),
+    maxAttempts: options.maxAttempts ?? 0,
+  };
+}
+
 /** Times a statement rolled back by a deadlock or a serialization failure is tried again. */
 const RETRIES = 3;
 
@@ -378,23 +393,6 @@ function deltaOf(deltas: Map<string, CounterDelta>, queue: string): CounterDelta
 /** Sorts by name, as every stats listing is. */
 function byName(a: QueueStats, b: QueueStats): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-}
-
-/** Zeros of a queue's statistics. */
-function zeros(name: string): QueueStats {
-  return {
-    name,
-    ready: 0,
-    leased: 0,
-    delayed: 0,
-    waiting: 0,
-    put: 0,
-    acked: 0,
-    nacked: 0,
-    expired: 0,
-    failed: 0,
-    dead: 0,
-  };
 }
 
 /**
@@ -844,30 +842,9 @@ export class PostgresBroker implements Broker {
 
   /** Writes a batch of puts in one statement; resolves with each put's ids. */
   async #writePuts(batch: PutRequest[], lane: number): Promise<number[][]> {
-    const queues: string[] = [];
-    const values: Uint8Array[] = [];
-    const delays: number[] = [];
-    const maxes: number[] = [];
-    for (const put of batch) {
-      for (const value of put.values) {
-        queues.push(put.queue);
-        values.push(value);
-        delays.push(put.delayMs);
-        maxes.push(put.maxAttempts);
-      }
-    }
     const started = performance.now();
     const rows = await retrying(() =>
-      this.#hotSql.unsafe(this.#st.put, [
-        textArray(queues),
-        byteaArray(values),
-        intArray(delays),
-        intArray(maxes),
-        this.masterId,
-        this.#channel,
-        this.#prefix,
-        lane,
-      ] as never[])
+      this.#hotSql.unsafe(this.#st.put, this.#putParams(batch, lane))
     );
     this.telemetry.observeCommit(performance.now() - started);
     const out: number[][] = [];
@@ -880,15 +857,36 @@ export class PostgresBroker implements Broker {
     return out;
   }
 
+  /** The put statement's parameters for `puts`, counted in `lane`. */
+  #putParams(puts: readonly PutRequest[], lane: number): never[] {
+    const queues: string[] = [];
+    const values: Uint8Array[] = [];
+    const delays: number[] = [];
+    const maxes: number[] = [];
+    for (const put of puts) {
+      for (const value of put.values) {
+        queues.push(put.queue);
+        values.push(value);
+        delays.push(put.delayMs);
+        maxes.push(put.maxAttempts);
+      }
+    }
+    return [
+      textArray(queues),
+      byteaArray(values),
+      intArray(delays),
+      intArray(maxes),
+      this.masterId,
+      this.#channel,
+      this.#prefix,
+      lane,
+    ] as never[];
+  }
+
   /** Adds encoded `values` to `queue` through the put batcher. */
   async putNow(queue: string, values: Uint8Array[], options: PutOptions): Promise<number[]> {
     try {
-      const ids = await this.#putBatcher.add({
-        queue,
-        values,
-        delayMs: Math.max(0, options.delayMs ?? 0),
-        maxAttempts: options.maxAttempts ?? 0,
-      });
+      const ids = await this.#putBatcher.add(putRequest(queue, values, options));
       this.#health();
       this.#known.add(queue);
       this.#changed(queue);
@@ -973,28 +971,8 @@ export class PostgresBroker implements Broker {
             length += held.values.length;
           }
           if (admitted.length === 0) return;
-          const queues: string[] = [];
-          const values: Uint8Array[] = [];
-          const delays: number[] = [];
-          const maxes: number[] = [];
-          for (const held of admitted) {
-            for (const value of held.values) {
-              queues.push(queue);
-              values.push(value);
-              delays.push(Math.max(0, held.options.delayMs ?? 0));
-              maxes.push(held.options.maxAttempts ?? 0);
-            }
-          }
-          const rows = await tx.unsafe(this.#st.put, [
-            textArray(queues),
-            byteaArray(values),
-            intArray(delays),
-            intArray(maxes),
-            this.masterId,
-            this.#channel,
-            this.#prefix,
-            ADMIT_LANE,
-          ] as never[]);
+          const puts = admitted.map((held) => putRequest(queue, held.values, held.options));
+          const rows = await tx.unsafe(this.#st.put, this.#putParams(puts, ADMIT_LANE));
           let k = 0;
           ids = admitted.map((held) => held.values.map(() => Number(rows[k++].id)));
         });
@@ -1710,7 +1688,7 @@ export class PostgresBroker implements Broker {
       const rows = new Map<string, QueueStats>();
       const row = (name: string) => {
         let r = rows.get(name);
-        if (r === undefined) rows.set(name, r = zeros(name));
+        if (r === undefined) rows.set(name, r = emptyQueueStats(name));
         return r;
       };
       const listed = new Set<string>();
@@ -1727,7 +1705,9 @@ export class PostgresBroker implements Broker {
       let heldBytes = 0;
       for (const r of counters) {
         heldBytes += Number(r.bytes);
-        const x = queue === undefined && !rows.has(r.queue) ? zeros(r.queue) : row(r.queue);
+        const x = queue === undefined && !rows.has(r.queue)
+          ? emptyQueueStats(r.queue)
+          : row(r.queue);
         x.put = Number(r.put);
         x.acked = Number(r.acked);
         x.nacked = Number(r.nacked);
@@ -1752,8 +1732,8 @@ export class PostgresBroker implements Broker {
       const pausedNames = paused.map((r) => r.name as string);
       for (const name of pausedNames) listed.add(name);
       let all: QueueStats[];
-      if (queue !== undefined) all = [rows.get(queue) ?? zeros(queue)];
-      else all = [...listed].map((name) => rows.get(name) ?? zeros(name));
+      if (queue !== undefined) all = [rows.get(queue) ?? emptyQueueStats(queue)];
+      else all = [...listed].map((name) => rows.get(name) ?? emptyQueueStats(name));
       const stats: BrokerStats = {
         queues: all,
         clients: Number(clients[0].n),
@@ -1768,7 +1748,7 @@ export class PostgresBroker implements Broker {
       if (queue === undefined && all.length > limit) {
         const depth = (x: QueueStats) => x.ready + x.leased + x.delayed;
         all.sort((a, b) => depth(b) - depth(a) || byName(a, b));
-        const rest = zeros("");
+        const rest = emptyQueueStats("");
         for (const x of all.slice(limit)) {
           for (const k of Object.keys(rest) as (keyof QueueStats)[]) {
             if (k !== "name") (rest[k] as number) += x[k] as number;
