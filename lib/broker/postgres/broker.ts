@@ -91,8 +91,14 @@ export const DEFAULT_HEARTBEAT_MS = 1_000;
 /** After how long without a heartbeat a master counts as dead, in ms. */
 export const DEFAULT_MASTER_TIMEOUT_MS = 5_000;
 
-/** How often waiting gets and held puts look for work without a hint, in ms. */
-export const DEFAULT_POLL_MS = 500;
+/**
+ * How often waiting gets and held puts look for work without a hint, in ms.
+ * Hints (`NOTIFY`) are only lost while the listening connection is down, and
+ * every reconnection of it polls at once, so the poll is a safety net: it
+ * costs one claim per waited queue per interval, which must stay cheap with
+ * thousands of idle queues.
+ */
+export const DEFAULT_POLL_MS = 2_000;
 
 /** How often expired leases are looked for, at the latest, in ms. */
 const SWEEP_MS = 1_000;
@@ -572,7 +578,13 @@ export class PostgresBroker implements Broker {
     this.masterId = Number(row.id);
     this.#channel = `${this.#schema}_items`;
     this.#prefix = `${this.masterId} `;
-    this.#listener = await this.sql.listen(this.#channel, (payload) => this.#hint(payload));
+    // Called again on each reconnection of the listening connection: hints sent while it was
+    // down are lost, so everything waiting looks for work at once.
+    this.#listener = await this.sql.listen(
+      this.#channel,
+      (payload) => this.#hint(payload),
+      () => this.#pollAll(),
+    );
     const heartbeatMs = this.#options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
     const pollMs = this.#options.pollMs ?? DEFAULT_POLL_MS;
@@ -1161,10 +1173,8 @@ export class PostgresBroker implements Broker {
     if (!this.#getQueues.has(q.name)) return;
     if (q.again || full) {
       setImmediate(() => this.dispatch(q.name));
-    } else if (
-      failed === undefined && rows.length === 0 && q.requests.some((r) => r.waits && !r.done)
-    ) {
-      // Nothing ready for those still waiting: wake them when the next delayed item is due.
+    } else if (failed === undefined && q.requests.some((r) => r.waits && !r.done)) {
+      // Some still wait with nothing: wake them when the next delayed item is due.
       await this.#armNextReady(q);
     }
   }
