@@ -32,8 +32,12 @@ export function intArray(values: readonly number[]): string {
   return out + "}";
 }
 
+/** Characters a quoted array element must escape. */
+const NEEDS_ESCAPE = /["\\]/;
+
 /** One text element, quoted, with `\` and `"` escaped. */
 function quote(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return `"${value}"`;
   return `"${value.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
