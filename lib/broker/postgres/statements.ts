@@ -65,7 +65,8 @@ export interface Statements {
 /** Adds `put` and `bytes` per queue of CTE `rows(queue, bytes)` to the counters of `master` and `lane`. */
 function countPuts(s: string, rows: string, master: string, lane: string): string {
   return `INSERT INTO ${s}.counters (queue, master, lane, put, bytes)
-    SELECT queue, ${master}, ${lane}, count(*), sum(bytes) FROM ${rows} GROUP BY queue ORDER BY queue
+    SELECT queue, ${master}, ${lane}, n, b
+    FROM (SELECT queue, count(*) AS n, sum(bytes) AS b FROM ${rows} GROUP BY queue) g ORDER BY queue
     ON CONFLICT (queue, master, lane) DO UPDATE SET put = ${s}.counters.put + excluded.put,
       bytes = ${s}.counters.bytes + excluded.bytes`;
 }
@@ -141,8 +142,8 @@ reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM res ON CONFLIC
 cnt AS (
   INSERT INTO ${s}.counters (queue, master, lane, acked, put, bytes)
   SELECT queue, $7::bigint, $12::smallint, sum(acked), sum(put), sum(bytes) FROM (
-    SELECT queue, 1 AS acked, 0 AS put, -bytes AS bytes FROM done
-    UNION ALL SELECT queue, 0, 1, bytes FROM res) c
+    SELECT queue, count(*) AS acked, 0 AS put, -sum(bytes) AS bytes FROM done GROUP BY queue
+    UNION ALL SELECT queue, 0, count(*), sum(bytes) FROM res GROUP BY queue) c
   GROUP BY queue ORDER BY queue
   ON CONFLICT (queue, master, lane) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
     put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
