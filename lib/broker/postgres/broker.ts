@@ -217,6 +217,8 @@ export interface PostgresBrokerOptions {
 /** Per-queue counter deltas, added to the `counters` table in one statement. */
 interface CounterDelta {
   put: number;
+  /** Items taken out of the queue by an admin call (drop, requeue of a dead letter). */
+  removed: number;
   acked: number;
   nacked: number;
   expired: number;
@@ -386,7 +388,7 @@ function hostname(): string {
 
 /** A fresh counter delta. */
 function delta(): CounterDelta {
-  return { put: 0, acked: 0, nacked: 0, expired: 0, failed: 0, dead: 0, bytes: 0 };
+  return { put: 0, removed: 0, acked: 0, nacked: 0, expired: 0, failed: 0, dead: 0, bytes: 0 };
 }
 
 /** The delta of `queue` in `deltas`, created on first use. */
@@ -1531,16 +1533,17 @@ export class PostgresBroker implements Broker {
     const col = (k: keyof CounterDelta) => names.map((n) => deltas.get(n)![k]);
     await tx.unsafe(
       `INSERT INTO ${s}.counters AS c
-         (queue, master, lane, put, acked, nacked, expired, failed, dead, bytes)
+         (queue, master, lane, put, acked, nacked, expired, failed, dead, bytes, removed)
        SELECT u.queue, $1::bigint, ${SLOW_LANE}, u.put, u.acked, u.nacked, u.expired, u.failed,
-         u.dead, u.bytes
+         u.dead, u.bytes, u.removed
        FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-         $7::bigint[], $8::bigint[], $9::bigint[])
-         AS u(queue, put, acked, nacked, expired, failed, dead, bytes)
+         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+         AS u(queue, put, acked, nacked, expired, failed, dead, bytes, removed)
        ON CONFLICT (queue, master, lane) DO UPDATE SET put = c.put + excluded.put,
          acked = c.acked + excluded.acked, nacked = c.nacked + excluded.nacked,
          expired = c.expired + excluded.expired, failed = c.failed + excluded.failed,
-         dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes`,
+         dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes,
+         removed = c.removed + excluded.removed`,
       [
         this.masterId,
         textArray(names),
@@ -1551,6 +1554,7 @@ export class PostgresBroker implements Broker {
         intArray(col("failed")),
         intArray(col("dead")),
         intArray(col("bytes")),
+        intArray(col("removed")),
       ],
     );
   }
@@ -1642,14 +1646,15 @@ export class PostgresBroker implements Broker {
       await tx.unsafe(`DELETE FROM ${s}.sessions WHERE master = $1`, [master]);
       await tx.unsafe(
         `INSERT INTO ${s}.counters AS c (queue, master, lane, put, acked, nacked, expired, failed, dead,
-           bytes)
+           bytes, removed)
          SELECT queue, 0, 0, sum(put), sum(acked), sum(nacked), sum(expired), sum(failed), sum(dead),
-           sum(bytes)
+           sum(bytes), sum(removed)
          FROM ${s}.counters WHERE master = $1 GROUP BY queue
          ON CONFLICT (queue, master, lane) DO UPDATE SET put = c.put + excluded.put,
            acked = c.acked + excluded.acked, nacked = c.nacked + excluded.nacked,
            expired = c.expired + excluded.expired, failed = c.failed + excluded.failed,
-           dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes`,
+           dead = c.dead + excluded.dead, bytes = c.bytes + excluded.bytes,
+           removed = c.removed + excluded.removed`,
         [master],
       );
       await tx.unsafe(`DELETE FROM ${s}.counters WHERE master = $1`, [master]);
@@ -1663,24 +1668,29 @@ export class PostgresBroker implements Broker {
     return await this.#db(async () => {
       const nameFilter = queue === undefined ? "" : "AND queue = $1";
       const params = queue === undefined ? [] : [queue];
-      const [unleased, leased, counters, paused, registry, clients, remote] = await Promise.all([
-        this.sql.unsafe(
-          `SELECT queue, count(*) FILTER (WHERE ready_at <= t) AS ready,
-                  count(*) FILTER (WHERE ready_at > t) AS delayed
-           FROM ${s}.items, (SELECT ${s}.now_ms() AS t) now
-           WHERE lease_owner IS NULL ${nameFilter} GROUP BY queue`,
-          params,
-        ),
-        this.sql.unsafe(
-          `SELECT queue, count(*) AS leased FROM ${s}.items
-           WHERE lease_owner IS NOT NULL ${nameFilter} GROUP BY queue`,
-          params,
-        ),
-        this.sql.unsafe(
-          `SELECT queue, sum(put) AS put, sum(acked) AS acked, sum(nacked) AS nacked,
-             sum(expired) AS expired, sum(failed) AS failed, sum(dead) AS dead,
-             sum(bytes) AS bytes
-           FROM ${s}.counters WHERE true ${nameFilter} GROUP BY queue`,
+      // One statement, one snapshot: the items a queue holds come from its counters (every
+      // change to them counts in the same transaction), the leased ones from the small
+      // items_leased index, the delayed ones from the end of the queue's range of
+      // items_claimable. No scan of all items, however deep the queues.
+      const [counts, paused, registry, clients, remote] = await Promise.all([
+        this.#hotSql.unsafe(
+          `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+           c AS (
+             SELECT queue, sum(put) AS put, sum(acked) AS acked, sum(nacked) AS nacked,
+               sum(expired) AS expired, sum(failed) AS failed, sum(dead) AS dead,
+               sum(bytes) AS bytes, sum(put) - sum(acked) - sum(dead) - sum(removed) AS held
+             FROM ${s}.counters WHERE true ${nameFilter} GROUP BY queue
+           ),
+           l AS (
+             SELECT queue, count(*) AS leased FROM ${s}.items
+             WHERE lease_owner IS NOT NULL ${nameFilter} GROUP BY queue
+           )
+           SELECT c.*, coalesce(l.leased, 0) AS leased,
+             CASE WHEN c.held > 0 THEN (
+               SELECT count(*) FROM ${s}.items i
+               WHERE i.queue = c.queue AND i.lease_owner IS NULL AND i.ready_at > (SELECT t FROM now)
+             ) ELSE 0 END AS delayed
+           FROM c LEFT JOIN l USING (queue)`,
           params,
         ),
         this.sql.unsafe(`SELECT name FROM ${s}.paused ORDER BY name`),
@@ -1702,29 +1712,21 @@ export class PostgresBroker implements Broker {
         return r;
       };
       const listed = new Set<string>();
-      for (const r of unleased) {
-        const x = row(r.queue);
-        x.ready = Number(r.ready);
-        x.delayed = Number(r.delayed);
-        listed.add(r.queue);
-      }
-      for (const r of leased) {
-        row(r.queue).leased = Number(r.leased);
-        listed.add(r.queue);
-      }
       let heldBytes = 0;
-      for (const r of counters) {
+      for (const r of counts) {
         heldBytes += Number(r.bytes);
-        const x = queue === undefined && !rows.has(r.queue)
-          ? emptyQueueStats(r.queue)
-          : row(r.queue);
+        const x = row(r.queue);
+        const held = Number(r.held);
+        x.leased = Number(r.leased);
+        x.delayed = Number(r.delayed);
+        x.ready = Math.max(0, held - x.leased - x.delayed);
         x.put = Number(r.put);
         x.acked = Number(r.acked);
         x.nacked = Number(r.nacked);
         x.expired = Number(r.expired);
         x.failed = Number(r.failed);
         x.dead = Number(r.dead);
-        if (!rows.has(r.queue)) rows.set(r.queue, x);
+        if (held > 0) listed.add(r.queue);
       }
       for (const r of registry) listed.add(r.name);
       for (const r of remote) {
@@ -1853,6 +1855,7 @@ export class PostgresBroker implements Broker {
         if (dropped === 0) return;
         const deltas = new Map<string, CounterDelta>();
         const d = deltaOf(deltas, queue);
+        d.removed += dropped;
         for (const r of rows) d.bytes -= Number(r.bytes);
         await this.#count(tx, deltas);
         await this.#notify(tx, [queue]);
@@ -1882,7 +1885,9 @@ export class PostgresBroker implements Broker {
           const letter = decode(plain(r.value), "trusted");
           if (!isDeadLetterOf(letter, deadQueue)) continue;
           taken.push(Number(r.id));
-          deltaOf(deltas, deadQueue).bytes -= (r.value as Uint8Array).length;
+          const d = deltaOf(deltas, deadQueue);
+          d.removed++;
+          d.bytes -= (r.value as Uint8Array).length;
           queues.push((letter as DeadLetter).queue);
           values.push(encode((letter as DeadLetter).value));
         }

@@ -134,6 +134,7 @@ CREATE TABLE IF NOT EXISTS ${s}.counters (
   failed bigint NOT NULL DEFAULT 0,
   dead bigint NOT NULL DEFAULT 0,
   bytes bigint NOT NULL DEFAULT 0,
+  removed bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (queue, master, lane)
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
 CREATE TABLE IF NOT EXISTS ${s}.masters (
