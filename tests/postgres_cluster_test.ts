@@ -556,14 +556,14 @@ Deno.test({
       /** One session's part: get, then ack, nack, ack later, or let the lease run out. */
       const race = async (session: BrokerSession) => {
         /** The session's own record of its leases: what its acks will name (id → attempt). */
-        const leases = (session as unknown as { leases: Map<number, number> }).leases;
+        const leases = (session as unknown as { leases: Map<number, { attempt: number }> }).leases;
         /** What this session holds now, by id (a newer delivery replaces an older one). */
         const holding = new Map<number, Held>();
         const settle = async (kind: "ack" | "nack", held: Held[]) => {
           const mine = held.filter((h) => holding.get(h.id) === h);
           if (mine.length === 0) return;
           const ids = mine.map((h) => h.id);
-          const attempts = ids.map((id) => leases.get(id));
+          const attempts = ids.map((id) => leases.get(id)?.attempt);
           const askedAt = Date.now();
           const refused = new Set(
             kind === "ack" ? await session.ack(ids) : await session.nack(ids),

@@ -591,11 +591,11 @@ export class PostgresBroker implements Broker {
     this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
     const pollMs = this.#options.pollMs ?? DEFAULT_POLL_MS;
     this.#poll = setInterval(() => this.#pollAll(), pollMs);
-    this.#armSweep(this.#localNow() + SWEEP_MS);
+    this.#armSweep(this.localNow() + SWEEP_MS);
   }
 
   /** This process's estimate of the database's clock. */
-  #localNow(): number {
+  localNow(): number {
     return Date.now() + this.#skew;
   }
 
@@ -749,7 +749,7 @@ export class PostgresBroker implements Broker {
   async open(info: SessionInfo): Promise<BrokerSession> {
     if (this.#closing) throw new BrokerClosedError();
     const id = `${this.masterId}.${++this.#sessionCount}`;
-    const connectedAt = this.#localNow();
+    const connectedAt = this.localNow();
     await this.#db(() =>
       this.sql.unsafe(
         `INSERT INTO ${this.#s}.sessions (id, master, name, address, connected_at, last_seen)
@@ -904,7 +904,7 @@ export class PostgresBroker implements Broker {
       this.#health();
       this.#known.add(queue);
       this.#changed(queue);
-      if ((options.delayMs ?? 0) > 0) this.#wakeAt(queue, this.#localNow() + options.delayMs!);
+      if ((options.delayMs ?? 0) > 0) this.#wakeAt(queue, this.localNow() + options.delayMs!);
       return ids;
     } catch (error) {
       this.#health(error);
@@ -1151,7 +1151,7 @@ export class PostgresBroker implements Broker {
         got.push(
           original === undefined ? { id, attempts, value } : { id, attempts, value, original },
         );
-        r.session.leases.set(id, attempts);
+        r.session.hold(id, attempts, Number(row.lease_until));
         earliest = Math.min(earliest, Number(row.lease_until));
       }
       start = end;
@@ -1201,7 +1201,7 @@ export class PostgresBroker implements Broker {
     if (q === undefined || at >= q.timerAt) return;
     clearTimeout(q.timer);
     q.timerAt = at;
-    const wait = Math.min(Math.max(0, at - this.#localNow()) + EXPIRY_SLACK_MS, MAX_TIMER_MS);
+    const wait = Math.min(Math.max(0, at - this.localNow()) + EXPIRY_SLACK_MS, MAX_TIMER_MS);
     q.timer = setTimeout(() => {
       q.timerAt = Infinity;
       this.dispatch(queue);
@@ -1314,7 +1314,7 @@ export class PostgresBroker implements Broker {
       queues.add(row.queue as string);
     }
     for (const queue of queues) {
-      if (delayMs > 0) this.#wakeAt(queue, this.#localNow() + delayMs);
+      if (delayMs > 0) this.#wakeAt(queue, this.localNow() + delayMs);
       else this.#changed(queue);
     }
     return done;
@@ -1574,7 +1574,7 @@ export class PostgresBroker implements Broker {
     if (this.#closing || at >= this.#sweepAt) return;
     clearTimeout(this.#sweepTimer);
     this.#sweepAt = at;
-    const wait = Math.min(Math.max(0, at - this.#localNow()), MAX_TIMER_MS);
+    const wait = Math.min(Math.max(0, at - this.localNow()), MAX_TIMER_MS);
     this.#sweepTimer = setTimeout(() => {
       this.#sweepAt = Infinity;
       this.#sweep();
@@ -1590,7 +1590,7 @@ export class PostgresBroker implements Broker {
     if (this.#sweeping || this.#closing) return;
     this.#sweeping = true;
     const s = this.#s;
-    let next = this.#localNow() + SWEEP_MS;
+    let next = this.localNow() + SWEEP_MS;
     try {
       const timeout = this.#options.masterTimeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS;
       // Judge the others only after heartbeating for a whole timeout ourselves: after the
@@ -1959,6 +1959,20 @@ export class PostgresBroker implements Broker {
   }
 }
 
+/** A lease as its session records it. */
+interface HeldLease {
+  /** The item's attempt when it was handed out: the lease's fencing token. */
+  readonly attempt: number;
+  /** When the lease runs out, in the database's time (ms). */
+  until: number;
+}
+
+/** Leases a session records before it first forgets those long run out. */
+const LEASES_PRUNE_AT = 4_096;
+
+/** How long after a lease ran out its record may go, in ms (clock skew, a sweep's delay). */
+const FORGET_LEASE_MS = 5_000;
+
 /** A session of a {@link PostgresBroker}. */
 class PgSession implements BrokerSession {
   readonly id: string;
@@ -1966,8 +1980,16 @@ class PgSession implements BrokerSession {
   readonly address: string;
   readonly connectedAt: number;
   lastSeenAt: number;
-  /** The leases handed to it: id → attempt (the fencing token its settlements carry). */
-  readonly leases = new Map<number, number>();
+  /**
+   * The leases handed to it, by id: the attempt (the fencing token its
+   * settlements carry) and when the lease runs out. Kept bounded: once it
+   * grows past {@link #pruneAt}, leases that ran out more than
+   * {@link FORGET_LEASE_MS} ago are forgotten (an ack of theirs would be
+   * refused by the database anyway), so a client that takes and never
+   * settles does not grow the master.
+   */
+  readonly leases = new Map<number, HeldLease>();
+  #pruneAt = LEASES_PRUNE_AT;
   /** Its claims and acks in flight, which its close waits for. */
   readonly pending = new Set<Promise<unknown>>();
   closed = false;
@@ -2014,29 +2036,48 @@ class PgSession implements BrokerSession {
    * Splits `ids` into the leases this session holds (taken out of its
    * record, with their attempts) and the ids refused at once.
    */
-  #take(ids: readonly number[]): { held: number[]; attempts: number[]; refused: number[] } {
+  #take(ids: readonly number[]): {
+    held: number[];
+    attempts: number[];
+    leases: HeldLease[];
+    refused: number[];
+  } {
     const held: number[] = [];
     const attempts: number[] = [];
+    const leases: HeldLease[] = [];
     const refused: number[] = [];
     for (const id of ids) {
-      const attempt = this.leases.get(id);
-      if (attempt === undefined || this.closed) refused.push(id);
+      const lease = this.leases.get(id);
+      if (lease === undefined || this.closed) refused.push(id);
       else {
         this.leases.delete(id);
         held.push(id);
-        attempts.push(attempt);
+        attempts.push(lease.attempt);
+        leases.push(lease);
       }
     }
-    return { held, attempts, refused };
+    return { held, attempts, leases, refused };
   }
 
-  /** Puts back into the record the leases a failed call did not settle. */
-  #restore(held: number[], attempts: number[]): void {
-    held.forEach((id, i) => this.leases.set(id, attempts[i]));
+  /** Puts back into the record the leases a call did not settle. */
+  #restore(held: number[], leases: HeldLease[]): void {
+    // A newer lease of the same id, handed out meanwhile, stays.
+    held.forEach((id, i) => {
+      if (!this.leases.has(id)) this.leases.set(id, leases[i]);
+    });
+  }
+
+  /** Records a lease handed to this session, forgetting long-expired ones now and then. */
+  hold(id: number, attempt: number, until: number): void {
+    this.leases.set(id, { attempt, until });
+    if (this.leases.size <= this.#pruneAt) return;
+    const before = this.#broker.localNow() - FORGET_LEASE_MS;
+    for (const [held, lease] of this.leases) if (lease.until < before) this.leases.delete(held);
+    this.#pruneAt = Math.max(LEASES_PRUNE_AT, 2 * this.leases.size);
   }
 
   async ack(ids: readonly number[], results?: AckResults): Promise<number[]> {
-    const { held, attempts, refused } = this.#take(ids);
+    const { held, attempts, leases, refused } = this.#take(ids);
     if (held.length === 0) return refused;
     let request: AckRequest = { owner: this.id, ids: held, attempts };
     if (results !== undefined) {
@@ -2070,7 +2111,7 @@ class PgSession implements BrokerSession {
         this.pending.delete(acking);
       }
     } catch (error) {
-      this.#restore(held, attempts);
+      this.#restore(held, leases);
       throw error;
     }
     for (const id of held) if (!done.has(id)) refused.push(id);
@@ -2092,20 +2133,22 @@ class PgSession implements BrokerSession {
   }
 
   async extend(ids: readonly number[], leaseMs: number): Promise<number[]> {
-    const { held, attempts, refused } = this.#take(ids);
+    const { held, attempts, leases, refused } = this.#take(ids);
     if (held.length === 0) return refused;
     let done: Set<number>;
     try {
       done = await this.#broker.extendNow(this.id, held, attempts, Math.max(0, leaseMs));
     } finally {
-      this.#restore(held, attempts);
+      this.#restore(held, leases);
     }
-    for (const id of held) {
-      if (!done.has(id)) {
+    const until = this.#broker.localNow() + leaseMs;
+    held.forEach((id, i) => {
+      if (done.has(id)) leases[i].until = until;
+      else {
         refused.push(id);
-        this.leases.delete(id);
+        if (this.leases.get(id) === leases[i]) this.leases.delete(id);
       }
-    }
+    });
     return refused;
   }
 
@@ -2113,13 +2156,13 @@ class PgSession implements BrokerSession {
     ids: readonly number[],
     write: (held: number[], attempts: number[]) => Promise<Set<number>>,
   ): Promise<number[]> {
-    const { held, attempts, refused } = this.#take(ids);
+    const { held, attempts, leases, refused } = this.#take(ids);
     if (held.length === 0) return refused;
     let done: Set<number>;
     try {
       done = await write(held, attempts);
     } catch (error) {
-      this.#restore(held, attempts);
+      this.#restore(held, leases);
       throw error;
     }
     for (const id of held) if (!done.has(id)) refused.push(id);
