@@ -23,7 +23,7 @@
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { type Client, connect } from "../lib/mod.ts";
+import { type Client, connect, type Queue } from "../lib/mod.ts";
 import { EXIT_DATA, EXIT_USAGE } from "../lib/errors.ts";
 import {
   freeLoopbackPort,
@@ -117,6 +117,22 @@ async function runToEnd(
   } finally {
     await proc.dispose();
   }
+}
+
+/** Puts "after" on `queue` again and again until a put is stored, within {@link RECOVERY_MS}. */
+async function putUntilStored(queue: Queue, what: string): Promise<void> {
+  await withDeadline(
+    waitFor(what, async () => {
+      try {
+        await queue.put("after");
+        return true;
+      } catch {
+        return false;
+      }
+    }, { timeoutMs: RECOVERY_MS, intervalMs: 100 }),
+    RECOVERY_MS,
+    what,
+  );
 }
 
 /** The non-empty lines of `text`. */
@@ -241,18 +257,7 @@ Deno.test({
 
       await cluster.start();
       const back = Date.now();
-      await withDeadline(
-        waitFor("a put through the same master", async () => {
-          try {
-            await queue.put("after");
-            return true;
-          } catch {
-            return false;
-          }
-        }, { timeoutMs: RECOVERY_MS, intervalMs: 100 }),
-        RECOVERY_MS,
-        "a put through the same master",
-      );
+      await putUntilStored(queue, "a put through the same master");
       const recoveredMs = Date.now() - back;
       const job = await withDeadline(queue.get(5_000), RECOVERY_MS, "a get");
       assert.equal(job?.value, "before", "the item put before the outage comes first");
@@ -545,18 +550,7 @@ Deno.test({
       link.restore();
       client = await connect({ address: started.address, authkey: TEST_KEY, reconnect: false });
       const queue = client.queue("tasks");
-      await withDeadline(
-        waitFor("a put once the database is back", async () => {
-          try {
-            await queue.put("after");
-            return true;
-          } catch {
-            return false;
-          }
-        }, { timeoutMs: RECOVERY_MS, intervalMs: 100 }),
-        RECOVERY_MS,
-        "a put once the database is back",
-      );
+      await putUntilStored(queue, "a put once the database is back");
     } finally {
       await client?.close();
       await master?.dispose();
