@@ -612,6 +612,29 @@ export function brokerConformance(factory: BrokerFactory): void {
     assert.deepEqual(await next.ack([id]), []);
   });
 
+  test(
+    "a stale ack sent with the new holder's ack is refused, and only the holder's result kept",
+    {},
+    async (h) => {
+      const late = await h.session("late");
+      const next = await h.session("next");
+      const [id] = await late.put("q", ["x"]);
+      await takeOne(late, "q", SHORT_LEASE_MS);
+      await h.until("q", "the lease to expire", (s) => s.expired === 1);
+      const again = await takeOne(next, "q");
+      assert.deepEqual([again.id, again.attempts], [id, 2]);
+      // Both at once, so a broker that writes acks in batches sees them in the same batch.
+      const [stale, fresh] = await Promise.all([
+        late.ack([id], { queue: "results", values: ["stale"] }),
+        next.ack([id], { queue: "results", values: ["fresh"] }),
+      ]);
+      assert.deepEqual([stale, fresh], [[id], []]);
+      assert.deepEqual(valuesOf(await getNow(next, "results", 10)), ["fresh"]);
+      const s = await h.stats("q");
+      assert.deepEqual([s.ready, s.leased, s.acked], [0, 0, 1]);
+    },
+  );
+
   test("a delivery keeps its attempt number when its item is delivered again", {}, async (h) => {
     const first = await h.session("first");
     const second = await h.session("second");

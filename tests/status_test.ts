@@ -19,6 +19,7 @@ import {
 } from "../lib/cli/status.ts";
 import { statusRows } from "../lib/model/status_rows.ts";
 import type { QueueStats } from "../lib/wire/messages.ts";
+import { emptyQueueStats } from "../lib/model/types.ts";
 import { httpToken } from "../lib/http/token.ts";
 import { connect } from "../lib/mod.ts";
 import {
@@ -34,20 +35,7 @@ import {
 const HTTP_LINE = /^taskq http listening on (\S+)$/;
 
 function stats(name: string, fields: Partial<QueueStats> = {}): QueueStats {
-  return {
-    name,
-    ready: 0,
-    leased: 0,
-    delayed: 0,
-    waiting: 0,
-    put: 0,
-    acked: 0,
-    nacked: 0,
-    expired: 0,
-    failed: 0,
-    dead: 0,
-    ...fields,
-  };
+  return { ...emptyQueueStats(name), ...fields };
 }
 
 /** Runs a client command (`status`, …) with a client's permissions. */
