@@ -32,6 +32,15 @@
  */
 
 import type { QueueStats } from "../model/types.ts";
+import type {
+  JobInfo,
+  LimitChanges,
+  NamedQueueLimits,
+  PutIds,
+  QueueLimits,
+} from "../model/jobs.ts";
+
+export type { PutIds };
 import type { Telemetry } from "./telemetry.ts";
 
 /** Who opens a session: a connection, named by its peer. */
@@ -70,11 +79,51 @@ export interface PutOptions {
   /** Front-end forms of the values, by index (see {@link Delivery.original}). */
   originals?: readonly unknown[];
   /**
+   * Priority of the items, from `MIN_PRIORITY` to `MAX_PRIORITY` (model/jobs.ts):
+   * within a queue a higher priority is served first, first in first out
+   * within one priority; a retry keeps it. `DEFAULT_PRIORITY` (0) when absent.
+   */
+  priority?: number;
+  /**
+   * The items' group (a tenant, a customer): deliveries within a queue go
+   * round-robin across the groups that have ready items (within the highest
+   * priority that has any); items without one form a group of their own.
+   */
+  group?: string;
+  /**
+   * Unique keys, by index (`undefined` for an item without one): while an
+   * item with the same key in the same queue is ready, delayed or leased
+   * (or, with {@link keyHoldMs}, finished less than that long ago), a value
+   * with that key adds nothing and its id is the existing item's (listed in
+   * {@link PutIds.existing}). Within one put, a later value with the key of
+   * an earlier one gets the earlier one's id.
+   */
+  keys?: readonly (string | undefined)[];
+  /** How long a key stays taken after its item finished (done, dead or cancelled), in ms. */
+  keyHoldMs?: number;
+  /**
    * How long to wait for room in a full queue: `undefined` waits as long as
    * the session lives; 0 does not wait. When the time passes the put adds
    * nothing and rejects with {@link QueueFullError}.
    */
   roomTimeoutMs?: number;
+}
+
+
+/** What a running job reports of its progress (see {@link BrokerSession.progress}). */
+export interface ProgressReport {
+  /** How far along, 0–100. */
+  percent?: number;
+  /** What it is doing now (at most `MAX_PROGRESS_MESSAGE` characters). */
+  message?: string;
+}
+
+/** What {@link Broker.cancel} did. */
+export interface CancelOutcome {
+  /** Ids cancelled now: ready or delayed ones removed, leased ones revoked (their holder told). */
+  cancelled: number[];
+  /** Ids not cancelled: unknown, or already finished. */
+  missing: number[];
 }
 
 /** Options of {@link BrokerSession.get}. */
@@ -117,7 +166,7 @@ export interface BrokerSession {
    * @throws {TooManyQueuesError} when the queue would be one too many.
    * @throws {SessionClosedError} when the session closed while waiting.
    */
-  put(queue: string, values: readonly unknown[], options?: PutOptions): Promise<number[]>;
+  put(queue: string, values: readonly unknown[], options?: PutOptions): Promise<PutIds>;
   /**
    * Leases up to `max` items of `queue`, first come first served among
    * waiting gets; resolves with none when the timeout passes or the session
@@ -140,6 +189,18 @@ export interface BrokerSession {
   fail(ids: readonly number[], error: string): Promise<number[]>;
   /** Renews held leases to run `leaseMs` from now; resolves with ids not held. */
   extend(ids: readonly number[], leaseMs: number): Promise<number[]>;
+  /**
+   * Records the progress of a held item (shown by job lookup) and renews its
+   * lease to run `leaseMs` from now; resolves with false when this session
+   * does not hold it.
+   */
+  progress(id: number, report: ProgressReport, leaseMs: number): Promise<boolean>;
+  /**
+   * Called with the ids of held items that were cancelled (by
+   * {@link Broker.cancel}, from any master): their leases are already
+   * revoked, so the work on them should stop. Set by the front-end.
+   */
+  onCancel: ((ids: number[]) => void) | undefined;
   /**
    * Ends the session: its waiting gets resolve with none, its waiting puts
    * reject, and every item it held goes back to the front of its queue.
@@ -223,6 +284,16 @@ export interface BrokerSettings {
   readonly maxQueues?: number;
 }
 
+/** Options every broker takes about job history and queue limits. */
+export interface JobOptions {
+  /** Finished jobs whose records are kept for lookup (`DEFAULT_HISTORY_COUNT`; 0: none). */
+  historyCount?: number;
+  /** How long a finished job's record is kept, in ms (`DEFAULT_HISTORY_MS`). */
+  historyMs?: number;
+  /** Limits set at start, by queue name (`--queue-rate`, `--queue-concurrency`). */
+  limits?: Readonly<Record<string, LimitChanges>>;
+}
+
 /** The application service under every front-end. */
 export interface Broker {
   /** Its fixed settings. */
@@ -242,6 +313,25 @@ export interface Broker {
   pause(queue: string): Promise<void>;
   /** Lets a paused queue serve gets again, those waiting first. */
   resume(queue: string): Promise<void>;
+  /**
+   * Cancels items by id: a ready or delayed one is removed, a leased one's
+   * lease is revoked and its holder told ({@link BrokerSession.onCancel});
+   * either way it ends in the `cancelled` state, never retried nor
+   * dead-lettered.
+   */
+  cancel(ids: readonly number[]): Promise<CancelOutcome>;
+  /**
+   * What is known of the item with id `id`: live, or finished within the
+   * kept history; `undefined` when neither.
+   */
+  job(id: number): Promise<JobInfo | undefined>;
+  /**
+   * Changes a queue's delivery limits (fields absent stay as they are;
+   * a zero lifts a limit); resolves with the limits now in force.
+   */
+  setLimits(queue: string, changes: LimitChanges): Promise<QueueLimits>;
+  /** The limits of one queue (none set: all zero), or of every queue that has any. */
+  limits(queue?: string): Promise<NamedQueueLimits[]>;
   /** Up to `limit` of a queue's ready items, front first, without taking them. */
   peek(queue: string, limit: number): Promise<PeekedItem[]>;
   /** Removes ready items of `queue` by id for good; resolves with how many went. */

@@ -51,15 +51,30 @@ import { MemoryStore, type Store, type StoredItem } from "../store/store.ts";
 export type { LoadedState, Store, StoredItem } from "../store/store.ts";
 import { DATABASE_FILE, SqliteStore } from "../store/sqlite.ts";
 import type { RetryPolicy } from "../model/types.ts";
+import {
+  checkLabel,
+  checkLimits,
+  checkPriority,
+  type JobInfo,
+  type LimitChanges,
+  MAX_GROUP_LENGTH,
+  MAX_KEY_LENGTH,
+  type NamedQueueLimits,
+  type QueueLimits,
+} from "../model/jobs.ts";
 import type {
   AckResults,
   Broker,
   BrokerSession,
   BrokerSettings,
   BrokerStats,
+  CancelOutcome,
   Delivery,
   GetOptions,
+  JobOptions,
   PeekedItem,
+  ProgressReport,
+  PutIds,
   PutOptions,
   SessionInfo,
   SessionView,
@@ -85,7 +100,7 @@ const MAX_TIMER_MS = 2_147_483_647;
 export type StoreChoice = "memory" | { sqlite: string } | Store;
 
 /** Options of {@link openLocalBroker}. */
-export interface LocalBrokerOptions {
+export interface LocalBrokerOptions extends JobOptions {
   /** Where items are kept; in memory by default. */
   store?: StoreChoice;
   /** Lease length for gets that name none, in ms. */
@@ -164,12 +179,17 @@ export async function openLocalBroker(options: LocalBrokerOptions = {}): Promise
     retry: options.retry,
     maxQueueLength: options.maxQueueLength,
     maxQueues: options.maxQueues,
+    historyCount: options.historyCount,
+    historyMs: options.historyMs,
   });
   try {
     engine.restore(await store.load());
   } catch (error) {
     await store.close().catch(() => {});
     throw error;
+  }
+  for (const [queue, changes] of Object.entries(options.limits ?? {})) {
+    engine.setLimits(queue, checkLimits(changes));
   }
   return new LocalBroker(engine, options.clock ?? Date.now, maxMemoryBytes);
 }
@@ -299,6 +319,35 @@ export class LocalBroker implements Broker {
       leased: c.leases.size,
       waiting: c.waiters.size,
     }));
+  }
+
+  // deno-lint-ignore require-await
+  async cancel(ids: readonly number[]): Promise<CancelOutcome> {
+    const { cancelled, missing, holders } = this.#engine.cancel(ids);
+    this.changed();
+    for (const [consumer, held] of holders) {
+      this.#sessions.get(String(consumer.id))?.cancelled(held);
+    }
+    return this.durable$({ cancelled, missing });
+  }
+
+  // deno-lint-ignore require-await
+  async job(id: number): Promise<JobInfo | undefined> {
+    return this.#engine.job(id);
+  }
+
+  // deno-lint-ignore require-await
+  async setLimits(queue: string, changes: LimitChanges): Promise<QueueLimits> {
+    this.checkQueue(queue);
+    const limits = this.#engine.setLimits(queue, checkLimits(changes));
+    this.changed();
+    return limits;
+  }
+
+  // deno-lint-ignore require-await
+  async limits(queue?: string): Promise<NamedQueueLimits[]> {
+    if (queue !== undefined) return [{ queue, ...this.#engine.limitsOf(queue) }];
+    return this.#engine.allLimits().map((row) => ({ queue: row.queue, ...row.limits }));
   }
 
   // deno-lint-ignore require-await
@@ -440,6 +489,22 @@ export class LocalBroker implements Broker {
   }
 }
 
+/**
+ * Checks a put's priority, group and keys (what a front-end validated
+ * already; a program calling the broker directly may not have).
+ * @throws {RangeError} naming the first one out of range.
+ */
+function checkPutOptions(options: PutOptions, count: number): void {
+  if (options.priority !== undefined) checkPriority(options.priority);
+  if (options.group !== undefined) checkLabel(options.group, "group", MAX_GROUP_LENGTH);
+  const keys = options.keys;
+  if (keys === undefined) return;
+  if (keys.length !== count) {
+    throw new RangeError("a put needs exactly one key (or none) per value");
+  }
+  for (const key of keys) if (key !== undefined) checkLabel(key, "key", MAX_KEY_LENGTH);
+}
+
 /** Resolves a waiting get. */
 type GetResolver = (items: readonly Delivery[]) => void;
 
@@ -470,6 +535,7 @@ class LocalSession implements BrokerSession {
   /** Puts that wait for room, to reject when the session closes. */
   readonly #waitingPuts = new Set<(error: Error) => void>();
   #closed = false;
+  onCancel: ((ids: number[]) => void) | undefined = undefined;
 
   constructor(broker: LocalBroker, engine: Engine, consumer: Consumer, clock: () => number) {
     this.#broker = broker;
@@ -491,10 +557,16 @@ class LocalSession implements BrokerSession {
     this.#consumer.lastSeenAt = this.#clock();
   }
 
-  put(queue: string, values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
+  /** Called by the broker: held items were cancelled. */
+  cancelled(ids: number[]): void {
+    this.onCancel?.(ids);
+  }
+
+  put(queue: string, values: readonly unknown[], options: PutOptions = {}): Promise<PutIds> {
     if (this.#closed) return Promise.reject(new SessionClosedError());
     let costs: number[];
     try {
+      checkPutOptions(options, values.length);
       costs = this.#broker.admit(queue, values, options.originals);
     } catch (error) {
       return Promise.reject(error);
@@ -539,7 +611,11 @@ class LocalSession implements BrokerSession {
     values: readonly unknown[],
     options: PutOptions,
     costs: readonly number[],
-  ): Promise<number[]> {
+  ): Promise<PutIds> {
+    const extras = options.priority !== undefined || options.group !== undefined ||
+        options.keys !== undefined
+      ? options
+      : undefined;
     const ids = this.#engine.put(
       queue,
       values,
@@ -547,6 +623,7 @@ class LocalSession implements BrokerSession {
       options.maxAttempts ?? 0,
       options.originals,
       costs,
+      extras,
     );
     this.#broker.changed();
     return this.#broker.durablePut$(ids);
@@ -608,6 +685,12 @@ class LocalSession implements BrokerSession {
     const failed = this.#engine.extend(this.#consumer, ids, leaseMs);
     this.#broker.changed();
     return Promise.resolve(failed);
+  }
+
+  progress(id: number, report: ProgressReport, leaseMs: number): Promise<boolean> {
+    const held = this.#engine.progress(this.#consumer, id, report, leaseMs);
+    this.#broker.changed();
+    return Promise.resolve(held);
   }
 
   // deno-lint-ignore require-await

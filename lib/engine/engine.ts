@@ -25,6 +25,21 @@
  */
 
 import { Deque } from "../util/deque.ts";
+import { ReadySet } from "./ready_set.ts";
+import {
+  DEFAULT_HISTORY_COUNT,
+  DEFAULT_HISTORY_MS,
+  hasLimits,
+  type JobInfo,
+  type JobProgress,
+  type JobState,
+  type LimitChanges,
+  MAX_HISTORY_VALUE_BYTES,
+  type PutIds,
+  NO_LIMITS,
+  type QueueLimits,
+  RATE_BURST_MS,
+} from "../model/jobs.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import { type LoadedState, MemoryStore, type Store, type StoredItem } from "../store/store.ts";
 import { deadLetterQueue, isDeadLetterOf, isDeadLetterQueue } from "../model/queue_names.ts";
@@ -68,8 +83,35 @@ export const DEFAULT_MAX_QUEUES = 100_000;
  */
 export const MAX_TAKE_BYTES = 16 * 1024 * 1024;
 
-/** Where an item is in its life. */
-export type ItemState = "ready" | "leased" | "delayed";
+/** Where an item is in its life: live, or finished and kept in the history. */
+export type ItemState = JobState;
+
+/**
+ * Most estimated bytes the history of finished items keeps (values and
+ * results): past this, the oldest records go first, whatever their count.
+ */
+export const MAX_HISTORY_BYTES = 64 * 1024 * 1024;
+
+/** A unique key kept taken after its item finished (`keyHoldMs`). */
+interface KeyHold {
+  /** The finished item's id. */
+  readonly id: number;
+  /** Until when the key stays taken (engine clock). */
+  readonly until: number;
+}
+
+/** Options of a put beyond its delay and attempts (see {@link Engine.put}). */
+export interface PutExtras {
+  /** Priority of every value (higher served first). */
+  priority?: number;
+  /** Group of every value ("" or absent: none). */
+  group?: string;
+  /** Unique key per value, by index. */
+  keys?: readonly (string | undefined)[];
+  /** How long a value's key stays taken after it finished, in ms. */
+  keyHoldMs?: number;
+}
+
 
 /** An item held by the engine. Read-only outside the engine. */
 export class Item implements StoredItem, Timed {
@@ -101,6 +143,24 @@ export class Item implements StoredItem, Timed {
   heapIndex: number = NOT_SCHEDULED;
   /** Estimated bytes of memory it takes ({@link itemCost}). */
   cost = 0;
+  /** Served before items of lower priority. */
+  priority = 0;
+  /** Its group ("" for none): deliveries go round-robin across groups. */
+  group = "";
+  /** Its unique key within its queue, if any. */
+  key: string | undefined = undefined;
+  /** How long its key stays taken after it finished, in ms. */
+  keyHoldMs = 0;
+  /** When it was put (engine clock). */
+  createdAt = 0;
+  /** When its current (or last) lease began (engine clock). */
+  leasedAt = 0;
+  /** When it finished (engine clock), once done, dead or cancelled. */
+  finishedAt = 0;
+  /** The result its ack carried, once done (kept in the history only). */
+  result: unknown = undefined;
+  /** The progress it last reported while leased. */
+  progress: JobProgress | undefined = undefined;
 
   /** Creates an item. */
   constructor(id: number, queue: string, value: unknown) {
@@ -161,8 +221,8 @@ export class Consumer {
 }
 
 /** Counters and contents of one named queue. */
-class QueueState {
-  readonly ready: Deque<Item> = new Deque();
+class QueueState implements Timed {
+  readonly ready: ReadySet<Item> = new ReadySet();
   readonly waiters: Deque<Waiter> = new Deque();
   liveWaiters = 0;
   leased = 0;
@@ -177,6 +237,20 @@ class QueueState {
   paused = false;
   /** Callbacks waiting for the queue to drop below its maximum length. */
   readonly roomWaiters: Deque<() => void> = new Deque();
+  /** Live items by unique key (created with the first key). */
+  keys: Map<string, Item> | undefined = undefined;
+  /** Keys kept taken after their item finished, oldest first (created with the first). */
+  holds: Map<string, KeyHold> | undefined = undefined;
+  /** Its delivery limits, when it has any. */
+  limits: QueueLimits | undefined = undefined;
+  /** The rate limit's theoretical arrival time (GCRA), engine clock. */
+  tat = 0;
+  /** Leased items per group, kept while a per-group limit is set. */
+  groupLeased: Map<string, number> | undefined = undefined;
+  /** When waiting gets may next be served under the rate limit (as a timer). */
+  deadline = 0;
+  /** Timer heap position of the rate limit's wake-up. */
+  heapIndex: number = NOT_SCHEDULED;
   constructor(readonly name: string, readonly maxAttempts: number) {}
 
   /** Items in the queue: ready, delayed and leased. */
@@ -205,6 +279,10 @@ export interface EngineOptions {
    * see {@link Engine.canCreate}.
    */
   maxQueues?: number;
+  /** Finished items whose records are kept for {@link Engine.job} (0: none). */
+  historyCount?: number;
+  /** How long a finished item's record is kept, in ms. */
+  historyMs?: number;
 }
 
 /** Statistics of the deepest queues, and the others added up; see {@link Engine.statsTop}. */
@@ -236,7 +314,14 @@ export class Engine {
   readonly #queues = new Map<string, QueueState>();
   /** Leased items by id: the only ones an ack, nack, fail or extend can name. */
   readonly #leased = new Map<number, Item>();
-  readonly #timers = new TimerHeap<Item | Waiter>();
+  readonly #timers = new TimerHeap<Item | Waiter | QueueState>();
+  /** Finished items by id, oldest first. */
+  readonly #history = new Map<number, Item>();
+  #historyBytes = 0;
+  readonly #historyCount: number;
+  readonly #historyMs: number;
+  /** Limited queues where a lease ended, to serve waiting gets once the call is done. */
+  readonly #freed = new Set<QueueState>();
   readonly #consumers = new Set<Consumer>();
   #nextId = 1;
   #nextConsumerId = 1;
@@ -256,6 +341,8 @@ export class Engine {
     };
     this.maxQueueLength = options.maxQueueLength ?? 0;
     this.maxQueues = options.maxQueues ?? DEFAULT_MAX_QUEUES;
+    this.#historyCount = options.historyCount ?? DEFAULT_HISTORY_COUNT;
+    this.#historyMs = options.historyMs ?? DEFAULT_HISTORY_MS;
   }
 
   /** Estimated bytes of memory the items held take ({@link itemCost}, summed). */
@@ -288,9 +375,17 @@ export class Engine {
       item.attempts = stored.attempts;
       item.maxAttempts = stored.maxAttempts ?? 0;
       item.lastError = stored.lastError;
+      item.priority = stored.priority ?? 0;
+      item.group = stored.group ?? "";
+      item.keyHoldMs = stored.keyHoldMs ?? 0;
+      item.createdAt = stored.createdAt ?? now;
       item.cost = itemCost(item.value);
       this.#heldBytes += item.cost;
       const queue = this.#queue(item.queue);
+      if (stored.key !== undefined) {
+        item.key = stored.key;
+        (queue.keys ??= new Map()).set(stored.key, item);
+      }
       if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
       else queue.ready.push(item);
     }
@@ -333,6 +428,7 @@ export class Engine {
       this.#abandoned(queue, item, "its connection closed before it was acked", touched);
     }
     for (const queue of touched) this.#dispatch(queue);
+    this.#serveFreed();
   }
 
   /**
@@ -350,13 +446,37 @@ export class Engine {
     maxAttempts = 0,
     originals?: readonly unknown[],
     costs?: readonly number[],
-  ): number[] {
+    extras?: PutExtras,
+  ): PutIds {
     const queue = this.#queue(name);
-    const ids = new Array<number>(values.length);
-    const readyAt = delayMs > 0 ? this.#clock() + delayMs : 0;
+    const ids: PutIds = new Array<number>(values.length);
+    const now = this.#clock();
+    const readyAt = delayMs > 0 ? now + delayMs : 0;
+    const keys = extras?.keys;
+    let added = 0;
     for (let i = 0; i < values.length; i++) {
+      const key = keys?.[i];
+      if (key !== undefined) {
+        const taken = this.#keyTaken(queue, key, now);
+        if (taken !== undefined) {
+          ids[i] = taken;
+          (ids.existing ??= []).push(i);
+          continue;
+        }
+      }
       const item = new Item(this.#nextId++, name, values[i]);
       item.maxAttempts = maxAttempts;
+      item.createdAt = now;
+      if (extras !== undefined) {
+        item.priority = extras.priority ?? 0;
+        item.group = extras.group ?? "";
+        if (key !== undefined) {
+          item.key = key;
+          item.keyHoldMs = extras.keyHoldMs ?? 0;
+          (queue.keys ??= new Map()).set(key, item);
+        }
+      }
+      added++;
       if (originals !== undefined) item.original = originals[i];
       const cost = costs !== undefined
         ? costs[i]
@@ -371,9 +491,37 @@ export class Engine {
       }
       this.store.insert(item);
     }
-    queue.put += values.length;
-    if (readyAt === 0) this.#dispatch(queue);
+    queue.put += added;
+    if (readyAt === 0 && added > 0) this.#dispatch(queue);
     return ids;
+  }
+
+  /** The id holding `key` in `queue` (a live item, or a finished one whose hold runs), if any. */
+  #keyTaken(queue: QueueState, key: string, now: number): number | undefined {
+    const live = queue.keys?.get(key);
+    if (live !== undefined) return live.id;
+    const hold = queue.holds?.get(key);
+    if (hold === undefined) return undefined;
+    if (hold.until > now) return hold.id;
+    queue.holds?.delete(key);
+    return undefined;
+  }
+
+  /** An item left its queue for good: its key is freed, or held for its `keyHoldMs`. */
+  #releaseKey(queue: QueueState, item: Item, hold: boolean): void {
+    const key = item.key;
+    if (key === undefined || queue.keys?.get(key) !== item) return;
+    queue.keys.delete(key);
+    if (!hold || item.keyHoldMs <= 0) return;
+    const now = this.#clock();
+    const holds = queue.holds ??= new Map();
+    // Oldest first: forget holds that ran out, so the map stays as small as the live holds.
+    for (const [old, entry] of holds) {
+      if (entry.until > now) break;
+      holds.delete(old);
+    }
+    holds.delete(key);
+    holds.set(key, { id: item.id, until: now + item.keyHoldMs });
   }
 
   /**
@@ -430,8 +578,12 @@ export class Engine {
     const queue = this.#queue(name);
     const lease = leaseMs ?? this.defaultLeaseMs;
     if (queue.ready.length > 0 && queue.liveWaiters === 0 && !queue.paused) {
-      deliver(this.#take(queue, consumer, max, lease));
-      return;
+      const items = this.#take(queue, consumer, max, lease);
+      if (items.length > 0 || timeoutMs <= 0) {
+        deliver(items);
+        return;
+      }
+      // Held back by the queue's limits: wait like any other get.
     }
     if (timeoutMs <= 0) {
       deliver([]);
@@ -442,6 +594,8 @@ export class Engine {
     queue.liveWaiters++;
     consumer.waiters.add(waiter);
     this.#timers.schedule(waiter, this.#clock() + timeoutMs);
+    // Held back by a rate limit: this sets the wake-up for when it allows one.
+    if (queue.limits !== undefined && queue.ready.length > 0) this.#dispatch(queue);
   }
 
   /**
@@ -461,11 +615,17 @@ export class Engine {
       queue.acked++;
       this.#heldBytes -= item.cost;
       this.store.remove(item.id);
-      if (results !== undefined) kept.push(results.values[index]);
+      if (results !== undefined) {
+        const result = results.values[index];
+        kept.push(result);
+        item.result = result;
+      }
+      this.#finish(queue, item, "done");
       if (queue.roomWaiters.length > 0) touched.add(queue);
     });
     for (const queue of touched) this.#wakeRoomWaiters(queue);
     if (kept.length > 0) this.put((results as { queue: string }).queue, kept);
+    this.#serveFreed();
     return failed;
   }
 
@@ -487,6 +647,7 @@ export class Engine {
       }
     });
     for (const queue of touched) this.#dispatch(queue);
+    this.#serveFreed();
     return failed;
   }
 
@@ -517,6 +678,7 @@ export class Engine {
       this.store.update(item);
     });
     for (const queue of touched) this.#dispatch(queue);
+    this.#serveFreed();
     return failed;
   }
 
@@ -530,6 +692,164 @@ export class Engine {
       else this.#timers.schedule(item, deadline);
     }
     return failed;
+  }
+
+  /**
+   * Records the progress of an item `consumer` holds and renews its lease to
+   * run `leaseMs` from now; false when it does not hold it.
+   */
+  progress(
+    consumer: Consumer,
+    id: number,
+    report: { percent?: number; message?: string },
+    leaseMs: number,
+  ): boolean {
+    const item = this.#leased.get(id);
+    if (item === undefined || item.owner !== consumer) return false;
+    const now = this.#clock();
+    const progress: JobProgress = { at: now };
+    if (report.percent !== undefined) progress.percent = report.percent;
+    if (report.message !== undefined) progress.message = report.message;
+    item.progress = progress;
+    this.#timers.schedule(item, now + leaseMs);
+    return true;
+  }
+
+  /**
+   * Cancels items by id: a ready or delayed one is removed, a leased one's
+   * lease is revoked (its holder's settling calls are refused from now on);
+   * each ends in the history as `cancelled`, never retried. Returns the ids
+   * cancelled, those not found (unknown or finished), and for each consumer
+   * that held some, the ids it held, to be told.
+   *
+   * Finding ready and delayed items walks the queues: O(items held), as
+   * every admin call that names items by id.
+   */
+  cancel(ids: readonly number[]): {
+    cancelled: number[];
+    missing: number[];
+    holders: Map<Consumer, number[]>;
+  } {
+    const cancelled: number[] = [];
+    const holders = new Map<Consumer, number[]>();
+    const wanted = new Set<number>();
+    for (const id of ids) {
+      const item = this.#leased.get(id);
+      if (item === undefined) {
+        wanted.add(id);
+        continue;
+      }
+      const owner = item.owner as Consumer;
+      owner.leases.delete(item);
+      const queue = this.#queue(item.queue);
+      this.#unlease(queue, item);
+      this.#heldBytes -= item.cost;
+      this.store.remove(item.id);
+      this.#finish(queue, item, "cancelled");
+      cancelled.push(id);
+      const list = holders.get(owner);
+      if (list === undefined) holders.set(owner, [id]);
+      else list.push(id);
+    }
+    if (wanted.size > 0) {
+      const cancel = (queue: QueueState, item: Item) => {
+        wanted.delete(item.id);
+        this.#heldBytes -= item.cost;
+        this.store.remove(item.id);
+        this.#finish(queue, item, "cancelled");
+        cancelled.push(item.id);
+      };
+      for (const entry of [...this.#timers.entries()]) {
+        if (!(entry instanceof Item) || entry.state !== "delayed" || !wanted.has(entry.id)) {
+          continue;
+        }
+        const queue = this.#queue(entry.queue);
+        this.#timers.cancel(entry);
+        queue.delayed--;
+        cancel(queue, entry);
+      }
+      for (const queue of this.#queues.values()) {
+        if (wanted.size === 0) break;
+        if (queue.ready.length === 0) continue;
+        const gone: Item[] = [];
+        queue.ready.removeWhere((item) => {
+          if (!wanted.has(item.id)) return false;
+          gone.push(item);
+          return true;
+        });
+        for (const item of gone) cancel(queue, item);
+        if (gone.length > 0 && queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
+      }
+    }
+    const found = new Set(cancelled);
+    const missing = ids.filter((id) => !found.has(id));
+    this.#serveFreed();
+    return { cancelled, missing, holders };
+  }
+
+  /**
+   * What is known of item `id`: live (walks the queues for a ready or
+   * delayed one: O(items held)) or finished within the history.
+   */
+  job(id: number): JobInfo | undefined {
+    const finished = this.#history.get(id);
+    if (finished !== undefined) {
+      this.#pruneHistory();
+      if (this.#history.has(id)) return jobInfo(finished);
+      return undefined;
+    }
+    const leased = this.#leased.get(id);
+    if (leased !== undefined) return jobInfo(leased);
+    for (const entry of this.#timers.entries()) {
+      if (entry instanceof Item && entry.id === id && entry.state === "delayed") {
+        return jobInfo(entry);
+      }
+    }
+    for (const queue of this.#queues.values()) {
+      for (const item of queue.ready) if (item.id === id) return jobInfo(item);
+    }
+    return undefined;
+  }
+
+  /**
+   * Changes queue `name`'s delivery limits (absent fields stay; zero lifts a
+   * limit) and serves waiting gets the new limits allow. Returns the limits
+   * now in force.
+   */
+  setLimits(name: string, changes: LimitChanges): QueueLimits {
+    const queue = this.#queue(name);
+    const before = queue.limits ?? NO_LIMITS;
+    const limits: QueueLimits = { ...before, ...changes };
+    if (limits.rateCount !== before.rateCount || limits.ratePeriodMs !== before.ratePeriodMs) {
+      queue.tat = 0;
+      this.#timers.cancel(queue);
+    }
+    queue.limits = hasLimits(limits) ? limits : undefined;
+    if (limits.groupConcurrency > 0 && queue.groupLeased === undefined) {
+      const counts = new Map<string, number>();
+      for (const item of this.#leased.values()) {
+        if (item.queue === name) counts.set(item.group, (counts.get(item.group) ?? 0) + 1);
+      }
+      queue.groupLeased = counts;
+    } else if (limits.groupConcurrency === 0) {
+      queue.groupLeased = undefined;
+    }
+    this.#dispatch(queue);
+    return { ...limits };
+  }
+
+  /** The limits of queue `name` (all zero when it has none). */
+  limitsOf(name: string): QueueLimits {
+    return { ...(this.#queues.get(name)?.limits ?? NO_LIMITS) };
+  }
+
+  /** Every queue that has limits, with them, by name. */
+  allLimits(): { queue: string; limits: QueueLimits }[] {
+    const out: { queue: string; limits: QueueLimits }[] = [];
+    for (const queue of this.#queues.values()) {
+      if (queue.limits !== undefined) out.push({ queue: queue.name, limits: { ...queue.limits } });
+    }
+    return out.sort((a, b) => a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0);
   }
 
   /** Statistics of one queue (zeros if it was never used), or of every queue by name. */
@@ -589,6 +909,11 @@ export class Engine {
         due.deliver([]);
         continue;
       }
+      if (due instanceof QueueState) {
+        // The rate limit allows a delivery again.
+        touched.add(due);
+        continue;
+      }
       const queue = this.#queue(due.queue);
       if (due.state === "leased") {
         due.owner?.leases.delete(due);
@@ -612,6 +937,7 @@ export class Engine {
       );
     }
     for (const queue of touched) this.#dispatch(queue);
+    this.#serveFreed();
   }
 
   /**
@@ -690,6 +1016,7 @@ export class Engine {
     let removed = 0;
     const forget = (queue: QueueState, item: Item) => {
       this.#heldBytes -= item.cost;
+      this.#releaseKey(queue, item, false);
       queue.put--;
       removed++;
       touched.add(queue);
@@ -736,6 +1063,7 @@ export class Engine {
       removed.push(item);
       this.#heldBytes -= item.cost;
       this.store.remove(item.id);
+      this.#releaseKey(queue, item, false);
       return true;
     });
     if (removed.length > 0 && queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
@@ -762,7 +1090,8 @@ export class Engine {
     for (const [name, queue] of this.#queues) {
       if (
         queue.ready.length === 0 && queue.leased === 0 && queue.delayed === 0 &&
-        queue.liveWaiters === 0 && queue.roomWaiters.length === 0 && !queue.paused
+        queue.liveWaiters === 0 && queue.roomWaiters.length === 0 && !queue.paused &&
+        queue.limits === undefined && (queue.holds === undefined || queue.holds.size === 0)
       ) {
         this.#queues.delete(name);
       }
@@ -799,6 +1128,8 @@ export class Engine {
     queue.dead++;
     this.#heldBytes -= item.cost;
     this.store.remove(item.id);
+    item.lastError = error;
+    this.#finish(queue, item, "dead");
     if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
     if (isDeadLetterQueue(item.queue)) {
       // Already a dead letter: it goes to the back of its queue as it is (wrapping
@@ -827,12 +1158,29 @@ export class Engine {
   }
 
   #take(queue: QueueState, consumer: Consumer, max: number, leaseMs: number): Item[] {
+    const limits = queue.limits;
     let n = Math.min(max, queue.ready.length);
+    const now = this.#clock();
+    let allowed: ((group: string) => boolean) | undefined;
+    if (limits !== undefined) {
+      n = Math.min(n, this.#allowance(queue, limits, now));
+      const perGroup = limits.groupConcurrency;
+      const counts = queue.groupLeased;
+      if (perGroup > 0 && counts !== undefined) {
+        allowed = (group) => (counts.get(group) ?? 0) < perGroup;
+      }
+    }
     const items = new Array<Item>(n);
-    const deadline = this.#clock() + leaseMs;
+    const deadline = now + leaseMs;
     let bytes = 0;
     for (let i = 0; i < n; i++) {
-      const item = queue.ready.shift() as Item;
+      const item = queue.ready.shift(allowed);
+      if (item === undefined) {
+        // Every group with ready items is at its limit.
+        n = i;
+        items.length = n;
+        break;
+      }
       bytes += item.cost;
       if (bytes > MAX_TAKE_BYTES && i > 0) {
         // The reply would grow too large: the rest stay for the next get.
@@ -841,8 +1189,12 @@ export class Engine {
         items.length = n;
         break;
       }
+      if (queue.groupLeased !== undefined) {
+        queue.groupLeased.set(item.group, (queue.groupLeased.get(item.group) ?? 0) + 1);
+      }
       item.state = "leased";
       item.owner = consumer;
+      item.leasedAt = now;
       // Counted in memory; saved with the item's next change (fail, nack, lease
       // end), so a delivery the master crashed during is not counted.
       item.attempts++;
@@ -852,7 +1204,80 @@ export class Engine {
       items[i] = item;
     }
     queue.leased += n;
+    if (limits !== undefined && limits.rateCount > 0 && n > 0) {
+      queue.tat = Math.max(queue.tat, now) + n * (limits.ratePeriodMs / limits.rateCount);
+    }
     return items;
+  }
+
+  /**
+   * How many items the limits of `queue` let it deliver now (its concurrency
+   * left, and what the rate allows: GCRA, see model/jobs.ts); when the rate
+   * allows none, a wake-up is set for when it will.
+   */
+  #allowance(queue: QueueState, limits: QueueLimits, now: number): number {
+    let n = Infinity;
+    if (limits.concurrency > 0) n = Math.max(0, limits.concurrency - queue.leased);
+    if (limits.rateCount > 0 && n > 0) {
+      const interval = limits.ratePeriodMs / limits.rateCount;
+      const burst = Math.max(
+        1,
+        Math.floor((limits.rateCount * RATE_BURST_MS) / limits.ratePeriodMs),
+      );
+      const slack = (burst - 1) * interval;
+      const start = Math.max(queue.tat, now);
+      if (start - now > slack) {
+        if (queue.liveWaiters > 0) this.#timers.schedule(queue, Math.ceil(queue.tat - slack));
+        return 0;
+      }
+      n = Math.min(n, Math.floor((now + slack - start) / interval) + 1);
+    }
+    return n;
+  }
+
+  /** Moves a settled item into the history of finished items (or forgets it). */
+  #finish(queue: QueueState, item: Item, state: "done" | "dead" | "cancelled"): void {
+    item.state = state;
+    item.owner = undefined;
+    this.#releaseKey(queue, item, true);
+    if (this.#historyCount === 0) return;
+    item.finishedAt = this.#clock();
+    const history = this.#history;
+    if (
+      item.cost + (item.result === undefined ? 0 : itemCost(item.result)) > MAX_HISTORY_VALUE_BYTES
+    ) {
+      // Kept without its value and result: their absence is what a lookup reports.
+      (item as { value: unknown }).value = undefined;
+      item.result = undefined;
+      item.cost = 0;
+    }
+    history.set(item.id, item);
+    this.#historyBytes += item.cost;
+    if (history.size > this.#historyCount || this.#historyBytes > MAX_HISTORY_BYTES) {
+      this.#pruneHistory();
+    }
+  }
+
+  /** Forgets the oldest finished items beyond the history's count, age and bytes. */
+  #pruneHistory(): void {
+    const history = this.#history;
+    const oldest = this.#clock() - this.#historyMs;
+    for (const [id, item] of history) {
+      if (
+        history.size <= this.#historyCount && this.#historyBytes <= MAX_HISTORY_BYTES &&
+        item.finishedAt > oldest
+      ) break;
+      history.delete(id);
+      this.#historyBytes -= item.cost;
+    }
+  }
+
+  /** Serves waiting gets of limited queues where leases ended during this call. */
+  #serveFreed(): void {
+    if (this.#freed.size === 0) return;
+    const queues = [...this.#freed];
+    this.#freed.clear();
+    for (const queue of queues) this.#dispatch(queue);
   }
 
   #unlease(queue: QueueState, item: Item): void {
@@ -860,7 +1285,15 @@ export class Engine {
     this.#timers.cancel(item);
     item.state = "ready";
     item.owner = undefined;
+    item.progress = undefined;
     queue.leased--;
+    const counts = queue.groupLeased;
+    if (counts !== undefined) {
+      const left = (counts.get(item.group) ?? 1) - 1;
+      if (left > 0) counts.set(item.group, left);
+      else counts.delete(item.group);
+    }
+    if (queue.limits !== undefined && queue.liveWaiters > 0) this.#freed.add(queue);
   }
 
   #settle(
@@ -884,17 +1317,23 @@ export class Engine {
     return failed;
   }
 
-  /** Serves waiting gets, oldest first, while items are ready. */
+  /** Serves waiting gets, oldest first, while items are ready and the queue's limits allow. */
   #dispatch(queue: QueueState): void {
     if (queue.paused) return;
     while (queue.ready.length > 0 && queue.liveWaiters > 0) {
       const waiter = queue.waiters.shift() as Waiter;
       if (waiter.done) continue;
+      const items = this.#take(queue, waiter.consumer, waiter.max, waiter.leaseMs);
+      if (items.length === 0) {
+        // Held back by the limits: it stays first in line.
+        queue.waiters.unshift(waiter);
+        return;
+      }
       waiter.done = true;
       queue.liveWaiters--;
       this.#timers.cancel(waiter);
       waiter.consumer.waiters.delete(waiter);
-      waiter.deliver(this.#take(queue, waiter.consumer, waiter.max, waiter.leaseMs));
+      waiter.deliver(items);
     }
   }
 
@@ -909,6 +1348,44 @@ export class Engine {
       queue.waiters.removeWhere((w) => w.done);
     }
   }
+}
+
+/** What a lookup tells of `item`, live or finished. */
+function jobInfo(item: Item): JobInfo {
+  const info: JobInfo = {
+    id: item.id,
+    queue: item.queue,
+    state: item.state,
+    attempts: item.attempts,
+    priority: item.priority,
+    createdAt: item.createdAt,
+  };
+  if (item.group !== "") info.group = item.group;
+  if (item.key !== undefined) info.key = item.key;
+  if (item.value !== undefined || item.finishedAt === 0) info.value = item.value;
+  if (item.lastError !== undefined) info.error = item.lastError;
+  if (item.result !== undefined) info.result = item.result;
+  if (item.progress !== undefined) info.progress = { ...item.progress };
+  switch (item.state) {
+    case "delayed":
+      info.readyAt = item.deadline;
+      break;
+    case "leased": {
+      info.leasedAt = item.leasedAt;
+      info.leaseExpiresAt = item.deadline;
+      const owner = item.owner;
+      if (owner !== undefined) {
+        info.holder = { session: String(owner.id), name: owner.name, address: owner.address };
+      }
+      break;
+    }
+    case "done":
+    case "dead":
+    case "cancelled":
+      info.finishedAt = item.finishedAt;
+      break;
+  }
+  return info;
 }
 
 function snapshot(queue: QueueState): QueueSnapshot {

@@ -59,6 +59,11 @@ export class TimerHeap<T extends Timed> {
     this.#up(last.heapIndex);
   }
 
+  /** Every scheduled entry, in no particular order (do not change the heap while iterating). */
+  entries(): Iterable<T> {
+    return this.#heap;
+  }
+
   /** Removes and returns the earliest entry if its deadline is at or before `now`. */
   popDue(now: number): T | undefined {
     const top = this.#heap[0];

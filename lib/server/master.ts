@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { Broker } from "../broker/broker.ts";
+import type { Broker, JobOptions } from "../broker/broker.ts";
 import { openLocalBroker, processMaxMemoryBytes, type StoreChoice } from "../broker/local.ts";
 import { openPostgresBroker } from "../broker/postgres/broker.ts";
 import type { Telemetry } from "../broker/telemetry.ts";
@@ -93,6 +93,8 @@ export interface MasterOptions {
   maxMemoryBytes?: number;
   /** Most queues at once (`--max-queues`; 100 000 by default, 0: no limit). */
   maxQueues?: number;
+  /** Job history and queue limits (`--keep-jobs`, `--queue-rate`, `--queue-concurrency`). */
+  jobs?: JobOptions;
   /** Largest frame payload accepted. */
   maxFrameBytes?: number;
   /** Time allowed to complete the handshake. */
@@ -420,6 +422,7 @@ export async function serve(options: MasterOptions): Promise<Master> {
         maxQueues: options.maxQueues,
         maxMemoryBytes: options.maxMemoryBytes ?? processMaxMemoryBytes(),
         log: options.logger,
+        ...options.jobs,
       })
       : await openLocalBroker({
         store,
@@ -428,6 +431,7 @@ export async function serve(options: MasterOptions): Promise<Master> {
         maxQueueLength: options.maxQueueLength,
         maxMemoryBytes: options.maxMemoryBytes,
         maxQueues: options.maxQueues,
+        ...options.jobs,
       }));
   let listener: StreamListener;
   try {

@@ -31,17 +31,23 @@ import {
   type ClientMessage,
   type ErrorMessage,
   type JobRecord,
+  limitChanges,
   type OkReply,
   parseClientMessage,
+  type PutRequest,
   type Request,
+  VERSION_2_OPS,
+  VERSION_2_PUT_FIELDS,
 } from "../wire/messages.ts";
 import {
   clientProof,
+  MIN_PROTOCOL_VERSION,
   newNonce,
   proofMatches,
   PROTOCOL_VERSION,
   serverProof,
 } from "../wire/auth.ts";
+import type { PutOptions } from "../broker/broker.ts";
 import { type ErrorCode, ProtocolError, TaskqError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AuthThrottle } from "./auth_throttle.ts";
@@ -85,6 +91,16 @@ function toJobs(items: readonly Delivery[]): JobRecord[] {
   return jobs;
 }
 
+/** The broker's put options a `put` request asks for. */
+function putOptions(msg: PutRequest): PutOptions {
+  const options: PutOptions = { delayMs: msg.delay, maxAttempts: msg.maxAttempts };
+  if (msg.priority !== undefined) options.priority = msg.priority;
+  if (msg.group !== undefined) options.group = msg.group;
+  if (msg.keys !== undefined) options.keys = msg.keys;
+  if (msg.keyHold !== undefined) options.keyHoldMs = msg.keyHold;
+  return options;
+}
+
 /** One client connection speaking the native protocol. */
 export class NativeSession {
   /** The framed connection. */
@@ -98,6 +114,8 @@ export class NativeSession {
   #deadline: ReturnType<typeof setTimeout> | undefined;
   #pending = 0;
   #room: PromiseWithResolvers<void> | undefined;
+  /** The protocol version this connection speaks, agreed in the handshake. */
+  #version = PROTOCOL_VERSION;
 
   /** Creates a session on an accepted connection. */
   constructor(conn: FramedConnection, ctx: SessionContext) {
@@ -108,6 +126,11 @@ export class NativeSession {
   /** Whether the handshake has completed. */
   get authenticated(): boolean {
     return this.#phase === "ready";
+  }
+
+  /** The protocol version agreed in the handshake (the lower of the client's and this master's). */
+  get version(): number {
+    return this.#version;
   }
 
   /** The name the client gave, or its address. */
@@ -184,6 +207,7 @@ export class NativeSession {
           if (msg.op === "hello" || msg.op === "auth") {
             throw new ProtocolError(`"${msg.op}" is only valid during the handshake`);
           }
+          if (this.#version < 2) this.#checkVersion1(msg);
           return this.#onRequest(msg);
       }
     } catch (error) {
@@ -191,10 +215,24 @@ export class NativeSession {
     }
   }
 
+  /** Refuses what a version 1 connection cannot have meant: it agreed to speak version 1. */
+  #checkVersion1(msg: Request): void {
+    const newer = VERSION_2_OPS.has(msg.op)
+      ? `"${msg.op}"`
+      : msg.op === "put"
+      ? VERSION_2_PUT_FIELDS.find((key) => key in msg)
+      : undefined;
+    if (newer !== undefined) {
+      throw new ProtocolError(
+        `${newer} needs protocol version 2; this connection agreed on version 1`,
+      );
+    }
+  }
+
   #onHello(msg: ClientMessage): void {
     if (msg.op !== "hello") throw new ProtocolError(`expected "hello", got "${msg.op}"`);
     if (this.#throttled()) return;
-    if (msg.version !== PROTOCOL_VERSION) {
+    if (msg.version < MIN_PROTOCOL_VERSION) {
       this.#ctx.log.warn("client speaks another protocol version", {
         peer: this.conn.peer,
         version: msg.version,
@@ -202,16 +240,18 @@ export class NativeSession {
       this.refuse(
         "unsupported_version",
         `protocol version ${msg.version} is not supported; this master speaks ` +
-          `version ${PROTOCOL_VERSION} (use the same taskq release on both ends)`,
+          `versions ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`,
       );
       return;
     }
+    // A newer client is answered with the newest version this master speaks; it steps down.
+    this.#version = Math.min(msg.version, PROTOCOL_VERSION);
     this.#clientNonce = msg.nonce;
     this.#serverNonce = newNonce();
     // Shown by taskq status and the dashboard: no control character gets through.
     this.#name = printable(msg.name ?? "");
     this.#phase = "auth";
-    this.conn.send({ op: "challenge", version: PROTOCOL_VERSION, nonce: this.#serverNonce });
+    this.conn.send({ op: "challenge", version: this.#version, nonce: this.#serverNonce });
   }
 
   #onAuth(msg: ClientMessage): void | Promise<void> {
@@ -263,6 +303,13 @@ export class NativeSession {
       return;
     }
     this.#session = session;
+    if (this.#version >= 2) {
+      // Told at once when an item it holds is cancelled (a version 1 client learns it when
+      // its ack is refused).
+      session.onCancel = (ids) => {
+        if (this.#phase === "ready") this.conn.send({ op: "cancelled", ids });
+      };
+    }
     if (this.#phase === "closed") {
       // The connection ended while the session opened.
       await session.close();
@@ -335,15 +382,12 @@ export class NativeSession {
     const session = this.#session as BrokerSession;
     const rid = msg.rid;
     switch (msg.op) {
-      case "put":
-        return {
-          op: "ok",
-          rid,
-          ids: await session.put(msg.queue, msg.items, {
-            delayMs: msg.delay,
-            maxAttempts: msg.maxAttempts,
-          }),
-        };
+      case "put": {
+        const ids = await session.put(msg.queue, msg.items, putOptions(msg));
+        const reply: OkReply = { op: "ok", rid, ids };
+        if (ids.existing !== undefined) reply.existing = ids.existing;
+        return reply;
+      }
       case "get":
         return {
           op: "ok",
@@ -377,6 +421,32 @@ export class NativeSession {
       }
       case "ping":
         return { op: "ok", rid };
+      case "cancel": {
+        const outcome = await this.#ctx.broker.cancel(msg.ids);
+        return { op: "ok", rid, cancelled: outcome.cancelled, failed: outcome.missing };
+      }
+      case "job": {
+        const job = await this.#ctx.broker.job(msg.id);
+        return job === undefined ? { op: "ok", rid } : { op: "ok", rid, job };
+      }
+      case "limit": {
+        const changes = limitChanges(msg);
+        const limits = Object.keys(changes).length > 0
+          ? await this.#ctx.broker.setLimits(msg.queue, changes)
+          : (await this.#ctx.broker.limits(msg.queue))[0];
+        return { op: "ok", rid, limits: { queue: msg.queue, ...limits } };
+      }
+      case "progress": {
+        const report: { percent?: number; message?: string } = {};
+        if (msg.percent !== undefined) report.percent = msg.percent;
+        if (msg.message !== undefined) report.message = msg.message;
+        const held = await session.progress(
+          msg.id,
+          report,
+          msg.lease ?? this.#ctx.broker.settings.defaultLeaseMs,
+        );
+        return { op: "ok", rid, failed: held ? [] : [msg.id] };
+      }
     }
   }
 }

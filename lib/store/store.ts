@@ -33,6 +33,16 @@ export interface StoredItem {
   maxAttempts?: number;
   /** Description of the last failure. */
   lastError?: string;
+  /** Priority (higher served first); 0 when absent. */
+  priority?: number;
+  /** Group, for round-robin delivery; none when absent or empty. */
+  group?: string;
+  /** Unique key within its queue, if it has one. */
+  key?: string;
+  /** How long its key stays taken after it finished, in ms; 0 when absent. */
+  keyHoldMs?: number;
+  /** When it was put (ms since the epoch); the load time when absent (stored before it was kept). */
+  createdAt?: number;
 }
 
 /** What a store hands the engine when the master starts. */

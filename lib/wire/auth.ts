@@ -13,8 +13,17 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 
-/** Version of the taskq wire protocol, carried in `hello` and `challenge`. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Newest version of the taskq wire protocol this build speaks: a client
+ * offers it in `hello`, and the master answers in `challenge` with the
+ * version the connection then speaks (the lower of the two). Version 2
+ * added priorities, groups, unique keys, cancellation, job lookup, limits
+ * and progress (docs/PROTOCOL.md §7).
+ */
+export const PROTOCOL_VERSION = 2;
+
+/** Oldest version of the wire protocol this build still speaks. */
+export const MIN_PROTOCOL_VERSION = 1;
 
 /** Bytes in each side's random nonce. */
 export const NONCE_BYTES = 32;

@@ -12,6 +12,21 @@ import { ERROR_CODES, type ErrorCode, ProtocolError } from "../errors.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
 import { checkItem } from "../model/codec.ts";
 import type { QueueStats } from "../model/types.ts";
+import {
+  checkLabel,
+  checkLimits,
+  checkPriority,
+  JOB_STATES,
+  type JobInfo,
+  type JobState,
+  type LimitChanges,
+  MAX_CONCURRENCY,
+  MAX_GROUP_LENGTH,
+  MAX_KEY_LENGTH,
+  MAX_PROGRESS_MESSAGE,
+  MAX_RATE_COUNT,
+  type NamedQueueLimits,
+} from "../model/jobs.ts";
 import { checkQueueName, MAX_QUEUE_NAME_LENGTH } from "../model/queue_names.ts";
 
 export { checkQueueName, MAX_QUEUE_NAME_LENGTH };
@@ -93,6 +108,14 @@ export interface PutRequest {
   delay?: number;
   /** Deliveries allowed before dead-lettering; the queue's policy when absent. */
   maxAttempts?: number;
+  /** Priority, −1000 to 1000 (higher served first); 0 when absent. Version 2. */
+  priority?: number;
+  /** The items' group, for round-robin delivery across groups. Version 2. */
+  group?: string;
+  /** One unique key (or nil) per item. Version 2. */
+  keys?: (string | undefined)[];
+  /** How long a key stays taken after its item finished, in ms. Version 2. */
+  keyHold?: number;
 }
 
 /** Takes up to `max` items, waiting up to `timeout` ms for the first. */
@@ -158,6 +181,51 @@ export interface PingRequest {
   rid: number;
 }
 
+/** Cancels items by id, wherever they are (version 2). */
+export interface CancelRequest {
+  op: "cancel";
+  rid: number;
+  ids: number[];
+}
+
+/** Looks up one item by id (version 2). */
+export interface JobRequest {
+  op: "job";
+  rid: number;
+  id: number;
+}
+
+/**
+ * Reads, and with any of the limit fields changes, a queue's delivery
+ * limits (version 2). A zero lifts a limit; an absent field stays as it is.
+ */
+export interface LimitRequest {
+  op: "limit";
+  rid: number;
+  queue: string;
+  /** Most deliveries per `ratePeriod`. */
+  rate?: number;
+  /** The rate's period in ms (1000 when `rate` comes without it). */
+  ratePeriod?: number;
+  /** Most items leased at once. */
+  concurrency?: number;
+  /** Most items of one group leased at once. */
+  groupConcurrency?: number;
+}
+
+/** Reports a held item's progress and renews its lease (version 2). */
+export interface ProgressRequest {
+  op: "progress";
+  rid: number;
+  id: number;
+  /** How far along, 0–100. */
+  percent?: number;
+  /** What the job is doing. */
+  message?: string;
+  /** Lease length from now, in ms; the master's default when absent. */
+  lease?: number;
+}
+
 /** Any request a client may send after the handshake. */
 export type Request =
   | PutRequest
@@ -167,7 +235,17 @@ export type Request =
   | FailRequest
   | ExtendRequest
   | StatsRequest
-  | PingRequest;
+  | PingRequest
+  | CancelRequest
+  | JobRequest
+  | LimitRequest
+  | ProgressRequest;
+
+/** The ops a connection may send only once it speaks version 2 or later. */
+export const VERSION_2_OPS: ReadonlySet<string> = new Set(["cancel", "job", "limit", "progress"]);
+
+/** The `put` fields a connection may send only once it speaks version 2 or later. */
+export const VERSION_2_PUT_FIELDS: readonly string[] = ["priority", "group", "keys", "keyHold"];
 
 /** Any message a client may send. */
 export type ClientMessage = HelloMessage | AuthMessage | Request;
@@ -197,10 +275,32 @@ export interface OkReply {
   queues?: QueueStats[];
   /** stats: authenticated connections. */
   clients?: number;
+  /** put (version 2): indexes into `ids` of items that added nothing (their key was taken). */
+  existing?: number[];
+  /** cancel (version 2): the ids cancelled. */
+  cancelled?: number[];
+  /** job (version 2): the item; absent when no such item is known. */
+  job?: JobInfo;
+  /** limit (version 2): the queue's limits now in force. */
+  limits?: NamedQueueLimits;
+}
+
+/**
+ * Master → client, unasked (version 2): held items were cancelled; their
+ * leases are already revoked, so work on them should stop.
+ */
+export interface CancelledNotice {
+  op: "cancelled";
+  ids: number[];
 }
 
 /** Any message a master may send. */
-export type ServerMessage = ChallengeMessage | WelcomeMessage | ErrorMessage | OkReply;
+export type ServerMessage =
+  | ChallengeMessage
+  | WelcomeMessage
+  | ErrorMessage
+  | OkReply
+  | CancelledNotice;
 
 // ---------------------------------------------------------------- validation
 
@@ -284,13 +384,61 @@ function ids(msg: Fields, key: string, min: number): number[] {
   return values as number[];
 }
 
+/** A field checked by a model check (which throws `RangeError`), as a protocol error. */
+function field<T>(msg: Fields, key: string, check: (value: unknown) => T): T {
+  try {
+    return check(msg[key]);
+  } catch (error) {
+    return fail(`"${msg.op}" field "${key}": ${(error as Error).message}`);
+  }
+}
+
+/** One unique key (or nil) per item. */
+function keys(msg: Fields, count: number): (string | undefined)[] {
+  const values = list(msg, "keys", count);
+  if (values.length !== count) fail(`"${msg.op}" needs exactly one key (or nil) per item`);
+  const out = new Array<string | undefined>(count);
+  for (let i = 0; i < count; i++) {
+    const key = values[i];
+    out[i] = key === null || key === undefined
+      ? undefined
+      : field({ op: msg.op, key }, "key", (v) => checkLabel(v, "key", MAX_KEY_LENGTH));
+  }
+  return out;
+}
+
+/** A percentage: a number from 0 to 100 (fractions allowed). */
+function optPercent(msg: Fields, key: string): number | undefined {
+  const value = msg[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 100) {
+    fail(`"${msg.op}" field "${key}" must be a number from 0 to 100`);
+  }
+  return value;
+}
+
+/** A time in ms since the epoch. */
+function time(msg: Fields, key: string): number {
+  return uint(msg, key);
+}
+
 const fieldSets = (...names: string[]) => new Set(["op", ...names]);
 const HELLO_FIELDS = fieldSets("version", "nonce", "name");
 const CHALLENGE_FIELDS = fieldSets("version", "nonce");
 const AUTH_FIELDS = fieldSets("proof");
 const WELCOME_FIELDS = fieldSets("proof", "maxFrameBytes", "leaseMs");
 const ERROR_FIELDS = fieldSets("rid", "code", "message");
-const PUT_FIELDS = fieldSets("rid", "queue", "items", "delay", "maxAttempts");
+const PUT_FIELDS = fieldSets(
+  "rid",
+  "queue",
+  "items",
+  "delay",
+  "maxAttempts",
+  "priority",
+  "group",
+  "keys",
+  "keyHold",
+);
 const GET_FIELDS = fieldSets("rid", "queue", "max", "timeout", "lease");
 const ACK_FIELDS = fieldSets("rid", "ids", "resultQueue", "results");
 const NACK_FIELDS = fieldSets("rid", "ids", "delay");
@@ -298,7 +446,61 @@ const FAIL_FIELDS = fieldSets("rid", "ids", "error");
 const EXTEND_FIELDS = fieldSets("rid", "ids", "lease");
 const STATS_FIELDS = fieldSets("rid", "queue");
 const PING_FIELDS = fieldSets("rid");
-const OK_FIELDS = fieldSets("rid", "ids", "jobs", "failed", "queues", "clients");
+const CANCEL_FIELDS = fieldSets("rid", "ids");
+const JOB_REQUEST_FIELDS = fieldSets("rid", "id");
+const LIMIT_FIELDS = fieldSets(
+  "rid",
+  "queue",
+  "rate",
+  "ratePeriod",
+  "concurrency",
+  "groupConcurrency",
+);
+const PROGRESS_FIELDS = fieldSets("rid", "id", "percent", "message", "lease");
+const OK_FIELDS = fieldSets(
+  "rid",
+  "ids",
+  "jobs",
+  "failed",
+  "queues",
+  "clients",
+  "existing",
+  "cancelled",
+  "job",
+  "limits",
+);
+const CANCELLED_FIELDS = fieldSets("ids");
+const JOB_INFO_FIELDS = new Set([
+  "id",
+  "queue",
+  "state",
+  "attempts",
+  "priority",
+  "group",
+  "key",
+  "value",
+  "error",
+  "result",
+  "progress",
+  "createdAt",
+  "readyAt",
+  "leasedAt",
+  "leaseExpiresAt",
+  "holder",
+  "finishedAt",
+]);
+const JOB_TIME_FIELDS = ["readyAt", "leasedAt", "leaseExpiresAt", "finishedAt"] as const;
+const PROGRESS_INFO_FIELDS = new Set(["percent", "message", "at"]);
+const HOLDER_FIELDS = new Set(["session", "name", "address"]);
+const LIMITS_FIELDS = new Set([
+  "queue",
+  "rateCount",
+  "ratePeriodMs",
+  "concurrency",
+  "groupConcurrency",
+]);
+/** Longest holder name or address a `job` reply may carry. */
+const MAX_HOLDER_TEXT = 400;
 const JOB_FIELDS = new Set(["id", "attempt", "value"]);
 const STATS_NUMBER_FIELDS = [
   "ready",
@@ -346,6 +548,16 @@ export function parseClientMessage(value: unknown): ClientMessage {
       if (delay !== undefined) put.delay = delay;
       const maxAttempts = optUint(msg, "maxAttempts", MAX_ATTEMPTS_LIMIT);
       if (maxAttempts !== undefined) put.maxAttempts = maxAttempts;
+      if (msg.priority !== undefined) put.priority = field(msg, "priority", checkPriority);
+      if (msg.group !== undefined) {
+        put.group = field(msg, "group", (v) => checkLabel(v, "group", MAX_GROUP_LENGTH));
+      }
+      if (msg.keys !== undefined) put.keys = keys(msg, put.items.length);
+      const keyHold = optUint(msg, "keyHold", MAX_DURATION_MS);
+      if (keyHold !== undefined) {
+        if (put.keys === undefined) fail(`"put" field "keyHold" needs "keys"`);
+        put.keyHold = keyHold;
+      }
       return put;
     }
     case "get": {
@@ -407,6 +619,42 @@ export function parseClientMessage(value: unknown): ClientMessage {
     case "ping":
       onlyFields(msg, PING_FIELDS);
       return { op: "ping", rid: uint(msg, "rid") };
+    case "cancel":
+      onlyFields(msg, CANCEL_FIELDS);
+      return { op: "cancel", rid: uint(msg, "rid"), ids: ids(msg, "ids", 1) };
+    case "job":
+      onlyFields(msg, JOB_REQUEST_FIELDS);
+      return { op: "job", rid: uint(msg, "rid"), id: uint(msg, "id") };
+    case "limit": {
+      onlyFields(msg, LIMIT_FIELDS);
+      const limit: LimitRequest = { op: "limit", rid: uint(msg, "rid"), queue: queue(msg) };
+      const rate = optUint(msg, "rate", MAX_RATE_COUNT);
+      if (rate !== undefined) limit.rate = rate;
+      const period = optUint(msg, "ratePeriod", MAX_DURATION_MS);
+      if (period !== undefined) {
+        if (period === 0) fail(`"limit" field "ratePeriod" must be at least 1`);
+        limit.ratePeriod = period;
+      }
+      const concurrency = optUint(msg, "concurrency", MAX_CONCURRENCY);
+      if (concurrency !== undefined) limit.concurrency = concurrency;
+      const perGroup = optUint(msg, "groupConcurrency", MAX_CONCURRENCY);
+      if (perGroup !== undefined) limit.groupConcurrency = perGroup;
+      return limit;
+    }
+    case "progress": {
+      onlyFields(msg, PROGRESS_FIELDS);
+      const progress: ProgressRequest = {
+        op: "progress",
+        rid: uint(msg, "rid"),
+        id: uint(msg, "id"),
+      };
+      const percent = optPercent(msg, "percent");
+      if (percent !== undefined) progress.percent = percent;
+      if (msg.message !== undefined) progress.message = text(msg, "message", MAX_PROGRESS_MESSAGE);
+      const lease = optUint(msg, "lease", MAX_DURATION_MS);
+      if (lease !== undefined) progress.lease = lease;
+      return progress;
+    }
     default:
       return fail(
         typeof msg.op === "string"
@@ -433,6 +681,100 @@ function parseQueueStats(value: unknown): QueueStats {
   return out;
 }
 
+function parseJobInfo(value: unknown): JobInfo {
+  const job = asMap(value);
+  job.op = "job";
+  for (const key in job) {
+    if (key !== "op" && !JOB_INFO_FIELDS.has(key)) fail(`job info has unknown field "${key}"`);
+  }
+  const state = job.state;
+  if (typeof state !== "string" || !JOB_STATES.includes(state as JobState)) {
+    fail(`job info has an unknown state`);
+  }
+  const info: JobInfo = {
+    id: uint(job, "id"),
+    queue: checkQueueName(job.queue),
+    state: state as JobState,
+    attempts: uint(job, "attempts"),
+    priority: field(job, "priority", checkPriority),
+    createdAt: time(job, "createdAt"),
+  };
+  if (job.group !== undefined) {
+    info.group = field(job, "group", (v) => checkLabel(v, "group", MAX_GROUP_LENGTH));
+  }
+  if (job.key !== undefined) {
+    info.key = field(job, "key", (v) => checkLabel(v, "key", MAX_KEY_LENGTH));
+  }
+  if ("value" in job) info.value = job.value;
+  if ("result" in job) info.result = job.result;
+  if (job.error !== undefined) info.error = text(job, "error", MAX_FAILURE_TEXT);
+  for (const key of JOB_TIME_FIELDS) if (job[key] !== undefined) info[key] = time(job, key);
+  if (job.progress !== undefined) {
+    const progress = asMap(job.progress);
+    progress.op = "progress";
+    for (const key in progress) {
+      if (key !== "op" && !PROGRESS_INFO_FIELDS.has(key)) {
+        fail(`progress has unknown field "${key}"`);
+      }
+    }
+    info.progress = { at: time(progress, "at") };
+    const percent = optPercent(progress, "percent");
+    if (percent !== undefined) info.progress.percent = percent;
+    if (progress.message !== undefined) {
+      info.progress.message = text(progress, "message", MAX_PROGRESS_MESSAGE);
+    }
+  }
+  if (job.holder !== undefined) {
+    const holder = asMap(job.holder);
+    for (const key in holder) if (!HOLDER_FIELDS.has(key)) fail(`holder has unknown field "${key}"`);
+    holder.op = "holder";
+    info.holder = {
+      session: text(holder, "session", MAX_HOLDER_TEXT),
+      name: text(holder, "name", MAX_HOLDER_TEXT),
+      address: text(holder, "address", MAX_HOLDER_TEXT),
+    };
+  }
+  return info;
+}
+
+function parseLimits(value: unknown): NamedQueueLimits {
+  const limits = asMap(value);
+  for (const key in limits) if (!LIMITS_FIELDS.has(key)) fail(`limits have unknown field "${key}"`);
+  limits.op = "limits";
+  const out: NamedQueueLimits = {
+    queue: checkQueueName(limits.queue),
+    rateCount: uint(limits, "rateCount", MAX_RATE_COUNT),
+    ratePeriodMs: uint(limits, "ratePeriodMs", MAX_DURATION_MS),
+    concurrency: uint(limits, "concurrency", MAX_CONCURRENCY),
+    groupConcurrency: uint(limits, "groupConcurrency", MAX_CONCURRENCY),
+  };
+  if (out.ratePeriodMs === 0) fail(`limits field "ratePeriodMs" must be at least 1`);
+  return out;
+}
+
+/**
+ * The limit changes a `limit` request asks for (none: it only reads).
+ *
+ * @example
+ * ```ts
+ * import { limitChanges } from "./messages.ts";
+ * console.log(limitChanges({ op: "limit", rid: 1, queue: "q", rate: 50 }));
+ * // { rateCount: 50, ratePeriodMs: 1000 }
+ * ```
+ */
+export function limitChanges(msg: LimitRequest): LimitChanges {
+  const changes: LimitChanges = {};
+  if (msg.rate !== undefined) {
+    changes.rateCount = msg.rate;
+    changes.ratePeriodMs = msg.ratePeriod ?? 1_000;
+  } else if (msg.ratePeriod !== undefined) {
+    changes.ratePeriodMs = msg.ratePeriod;
+  }
+  if (msg.concurrency !== undefined) changes.concurrency = msg.concurrency;
+  if (msg.groupConcurrency !== undefined) changes.groupConcurrency = msg.groupConcurrency;
+  return checkLimits(changes);
+}
+
 /**
  * Validates a message received by a client.
  * @throws {ProtocolError} naming the first problem found.
@@ -448,8 +790,15 @@ export function parseServerMessage(value: unknown): ServerMessage {
       if (msg.jobs !== undefined) ok.jobs = list(msg, "jobs", 0).map(parseJob);
       if (msg.queues !== undefined) ok.queues = list(msg, "queues", 0).map(parseQueueStats);
       if (msg.clients !== undefined) ok.clients = uint(msg, "clients");
+      if (msg.existing !== undefined) ok.existing = ids(msg, "existing", 0);
+      if (msg.cancelled !== undefined) ok.cancelled = ids(msg, "cancelled", 0);
+      if (msg.job !== undefined) ok.job = parseJobInfo(msg.job);
+      if (msg.limits !== undefined) ok.limits = parseLimits(msg.limits);
       return ok;
     }
+    case "cancelled":
+      onlyFields(msg, CANCELLED_FIELDS);
+      return { op: "cancelled", ids: ids(msg, "ids", 1) };
     case "error": {
       onlyFields(msg, ERROR_FIELDS);
       const code = msg.code;

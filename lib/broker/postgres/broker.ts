@@ -54,9 +54,18 @@ import type { Logger } from "../../log.ts";
 import { redactUrl } from "../../config.ts";
 import { silentLogger } from "../../log.ts";
 import type {
+  JobInfo,
+  LimitChanges,
+  NamedQueueLimits,
+  QueueLimits,
+} from "../../model/jobs.ts";
+import type {
   AckResults,
   Broker,
   BrokerSession,
+  CancelOutcome,
+  JobOptions,
+  ProgressReport,
   BrokerSettings,
   BrokerStats,
   Delivery,
@@ -176,7 +185,7 @@ const CLOSED_REASON = "its connection closed before it was acked";
 const EXPIRED_REASON = "its lease expired before it was acked";
 
 /** Options of {@link openPostgresBroker}. */
-export interface PostgresBrokerOptions {
+export interface PostgresBrokerOptions extends JobOptions {
   /** The database: `postgres://USER@HOST:PORT/DB` (no password in it: see {@link password}). */
   url: string;
   /** The password, when the server asks for one (else `PGPASSWORD`, else none). */
@@ -471,6 +480,20 @@ export async function openPostgresBroker(options: PostgresBrokerOptions): Promis
 
 /** The broker over one PostgreSQL database; see {@link openPostgresBroker}. */
 export class PostgresBroker implements Broker {
+
+  // TEMPORARY (#13 in progress): replaced before commit.
+  cancel(_ids: readonly number[]): Promise<CancelOutcome> {
+    return Promise.reject(new Error("cancel: not implemented yet"));
+  }
+  job(_id: number): Promise<JobInfo | undefined> {
+    return Promise.reject(new Error("job: not implemented yet"));
+  }
+  setLimits(_queue: string, _changes: LimitChanges): Promise<QueueLimits> {
+    return Promise.reject(new Error("setLimits: not implemented yet"));
+  }
+  limits(_queue?: string): Promise<NamedQueueLimits[]> {
+    return Promise.reject(new Error("limits: not implemented yet"));
+  }
   /** Its fixed settings. */
   readonly settings: BrokerSettings;
   /** What it counts about itself. */
@@ -1975,6 +1998,12 @@ const FORGET_LEASE_MS = 5_000;
 
 /** A session of a {@link PostgresBroker}. */
 class PgSession implements BrokerSession {
+
+  // TEMPORARY (#13 in progress): replaced before commit.
+  onCancel: ((ids: number[]) => void) | undefined = undefined;
+  progress(_id: number, _report: ProgressReport, _leaseMs: number): Promise<boolean> {
+    return Promise.reject(new Error("progress: not implemented yet"));
+  }
   readonly id: string;
   readonly name: string;
   readonly address: string;

@@ -1,0 +1,229 @@
+/**
+ * A queue's ready items in the order they are served: by priority (higher
+ * first), then round-robin across groups within that priority, then first
+ * in, first out within a group.
+ *
+ * A queue whose items have no priority and no group holds one level with one
+ * lane: every operation is then a deque operation and nothing more, so the
+ * plain workload pays nothing for priorities and groups. Lanes and levels
+ * exist only while they hold items, so a queue that saw a million groups
+ * keeps only those that still have ready items.
+ *
+ * @example
+ * ```ts
+ * import { ReadySet } from "./ready_set.ts";
+ * const ready = new ReadySet<{ id: number; priority: number; group: string }>();
+ * ready.push({ id: 1, priority: 0, group: "a" });
+ * ready.push({ id: 2, priority: 0, group: "a" });
+ * ready.push({ id: 3, priority: 0, group: "b" });
+ * ready.push({ id: 4, priority: 5, group: "" });
+ * console.log([ready.shift()?.id, ready.shift()?.id, ready.shift()?.id]); // [4, 1, 3]
+ * ```
+ *
+ * @module
+ */
+
+import { Deque } from "../util/deque.ts";
+
+/** The priority whose level is always kept: the default one. */
+const DEFAULT_LEVEL = 0;
+
+/** What the set needs of an item. */
+export interface Ranked {
+  /** Higher is served first. */
+  readonly priority: number;
+  /** Its group; the empty string for items without one. */
+  readonly group: string;
+}
+
+/** The items of one group within one priority. */
+class Lane<T> {
+  readonly items: Deque<T> = new Deque();
+  /** Whether it is in its level's rotation (exactly when it holds items). */
+  inRing = false;
+  constructor(readonly group: string) {}
+}
+
+/** The items of one priority: lanes by group, and the rotation of those that hold items. */
+class Level<T> {
+  /** The lane of items without a group: kept while the level lives. */
+  readonly home: Lane<T> = new Lane("");
+  /** The other lanes that hold items, by group. */
+  readonly lanes = new Map<string, Lane<T>>();
+  /** Lanes with items, in the order they are next served. */
+  readonly ring: Deque<Lane<T>> = new Deque();
+  length = 0;
+  constructor(readonly priority: number) {}
+
+  lane(group: string): Lane<T> {
+    if (group === "") return this.home;
+    let lane = this.lanes.get(group);
+    if (lane === undefined) {
+      lane = new Lane(group);
+      this.lanes.set(group, lane);
+    }
+    return lane;
+  }
+
+  /** A lane ran out of items: it leaves the rotation (and the map, unless it is the home lane). */
+  emptied(lane: Lane<T>): void {
+    lane.inRing = false;
+    if (lane !== this.home) this.lanes.delete(lane.group);
+  }
+}
+
+/** Ready items served by priority, then round-robin across groups, then FIFO. */
+export class ReadySet<T extends Ranked> implements Iterable<T> {
+  /**
+   * Levels, highest priority first: those that hold items, and always the
+   * default priority's (so a queue that keeps draining allocates nothing).
+   */
+  readonly #levels: Level<T>[] = [new Level(DEFAULT_LEVEL)];
+  #length = 0;
+
+  /** How many items it holds. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Whether some item has a group (so per-group limits may apply). */
+  get grouped(): boolean {
+    for (const level of this.#levels) if (level.lanes.size > 0) return true;
+    return false;
+  }
+
+  /** Adds `item` at the back of its priority and group. */
+  push(item: T): void {
+    const level = this.#level(item.priority);
+    const lane = level.lane(item.group);
+    lane.items.push(item);
+    if (!lane.inRing) {
+      lane.inRing = true;
+      level.ring.push(lane);
+    }
+    level.length++;
+    this.#length++;
+  }
+
+  /** Puts `item` back at the front of its priority and group (served next among them). */
+  unshift(item: T): void {
+    const level = this.#level(item.priority);
+    const lane = level.lane(item.group);
+    lane.items.unshift(item);
+    if (!lane.inRing) {
+      lane.inRing = true;
+      level.ring.unshift(lane);
+    }
+    level.length++;
+    this.#length++;
+  }
+
+  /**
+   * Takes the next item: from the highest priority that has one a group may
+   * give, the group whose turn it is (which then goes to the back of the
+   * rotation). `allowed`, when given, says whether a group may give an item
+   * now (a per-group limit); groups it refuses keep their items and go to
+   * the back of the rotation. Returns `undefined` when no item may be taken.
+   */
+  shift(allowed?: (group: string) => boolean): T | undefined {
+    const levels = this.#levels;
+    for (let l = 0; l < levels.length; l++) {
+      const level = levels[l];
+      const ring = level.ring;
+      for (let tries = ring.length; tries > 0; tries--) {
+        const lane = ring.shift() as Lane<T>;
+        if (allowed !== undefined && !allowed(lane.group)) {
+          ring.push(lane);
+          continue;
+        }
+        const item = lane.items.shift() as T;
+        if (lane.items.length > 0) ring.push(lane);
+        else level.emptied(lane);
+        level.length--;
+        this.#length--;
+        this.#drop(l);
+        return item;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Removes every item `drop` says so of; returns how many went. Lanes and
+   * levels left empty are forgotten; the rotation keeps its order.
+   */
+  removeWhere(drop: (item: T) => boolean): number {
+    let removed = 0;
+    const levels = this.#levels;
+    for (let l = levels.length - 1; l >= 0; l--) {
+      const level = levels[l];
+      let emptied = false;
+      for (const lane of [level.home, ...level.lanes.values()]) {
+        const gone = lane.items.removeWhere(drop);
+        if (gone === 0) continue;
+        removed += gone;
+        level.length -= gone;
+        if (lane.items.length === 0) {
+          level.emptied(lane);
+          emptied = true;
+        }
+      }
+      if (emptied) level.ring.removeWhere((lane) => !lane.inRing);
+      this.#drop(l);
+    }
+    this.#length -= removed;
+    return removed;
+  }
+
+  /**
+   * The items in the order they would be served if nothing changed and no
+   * group were held back: each priority in turn, its groups interleaved in
+   * rotation order.
+   */
+  *[Symbol.iterator](): Iterator<T> {
+    for (const level of this.#levels) {
+      const lanes = [...level.ring];
+      if (lanes.length === 0) continue;
+      if (lanes.length === 1) {
+        yield* lanes[0].items;
+        continue;
+      }
+      const iterators = lanes.map((lane) => lane.items[Symbol.iterator]());
+      let live = iterators.length;
+      while (live > 0) {
+        live = 0;
+        for (let i = 0; i < iterators.length; i++) {
+          const next = iterators[i].next();
+          if (next.done) continue;
+          live++;
+          yield next.value;
+        }
+      }
+    }
+  }
+
+  /** Forgets level `l` if it is empty and not the default priority's. */
+  #drop(l: number): void {
+    const level = this.#levels[l];
+    if (level.length === 0 && level.priority !== DEFAULT_LEVEL) this.#levels.splice(l, 1);
+  }
+
+  /** The level of `priority`, created in its place when absent. */
+  #level(priority: number): Level<T> {
+    const levels = this.#levels;
+    // Nearly always the one default level: check that before searching.
+    if (levels.length === 1 && levels[0].priority === priority) return levels[0];
+    let lo = 0;
+    let hi = levels.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const p = levels[mid].priority;
+      if (p === priority) return levels[mid];
+      if (p > priority) lo = mid + 1;
+      else hi = mid;
+    }
+    const level = new Level<T>(priority);
+    levels.splice(lo, 0, level);
+    return level;
+  }
+}
