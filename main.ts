@@ -11,6 +11,9 @@ import { PYTHON_CLI } from "./lib/python/cli.ts";
 import { PUT_HELP, PUT_SUMMARY, runPut } from "./lib/cli/put.ts";
 import { GET_HELP, GET_SUMMARY, runGet } from "./lib/cli/get.ts";
 import { runStatus, STATUS_HELP, STATUS_SUMMARY } from "./lib/cli/status.ts";
+import { CANCEL_HELP, CANCEL_SUMMARY, runCancel } from "./lib/cli/cancel.ts";
+import { JOB_HELP, JOB_SUMMARY, runJob } from "./lib/cli/job.ts";
+import { LIMIT_HELP, LIMIT_SUMMARY, runLimit } from "./lib/cli/limit.ts";
 import { DEMO_HELP, DEMO_SUMMARY, runDemo } from "./lib/cli/demo.ts";
 import { HTTP_TOKEN_HELP, HTTP_TOKEN_SUMMARY, runHttpToken } from "./lib/cli/http_token.ts";
 import { runTls, TLS_HELP, TLS_SUMMARY } from "./lib/cli/tls.ts";
@@ -44,6 +47,9 @@ const COMMANDS: Record<string, Command> = {
   put: { summary: PUT_SUMMARY, help: PUT_HELP, run: runPut },
   get: { summary: GET_SUMMARY, help: GET_HELP, run: runGet },
   status: { summary: STATUS_SUMMARY, help: STATUS_HELP, run: runStatus },
+  job: { summary: JOB_SUMMARY, help: JOB_HELP, run: runJob },
+  cancel: { summary: CANCEL_SUMMARY, help: CANCEL_HELP, run: runCancel },
+  limit: { summary: LIMIT_SUMMARY, help: LIMIT_HELP, run: runLimit },
   demo: { summary: DEMO_SUMMARY, help: DEMO_HELP, run: runDemo },
   "http-token": { summary: HTTP_TOKEN_SUMMARY, help: HTTP_TOKEN_HELP, run: runHttpToken },
   tls: { summary: TLS_SUMMARY, help: TLS_HELP, run: runTls },

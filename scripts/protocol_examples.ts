@@ -42,6 +42,9 @@ const KEY = utf8.encode(KEY_TEXT);
 const CLIENT_PROOF = clientProof(KEY, CLIENT_NONCE, SERVER_NONCE);
 const SERVER_PROOF = serverProof(KEY, CLIENT_NONCE, SERVER_NONCE);
 
+/** The example's times: 2026-01-01 00:00:00 UTC, in ms since the epoch. */
+const EXAMPLE_TIME = 1_767_225_600_000;
+
 /** The example messages, in the order they cross the wire. */
 const EXAMPLES: Array<{ name: string; direction: string; message: Record<string, unknown> }> = [
   {
@@ -79,6 +82,109 @@ const EXAMPLES: Array<{ name: string; direction: string; message: Record<string,
     direction: "master → client",
     message: { op: "ok", rid: 1, ids: [1] },
   },
+  // Version 2, on the same connection: a second item, with a priority, a group and a key.
+  {
+    name: "put_v2",
+    direction: "client → master",
+    message: {
+      op: "put",
+      rid: 2,
+      queue: "tasks",
+      items: ["report 7", "report 7"],
+      priority: 5,
+      group: "acme",
+      keys: ["report-7", "report-7"],
+      keyHold: 60_000,
+    },
+  },
+  {
+    name: "put_v2_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 2, ids: [2, 2], existing: [1] },
+  },
+  {
+    name: "get",
+    direction: "client → master",
+    message: { op: "get", rid: 3, queue: "tasks", max: 1, timeout: 0 },
+  },
+  {
+    name: "get_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 3, jobs: [{ id: 2, attempt: 1, value: "report 7" }] },
+  },
+  {
+    name: "progress",
+    direction: "client → master",
+    message: { op: "progress", rid: 4, id: 2, percent: 62.5, message: "page 5 of 8" },
+  },
+  {
+    name: "progress_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 4, failed: [] },
+  },
+  {
+    name: "job",
+    direction: "client → master",
+    message: { op: "job", rid: 5, id: 2 },
+  },
+  {
+    name: "job_ok",
+    direction: "master → client",
+    message: {
+      op: "ok",
+      rid: 5,
+      job: {
+        id: 2,
+        queue: "tasks",
+        state: "leased",
+        attempts: 1,
+        priority: 5,
+        createdAt: EXAMPLE_TIME,
+        group: "acme",
+        key: "report-7",
+        value: "report 7",
+        progress: { at: EXAMPLE_TIME + 480, percent: 62.5, message: "page 5 of 8" },
+        leasedAt: EXAMPLE_TIME + 120,
+        leaseExpiresAt: EXAMPLE_TIME + 480 + DEFAULT_LEASE_MS,
+        holder: { session: "1", name: "example", address: "127.0.0.1:50412" },
+      },
+    },
+  },
+  {
+    name: "limit",
+    direction: "client → master",
+    message: { op: "limit", rid: 6, queue: "tasks", rate: 50, concurrency: 4 },
+  },
+  {
+    name: "limit_ok",
+    direction: "master → client",
+    message: {
+      op: "ok",
+      rid: 6,
+      limits: {
+        queue: "tasks",
+        rateCount: 50,
+        ratePeriodMs: 1_000,
+        concurrency: 4,
+        groupConcurrency: 0,
+      },
+    },
+  },
+  {
+    name: "cancel",
+    direction: "client → master",
+    message: { op: "cancel", rid: 7, ids: [2, 99] },
+  },
+  {
+    name: "cancelled",
+    direction: "master → client",
+    message: { op: "cancelled", ids: [2] },
+  },
+  {
+    name: "cancel_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 7, cancelled: [2], failed: [99] },
+  },
 ];
 
 const hex = (bytes: Uint8Array, sep = " ") =>
@@ -97,12 +203,32 @@ function notation(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** One field per line when the one-line form is too long. */
+/** Widest line of a value block. */
+const VALUE_WIDTH = 78;
+
+/**
+ * A value in notation, on one line when it fits in {@link VALUE_WIDTH} after
+ * `indent` spaces and `prefix` (and a trailing comma when nested); otherwise
+ * one field (or element) per line, each formatted the same way.
+ */
+function formatValue(value: unknown, indent = 0, prefix = ""): string {
+  const line = notation(value);
+  const room = VALUE_WIDTH - indent - prefix.length - (indent > 0 ? 1 : 0);
+  if (line.length <= room || value === null || typeof value !== "object") return line;
+  if (value instanceof Uint8Array) return line;
+  const inner = " ".repeat(indent + 2);
+  const rows = Array.isArray(value)
+    ? value.map((v) => `${inner}${formatValue(v, indent + 2)},`)
+    : Object.entries(value).map(([k, v]) =>
+      `${inner}${k}: ${formatValue(v, indent + 2, `${k}: `)},`
+    );
+  const [open, close] = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
+  return [open, ...rows, `${" ".repeat(indent)}${close}`].join("\n");
+}
+
+/** One field per line when the one-line form is too long (nested maps likewise). */
 function formatMessage(message: Record<string, unknown>): string {
-  const line = notation(message);
-  if (line.length <= 78) return line;
-  const fields = Object.entries(message).map(([k, v]) => `  ${k}: ${notation(v)},`);
-  return ["{", ...fields, "}"].join("\n");
+  return formatValue(message);
 }
 
 // ---------------------------------------------------------- annotated dumps
@@ -133,9 +259,10 @@ function walk(buf: Uint8Array, at: number, dump: Dump, indent: string, role: str
   const str = (headerSize: number, length: number, kind: string) => {
     const text = new TextDecoder().decode(buf.subarray(at + headerSize, at + headerSize + length));
     const what = role === "key" ? `key ${JSON.stringify(text)}` : `${label}${JSON.stringify(text)}`;
+    const unit = length === 1 ? "byte" : "bytes";
     dump.add(
       buf.subarray(at, at + headerSize + length),
-      `${indent}${what} (${kind}, ${length} bytes)`,
+      `${indent}${what} (${kind}, ${length} ${unit})`,
     );
     return at + headerSize + length;
   };

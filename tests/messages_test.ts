@@ -1,10 +1,14 @@
 /**
  * Tests of lib/wire/messages.ts: strict validation of every message a master
- * receives (hello, auth, put, get, ack, nack, extend, stats, ping) and every
- * message a client receives (ok, error, challenge, welcome): accepted shapes,
- * and refusal (ProtocolError "bad_request") of non-maps, missing or unknown
- * ops, unknown fields, wrong types, out-of-range numbers, bad queue names and
- * oversized batches.
+ * receives (hello, auth, put, get, ack, nack, extend, stats, ping, and since
+ * version 2 cancel, job, limit, progress and put's priority, group, keys and
+ * keyHold) and every message a client receives (ok, error, challenge,
+ * welcome, and since version 2 the `cancelled` notice and ok's existing,
+ * cancelled, job and limits): accepted shapes, and refusal (ProtocolError
+ * "bad_request") of non-maps, missing or unknown ops, unknown fields, wrong
+ * types, out-of-range numbers, bad queue names and oversized batches. Also
+ * {@link limitChanges}, and that every job record the engine makes passes the
+ * client's validation.
  *
  * @module
  */
@@ -12,12 +16,25 @@
 import assert from "node:assert/strict";
 import {
   checkQueueName,
+  limitChanges,
+  type LimitRequest,
   MAX_BATCH,
   MAX_DURATION_MS,
+  MAX_FAILURE_TEXT,
   MAX_QUEUE_NAME_LENGTH,
   parseClientMessage,
   parseServerMessage,
 } from "../lib/wire/messages.ts";
+import {
+  JOB_STATES,
+  MAX_CONCURRENCY,
+  MAX_GROUP_LENGTH,
+  MAX_KEY_LENGTH,
+  MAX_PRIORITY,
+  MAX_PROGRESS_MESSAGE,
+  MAX_RATE_COUNT,
+  MIN_PRIORITY,
+} from "../lib/model/jobs.ts";
 import { NONCE_BYTES, PROOF_BYTES } from "../lib/wire/auth.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { decode, encode } from "../lib/model/codec.ts";
@@ -25,6 +42,11 @@ import { Engine } from "../lib/engine/engine.ts";
 
 const nonce = new Uint8Array(NONCE_BYTES).fill(1);
 const proof = new Uint8Array(PROOF_BYTES).fill(2);
+
+/** `fields` less those set to undefined (which a peer cannot send). */
+function defined(fields: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
+}
 
 /** A message as the peer would see it: through the codec (fields set to undefined are left out). */
 function wire(value: unknown): unknown {
@@ -100,9 +122,15 @@ Deno.test("messages: a message must be a map with a known string op", () => {
 Deno.test("messages: unknown fields are refused", () => {
   refusedByMaster({ op: "ping", rid: 1, extra: true }, /"ping" message has unknown field "extra"/);
   refusedByMaster(
-    { op: "put", rid: 1, queue: "q", items: [1], priority: 3 },
-    /unknown field "priority"/,
+    { op: "put", rid: 1, queue: "q", items: [1], prio: 3 },
+    /"put" message has unknown field "prio"/,
   );
+  refusedByMaster({ op: "cancel", rid: 1, ids: [1], all: true }, /"cancel" .*unknown field "all"/);
+  refusedByMaster({ op: "job", rid: 1, id: 1, ids: [1] }, /"job" .*unknown field "ids"/);
+  // The limits record's names are not the request's.
+  refusedByMaster({ op: "limit", rid: 1, queue: "q", rateCount: 5 }, /unknown field "rateCount"/);
+  refusedByMaster({ op: "progress", rid: 1, id: 1, at: 5 }, /"progress" .*unknown field "at"/);
+  refusedByMaster({ op: "put", rid: 1, queue: "q", items: [1], key: "k" }, /unknown field "key"/);
   refusedByMaster({ op: "auth", proof, rid: 1 }, /unknown field "rid"/);
 });
 
@@ -241,4 +269,329 @@ Deno.test("messages: malformed server messages are refused", () => {
   refusedByClient({ op: "challenge", version: 1, nonce: new Uint8Array(1) }, /32 bytes/);
   refusedByClient({ op: "welcome", proof, maxFrameBytes: -1, leaseMs: 1 }, /"maxFrameBytes"/);
   refusedByClient({ op: "welcome", proof, maxFrameBytes: 1, leaseMs: 2 ** 31 }, /"leaseMs"/);
+});
+
+// ------------------------------------------------------------------ version 2
+
+/** A put of `items` on "q" with `fields`. */
+const putWith = (fields: Record<string, unknown>, items: unknown[] = [1]) => ({
+  op: "put",
+  rid: 1,
+  queue: "q",
+  items,
+  ...fields,
+});
+
+Deno.test("messages: version 2 requests are accepted as sent", () => {
+  const long = (n: number) => "x".repeat(n);
+  const valid: Record<string, unknown>[] = [
+    putWith({ priority: MIN_PRIORITY }),
+    putWith({ priority: MAX_PRIORITY }),
+    putWith({ priority: 0, group: "g" }),
+    putWith({ group: long(MAX_GROUP_LENGTH) }),
+    putWith({ keys: ["a", long(MAX_KEY_LENGTH)] }, [1, 2]),
+    putWith({ keys: ["a"], keyHold: 0 }),
+    putWith({ keys: ["a"], keyHold: MAX_DURATION_MS, priority: -1, group: "g", delay: 5 }),
+    { op: "cancel", rid: 2, ids: [0] },
+    { op: "cancel", rid: 2, ids: new Array(MAX_BATCH).fill(7) },
+    { op: "job", rid: 3, id: 0 },
+    { op: "job", rid: 3, id: Number.MAX_SAFE_INTEGER },
+    { op: "limit", rid: 4, queue: "q" },
+    { op: "limit", rid: 4, queue: "q", rate: 0, concurrency: 0, groupConcurrency: 0 },
+    { op: "limit", rid: 4, queue: "q", rate: MAX_RATE_COUNT, ratePeriod: 1 },
+    { op: "limit", rid: 4, queue: "q", ratePeriod: MAX_DURATION_MS },
+    { op: "limit", rid: 4, queue: "q", concurrency: MAX_CONCURRENCY },
+    { op: "limit", rid: 4, queue: "q", groupConcurrency: MAX_CONCURRENCY },
+    { op: "progress", rid: 5, id: 1 },
+    { op: "progress", rid: 5, id: 1, percent: 0, message: "" },
+    { op: "progress", rid: 5, id: 1, percent: 100, message: long(MAX_PROGRESS_MESSAGE) },
+    { op: "progress", rid: 5, id: 1, percent: 33.25, lease: MAX_DURATION_MS },
+  ];
+  for (const message of valid) {
+    assert.deepEqual(parseClientMessage(wire(message)), message, Deno.inspect(message));
+  }
+  // A nil key is no key.
+  assert.deepEqual(
+    parseClientMessage(wire(putWith({ keys: ["a", null, "a"] }, [1, 2, 3]))),
+    putWith({ keys: ["a", undefined, "a"] }, [1, 2, 3]),
+  );
+});
+
+Deno.test("messages: put's version 2 fields are checked", () => {
+  for (const priority of [MIN_PRIORITY - 1, MAX_PRIORITY + 1, 1.5, "5", null, NaN, true]) {
+    refusedByMaster(putWith({ priority }), /"put" field "priority": a priority must be an integer/);
+  }
+  for (const group of ["", "g".repeat(MAX_GROUP_LENGTH + 1), 5, null, ["g"]]) {
+    refusedByMaster(
+      putWith({ group }),
+      /"put" field "group": a group must be a string of 1 to 256/,
+    );
+  }
+  refusedByMaster(putWith({ keys: "k" }), /"keys" must be an array/);
+  refusedByMaster(putWith({ keys: [] }), /"keys" must be an array/);
+  refusedByMaster(putWith({ keys: ["a", "b"] }), /exactly one key \(or nil\) per item/);
+  refusedByMaster(putWith({ keys: ["a"] }, [1, 2]), /"keys" must be an array of 2–65536/);
+  for (const key of ["", "k".repeat(MAX_KEY_LENGTH + 1), 5, ["k"], { k: 1 }, false]) {
+    refusedByMaster(putWith({ keys: [key] }), /"put" field "key": a key must be a string of 1 to/);
+  }
+  refusedByMaster(putWith({ keyHold: 5 }), /"keyHold" needs "keys"/);
+  for (const keyHold of [-1, MAX_DURATION_MS + 1, 0.5, "1s"]) {
+    refusedByMaster(putWith({ keys: ["a"], keyHold }), /"keyHold" must be an integer from 0 to/);
+  }
+});
+
+Deno.test("messages: cancel, job, limit and progress fields are checked", () => {
+  // cancel
+  refusedByMaster({ op: "cancel", rid: 1 }, /"cancel" field "ids" must be an array of 1–65536/);
+  refusedByMaster({ op: "cancel", rid: 1, ids: [] }, /"ids" must be an array of 1–65536/);
+  refusedByMaster({ op: "cancel", rid: 1, ids: new Array(MAX_BATCH + 1).fill(1) }, /1–65536/);
+  refusedByMaster({ op: "cancel", rid: 1, ids: [-1] }, /non-negative integer ids/);
+  refusedByMaster({ op: "cancel", rid: 1, ids: ["1"] }, /non-negative integer ids/);
+  refusedByMaster({ op: "cancel", ids: [1] }, /"cancel" field "rid" must be an integer/);
+  // job
+  for (const id of [undefined, -1, 1.5, "1", null, 2 ** 53]) {
+    refusedByMaster({ op: "job", rid: 1, id }, /"job" field "id" must be an integer/);
+  }
+  // limit
+  const limit = (fields: Record<string, unknown>) => ({
+    op: "limit",
+    rid: 1,
+    queue: "q",
+    ...fields,
+  });
+  refusedByMaster(limit({ queue: undefined }), /"limit" needs a "queue" field/);
+  refusedByMaster(limit({ queue: "" }), /queue name must be/);
+  for (const rate of [-1, MAX_RATE_COUNT + 1, 1.5, "5/s"]) {
+    refusedByMaster(limit({ rate }), /"limit" field "rate" must be an integer from 0 to 1000000/);
+  }
+  refusedByMaster(limit({ ratePeriod: 0 }), /"ratePeriod" must be at least 1/);
+  refusedByMaster(limit({ rate: 5, ratePeriod: 0 }), /"ratePeriod" must be at least 1/);
+  for (const ratePeriod of [-1, MAX_DURATION_MS + 1, 0.5, "1s"]) {
+    refusedByMaster(limit({ ratePeriod }), /"ratePeriod" must be an integer/);
+  }
+  for (const key of ["concurrency", "groupConcurrency"]) {
+    for (const value of [-1, MAX_CONCURRENCY + 1, 2.5, "4", null]) {
+      refusedByMaster(limit({ [key]: value }), new RegExp(`"${key}" must be an integer from 0 to`));
+    }
+  }
+  // progress
+  const progress = (fields: Record<string, unknown>) => ({
+    op: "progress",
+    rid: 1,
+    id: 1,
+    ...fields,
+  });
+  refusedByMaster(progress({ id: undefined }), /"progress" field "id" must be an integer/);
+  refusedByMaster(progress({ id: -3 }), /"progress" field "id" must be an integer/);
+  for (const percent of [100.0001, 101, -1, -0.5, NaN, Infinity, -Infinity, "50", null, true]) {
+    refusedByMaster(progress({ percent }), /"percent" must be a number from 0 to 100/);
+  }
+  refusedByMaster(progress({ message: 5 }), /"message" must be a string/);
+  refusedByMaster(progress({ message: null }), /"message" must be a string/);
+  refusedByMaster(progress({ message: "m".repeat(MAX_PROGRESS_MESSAGE + 1) }), /at most 1024/);
+  refusedByMaster(progress({ lease: -1 }), /"lease" must be an integer/);
+  refusedByMaster(progress({ lease: MAX_DURATION_MS + 1 }), /"lease" must be an integer/);
+  // The master's notice is not a client message.
+  refusedByMaster({ op: "cancelled", ids: [1] }, /unknown message op "cancelled"/);
+});
+
+Deno.test("messages: limitChanges turns a limit request into the broker's changes", () => {
+  const changes = (fields: Partial<LimitRequest>) =>
+    limitChanges({ op: "limit", rid: 1, queue: "q", ...fields });
+  assert.deepEqual(changes({}), {}, "no field: a read");
+  assert.deepEqual(changes({ rate: 50 }), { rateCount: 50, ratePeriodMs: 1000 });
+  assert.deepEqual(changes({ rate: 10, ratePeriod: 5000 }), { rateCount: 10, ratePeriodMs: 5000 });
+  assert.deepEqual(changes({ rate: 0 }), { rateCount: 0, ratePeriodMs: 1000 }, "lifts the rate");
+  assert.deepEqual(changes({ ratePeriod: 250 }), { ratePeriodMs: 250 }, "the period alone");
+  assert.deepEqual(changes({ concurrency: 0, groupConcurrency: 3 }), {
+    concurrency: 0,
+    groupConcurrency: 3,
+  });
+  assert.deepEqual(
+    changes({ rate: MAX_RATE_COUNT, ratePeriod: MAX_DURATION_MS, concurrency: MAX_CONCURRENCY }),
+    { rateCount: MAX_RATE_COUNT, ratePeriodMs: MAX_DURATION_MS, concurrency: MAX_CONCURRENCY },
+  );
+  // A parsed request always makes valid changes.
+  const parsed = parseClientMessage(
+    wire({ op: "limit", rid: 1, queue: "q", rate: 7, groupConcurrency: 2 }),
+  ) as LimitRequest;
+  assert.deepEqual(limitChanges(parsed), { rateCount: 7, ratePeriodMs: 1000, groupConcurrency: 2 });
+  // One built by hand out of range is refused by the model's check.
+  assert.throws(() => changes({ rate: -1 }), RangeError);
+  assert.throws(() => changes({ ratePeriod: 0 }), RangeError);
+  assert.throws(() => changes({ concurrency: MAX_CONCURRENCY + 1 }), RangeError);
+});
+
+/** A complete job information record, every optional field present. */
+const FULL_JOB = {
+  id: 7,
+  queue: "q",
+  state: "leased",
+  attempts: 2,
+  priority: -3,
+  createdAt: 1_767_225_600_000,
+  group: "g",
+  key: "k",
+  value: { a: [1, null] },
+  error: "it broke",
+  result: null,
+  progress: { at: 1_767_225_600_500, percent: 12.5, message: "working" },
+  readyAt: 1_767_225_600_100,
+  leasedAt: 1_767_225_600_200,
+  leaseExpiresAt: 1_767_225_630_200,
+  holder: { session: "4", name: "host:1", address: "[::1]:5000" },
+  finishedAt: 1_767_225_600_900,
+};
+
+const LIMITS = {
+  queue: "q",
+  rateCount: 5,
+  ratePeriodMs: 1000,
+  concurrency: 2,
+  groupConcurrency: 1,
+};
+
+Deno.test("messages: version 2 replies and the cancelled notice are accepted", () => {
+  const valid: Record<string, unknown>[] = [
+    { op: "ok", rid: 1, ids: [4, 4, 5], existing: [1] },
+    { op: "ok", rid: 1, ids: [4], existing: [] },
+    { op: "ok", rid: 2, cancelled: [1, 2], failed: [] },
+    { op: "ok", rid: 2, cancelled: [], failed: [9] },
+    { op: "ok", rid: 3, job: FULL_JOB },
+    {
+      op: "ok",
+      rid: 3,
+      job: { id: 1, queue: "q", state: "ready", attempts: 0, priority: 0, createdAt: 0 },
+    },
+    { op: "ok", rid: 3, job: { ...FULL_JOB, progress: { at: 1 } } },
+    { op: "ok", rid: 3 },
+    { op: "ok", rid: 4, limits: LIMITS },
+    { op: "ok", rid: 4, limits: { ...LIMITS, rateCount: MAX_RATE_COUNT, concurrency: 0 } },
+    { op: "cancelled", ids: [1] },
+    { op: "cancelled", ids: [1, 2, 3] },
+  ];
+  for (const state of JOB_STATES) valid.push({ op: "ok", rid: 5, job: { ...FULL_JOB, state } });
+  for (const message of valid) {
+    assert.deepEqual(parseServerMessage(wire(message)), message, Deno.inspect(message));
+  }
+});
+
+Deno.test("messages: malformed version 2 replies and notices are refused", () => {
+  refusedByClient({ op: "ok", rid: 1, existing: [-1] }, /"existing" must hold non-negative/);
+  refusedByClient({ op: "ok", rid: 1, existing: 1 }, /"existing" must be an array/);
+  refusedByClient({ op: "ok", rid: 1, cancelled: [1.5] }, /"cancelled" must hold non-negative/);
+  refusedByClient({ op: "ok", rid: 1, cancelled: null }, /"cancelled" must be an array/);
+  // The cancelled notice: at least one id, no rid, nothing else.
+  refusedByClient({ op: "cancelled", ids: [] }, /"cancelled" field "ids" must be an array of 1–/);
+  refusedByClient({ op: "cancelled" }, /"cancelled" field "ids" must be an array/);
+  refusedByClient({ op: "cancelled", ids: [-1] }, /non-negative integer ids/);
+  refusedByClient({ op: "cancelled", ids: [1], rid: 1 }, /unknown field "rid"/);
+
+  // Job information records.
+  const job = (fields: Record<string, unknown>) => ({
+    op: "ok",
+    rid: 1,
+    job: defined({ ...FULL_JOB, ...fields }),
+  });
+  refusedByClient({ op: "ok", rid: 1, job: [1] }, /must be a msgpack map/);
+  refusedByClient({ op: "ok", rid: 1, job: null }, /must be a msgpack map/);
+  for (const state of ["running", "", "READY", 3, undefined]) {
+    refusedByClient(job({ state }), /job info has an unknown state/);
+  }
+  refusedByClient(job({ owner: "me" }), /job info has unknown field "owner"/);
+  refusedByClient(job({ attempt: 1 }), /job info has unknown field "attempt"/);
+  refusedByClient(job({ id: undefined }), /"id" must be an integer/);
+  refusedByClient(job({ id: -1 }), /"id" must be an integer/);
+  refusedByClient(job({ queue: undefined }), /queue name must be/);
+  refusedByClient(job({ queue: "" }), /queue name must be/);
+  refusedByClient(job({ attempts: undefined }), /"attempts" must be an integer/);
+  refusedByClient(job({ priority: undefined }), /"priority": a priority must be an integer/);
+  refusedByClient(job({ priority: MAX_PRIORITY + 1 }), /a priority must be an integer/);
+  refusedByClient(job({ createdAt: undefined }), /"createdAt" must be an integer/);
+  refusedByClient(job({ createdAt: -5 }), /"createdAt" must be an integer/);
+  refusedByClient(job({ group: "" }), /a group must be a string of 1 to 256/);
+  refusedByClient(job({ key: "k".repeat(MAX_KEY_LENGTH + 1) }), /a key must be a string of 1 to/);
+  refusedByClient(job({ error: 5 }), /"error" must be a string/);
+  refusedByClient(job({ error: "e".repeat(MAX_FAILURE_TEXT + 1) }), /"error" must be a string/);
+  for (const key of ["readyAt", "leasedAt", "leaseExpiresAt", "finishedAt"]) {
+    refusedByClient(job({ [key]: -1 }), new RegExp(`"${key}" must be an integer`));
+    refusedByClient(job({ [key]: "soon" }), new RegExp(`"${key}" must be an integer`));
+  }
+  refusedByClient(job({ progress: 50 }), /must be a msgpack map/);
+  refusedByClient(job({ progress: {} }), /"at" must be an integer/);
+  refusedByClient(job({ progress: { at: 1, percent: 101 } }), /"percent" must be a number from 0/);
+  refusedByClient(job({ progress: { at: 1, percent: NaN } }), /"percent" must be a number from 0/);
+  refusedByClient(
+    job({ progress: { at: 1, message: "m".repeat(MAX_PROGRESS_MESSAGE + 1) } }),
+    /"message" must be a string of at most 1024/,
+  );
+  refusedByClient(job({ progress: { at: 1, done: true } }), /progress has unknown field "done"/);
+  refusedByClient(job({ holder: "me" }), /must be a msgpack map/);
+  refusedByClient(job({ holder: { session: "1", name: "n" } }), /"address" must be a string/);
+  refusedByClient(job({ holder: { ...FULL_JOB.holder, name: 5 } }), /"name" must be a string/);
+  refusedByClient(
+    job({ holder: { ...FULL_JOB.holder, pid: 5 } }),
+    /holder has unknown field "pid"/,
+  );
+
+  // Limits records.
+  const limits = (fields: Record<string, unknown>) => ({
+    op: "ok",
+    rid: 1,
+    limits: defined({ ...LIMITS, ...fields }),
+  });
+  refusedByClient({ op: "ok", rid: 1, limits: [] }, /must be a msgpack map/);
+  refusedByClient(limits({ burst: 3 }), /limits has unknown field "burst"/);
+  refusedByClient(limits({ rate: 3 }), /limits has unknown field "rate"/);
+  refusedByClient(limits({ queue: undefined }), /queue name must be/);
+  refusedByClient(limits({ rateCount: MAX_RATE_COUNT + 1 }), /"rateCount" must be an integer/);
+  refusedByClient(limits({ ratePeriodMs: 0 }), /"ratePeriodMs" must be at least 1/);
+  refusedByClient(limits({ ratePeriodMs: undefined }), /"ratePeriodMs" must be an integer/);
+  refusedByClient(limits({ concurrency: -1 }), /"concurrency" must be an integer/);
+  refusedByClient(limits({ groupConcurrency: undefined }), /"groupConcurrency" must be an integer/);
+  refusedByClient(limits({ groupConcurrency: 1.5 }), /"groupConcurrency" must be an integer/);
+});
+
+Deno.test("messages: every job record the engine makes passes the client's validation", () => {
+  let now = 1_767_225_600_000;
+  const engine = new Engine({ clock: () => now, retry: { maxAttempts: 1 } });
+  const worker = engine.connect("worker", "127.0.0.1:4000");
+  const [leased, done, dead, cancelled] = engine.put("q", ["a", "b", "c", "d"]);
+  const [ready] = engine.put("q", ["e"], 0, 0, undefined, undefined, {
+    priority: MIN_PRIORITY,
+    group: "g",
+    keys: ["k"],
+  });
+  const [delayed] = engine.put("q", ["f"], 60_000);
+  let taken: number[] = [];
+  engine.get(worker, "q", 3, 0, 30_000, (items) => taken = items.map((item) => item.id));
+  assert.deepEqual(taken, [leased, done, dead]);
+  now += 100;
+  assert.equal(engine.progress(worker, leased, { percent: 50, message: "half" }, 30_000), true);
+  assert.deepEqual(engine.ack(worker, [done], { queue: "results", values: [{ ok: 1 }] }), []);
+  assert.deepEqual(engine.fail(worker, [dead], "it broke"), []);
+  assert.deepEqual(engine.cancel([cancelled]).cancelled, [cancelled]);
+
+  const states = new Map<number, string>();
+  for (const id of [leased, done, dead, cancelled, ready, delayed]) {
+    const info = engine.job(id);
+    assert.ok(info !== undefined, `item ${id} is known`);
+    const reply = { op: "ok", rid: 1, job: info };
+    assert.deepEqual(parseServerMessage(wire(reply)), reply, Deno.inspect(info));
+    states.set(id, info.state);
+  }
+  assert.deepEqual([...states.values()], [
+    "leased",
+    "done",
+    "dead",
+    "cancelled",
+    "ready",
+    "delayed",
+  ]);
+  const limits = { queue: "q", ...engine.setLimits("q", { rateCount: 3, concurrency: 1 }) };
+  assert.deepEqual(parseServerMessage(wire({ op: "ok", rid: 2, limits })), {
+    op: "ok",
+    rid: 2,
+    limits,
+  });
 });

@@ -5,12 +5,17 @@
  * marker comment `<!-- example:NAME:KIND -->`: `value` blocks give a message in
  * `{ field: value }` notation (`<bin HEX>` for binary), `bytes` blocks give the
  * frame as an annotated hex dump (bytes left of `|`), and the `handshake:hmac`
- * block gives the key, nonces, labels and proofs. These tests check that:
+ * block gives the key, nonces, labels and proofs. The example covers the
+ * handshake and a put (§13.1–13.7) and every message version 2 added: a put
+ * with priority, group and keys and its reply with `existing`, get, progress,
+ * job (with a job information record), limit, cancel and the `cancelled`
+ * notice (§13.8–13.13). These tests check that:
  *
  * - each documented frame is well framed, is standard msgpack (read by a small
  *   independent reader below, not by msgpackr), decodes with lib/wire/codec.ts
  *   to the documented message, is exactly what our encoder produces for it,
  *   and passes the reference validation of lib/wire/messages.ts;
+ * - the handshake example offers and agrees on {@link PROTOCOL_VERSION};
  * - the documented proofs are what lib/wire/auth.ts computes for the documented
  *   key and nonces, and what plain WebCrypto HMAC-SHA256 gives for the
  *   documented 78-byte input, and the example frames carry those values;
@@ -19,8 +24,17 @@
  *   on "tasks") have exactly the documented structure: same keys, same msgpack
  *   type per field; the live proofs verify; the put and its reply are byte for
  *   byte the documented ones;
- * - the error-code table and the limits table match the code (one limits row,
- *   `maxQueueLength`, is checked against a default {@link Engine}'s value).
+ * - the requests of §13.6–13.13, sent in that order on a fresh master over a
+ *   raw connection that opens with the documented `hello`, get exactly the
+ *   documented frames back (the job record's times and holder address aside);
+ * - the version negotiation of §6.6 holds on a real master: `hello` version 1
+ *   gets `challenge` 1 and version 2 requests and `put` fields are refused
+ *   (`bad_request`), and such a connection gets no `cancelled` notice; 2 gets
+ *   2; a newer version (7) gets 2; 0 gets `unsupported_version`;
+ * - the error-code table and the limits table match the code (two limits rows
+ *   are checked against behaviour instead of a constant: `maxQueueLength`
+ *   against a default {@link Engine}, `ratePeriodMs` against
+ *   {@link limitChanges}).
  *
  * @module
  */
@@ -30,6 +44,8 @@ import { decode, encode, MAX_VALUE_DEPTH } from "../lib/model/codec.ts";
 import {
   CLIENT_LABEL,
   clientProof,
+  MIN_PROTOCOL_VERSION,
+  newNonce,
   NONCE_BYTES,
   PROOF_BYTES,
   PROTOCOL_VERSION,
@@ -45,6 +61,8 @@ import {
   MAX_FAILURE_TEXT,
   parseClientMessage,
   parseServerMessage,
+  VERSION_2_OPS,
+  VERSION_2_PUT_FIELDS,
 } from "../lib/wire/messages.ts";
 import { MAX_QUEUE_NAME_LENGTH } from "../lib/model/queue_names.ts";
 import {
@@ -69,9 +87,27 @@ import {
   DEFAULT_MAX_QUEUES,
   Engine,
   IDLE_QUEUE_SWEEP_THRESHOLD,
+  MAX_HISTORY_BYTES,
   MAX_TAKE_BYTES,
 } from "../lib/engine/engine.ts";
+import {
+  DEFAULT_HISTORY_COUNT,
+  DEFAULT_HISTORY_MS,
+  DEFAULT_PRIORITY,
+  MAX_CONCURRENCY,
+  MAX_GROUP_LENGTH,
+  MAX_HISTORY_VALUE_BYTES,
+  MAX_KEY_LENGTH,
+  MAX_PRIORITY,
+  MAX_PROGRESS_MESSAGE,
+  MAX_RATE_COUNT,
+  MIN_PRIORITY,
+  RATE_BURST_MS,
+} from "../lib/model/jobs.ts";
+import { limitChanges } from "../lib/wire/messages.ts";
 import { connect } from "../lib/client/client.ts";
+import { asError, frameOf, RawConn, show, TEST_KEY } from "./_helpers.ts";
+import type { ServerMessage } from "../lib/wire/messages.ts";
 
 const DOC_URL = new URL("../docs/PROTOCOL.md", import.meta.url);
 const utf8 = new TextEncoder();
@@ -267,6 +303,12 @@ function shape(node: Node): unknown {
   return node.type;
 }
 
+/** Asserts two nodes have the same shape, map keys in the same order included. */
+function assertSameShape(actual: Node, expected: Node, what: string): void {
+  const text = (node: Node) => JSON.stringify(shape(node));
+  assert.equal(text(actual), text(expected), `${what} differs from the document`);
+}
+
 // ------------------------------------------------------- reading the document
 
 interface Documented {
@@ -368,23 +410,64 @@ function tableAfter(text: string, marker: string): string[][] {
 }
 
 /** Which side sends each documented example, and how the receiver validates it. */
+const CLIENT = parseClientMessage;
+const MASTER = parseServerMessage;
+
+/** Every documented example: its block name, its `op`, and the receiver's validation. */
 const EXAMPLES = [
-  { name: "hello", parse: parseClientMessage },
-  { name: "challenge", parse: parseServerMessage },
-  { name: "auth", parse: parseClientMessage },
-  { name: "welcome", parse: parseServerMessage },
-  { name: "put", parse: parseClientMessage },
-  { name: "ok", parse: parseServerMessage },
+  { name: "hello", op: "hello", parse: CLIENT },
+  { name: "challenge", op: "challenge", parse: MASTER },
+  { name: "auth", op: "auth", parse: CLIENT },
+  { name: "welcome", op: "welcome", parse: MASTER },
+  { name: "put", op: "put", parse: CLIENT },
+  { name: "ok", op: "ok", parse: MASTER },
+  { name: "put_v2", op: "put", parse: CLIENT },
+  { name: "put_v2_ok", op: "ok", parse: MASTER },
+  { name: "get", op: "get", parse: CLIENT },
+  { name: "get_ok", op: "ok", parse: MASTER },
+  { name: "progress", op: "progress", parse: CLIENT },
+  { name: "progress_ok", op: "ok", parse: MASTER },
+  { name: "job", op: "job", parse: CLIENT },
+  { name: "job_ok", op: "ok", parse: MASTER },
+  { name: "limit", op: "limit", parse: CLIENT },
+  { name: "limit_ok", op: "ok", parse: MASTER },
+  { name: "cancel", op: "cancel", parse: CLIENT },
+  { name: "cancelled", op: "cancelled", parse: MASTER },
+  { name: "cancel_ok", op: "ok", parse: MASTER },
 ] as const;
+
+/** The examples of the live handshake test: the opening and one put (§13.2–13.7). */
+const HANDSHAKE_EXAMPLES = ["hello", "challenge", "auth", "welcome", "put", "ok"] as const;
+
+/**
+ * The requests of §13.6–13.13 in the order they are sent, each with the
+ * documented frames the master answers it with, in order.
+ */
+const SESSION: ReadonlyArray<{ request: string; answers: readonly string[] }> = [
+  { request: "put", answers: ["ok"] },
+  { request: "put_v2", answers: ["put_v2_ok"] },
+  { request: "get", answers: ["get_ok"] },
+  { request: "progress", answers: ["progress_ok"] },
+  { request: "job", answers: ["job_ok"] },
+  { request: "limit", answers: ["limit_ok"] },
+  { request: "cancel", answers: ["cancelled", "cancel_ok"] },
+];
 
 // -------------------------------------------------------------------- tests
 
 Deno.test("documented example frames decode to the documented messages", async () => {
   const doc = await readDoc();
-  for (const { name, parse } of EXAMPLES) {
+  const documented = new Set([...doc.blocks.keys()].map((id) => id.split(":")[0]));
+  documented.delete("handshake");
+  assert.deepEqual(
+    [...documented].sort(),
+    EXAMPLES.map((e) => e.name).sort(),
+    "every documented example is checked here",
+  );
+  for (const { name, op, parse } of EXAMPLES) {
     const payload = documentedPayload(doc, name);
     const message = parseNotation(block(doc, `${name}:value`)) as Record<string, unknown>;
-    assert.equal(message.op, name, `${name}: the value block is another message`);
+    assert.equal(message.op, op, `${name}: the value block is another message`);
     // Standard msgpack, read without msgpackr.
     assert.deepEqual(toValue(readMsgpack(payload)), message, `${name}: bytes ≠ value`);
     // Our codec reads it the same way and writes exactly these bytes.
@@ -522,13 +605,23 @@ Deno.test("live handshake and put frames have the documented structure", async (
     ["ok", received[2]],
   ]);
 
-  // (c) Same keys and the same msgpack type for every field as the documented frames.
-  for (const { name } of EXAMPLES) {
+  // (c) Same keys, in the same order, and the same msgpack type for every field as the
+  // documented frames.
+  for (const name of HANDSHAKE_EXAMPLES) {
     const node = live.get(name) as Node;
     const documented = readMsgpack(documentedPayload(doc, name));
-    assert.deepEqual(shape(node), shape(documented), `live ${name} differs from the document`);
+    assertSameShape(node, documented, `live ${name}`);
     assert.equal((toValue(node) as Record<string, unknown>).op, name);
   }
+  // The client offers the newest version, and the master agrees to it.
+  assert.equal(
+    (toValue(live.get("hello") as Node) as { version: number }).version,
+    PROTOCOL_VERSION,
+  );
+  assert.equal(
+    (toValue(live.get("challenge") as Node) as { version: number }).version,
+    PROTOCOL_VERSION,
+  );
 
   // The live proofs follow the documented construction for the live nonces.
   const value = (name: string) => toValue(live.get(name) as Node) as Record<string, Uint8Array>;
@@ -554,6 +647,315 @@ Deno.test("live handshake and put frames have the documented structure", async (
   assert.equal(hex(frames[5]), hex(documentedPayload(doc, "ok")));
 });
 
+// ------------------------------------------------- raw connections to a master
+
+/** Longest wait for one frame from a master, in ms. */
+const FRAME_TIMEOUT_MS = 5_000;
+
+/** Bytes read from the socket at most at once. */
+const READ_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * A raw TCP connection to a master that keeps the exact bytes of every frame
+ * it receives (tests/_helpers.ts's RawConn keeps them decoded).
+ */
+class ByteConn implements AsyncDisposable {
+  readonly #conn: Deno.TcpConn;
+  #buffered: Uint8Array = new Uint8Array(0);
+
+  private constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+  }
+
+  /** Connects to a master. */
+  static async open(address: { hostname: string; port: number }): Promise<ByteConn> {
+    return new ByteConn(await Deno.connect({ hostname: address.hostname, port: address.port }));
+  }
+
+  /** This end's port, as the master sees it. */
+  get localPort(): number {
+    return this.#conn.localAddr.port;
+  }
+
+  /** Writes all of `bytes`. */
+  async write(bytes: Uint8Array): Promise<void> {
+    for (let offset = 0; offset < bytes.length;) {
+      offset += await this.#conn.write(bytes.subarray(offset));
+    }
+  }
+
+  /** Sends `message` as one frame. */
+  send(message: unknown): Promise<void> {
+    return this.write(frameOf(encode(message)));
+  }
+
+  /**
+   * The payload of the next frame from the master.
+   * @throws {Error} when the connection ends or no frame comes in time.
+   */
+  async frame(): Promise<Uint8Array> {
+    const deadline = Date.now() + FRAME_TIMEOUT_MS;
+    for (;;) {
+      const buffered = this.#buffered;
+      if (buffered.length >= FRAME_HEADER_BYTES) {
+        const length = new DataView(buffered.buffer, buffered.byteOffset).getUint32(0);
+        const end = FRAME_HEADER_BYTES + length;
+        if (buffered.length >= end) {
+          this.#buffered = buffered.slice(end);
+          return buffered.slice(FRAME_HEADER_BYTES, end);
+        }
+      }
+      const chunk = new Uint8Array(READ_CHUNK_BYTES);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("no frame from the master in time")),
+          Math.max(0, deadline - Date.now()),
+        );
+      });
+      const n = await Promise.race([this.#conn.read(chunk), late]).finally(() =>
+        clearTimeout(timer)
+      );
+      if (n === null) throw new Error("the master closed the connection");
+      this.#buffered = concat([buffered, chunk.subarray(0, n)]);
+    }
+  }
+
+  /** The next frame, decoded and validated as a client validates it. */
+  async message(): Promise<ServerMessage> {
+    return parseServerMessage(decode(await this.frame()));
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+/** What the `job` reply of §13.11 may differ in from run to run; asserts the rest is documented. */
+function assertDocumentedJobReply(live: Uint8Array, documented: Uint8Array, port: number): void {
+  assertSameShape(readMsgpack(live), readMsgpack(documented), "live job reply");
+  type Reply = { op: string; rid: number; job: Record<string, unknown> };
+  type Times = { createdAt: number; leasedAt: number; leaseExpiresAt: number };
+  type Progress = { at: number; percent: number; message: string };
+  type Holder = { session: string; name: string; address: string };
+  const split = (reply: Reply) => {
+    const { createdAt, leasedAt, leaseExpiresAt, progress, holder, ...rest } = reply.job;
+    const times = { createdAt, leasedAt, leaseExpiresAt } as Times;
+    return {
+      rest: { ...reply, job: rest },
+      times,
+      progress: progress as Progress,
+      holder: holder as Holder,
+    };
+  };
+  const got = split(toValue(readMsgpack(live)) as Reply);
+  const want = split(toValue(readMsgpack(documented)) as Reply);
+  assert.deepEqual(got.rest, want.rest, "the job record's fixed fields");
+  assert.deepEqual({ ...got.progress, at: 0 }, { ...want.progress, at: 0 }, "its progress");
+  assert.deepEqual({ ...got.holder, address: "" }, { ...want.holder, address: "" }, "its holder");
+  assert.equal(got.holder.address, `127.0.0.1:${port}`, "the holder's address is the client's");
+  // The times are those of this run, in the order the document's are, the lease renewed by the
+  // progress report to run the default lease from it.
+  for (const { times, progress } of [got, want]) {
+    assert.ok(times.createdAt <= times.leasedAt, "put before leased");
+    assert.ok(times.leasedAt <= progress.at, "leased before the progress report");
+    assert.equal(times.leaseExpiresAt, progress.at + DEFAULT_LEASE_MS);
+  }
+  assert.ok(Math.abs(got.times.createdAt - Date.now()) < 60_000, "createdAt is now, in ms");
+}
+
+Deno.test("the documented session replays byte for byte on a live master", async () => {
+  const doc = await readDoc();
+  const key = utf8.encode("abc");
+  const master = await serve({ listen: "127.0.0.1:0", authkey: key });
+  try {
+    await using conn = await ByteConn.open(master.address);
+    // The documented hello, byte for byte (its nonce is fixed: the master does not mind).
+    await conn.write(parseDump(block(doc, "hello:bytes")));
+    const challenge = readMsgpack(await conn.frame());
+    assertSameShape(challenge, readMsgpack(documentedPayload(doc, "challenge")), "live challenge");
+    const { version, nonce: sn } = toValue(challenge) as { version: number; nonce: Uint8Array };
+    assert.equal(version, PROTOCOL_VERSION, "the master agrees to the offered version");
+    const cn = (decode(documentedPayload(doc, "hello")) as { nonce: Uint8Array }).nonce;
+    await conn.send({ op: "auth", proof: clientProof(key, cn, sn) });
+    assert.deepEqual(toValue(readMsgpack(await conn.frame())), {
+      op: "welcome",
+      proof: serverProof(key, cn, sn),
+      maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+      leaseMs: DEFAULT_LEASE_MS,
+    });
+
+    for (const { request, answers } of SESSION) {
+      await conn.write(parseDump(block(doc, `${request}:bytes`)));
+      for (const answer of answers) {
+        const live = await conn.frame();
+        const documented = documentedPayload(doc, answer);
+        if (answer === "job_ok") assertDocumentedJobReply(live, documented, conn.localPort);
+        else assert.equal(hex(live), hex(documented), `answer to ${request}: ${answer}`);
+      }
+    }
+
+    // What §13.13 says follows: the cancelled item's settling fails, and it is found cancelled.
+    await conn.send({ op: "ack", rid: 8, ids: [2] });
+    assert.deepEqual(await conn.message(), { op: "ok", rid: 8, failed: [2] });
+    await conn.send({ op: "job", rid: 9, id: 2 });
+    const after = await conn.message();
+    assert.ok(after.op === "ok" && after.job !== undefined, show(after));
+    assert.equal(after.job.state, "cancelled");
+    assert.equal(typeof after.job.finishedAt, "number");
+    // Its key stays taken for the put's keyHold after it finished (§10.11).
+    await conn.send({ op: "put", rid: 10, queue: "tasks", items: [0], keys: ["report-7"] });
+    assert.deepEqual(await conn.message(), { op: "ok", rid: 10, ids: [2], existing: [0] });
+  } finally {
+    await master.close();
+  }
+});
+
+/** The first answer of a master to a `hello` offering `version`, on a new raw connection. */
+async function offer(
+  address: { hostname: string; port: number },
+  version: number,
+): Promise<{ raw: RawConn; nonce: Uint8Array; answer: ServerMessage }> {
+  const raw = await RawConn.open(`${address.hostname}:${address.port}`);
+  const nonce = newNonce();
+  await raw.send({ op: "hello", version, nonce, name: `offers version ${version}` });
+  return { raw, nonce, answer: parseServerMessage(await raw.next()) };
+}
+
+/**
+ * A raw connection that offered `version` and completed the handshake (the
+ * proofs are those of every version); returns it with the agreed version.
+ */
+async function session(
+  address: { hostname: string; port: number },
+  version: number,
+): Promise<{ raw: RawConn; agreed: number }> {
+  const { raw, nonce, answer } = await offer(address, version);
+  try {
+    assert.ok(answer.op === "challenge", `a challenge for version ${version}: ${show(answer)}`);
+    const key = utf8.encode(TEST_KEY);
+    await raw.send({ op: "auth", proof: clientProof(key, nonce, answer.nonce) });
+    const welcome = parseServerMessage(await raw.next());
+    assert.ok(welcome.op === "welcome", show(welcome));
+    assert.equal(hex(welcome.proof), hex(serverProof(key, nonce, answer.nonce)));
+    return { raw, agreed: answer.version };
+  } catch (error) {
+    await raw.close();
+    throw error;
+  }
+}
+
+/** A valid request of each version 2 op, and of each version 2 `put` field. */
+const VERSION_2_REQUESTS: Record<string, Record<string, unknown>> = {
+  cancel: { op: "cancel", rid: 5, ids: [1] },
+  job: { op: "job", rid: 5, id: 1 },
+  limit: { op: "limit", rid: 5, queue: "q" },
+  progress: { op: "progress", rid: 5, id: 1, percent: 1 },
+  priority: { op: "put", rid: 5, queue: "q", items: [1], priority: 1 },
+  group: { op: "put", rid: 5, queue: "q", items: [1], group: "g" },
+  keys: { op: "put", rid: 5, queue: "q", items: [1], keys: ["k"] },
+  keyHold: { op: "put", rid: 5, queue: "q", items: [1], keys: ["k"], keyHold: 1 },
+};
+
+Deno.test("the master negotiates versions as §6.6 says", async () => {
+  const master = await serve({ listen: "127.0.0.1:0", authkey: TEST_KEY });
+  const address = master.address;
+  try {
+    // Every version-2 op and put field is covered below.
+    assert.deepEqual(
+      Object.keys(VERSION_2_REQUESTS).sort(),
+      [...VERSION_2_OPS, ...VERSION_2_PUT_FIELDS].sort(),
+    );
+    for (const request of Object.values(VERSION_2_REQUESTS)) parseClientMessage(request);
+
+    // Version 0 is below the oldest the master speaks.
+    {
+      const { raw, answer } = await offer(address, 0);
+      await using _ = raw;
+      const error = asError(answer, "unsupported_version");
+      assert.equal(error.rid, undefined);
+      assert.deepEqual(await raw.closedByPeer(), [], "the master closes after the error");
+    }
+
+    // Version 1: agreed; version 1 requests work; each version 2 request or field is refused.
+    {
+      const { raw, agreed } = await session(address, MIN_PROTOCOL_VERSION);
+      await using _ = raw;
+      assert.equal(agreed, 1);
+      await raw.send({ op: "put", rid: 1, queue: "q", items: ["v1"] });
+      assert.deepEqual(await raw.next(), { op: "ok", rid: 1, ids: [1] });
+    }
+    for (const [what, request] of Object.entries(VERSION_2_REQUESTS)) {
+      const { raw, agreed } = await session(address, 1);
+      await using _ = raw;
+      assert.equal(agreed, 1);
+      await raw.send(request);
+      const error = asError(await raw.next(), "bad_request");
+      assert.equal(error.rid, 5, `the refusal of ${what} names its request`);
+      assert.match(error.message, /version 2/, what);
+      assert.deepEqual(await raw.closedByPeer(), [], `the master closes after refusing ${what}`);
+    }
+
+    // Version 2, and any newer version, agrees on 2; version 2 requests work.
+    for (const offered of [2, 7, Number.MAX_SAFE_INTEGER]) {
+      const { raw, agreed } = await session(address, offered);
+      await using _ = raw;
+      assert.equal(agreed, PROTOCOL_VERSION, `offering ${offered}`);
+      await raw.send({ op: "job", rid: 1, id: 12345 });
+      assert.deepEqual(await raw.next(), { op: "ok", rid: 1 }, "no such item: no job field");
+      await raw.send({ op: "limit", rid: 2, queue: "q" });
+      assert.deepEqual(await raw.next(), {
+        op: "ok",
+        rid: 2,
+        limits: {
+          queue: "q",
+          rateCount: 0,
+          ratePeriodMs: 1000,
+          concurrency: 0,
+          groupConcurrency: 0,
+        },
+      });
+    }
+
+    // A version 1 holder gets no `cancelled` notice; it learns of the cancel when it settles.
+    {
+      const holder = await session(address, 1);
+      await using _holder = holder.raw;
+      const other = await session(address, 2);
+      await using _other = other.raw;
+      await holder.raw.send({ op: "put", rid: 1, queue: "held", items: ["x"] });
+      const put = await holder.raw.next() as { ids: number[] };
+      const [id] = put.ids;
+      await holder.raw.send({ op: "get", rid: 2, queue: "held", max: 1, timeout: 0 });
+      assert.deepEqual(await holder.raw.next(), {
+        op: "ok",
+        rid: 2,
+        jobs: [{ id, attempt: 1, value: "x" }],
+      });
+      await other.raw.send({ op: "cancel", rid: 1, ids: [id] });
+      assert.deepEqual(await other.raw.next(), { op: "ok", rid: 1, cancelled: [id], failed: [] });
+      // A notice would have been written before the cancel's reply, so before this ping's.
+      await holder.raw.send({ op: "ping", rid: 3 });
+      assert.deepEqual(await holder.raw.next(), { op: "ok", rid: 3 }, "no notice first");
+      await holder.raw.send({ op: "ack", rid: 4, ids: [id] });
+      assert.deepEqual(await holder.raw.next(), { op: "ok", rid: 4, failed: [id] });
+    }
+  } finally {
+    await master.close();
+  }
+});
+
 Deno.test("documented error codes are exactly the wire error codes", async () => {
   const doc = await readDoc();
   const codes = tableAfter(doc.text, "<!-- error-codes -->").map((row) => {
@@ -569,6 +971,7 @@ Deno.test("documented limits and defaults match the code", async () => {
   const doc = await readDoc();
   const constants: Record<string, number> = {
     PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION,
     NONCE_BYTES,
     PROOF_BYTES,
     FRAME_HEADER_BYTES,
@@ -597,13 +1000,29 @@ Deno.test("documented limits and defaults match the code", async () => {
     STATS_QUEUE_LIMIT,
     DEFAULT_MAX_QUEUES,
     IDLE_QUEUE_SWEEP_THRESHOLD,
+    MIN_PRIORITY,
+    MAX_PRIORITY,
+    DEFAULT_PRIORITY,
+    MAX_KEY_LENGTH,
+    MAX_GROUP_LENGTH,
+    MAX_PROGRESS_MESSAGE,
+    MAX_RATE_COUNT,
+    MAX_CONCURRENCY,
+    // Not a named constant: the period a `limit` with `rate` alone sets.
+    ratePeriodMs: limitChanges({ op: "limit", rid: 0, queue: "q", rate: 1 }).ratePeriodMs ?? NaN,
+    RATE_BURST_MS,
+    DEFAULT_HISTORY_COUNT,
+    DEFAULT_HISTORY_MS,
+    MAX_HISTORY_BYTES,
+    MAX_HISTORY_VALUE_BYTES,
   };
   const rows = tableAfter(doc.text, "<!-- limits -->");
   const seen = new Set<string>();
   for (const [limit, value, where] of rows) {
     const name = /`(\w+)`/.exec(where)?.[1];
     assert.ok(name !== undefined && name in constants, `unknown constant for "${limit}": ${where}`);
-    const number = /^\d[\d ]*/.exec(value)?.[0].replaceAll(" ", "");
+    // Numbers are written with spaces between thousands, and a minus sign (U+2212) when negative.
+    const number = /^[−-]?\d[\d ]*/.exec(value)?.[0].replaceAll(" ", "").replace("−", "-");
     assert.equal(Number(number), constants[name], `"${limit}" is documented as ${value}`);
     seen.add(name);
   }

@@ -57,7 +57,7 @@ export interface Parsed {
 export function parseFlags(command: string, args: string[], spec: FlagSpec): Parsed {
   try {
     const { values, positionals } = parseArgs({
-      args,
+      args: joinNegativeValues(args, spec),
       options: { ...spec, help: { type: "boolean", short: "h" } },
       strict: true,
       allowPositionals: true,
@@ -65,10 +65,41 @@ export function parseFlags(command: string, args: string[], spec: FlagSpec): Par
     return { values, positionals };
   } catch (cause) {
     // One line: drop node's hint about positionals, join multi-line messages.
-    const message = (cause as Error).message.replace(/\. To specify .*$/s, "")
+    const message = (cause as Error).message.replace(/\. To specify a positional .*$/s, "")
       .replace(/\s*\n\s*/g, " ");
     throw new ConfigError(`${message} (see: taskq ${command} --help)`, { cause });
   }
+}
+
+/** A negative number, as a flag's value (`--priority -5`). */
+const NEGATIVE_NUMBER = /^-\d+(\.\d+)?$/;
+
+/**
+ * `args` with each `--NAME VALUE` pair whose flag takes a string and whose
+ * value is a negative number written as `--NAME=VALUE`, so that
+ * `--priority -5` is not taken for a missing value followed by a flag `-5`.
+ * Nothing after a `--` is touched.
+ */
+function joinNegativeValues(args: string[], spec: FlagSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    if (
+      arg.startsWith("--") && spec[arg.slice(2)]?.type === "string" && next !== undefined &&
+      NEGATIVE_NUMBER.test(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** A string flag's value, or `fallback`. */
@@ -132,6 +163,96 @@ export function secondsFlag<F extends number | undefined>(
     );
   }
   return ms;
+}
+
+/** Milliseconds per unit of a duration ({@link parseDuration}). */
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  min: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** A duration as the CLI writes it: a number, then an optional unit. */
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|min|h|d)?$/;
+
+/** How duration flags are written, for help texts and messages. */
+export const DURATION_RULE = "seconds, or a number with a unit: 500ms, 30s, 5m, 1h, 2d";
+
+/**
+ * Parses a duration as the CLI writes it: seconds (`90`, `1.5`), or a
+ * number with a unit (`500ms`, `30s`, `5m` or `5min`, `1h`, `2d`); returns
+ * whole milliseconds, or `undefined` when `text` is none of those or is
+ * longer than {@link MAX_DURATION_MS} (about 24.8 days).
+ *
+ * @example
+ * ```ts
+ * import { parseDuration } from "./args.ts";
+ * console.log(parseDuration("1h"), parseDuration("1.5"), parseDuration("soon")); // 3600000 1500 undefined
+ * ```
+ */
+export function parseDuration(text: string): number | undefined {
+  const match = DURATION.exec(text);
+  if (match === null) return undefined;
+  const ms = Math.round(Number(match[1]) * DURATION_UNITS_MS[match[2] ?? "s"]);
+  return Number.isSafeInteger(ms) && ms <= MAX_DURATION_MS ? ms : undefined;
+}
+
+/**
+ * A duration flag's value ({@link parseDuration}: seconds, or with a unit),
+ * in milliseconds; `fallbackMs` when it is absent.
+ * @throws {ConfigError} when the value is not a duration from 0 to
+ *   {@link MAX_DURATION_MS}.
+ *
+ * @example
+ * ```ts
+ * import { durationFlag } from "./args.ts";
+ * console.log(durationFlag({ values: { hold: "2m" }, positionals: [] }, "hold", 0)); // 120000
+ * ```
+ */
+export function durationFlag<F extends number | undefined>(
+  parsed: Parsed,
+  name: string,
+  fallbackMs: F,
+): number | F {
+  const text = stringFlag(parsed, name);
+  if (text === undefined) return fallbackMs;
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    throw new ConfigError(
+      `--${name} takes a duration (${DURATION_RULE}) of at most ` +
+        `${Math.floor(MAX_DURATION_MS / MS_PER_SECOND)} s, not "${text}"`,
+    );
+  }
+  return ms;
+}
+
+/** Largest job id (ids are whole numbers from 0). */
+const MAX_JOB_ID = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Job ids given as arguments (`taskq cancel ID…`, `taskq job ID`).
+ * @throws {ConfigError} naming the first argument that is not a whole number
+ *   from 0 (as `taskq put --ids` prints them).
+ *
+ * @example
+ * ```ts
+ * import { jobIdArguments } from "./args.ts";
+ * console.log(jobIdArguments(["7", "12"])); // [ 7, 12 ]
+ * ```
+ */
+export function jobIdArguments(texts: readonly string[]): number[] {
+  return texts.map((text) => {
+    const id = /^\d{1,16}$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(id) || id > MAX_JOB_ID) {
+      throw new ConfigError(
+        `${describeValue(text)} is not a job id: ids are whole numbers from 0 to ${MAX_JOB_ID}`,
+      );
+    }
+    return id;
+  });
 }
 
 /**

@@ -6,6 +6,8 @@
 
 import {
   authKey,
+  DURATION_RULE,
+  durationFlag,
   type FlagSpec,
   intFlag,
   LOG_FLAGS,
@@ -27,6 +29,14 @@ import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
 import { isValidQueueName, QUEUE_NAME_RULE } from "../model/queue_names.ts";
 import { ConfigError } from "../errors.ts";
 import { ITEMS_SHARE, MIN_MAX_MEMORY_BYTES, parseByteSize } from "../util/memory.ts";
+import type { JobOptions } from "../broker/broker.ts";
+import {
+  DEFAULT_HISTORY_COUNT,
+  DEFAULT_HISTORY_MS,
+  type LimitChanges,
+  MAX_CONCURRENCY,
+  parseRate,
+} from "../model/jobs.ts";
 
 /** Most queues by default (as the engine's own default). */
 const DEFAULT_MAX_QUEUES = 100_000;
@@ -94,6 +104,22 @@ ${PG_HELP}
                             items take ${ITEMS_SHARE * 100}% of it; gets and acks go on
   --max-queues N            most queues at once (default ${DEFAULT_MAX_QUEUES}; 0: no
                             limit); empty, unused queues are forgotten first
+  --queue-rate NAME=RATE    at most this many deliveries from queue NAME per
+                            period, across every worker and master: RATE is
+                            N/s, N/min, N/h or N/DURATION such as 10/5s
+                            (repeatable; taskq limit changes it at run time)
+  --queue-concurrency NAME=M
+                            at most M items of queue NAME leased at once
+                            (repeatable)
+  --queue-group-concurrency NAME=M
+                            at most M items of one group of queue NAME
+                            leased at once (repeatable)
+  --keep-jobs N             finished items whose records taskq job can show
+                            (default ${DEFAULT_HISTORY_COUNT}; 0: none)
+  --keep-jobs-for DURATION  how long those records are kept (default ${
+    DEFAULT_HISTORY_MS / MS_PER_HOUR
+  }h);
+                            DURATION is ${DURATION_RULE}
   --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
   --handshake-timeout SECONDS
                             time a new connection has to authenticate
@@ -126,6 +152,11 @@ const FLAGS: FlagSpec = {
   "max-attempts": { type: "string" },
   "queue-max-attempts": { type: "string", multiple: true },
   "retry-backoff": { type: "string" },
+  "queue-rate": { type: "string", multiple: true },
+  "queue-concurrency": { type: "string", multiple: true },
+  "queue-group-concurrency": { type: "string", multiple: true },
+  "keep-jobs": { type: "string" },
+  "keep-jobs-for": { type: "string" },
   "max-frame": { type: "string" },
   "max-queue-length": { type: "string" },
   "max-memory": { type: "string" },
@@ -155,6 +186,79 @@ function queueMaxAttempts(parsed: Parsed): Record<string, number> {
     out[match[1]] = n;
   }
   return out;
+}
+
+/** Milliseconds per hour, for the help text's default. */
+const MS_PER_HOUR = 3_600_000;
+
+/**
+ * The `NAME=VALUE` entries of a repeatable per-queue flag, as name and value
+ * text, the names checked.
+ * @throws {ConfigError} for an entry without `=` or with a bad queue name.
+ */
+function queueEntries(parsed: Parsed, flag: string, value: string): [string, string][] {
+  const values = parsed.values[flag];
+  return (Array.isArray(values) ? values : []).map((entry) => {
+    const text = String(entry);
+    const at = text.lastIndexOf("=");
+    if (at <= 0) throw new ConfigError(`--${flag} takes NAME=${value}, not "${text}"`);
+    const name = text.slice(0, at);
+    if (!isValidQueueName(name)) {
+      throw new ConfigError(
+        `--${flag}: "${name}" is not a valid queue name: a queue name is ${QUEUE_NAME_RULE}`,
+      );
+    }
+    return [name, text.slice(at + 1)];
+  });
+}
+
+/**
+ * The limits `--queue-rate`, `--queue-concurrency` and
+ * `--queue-group-concurrency` set, by queue.
+ * @throws {ConfigError} for a bad entry, naming the flag and the entry.
+ */
+function queueLimits(parsed: Parsed): Record<string, LimitChanges> {
+  const out: Record<string, LimitChanges> = {};
+  const set = (name: string, changes: LimitChanges) => out[name] = { ...out[name], ...changes };
+  for (const [name, text] of queueEntries(parsed, "queue-rate", "RATE")) {
+    try {
+      set(name, parseRate(text));
+    } catch (cause) {
+      throw new ConfigError(`--queue-rate ${name}=${text}: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+  }
+  const counts = [
+    ["queue-concurrency", "concurrency"],
+    ["queue-group-concurrency", "groupConcurrency"],
+  ] as const;
+  for (const [flag, field] of counts) {
+    for (const [name, text] of queueEntries(parsed, flag, "M")) {
+      const n = /^\d{1,7}$/.test(text) ? Number(text) : NaN;
+      if (!(n <= MAX_CONCURRENCY)) {
+        throw new ConfigError(
+          `--${flag} takes NAME=M with M a whole number from 0 to ${MAX_CONCURRENCY} ` +
+            `(0: no limit), not "${name}=${text}"`,
+        );
+      }
+      set(name, { [field]: n });
+    }
+  }
+  return out;
+}
+
+/**
+ * The job options the flags give: history bounds (`--keep-jobs`,
+ * `--keep-jobs-for`) and the queue limits set at start.
+ * @throws {ConfigError} for a bad value.
+ */
+function jobOptions(parsed: Parsed): JobOptions {
+  return {
+    historyCount: intFlag(parsed, "keep-jobs", DEFAULT_HISTORY_COUNT, 0),
+    historyMs: durationFlag(parsed, "keep-jobs-for", DEFAULT_HISTORY_MS),
+    limits: queueLimits(parsed),
+  };
 }
 
 const SHUTDOWN_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -204,6 +308,7 @@ export async function runMaster(
     const frontEnd = extension.masterFrontEnd(parsed, authkey);
     if (frontEnd !== undefined) frontEnds.push(frontEnd);
   }
+  const jobs = jobOptions(parsed);
   const master = await serve({
     listen,
     authkey,
@@ -211,6 +316,7 @@ export async function runMaster(
     maxQueueLength: intFlag(parsed, "max-queue-length", 0, 0),
     maxMemoryBytes: maxMemoryFlag(parsed),
     maxQueues: intFlag(parsed, "max-queues", DEFAULT_MAX_QUEUES, 0),
+    jobs,
     retry: {
       maxAttempts: intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT),
       backoffBaseMs: secondsFlag(parsed, "retry-backoff", DEFAULT_BACKOFF_BASE_MS),
@@ -246,6 +352,9 @@ export async function runMaster(
       : dataDir,
     maxMemoryBytes: master.broker.settings.maxMemoryBytes,
   });
+  for (const [queue, limits] of Object.entries(jobs.limits ?? {})) {
+    log.info("queue limits set", { queue, ...limits });
+  }
   // The store may be a shared database that just went away: that is logged by the broker and
   // must not stop a master that has said it listens.
   const memory = (await master.broker.stats(undefined, 0).catch(() => undefined))?.memory;

@@ -1,5 +1,7 @@
 /**
  * `taskq worker`: takes items from a queue and runs a command once per item.
+ * A cancelled item's command is stopped (its whole process group); progress
+ * lines the command writes on stderr are forwarded to the master.
  *
  * @module
  */
@@ -18,8 +20,16 @@ import {
   stringFlag,
 } from "./args.ts";
 import { DEFAULT_GRACE_MS, runWorker } from "../worker/worker.ts";
-import { type CommandOutcome, ITEM_PLACEHOLDER, runCommand } from "../worker/command.ts";
-import { defaultClientName, type Job } from "../client/client.ts";
+import {
+  type CommandOutcome,
+  ITEM_PLACEHOLDER,
+  KILL_GRACE_MS,
+  PROGRESS_PREFIX,
+  runCommand,
+} from "../worker/command.ts";
+import { ProgressForwarder } from "../worker/progress.ts";
+import { defaultClientName, type LeasedJob } from "../client/client.ts";
+import { MAX_PROGRESS_MESSAGE } from "../model/jobs.ts";
 import { ConfigError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import type { CliExtension } from "./extension.ts";
@@ -44,6 +54,19 @@ and TASKQ_QUEUE. The command's standard output becomes the result.
 A non-zero exit, a crash or a timeout is a failure: the master retries the
 item with exponential backoff, then moves it to the dead-letter queue
 NAME.dead with its last error (see taskq master --help for the limits).
+
+COMMAND runs in a process group of its own. When its item is cancelled
+(taskq cancel ID), the worker hears of it at once and stops the whole group
+(whatever COMMAND started too): SIGTERM, then SIGKILL ${KILL_GRACE_MS / 1000} s later. The item
+is neither acked nor retried (it ends cancelled); the worker logs it.
+
+Progress: a line on COMMAND's standard error of the form
+  ${PROGRESS_PREFIX} PERCENT [MESSAGE]
+(PERCENT from 0 to 100, fractions allowed, or - for none; MESSAGE the rest of
+the line, at most ${MAX_PROGRESS_MESSAGE} characters kept) reports how far along it is: it shows
+in taskq job ID and the worker's log, and renews the item's lease. Such lines
+are not part of the command's error output; a line that does not fit the
+form is ordinary output. E.g. in sh: echo "${PROGRESS_PREFIX} 40 resizing" >&2
 
 Options:
   --queue NAME              queue to take items from (required)
@@ -143,6 +166,7 @@ export async function runWorkerCommand(
   };
   for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   log.info("worker started", { master: client.address, queue, concurrency, name });
+  const progress = new ProgressForwarder(log);
   try {
     const summary = await runWorker({
       client,
@@ -156,11 +180,12 @@ export async function runWorkerCommand(
       graceMs: secondsFlag(parsed, "grace", DEFAULT_GRACE_MS),
       log,
       summaryIntervalMs: summaryMs > 0 ? summaryMs : undefined,
-      handler: async (job: Job, signal: AbortSignal) => {
+      handler: async (job: LeasedJob, signal: AbortSignal) => {
         const outcome: CommandOutcome = await runCommand(
           { command, args: commandArgs, timeoutMs },
           job,
           signal,
+          progress.forJob(job),
         );
         return {
           id: job.id,

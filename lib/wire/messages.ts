@@ -26,6 +26,7 @@ import {
   MAX_PROGRESS_MESSAGE,
   MAX_RATE_COUNT,
   type NamedQueueLimits,
+  NO_LIMITS,
 } from "../model/jobs.ts";
 import { checkQueueName, MAX_QUEUE_NAME_LENGTH } from "../model/queue_names.ts";
 
@@ -681,12 +682,18 @@ function parseQueueStats(value: unknown): QueueStats {
   return out;
 }
 
+/**
+ * A map nested in a reply, checked for unknown fields, as a copy whose `op`
+ * names it in error messages (the decoded value is left as it was).
+ */
+function nested(value: unknown, what: string, allowed: ReadonlySet<string>): Fields {
+  const map = asMap(value);
+  for (const key in map) if (!allowed.has(key)) fail(`${what} has unknown field "${key}"`);
+  return { ...map, op: what };
+}
+
 function parseJobInfo(value: unknown): JobInfo {
-  const job = asMap(value);
-  job.op = "job";
-  for (const key in job) {
-    if (key !== "op" && !JOB_INFO_FIELDS.has(key)) fail(`job info has unknown field "${key}"`);
-  }
+  const job = nested(value, "job info", JOB_INFO_FIELDS);
   const state = job.state;
   if (typeof state !== "string" || !JOB_STATES.includes(state as JobState)) {
     fail(`job info has an unknown state`);
@@ -710,13 +717,7 @@ function parseJobInfo(value: unknown): JobInfo {
   if (job.error !== undefined) info.error = text(job, "error", MAX_FAILURE_TEXT);
   for (const key of JOB_TIME_FIELDS) if (job[key] !== undefined) info[key] = time(job, key);
   if (job.progress !== undefined) {
-    const progress = asMap(job.progress);
-    progress.op = "progress";
-    for (const key in progress) {
-      if (key !== "op" && !PROGRESS_INFO_FIELDS.has(key)) {
-        fail(`progress has unknown field "${key}"`);
-      }
-    }
+    const progress = nested(job.progress, "progress", PROGRESS_INFO_FIELDS);
     info.progress = { at: time(progress, "at") };
     const percent = optPercent(progress, "percent");
     if (percent !== undefined) info.progress.percent = percent;
@@ -725,9 +726,7 @@ function parseJobInfo(value: unknown): JobInfo {
     }
   }
   if (job.holder !== undefined) {
-    const holder = asMap(job.holder);
-    for (const key in holder) if (!HOLDER_FIELDS.has(key)) fail(`holder has unknown field "${key}"`);
-    holder.op = "holder";
+    const holder = nested(job.holder, "holder", HOLDER_FIELDS);
     info.holder = {
       session: text(holder, "session", MAX_HOLDER_TEXT),
       name: text(holder, "name", MAX_HOLDER_TEXT),
@@ -738,9 +737,7 @@ function parseJobInfo(value: unknown): JobInfo {
 }
 
 function parseLimits(value: unknown): NamedQueueLimits {
-  const limits = asMap(value);
-  for (const key in limits) if (!LIMITS_FIELDS.has(key)) fail(`limits have unknown field "${key}"`);
-  limits.op = "limits";
+  const limits = nested(value, "limits", LIMITS_FIELDS);
   const out: NamedQueueLimits = {
     queue: checkQueueName(limits.queue),
     rateCount: uint(limits, "rateCount", MAX_RATE_COUNT),
@@ -766,7 +763,7 @@ export function limitChanges(msg: LimitRequest): LimitChanges {
   const changes: LimitChanges = {};
   if (msg.rate !== undefined) {
     changes.rateCount = msg.rate;
-    changes.ratePeriodMs = msg.ratePeriod ?? 1_000;
+    changes.ratePeriodMs = msg.ratePeriod ?? NO_LIMITS.ratePeriodMs;
   } else if (msg.ratePeriod !== undefined) {
     changes.ratePeriodMs = msg.ratePeriod;
   }
