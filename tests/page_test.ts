@@ -12,6 +12,14 @@
  * Screenshots are saved in tests/artifacts/: dashboard-working.png while the
  * worker runs, dashboard.png at the end.
  *
+ * Jobs and limits, against a master in this process: the queue table shows
+ * each queue's limits (`50/s · ≤3`) and its Limits form changes them; the job
+ * lookup shows a leased job's holder, lease and progress (the progress bar
+ * follows new reports without a new lookup), its Cancel button cancels it
+ * (the holder is told) and an unknown id says so; at a phone's width the
+ * page does not scroll sideways. Screenshots: dashboard-job.png and
+ * dashboard-narrow.png.
+ *
  * Then, from a page of another origin: a cross-origin form post to an action,
  * and a script's fetch carrying the token, are both refused.
  *
@@ -157,6 +165,10 @@ const READY = 1;
 const DEAD = 4;
 const DONE = 10;
 const STATE = 12;
+const LIMITS = 13;
+
+/** Viewport of a phone held upright, in CSS pixels. */
+const NARROW_VIEWPORT = { width: 375, height: 812 };
 
 browserTest(
   "the dashboard updates live, re-queues a dead letter and shows names as text",
@@ -289,6 +301,164 @@ browserTest(
       await browser.dispose();
     }
     await master.stop();
+  },
+);
+
+browserTest(
+  "the dashboard shows and edits limits, looks jobs up, follows progress and cancels",
+  async () => {
+    const master = await serve({
+      listen: "127.0.0.1:0",
+      authkey: KEY,
+      jobs: { limits: { mail: { rateCount: 50, ratePeriodMs: 1_000, concurrency: 3 } } },
+    });
+    const http = await serveHttp({ source: master, listen: "127.0.0.1:0", authkey: KEY });
+    const worker = await master.broker.open({ name: "resizer-1", address: "10.0.0.7:4000" });
+    const told: number[] = [];
+    worker.onCancel = (ids) => told.push(...ids);
+    const [running] = await worker.put("mail", [{ to: "a@example.com" }]);
+    const [delivery] = await worker.get("mail", { max: 1, timeoutMs: 0, leaseMs: 600_000 });
+    assert.equal(delivery.id, running);
+    assert.ok(await worker.progress(running, { percent: 40, message: "resizing" }, 600_000));
+    const [waiting] = await worker.put("tasks", ["<b>bold</b>"], {
+      priority: 7,
+      group: "acme",
+      keys: ["invoice-42"],
+    });
+    const browser = await launch();
+    try {
+      const page = await browser.context.newPage();
+      const dialogs: string[] = [];
+      const errors: string[] = [];
+      page.on("dialog", (dialog) => {
+        dialogs.push(dialog.message());
+        void dialog.dismiss();
+      });
+      page.on("pageerror", (error) => errors.push(error.message));
+      await page.goto(`${http.url}#token=${httpToken(KEY)}`);
+
+      // Limits in the queue table.
+      const mail = await waitFor("the mail row", () => queueRow(page, "mail"), {
+        timeoutMs: UI_WAIT_MS,
+      });
+      assert.equal(mail[LIMITS], "50/s · ≤3Limits");
+      assert.equal((await queueRow(page, "tasks"))?.[LIMITS], "noneLimits");
+
+      // Change a queue's limits with its form.
+      await page.locator("#queues tbody tr", { hasText: "tasks" }).getByRole("button", {
+        name: "Limits",
+      }).click();
+      assert.equal(await page.locator("#limits-queue").textContent(), "tasks");
+      await page.locator("#limits-rate").fill("10/5s");
+      await page.locator("#limits-concurrency").fill("2");
+      await page.locator("#limits-form").getByRole("button", { name: "Save" }).click();
+      await waitFor(
+        "the new limits on the page",
+        async () => (await queueRow(page, "tasks"))?.[LIMITS] === "10/5s · ≤2Limits",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.deepEqual(await master.broker.limits("tasks"), [{
+        queue: "tasks",
+        rateCount: 10,
+        ratePeriodMs: 5_000,
+        concurrency: 2,
+        groupConcurrency: 0,
+      }]);
+      assert.equal(await page.locator("#limits-form").isHidden(), true, "the form closes");
+
+      // Look up the running job: holder, lease, progress.
+      await page.locator("#job-id").fill(String(running));
+      await page.getByRole("button", { name: "Look up" }).click();
+      await page.locator("#job").waitFor({ timeout: UI_WAIT_MS });
+      assert.equal(await page.locator("#job-title").textContent(), `Job ${running} in mail`);
+      assert.equal(await page.locator("#job-state").textContent(), "leased");
+      const details = await page.locator("#job-fields").textContent() ?? "";
+      assert.match(details, /Held byresizer-1 \(10\.0\.0\.7:4000\), since .+/);
+      assert.match(details, /Lease expires.+\(in \d+ min/);
+      assert.match(details, /Value\{"to":"a@example\.com"\}/);
+      assert.equal(await page.locator("#job progress").getAttribute("value"), "40");
+      assert.match(details, /40% · resizing · reported/);
+      await Deno.mkdir(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: `${ARTIFACTS}/dashboard-job.png`, fullPage: true });
+
+      // New progress shows without a new lookup.
+      assert.ok(await worker.progress(running, { percent: 75, message: "uploading" }, 600_000));
+      await waitFor(
+        "the new progress on the page",
+        async () => (await page.locator("#job progress").getAttribute("value")) === "75",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.match(await page.locator("#job-fields").textContent() ?? "", /75% · uploading/);
+
+      // Cancel it: the first click asks, the second cancels.
+      const cancel = page.getByRole("button", { name: /^Cancel (job|for good\?)$/ });
+      await cancel.click();
+      assert.equal(await cancel.textContent(), "Cancel for good?");
+      await cancel.click();
+      await waitFor(
+        "the job to show as cancelled",
+        async () => (await page.locator("#job-state").textContent()) === "cancelled",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.match(await page.locator("#toast").textContent() ?? "", /Cancelled job \d+/);
+      assert.equal(await page.locator("#job-cancel").isHidden(), true, "nothing left to cancel");
+      await waitFor("the holder to be told", () => told.includes(running));
+      assert.equal((await master.broker.job(running))?.state, "cancelled");
+
+      // A waiting job with priority, group and key; its value shows as text.
+      await page.locator("#job-id").fill(String(waiting));
+      await page.getByRole("button", { name: "Look up" }).click();
+      await waitFor(
+        "the waiting job",
+        async () => (await page.locator("#job-title").textContent()) === `Job ${waiting} in tasks`,
+        { timeoutMs: UI_WAIT_MS },
+      );
+      const waitingDetails = await page.locator("#job-fields").textContent() ?? "";
+      assert.match(waitingDetails, /Priority7/);
+      assert.match(waitingDetails, /Groupacme/);
+      assert.match(waitingDetails, /Keyinvoice-42/);
+      assert.match(waitingDetails, /Value"<b>bold<\/b>"/);
+      assert.equal(await page.locator("#job b").count(), 0, "no element made of the value");
+      assert.equal(await page.locator("#job-cancel").isVisible(), true);
+
+      // An unknown id says so.
+      await page.locator("#job-id").fill(String(waiting + 1000));
+      await page.getByRole("button", { name: "Look up" }).click();
+      await waitFor(
+        "the unknown job's message",
+        async () => /no job \d+/.test(await page.locator("#job-message").textContent() ?? ""),
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.equal(await page.locator("#job").isHidden(), true);
+
+      // At a phone's width: nothing scrolls sideways but the tables themselves.
+      await page.locator("#job-id").fill(String(running));
+      await page.getByRole("button", { name: "Look up" }).click();
+      await waitFor(
+        "the cancelled job again",
+        async () => (await page.locator("#job-state").textContent()) === "cancelled",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      await page.setViewportSize(NARROW_VIEWPORT);
+      const overflow = await page.evaluate(() => {
+        const root = (globalThis as unknown as {
+          document: { documentElement: { scrollWidth: number; clientWidth: number } };
+        }).document.documentElement;
+        return root.scrollWidth - root.clientWidth;
+      });
+      assert.equal(overflow, 0, "the page does not scroll sideways");
+      const panel = await page.locator("#job").boundingBox();
+      assert.ok(panel && panel.x >= 0 && panel.x + panel.width <= NARROW_VIEWPORT.width);
+      await page.screenshot({ path: `${ARTIFACTS}/dashboard-narrow.png`, fullPage: true });
+
+      assert.deepEqual(dialogs, [], "no dialog opened");
+      assert.deepEqual(errors, [], "no error in the page");
+    } finally {
+      await browser.dispose();
+      await worker.close();
+      await http.close();
+      await master.close();
+    }
   },
 );
 

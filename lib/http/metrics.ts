@@ -11,7 +11,10 @@
  * The size stays bounded whatever the number of queues: per-queue series
  * cover the queues the broker lists (the deepest {@link STATS_QUEUE_LIMIT}),
  * `taskq_other_queues_items{state}` adds up the rest, and `taskq_queues`
- * counts them all. The memory budget is reported too.
+ * counts them all. The memory budget is reported too, and each queue's
+ * delivery limits (`taskq_queue_rate_limit` in deliveries per second,
+ * `taskq_queue_concurrency_limit`, `taskq_queue_group_concurrency_limit`),
+ * for the queues that have one (at most {@link STATS_QUEUE_LIMIT} of them).
  *
  * @module
  */
@@ -20,6 +23,10 @@ import { type BrokerStats, STATS_QUEUE_LIMIT } from "../broker/broker.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
 import type { Histogram, Telemetry } from "../broker/telemetry.ts";
 import { statusRows } from "../model/status_rows.ts";
+import type { NamedQueueLimits } from "../model/jobs.ts";
+
+/** Milliseconds per second, to give a rate limit per second. */
+const MS_PER_SECOND = 1_000;
 
 /** The Content-Type of the text exposition format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -84,6 +91,48 @@ export interface MetricsInput {
   telemetry: Telemetry;
   /** Requests the HTTP side refused, by reason. */
   httpRefused: ReadonlyMap<string, number>;
+  /**
+   * The queues' delivery limits (those that have any), taken just before;
+   * when absent, the limit families are left out.
+   */
+  limits?: readonly NamedQueueLimits[];
+}
+
+/**
+ * The limit families: a sample per queue that has that limit (a queue
+ * without one has no sample, rather than a misleading 0), for at most
+ * {@link STATS_QUEUE_LIMIT} queues, those listed in `listed` first.
+ */
+function renderLimits(
+  out: Exposition,
+  all: readonly NamedQueueLimits[],
+  listed: ReadonlySet<string>,
+): void {
+  const limits = [
+    ...all.filter((l) => listed.has(l.queue)),
+    ...all.filter((l) => !listed.has(l.queue)),
+  ].slice(0, STATS_QUEUE_LIMIT);
+  const families: Array<[string, string, (l: NamedQueueLimits) => number]> = [
+    [
+      "taskq_queue_rate_limit",
+      "Deliveries per second a queue's rate limit allows (queues with a rate limit only).",
+      (l) => l.rateCount === 0 ? 0 : l.rateCount * MS_PER_SECOND / l.ratePeriodMs,
+    ],
+    [
+      "taskq_queue_concurrency_limit",
+      "Most items of a queue leased at once (queues with a concurrency limit only).",
+      (l) => l.concurrency,
+    ],
+    [
+      "taskq_queue_group_concurrency_limit",
+      "Most items of one group of a queue leased at once (queues with such a limit only).",
+      (l) => l.groupConcurrency,
+    ],
+  ];
+  for (const [name, help, value] of families) {
+    out.family(name, "gauge", help);
+    for (const l of limits) if (value(l) > 0) out.sample(name, { queue: l.queue }, value(l));
+  }
 }
 
 /** Renders the metrics text. */
@@ -112,6 +161,10 @@ export function renderMetrics(input: MetricsInput): string {
   out.family("taskq_queue_paused", "gauge", "1 if a queue is paused (serves no gets), else 0.");
   for (const q of queues) {
     out.sample("taskq_queue_paused", { queue: q.name }, paused.has(q.name) ? 1 : 0);
+  }
+
+  if (input.limits !== undefined) {
+    renderLimits(out, input.limits, new Set(queues.map((q) => q.name)));
   }
 
   const counters: Array<[string, string, (q: (typeof queues)[number]) => number]> = [

@@ -31,6 +31,7 @@ export {
   serveHttp,
 } from "./server.ts";
 export { httpToken } from "./token.ts";
+export type { JobView, LimitsView } from "./jobs.ts";
 export type { ByteStream, HttpLimits, StreamListener } from "./http1.ts";
 export type { ClientRow, DashboardSource, DashboardState, DeadItem, QueueRow } from "./state.ts";
 export type { History, Rates } from "./rates.ts";

@@ -1,22 +1,33 @@
 /**
  * The master's HTTP side (`taskq master --http`): the dashboard page, the
- * JSON state API, `/metrics` for Prometheus, and the dashboard's actions
- * (pause or resume a queue, re-queue or drop dead letters).
+ * JSON state API, job lookup, `/metrics` for Prometheus, and the dashboard's
+ * actions (pause or resume a queue, re-queue or drop dead letters, cancel
+ * jobs, change a queue's delivery limits).
  *
  * Routes (every one behind the host and cross-site checks of guard.ts):
  *
- * | method | path                 | token | what                                        |
- * | ------ | -------------------- | ----- | ------------------------------------------- |
- * | GET    | `/`                  | no    | the page (holds no data)                    |
- * | GET    | `/app.js`, `/app.css`| no    | its script and stylesheet                   |
- * | GET    | `/api/state`         | yes   | {@link DashboardState} as JSON              |
- * | GET    | `/metrics`           | yes   | Prometheus text format                      |
- * | POST   | `/api/queues/pause`  | yes   | `{queue}`: the queue serves no gets         |
- * | POST   | `/api/queues/resume` | yes   | `{queue}`: it serves them again             |
- * | POST   | `/api/dead/requeue`  | yes   | `{queue: "NAME.dead", ids}`: back to NAME   |
- * | POST   | `/api/dead/drop`     | yes   | `{queue: "NAME.dead", ids}`: gone for good  |
+ * | method | path                     | token | what                                              |
+ * | ------ | ------------------------ | ----- | ------------------------------------------------- |
+ * | GET    | `/`                      | no    | the page (holds no data)                          |
+ * | GET    | `/app.js`, `/app.css`    | no    | its script and stylesheet                         |
+ * | GET    | `/api/state`             | yes   | {@link DashboardState} as JSON                    |
+ * | GET    | `/metrics`               | yes   | Prometheus text format                            |
+ * | GET    | `/api/jobs/ID`           | yes   | the job as a `JobView` (jobs.ts); 404 if unknown  |
+ * | GET    | `/api/limits`            | yes   | `{limits: [LimitsView]}`: queues with any limit   |
+ * | GET    | `/api/limits?queue=NAME` | yes   | that queue's `LimitsView` (zeros: none)           |
+ * | POST   | `/api/queues/pause`      | yes   | `{queue}`: the queue serves no gets               |
+ * | POST   | `/api/queues/resume`     | yes   | `{queue}`: it serves them again                   |
+ * | POST   | `/api/dead/requeue`      | yes   | `{queue: "NAME.dead", ids}`: back to NAME         |
+ * | POST   | `/api/dead/drop`         | yes   | `{queue: "NAME.dead", ids}`: gone for good        |
+ * | POST   | `/api/jobs/cancel`       | yes   | `{ids}`: answers `{cancelled, missing}`           |
+ * | POST   | `/api/limits`            | yes   | `{queue, rate?, concurrency?, groupConcurrency?}` |
  *
- * Actions answer once their change is committed to the store.
+ * `POST /api/limits` takes the rate as the CLI writes it (`"rate": "50/s"`,
+ * `"0"` lifts it) or as `rateCount` and `ratePeriodMs`; fields left out stay
+ * as they are, a zero lifts a limit; it answers the limits now in force.
+ * Actions answer once their change is committed to the store. Every error
+ * is a JSON object `{error}`: 400 for a malformed request, 404 for what is
+ * not there, never 500 for anything a client sent.
  *
  * The HTTP/1.1 server underneath is our own (http1.ts), over the shared
  * accept loop: it caps connections, puts deadlines on request heads, bodies
@@ -31,6 +42,8 @@ import { type Address, formatAddress, isLoopback, parseAddress } from "../config
 import { ConfigError, ProtocolError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { checkQueueName, isDeadLetterQueue } from "../model/queue_names.ts";
+import { NO_LIMITS } from "../model/jobs.ts";
+import { jobView, limitsView, parseJobId, parseLimitChanges } from "./jobs.ts";
 import { Guard, type Refusal } from "./guard.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.ts";
@@ -86,14 +99,24 @@ const STATIC_FILES: Readonly<Record<string, { type: string; body: string }>> = {
   "/app.css": { type: "text/css; charset=utf-8", body: PAGE_CSS },
 };
 
+/** Paths that take actions: POSTs with a JSON body. */
 const ACTIONS = new Set([
   "/api/queues/pause",
   "/api/queues/resume",
   "/api/dead/requeue",
   "/api/dead/drop",
+  "/api/jobs/cancel",
+  "/api/limits",
 ]);
 
-const READS = new Set(["/api/state", "/metrics"]);
+/** Paths that are read: GETs (and HEADs). */
+const READS = new Set(["/api/state", "/metrics", "/api/limits"]);
+
+/** A job's path, `/api/jobs/ID` (a read; `/api/jobs/cancel` is an action). */
+const JOB_PATH = /^\/api\/jobs\/([^/]*)$/;
+
+/** Query parameters `GET /api/limits` takes. */
+const LIMITS_PARAMS: ReadonlySet<string> = new Set(["queue"]);
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {
@@ -125,7 +148,7 @@ export interface HttpOptions {
   limits?: Partial<HttpLimits>;
 }
 
-/** A bad action request. */
+/** A request refused for what it asks (a read or an action): answered with its status. */
 class BadAction extends Error {
   constructor(message: string, readonly status: number = STATUS_BAD_REQUEST) {
     super(message);
@@ -246,7 +269,8 @@ export class HttpServer {
   }
 
   async #handle(request: Request): Promise<Response> {
-    const path = new URL(request.url).pathname;
+    const url = new URL(request.url);
+    const path = url.pathname;
     const originRefusal = this.#guard.checkOrigin(request);
     if (originRefusal) return this.#refuse("origin", originRefusal, request, path);
     const file = STATIC_FILES[path];
@@ -257,24 +281,24 @@ export class HttpServer {
       if (path === "/" || path === "/index.html") headers["content-security-policy"] = PAGE_CSP;
       return respond(STATUS_OK, request.method === "HEAD" ? null : file.body, headers);
     }
-    const isRead = READS.has(path);
     const isAction = ACTIONS.has(path);
+    const isRead = READS.has(path) || (!isAction && JOB_PATH.test(path));
     if (!isRead && !isAction) return json(STATUS_NOT_FOUND, { error: `no such page: ${path}` });
     const tokenRefusal = this.#guard.checkToken(request);
     if (tokenRefusal) return this.#refuse("token", tokenRefusal, request, path);
-    if (isRead) {
-      if (request.method !== "GET" && request.method !== "HEAD") return notAllowed("GET");
-      if (path === "/metrics") {
-        const text = renderMetrics({
-          stats: await this.#source.broker.stats(),
-          telemetry: this.#source.broker.telemetry,
-          httpRefused: this.#refused,
-        });
-        return respond(STATUS_OK, text, { "content-type": METRICS_CONTENT_TYPE });
+    if (isRead && (request.method === "GET" || request.method === "HEAD")) {
+      try {
+        return await this.#read(path, url.searchParams);
+      } catch (error) {
+        const refusal = refusalOf(error);
+        if (refusal !== undefined) return refusal;
+        this.#log.error("http read failed", { path, error: String(error) });
+        return json(STATUS_SERVER_ERROR, { error: `not read: ${(error as Error).message}` });
       }
-      return json(STATUS_OK, await this.state());
     }
-    if (request.method !== "POST") return notAllowed("POST");
+    if (!isAction || request.method !== "POST") {
+      return notAllowed([isRead ? "GET" : "", isAction ? "POST" : ""].filter(Boolean).join(", "));
+    }
     const typeRefusal = this.#guard.checkAction(request);
     if (typeRefusal) return this.#refuse("content_type", typeRefusal, request, path);
     try {
@@ -283,16 +307,67 @@ export class HttpServer {
       this.#log.info("dashboard action", { action: path, ...reply });
       return json(STATUS_OK, { ok: true, ...reply });
     } catch (error) {
-      if (error instanceof BadAction) return json(error.status, { error: error.message });
-      if (error instanceof ProtocolError) return json(STATUS_BAD_REQUEST, { error: error.message });
+      const refusal = refusalOf(error);
+      if (refusal !== undefined) return refusal;
       this.#log.error("dashboard action failed", { action: path, error: String(error) });
       return json(STATUS_SERVER_ERROR, { error: `not done: ${(error as Error).message}` });
     }
   }
 
+  /** Answers a read (its token already checked). */
+  async #read(path: string, params: URLSearchParams): Promise<Response> {
+    const broker = this.#source.broker;
+    if (path === "/metrics") {
+      const [stats, limits] = await Promise.all([broker.stats(), broker.limits()]);
+      const text = renderMetrics({
+        stats,
+        limits,
+        telemetry: broker.telemetry,
+        httpRefused: this.#refused,
+      });
+      return respond(STATUS_OK, text, { "content-type": METRICS_CONTENT_TYPE });
+    }
+    if (path === "/api/state") return json(STATUS_OK, await this.state());
+    if (path === "/api/limits") {
+      for (const name of params.keys()) {
+        if (!LIMITS_PARAMS.has(name)) {
+          throw new BadAction(`unknown parameter "${name.slice(0, 40)}" (only "queue")`);
+        }
+      }
+      if (params.getAll("queue").length > 1) throw new BadAction(`name one "queue" at most`);
+      const named = params.get("queue");
+      if (named === null) {
+        return json(STATUS_OK, { limits: (await broker.limits()).map(limitsView) });
+      }
+      const queue = checkQueueName(named);
+      const [row] = await broker.limits(queue);
+      return json(STATUS_OK, limitsView(row ?? { queue, ...NO_LIMITS }));
+    }
+    const id = badRequestOn(() => parseJobId((JOB_PATH.exec(path) as RegExpExecArray)[1]));
+    const info = await broker.job(id);
+    if (info === undefined) {
+      throw new BadAction(
+        `no job ${id}: unknown, or finished longer ago than the master keeps records ` +
+          `(--keep-jobs, --keep-jobs-for)`,
+        STATUS_NOT_FOUND,
+      );
+    }
+    return json(STATUS_OK, jobView(info));
+  }
+
   async #act(path: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
     const broker = this.#source.broker;
+    if (path === "/api/jobs/cancel") {
+      onlyKeys(body, ["ids"]);
+      const outcome = await broker.cancel(checkIds(body.ids));
+      return { cancelled: outcome.cancelled, missing: outcome.missing };
+    }
     const queue = checkQueueName(body.queue);
+    if (path === "/api/limits") {
+      const changes = badRequestOn(() => parseLimitChanges(body));
+      const limits = await broker.setLimits(queue, changes);
+      return { ...limitsView({ ...limits, queue }) };
+    }
     if (path === "/api/queues/pause" || path === "/api/queues/resume") {
       onlyKeys(body, ["queue"]);
       if (path.endsWith("pause")) await broker.pause(queue);
@@ -303,13 +378,7 @@ export class HttpServer {
     if (!isDeadLetterQueue(queue)) {
       throw new BadAction(`"${queue}" is not a dead-letter queue (NAME.dead)`);
     }
-    const ids = body.ids;
-    if (
-      !Array.isArray(ids) || ids.length === 0 || ids.length > MAX_ACTION_IDS ||
-      !ids.every((id) => Number.isSafeInteger(id) && id > 0)
-    ) {
-      throw new BadAction(`"ids" must be 1 to ${MAX_ACTION_IDS} item ids`);
-    }
+    const ids = checkIds(body.ids);
     if (path === "/api/dead/requeue") {
       const newIds = await broker.requeueDead(queue, ids);
       if (newIds.length === 0) throw notFound();
@@ -347,6 +416,36 @@ function notFound(): BadAction {
     "no such dead letter here (re-queued, dropped or taken already)",
     STATUS_NOT_FOUND,
   );
+}
+
+/** The JSON reply to a request refused for what it asked, or undefined for any other error. */
+function refusalOf(error: unknown): Response | undefined {
+  if (error instanceof BadAction) return json(error.status, { error: error.message });
+  if (error instanceof ProtocolError) return json(STATUS_BAD_REQUEST, { error: error.message });
+  return undefined;
+}
+
+/** Runs a check of what a client sent, its `RangeError` or `TypeError` becoming a 400. */
+function badRequestOn<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof RangeError || error instanceof TypeError) {
+      throw new BadAction(error.message);
+    }
+    throw error;
+  }
+}
+
+/** The item ids an action names: 1 to {@link MAX_ACTION_IDS} positive integers. */
+function checkIds(ids: unknown): number[] {
+  if (
+    !Array.isArray(ids) || ids.length === 0 || ids.length > MAX_ACTION_IDS ||
+    !ids.every((id) => Number.isSafeInteger(id) && id > 0)
+  ) {
+    throw new BadAction(`"ids" must be 1 to ${MAX_ACTION_IDS} item ids`);
+  }
+  return ids;
 }
 
 function onlyKeys(body: Record<string, unknown>, allowed: string[]): void {

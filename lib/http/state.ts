@@ -1,8 +1,9 @@
 /**
  * The master's state as one JSON-ready object: the queues (with dead-letter
- * counts folded in, paused flags and rates), the connected clients, the
- * dead letters waiting for a decision, and the throughput history. The
- * dashboard, `GET /api/state` and `taskq status --http` all show this.
+ * counts folded in, paused flags, rates and delivery limits), the connected
+ * clients, the dead letters waiting for a decision, and the throughput
+ * history. The dashboard, `GET /api/state` and `taskq status --http` all
+ * show this.
  *
  * Bounded whatever the number of queues: the broker lists the deepest
  * queues only, and the state adds up the rest in {@link DashboardState.others}.
@@ -13,18 +14,17 @@
 import type { DeadLetter } from "../model/types.ts";
 import type { Broker } from "../broker/broker.ts";
 import { type StatusRow, statusRows } from "../model/status_rows.ts";
+import { hasLimits } from "../model/jobs.ts";
 import { deadLetterQueue, isDeadLetterQueue } from "../model/queue_names.ts";
 import type { History, Rates, RateTracker } from "./rates.ts";
 import { printable } from "../util/printable.ts";
+import { ERROR_PREVIEW_CHARS, previewValue, shorten } from "./preview.ts";
+import { type LimitsView, limitsView } from "./jobs.ts";
+
+export { ERROR_PREVIEW_CHARS, previewValue, shorten, VALUE_PREVIEW_CHARS } from "./preview.ts";
 
 /** Dead letters listed at most, over all queues (the counts cover all of them). */
 export const DEAD_LIST_LIMIT = 100;
-
-/** Longest preview of an item's value, in characters. */
-export const VALUE_PREVIEW_CHARS = 200;
-
-/** Longest error text shown, in characters. */
-export const ERROR_PREVIEW_CHARS = 2_000;
 
 /** What the HTTP side reads and acts on: a running master is one. */
 export interface DashboardSource {
@@ -38,6 +38,8 @@ export interface QueueRow extends StatusRow {
   paused: boolean;
   /** Recent per-second rates. */
   rates: Rates;
+  /** Its delivery limits, when it has any (rate, concurrency, per-group concurrency). */
+  limits?: LimitsView;
 }
 
 /** A connected client (worker, producer or status reader). */
@@ -96,24 +98,6 @@ export interface DashboardState {
   history: History;
 }
 
-/** Shortens `text` to `max` characters, marking the cut. */
-export function shorten(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-/** An item's value as short JSON text (binary as its size). */
-export function previewValue(value: unknown): string {
-  let text: string;
-  try {
-    text = JSON.stringify(value, (_key, v) =>
-      v instanceof Uint8Array ? `<${v.length} bytes>` : v) ??
-      String(value);
-  } catch {
-    text = String(value);
-  }
-  return shorten(text, VALUE_PREVIEW_CHARS);
-}
-
 function deadItem(queue: string, id: number, value: unknown): DeadItem {
   const letter = value as Partial<DeadLetter> | null;
   const isLetter = typeof letter === "object" && letter !== null &&
@@ -152,13 +136,19 @@ export async function takeState(
   now: number,
 ): Promise<DashboardState> {
   const broker = source.broker;
-  const [stats, sessions] = await Promise.all([broker.stats(), broker.sessions()]);
+  const [stats, sessions, limits] = await Promise.all([
+    broker.stats(),
+    broker.sessions(),
+    broker.limits(),
+  ]);
   const paused = new Set(stats.paused);
-  const queues: QueueRow[] = statusRows(stats.queues).map((row) => ({
-    ...row,
-    paused: paused.has(row.name),
-    rates: rates.rates(row.name),
-  }));
+  const limitsOf = new Map(limits.map((l) => [l.queue, l]));
+  const queues: QueueRow[] = statusRows(stats.queues).map((row) => {
+    const shown: QueueRow = { ...row, paused: paused.has(row.name), rates: rates.rates(row.name) };
+    const queueLimits = limitsOf.get(row.name);
+    if (queueLimits !== undefined && hasLimits(queueLimits)) shown.limits = limitsView(queueLimits);
+    return shown;
+  });
   const workers: ClientRow[] = sessions.map((s) => ({
     id: s.id,
     name: printable(s.name), // a peer's text: control characters escaped

@@ -4,6 +4,10 @@
  * and posts the buttons' actions. Every text is set with `textContent`, never
  * as HTML. The placeholders in double braces are filled in by page.ts.
  *
+ * Besides the tables it has a job lookup (`GET /api/jobs/ID`, shown in a
+ * panel that follows a live job while it is open, with a Cancel button) and
+ * a form that changes a queue's limits (`POST /api/limits`).
+ *
  * It runs in the browser. Its JSDoc types name the DOM's types and the
  * server's own types for what `/api/state` returns; they hold under `checkJs`
  * with the DOM's libraries, but the project's `deno check` does not check this
@@ -14,6 +18,7 @@
 
 /** @import { DashboardState, DeadItem, QueueRow } from "../state.ts" */
 /** @import { History } from "../rates.ts" */
+/** @import { JobView, LimitsView } from "../jobs.ts" */
 
 /**
  * A table row kept by `syncRows`, with the item it shows.
@@ -45,6 +50,17 @@
   let toastTimer = 0;
   /** @type {DashboardState | null} */
   let lastState = null;
+  /** The master's clock less this browser's, as of the last state (ms). */
+  let skew = 0;
+  /** @type {number | null} the id of the job shown in the lookup panel */
+  let shownJob = null;
+  /** @type {JobView | null} what the panel shows of it */
+  let shownView = null;
+  let jobGeneration = 0;
+  /** @type {string | null} the queue whose limits the form edits */
+  let limitsQueue = null;
+  /** @type {readonly string[]} states in which a job may still be cancelled */
+  const LIVE_STATES = ["ready", "delayed", "leased"];
 
   /**
    * A new element.
@@ -93,6 +109,35 @@
   /** @param {number} ms */
   function fmtAgo(ms) {
     return ms < 1000 ? "just now" : fmtDuration(ms) + " ago";
+  }
+  /** The master's clock now, as far as this page can tell (ms since the epoch). */
+  function masterNow() {
+    return Date.now() + skew;
+  }
+  /**
+   * A time as the master's local time, and how long ago or ahead it is.
+   *
+   * @param {number} at ms since the epoch
+   */
+  function fmtWhen(at) {
+    const delta = at - masterNow();
+    const relative = delta > 0 ? "in " + fmtDuration(delta) : fmtAgo(-delta);
+    return new Date(at).toLocaleString() + " (" + relative + ")";
+  }
+  /**
+   * A queue's limits in short: `50/s · ≤3 · ≤1 per group`, or `none`.
+   *
+   * @param {LimitsView | undefined} limits
+   */
+  function fmtLimits(limits) {
+    if (!limits) return "none";
+    const parts = [];
+    if (limits.rateCount > 0) parts.push(limits.rate);
+    if (limits.concurrency > 0) parts.push("≤" + fmtCount(limits.concurrency));
+    if (limits.groupConcurrency > 0) {
+      parts.push("≤" + fmtCount(limits.groupConcurrency) + " per group");
+    }
+    return parts.length ? parts.join(" · ") : "none";
   }
 
   /**
@@ -222,6 +267,7 @@
         "num",
         "num",
         "state",
+        "limits",
       ]);
       const stateCell = tr.cells[12];
       stateCell.append(el("span", "badge"));
@@ -233,6 +279,10 @@
         act(path, { queue: row.name }, (row.paused ? "Resumed " : "Paused ") + row.name);
       });
       stateCell.append(button);
+      const limitsButton = el("button", "limits", "Limits");
+      limitsButton.type = "button";
+      limitsButton.addEventListener("click", () => openLimits(tr.item));
+      tr.cells[13].append(el("span"), limitsButton);
       return tr;
     }, (tr, q) => {
       const values = [
@@ -254,6 +304,9 @@
       tr.classList.toggle("paused", q.paused);
       setText(/** @type {Node} */ (tr.cells[12].firstChild), q.paused ? "paused" : "serving");
       setText(/** @type {Node} */ (tr.cells[12].lastChild), q.paused ? "Resume" : "Pause");
+      const limitsText = /** @type {HTMLElement} */ (tr.cells[13].firstChild);
+      setText(limitsText, fmtLimits(q.limits));
+      limitsText.classList.toggle("muted", !q.limits);
     });
     $("queues-empty").hidden = state.queues.length > 0;
     table.hidden = state.queues.length === 0;
@@ -419,6 +472,7 @@
   /** @param {DashboardState} state */
   function render(state) {
     lastState = state;
+    skew = state.now - Date.now();
     $("login").hidden = true;
     $("app").hidden = false;
     renderCards(state);
@@ -446,6 +500,9 @@
       if (!response.ok) throw new Error("HTTP " + response.status);
       render(await response.json());
       setConn("live", "live");
+      if (shownJob !== null && shownView !== null && LIVE_STATES.includes(shownView.state)) {
+        lookUp(shownJob, false);
+      }
     } catch {
       if (mine !== generation) return;
       setConn("down", "master unreachable");
@@ -458,7 +515,9 @@
    *
    * @param {string} path
    * @param {unknown} body
-   * @param {string} done what to tell when it worked
+   * @param {string | ((reply: any) => [string, boolean])} done what to tell when it worked,
+   *   or how to tell it from the reply (the text and whether it tells of a failure)
+   * @returns {Promise<boolean>} whether the master took it
    */
   async function act(path, body, done) {
     try {
@@ -469,12 +528,177 @@
         cache: "no-store",
       });
       const reply = await response.json().catch(() => ({}));
-      if (response.ok) toast(done);
-      else toast(reply.error || "HTTP " + response.status, true);
+      if (response.ok) {
+        if (typeof done === "string") toast(done);
+        else toast(...done(reply));
+      } else toast(reply.error || "HTTP " + response.status, true);
+      refresh();
+      return response.ok;
     } catch {
       toast("master unreachable", true);
+      refresh();
+      return false;
     }
-    refresh();
+  }
+
+  /**
+   * Opens the limits form on a queue, filled with its limits now.
+   *
+   * @param {QueueRow} row
+   */
+  function openLimits(row) {
+    limitsQueue = row.name;
+    const limits = row.limits;
+    $("limits-queue").textContent = row.name;
+    /** @type {HTMLInputElement} */ ($("limits-rate")).value = limits && limits.rateCount > 0
+      ? limits.rate
+      : "";
+    /** @type {HTMLInputElement} */ ($("limits-concurrency")).value = limits && limits.concurrency
+      ? String(limits.concurrency)
+      : "";
+    /** @type {HTMLInputElement} */ ($("limits-group")).value = limits && limits.groupConcurrency
+      ? String(limits.groupConcurrency)
+      : "";
+    $("limits-form").hidden = false;
+    $("limits-rate").focus();
+  }
+
+  /**
+   * A form field as a limit: empty is 0 (none).
+   *
+   * @param {string} id
+   */
+  function limitField(id) {
+    const text = /** @type {HTMLInputElement} */ ($(id)).value.trim();
+    return text === "" ? 0 : Number(text);
+  }
+
+  async function saveLimits() {
+    if (limitsQueue === null) return;
+    const queue = limitsQueue;
+    const rate = /** @type {HTMLInputElement} */ ($("limits-rate")).value.trim() || "0";
+    const body = {
+      queue,
+      rate,
+      concurrency: limitField("limits-concurrency"),
+      groupConcurrency: limitField("limits-group"),
+    };
+    const ok = await act("/api/limits", body, (reply) => [
+      "Limits of " + queue + ": " + fmtLimits(reply),
+      false,
+    ]);
+    if (ok && limitsQueue === queue) {
+      $("limits-form").hidden = true;
+      limitsQueue = null;
+    }
+  }
+
+  /**
+   * Adds a term and its description to the job panel's list.
+   *
+   * @param {HTMLElement} list
+   * @param {string} term
+   * @param {string | Node} what
+   * @param {string} [className]
+   */
+  function field(list, term, what, className) {
+    const dd = el("dd", className);
+    if (typeof what === "string") dd.textContent = what;
+    else dd.append(what);
+    list.append(el("dt", undefined, term), dd);
+  }
+
+  /** @param {JobView} job */
+  function renderJob(job) {
+    shownView = job;
+    $("job-message").hidden = true;
+    $("job").hidden = false;
+    setText($("job-title"), "Job " + job.id + " in " + job.queue);
+    const badge = $("job-state");
+    badge.className = "state " + job.state;
+    setText(badge, job.state);
+    const cancel = /** @type {HTMLButtonElement} */ ($("job-cancel"));
+    cancel.hidden = !LIVE_STATES.includes(job.state);
+    const list = el("dl");
+    list.id = "job-fields";
+    field(list, "Attempts", String(job.attempts));
+    field(list, "Priority", String(job.priority));
+    if (job.group !== undefined) field(list, "Group", job.group);
+    if (job.key !== undefined) field(list, "Key", job.key);
+    if (job.holder) {
+      const since = job.leasedAt !== undefined ? ", since " + fmtWhen(job.leasedAt) : "";
+      const where = job.holder.address ? " (" + job.holder.address + ")" : "";
+      field(list, "Held by", job.holder.name + where + since);
+    }
+    if (job.leaseExpiresAt !== undefined) {
+      field(list, "Lease expires", fmtWhen(job.leaseExpiresAt));
+    }
+    if (job.progress) {
+      const box = el("div", "progress");
+      const bar = el("progress");
+      bar.max = 100;
+      if (job.progress.percent !== undefined) bar.value = job.progress.percent;
+      const words = [];
+      if (job.progress.percent !== undefined) {
+        words.push(Math.round(job.progress.percent * 10) / 10 + "%");
+      }
+      if (job.progress.message !== undefined) words.push(job.progress.message);
+      words.push("reported " + fmtAgo(masterNow() - job.progress.at));
+      box.append(bar, el("span", "progress-text", words.join(" · ")));
+      field(list, "Progress", box);
+    }
+    if (job.error !== null) field(list, "Error", job.error, "error");
+    if (job.result !== null) field(list, "Result", el("code", undefined, job.result));
+    field(
+      list,
+      "Value",
+      job.value !== undefined
+        ? el("code", undefined, job.value)
+        : "(not kept: larger than the history keeps)",
+    );
+    field(list, "Put", fmtWhen(job.createdAt));
+    if (job.readyAt !== undefined) field(list, "Ready at", fmtWhen(job.readyAt));
+    if (job.finishedAt !== undefined) field(list, "Finished", fmtWhen(job.finishedAt));
+    $("job-fields").replaceWith(list);
+  }
+
+  /** @param {string} text */
+  function jobMessage(text) {
+    shownView = null;
+    $("job").hidden = true;
+    const node = $("job-message");
+    node.hidden = false;
+    node.textContent = text;
+  }
+
+  /**
+   * Looks a job up and shows it in the panel.
+   *
+   * @param {number} id
+   * @param {boolean} fresh whether it was just asked for (not a refresh of the panel)
+   */
+  async function lookUp(id, fresh) {
+    const mine = ++jobGeneration;
+    try {
+      const response = await fetch("/api/jobs/" + id, {
+        headers: { "Authorization": "Bearer " + token },
+        cache: "no-store",
+      });
+      if (mine !== jobGeneration) return;
+      if (response.status === 401) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        showLogin("The master refused that token.");
+        return;
+      }
+      const reply = await response.json().catch(() => ({}));
+      if (mine !== jobGeneration) return;
+      if (response.ok) renderJob(reply);
+      else if (fresh || response.status === 404) {
+        jobMessage(reply.error || "HTTP " + response.status);
+      }
+    } catch {
+      if (mine === jobGeneration && fresh) jobMessage("master unreachable");
+    }
   }
 
   $("login-form").addEventListener("submit", (event) => {
@@ -487,6 +711,55 @@
     token = value;
     sessionStorage.setItem(TOKEN_KEY, token);
     refresh();
+  });
+  $("job-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = /** @type {HTMLInputElement} */ ($("job-id")).value.trim().replace(/^#/, "");
+    if (!/^[0-9]{1,16}$/.test(text) || Number(text) < 1) {
+      jobMessage("A job id is a positive whole number (as taskq put --ids prints).");
+      shownJob = null;
+      return;
+    }
+    shownJob = Number(text);
+    disarmCancel();
+    lookUp(shownJob, true);
+  });
+  /** @type {Timer} */
+  let cancelArmed = 0;
+  const cancelButton = /** @type {HTMLButtonElement} */ ($("job-cancel"));
+  function disarmCancel() {
+    clearTimeout(cancelArmed);
+    cancelArmed = 0;
+    cancelButton.classList.remove("confirm");
+    cancelButton.textContent = "Cancel job";
+  }
+  cancelButton.addEventListener("click", async () => {
+    const id = shownJob;
+    if (id === null) return;
+    if (!cancelArmed) {
+      cancelButton.classList.add("confirm");
+      cancelButton.textContent = "Cancel for good?";
+      cancelArmed = setTimeout(disarmCancel, CONFIRM_MS);
+      return;
+    }
+    disarmCancel();
+    await act(
+      "/api/jobs/cancel",
+      { ids: [id] },
+      (reply) =>
+        reply.cancelled && reply.cancelled.includes(id)
+          ? ["Cancelled job " + id, false]
+          : ["Job " + id + " was not cancelled: it finished already", true],
+    );
+    if (shownJob === id) lookUp(id, false);
+  });
+  $("limits-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveLimits();
+  });
+  $("limits-close").addEventListener("click", () => {
+    $("limits-form").hidden = true;
+    limitsQueue = null;
   });
   globalThis.addEventListener("resize", () => {
     if (lastState) drawChart(lastState.history);
