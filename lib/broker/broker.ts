@@ -109,7 +109,6 @@ export interface PutOptions {
   roomTimeoutMs?: number;
 }
 
-
 /** What a running job reports of its progress (see {@link BrokerSession.progress}). */
 export interface ProgressReport {
   /** How far along, 0–100. */

@@ -35,8 +35,8 @@ import {
   type JobState,
   type LimitChanges,
   MAX_HISTORY_VALUE_BYTES,
-  type PutIds,
   NO_LIMITS,
+  type PutIds,
   type QueueLimits,
   RATE_BURST_MS,
 } from "../model/jobs.ts";
@@ -111,7 +111,6 @@ export interface PutExtras {
   /** How long a value's key stays taken after it finished, in ms. */
   keyHoldMs?: number;
 }
-
 
 /** An item held by the engine. Read-only outside the engine. */
 export class Item implements StoredItem, Timed {
