@@ -745,6 +745,7 @@ export class Engine {
       this.#heldBytes -= item.cost;
       this.store.remove(item.id);
       this.#finish(queue, item, "cancelled");
+      if (queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
       cancelled.push(id);
       const list = holders.get(owner);
       if (list === undefined) holders.set(owner, [id]);
@@ -766,6 +767,7 @@ export class Engine {
         this.#timers.cancel(entry);
         queue.delayed--;
         cancel(queue, entry);
+        if (queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
       }
       for (const queue of this.#queues.values()) {
         if (wanted.size === 0) break;
