@@ -1,6 +1,9 @@
 /**
  * Tests of lib/store/sqlite.ts, the durable store, on temp directories (no
- * sockets): items of every value type survive commit, close and reopen;
+ * sockets): items of every value type survive commit, close and reopen, and
+ * so do their priority, group, key, key hold and creation time (inserted and
+ * updated, "none" values left out when loaded); a database of schema version
+ * 1 is upgraded in place keeping every item, then takes the new fields;
  * changes that cancel out before a commit never reach the disk and the latest
  * state of an item wins; ids are never reused; a fill-and-drain of 100,000
  * items gives the space back; damaged, foreign and newer files are refused
@@ -12,7 +15,13 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { APPLICATION_ID, DATABASE_FILE, SCHEMA_VERSION, SqliteStore } from "../lib/store/sqlite.ts";
+import {
+  APPLICATION_ID,
+  CREATED_MARKER_FILE,
+  DATABASE_FILE,
+  SCHEMA_VERSION,
+  SqliteStore,
+} from "../lib/store/sqlite.ts";
 import {
   StoreCorruptError,
   StoreError,
@@ -20,6 +29,7 @@ import {
   StoreVersionError,
 } from "../lib/store/errors.ts";
 import type { StoredItem } from "../lib/store/store.ts";
+import { encode } from "../lib/model/codec.ts";
 import { EXIT_DATA, ProtocolError } from "../lib/errors.ts";
 import { plain, randomBytes, seededRandom } from "./_helpers.ts";
 
@@ -34,6 +44,32 @@ const DRAINED_MARGIN_BYTES = 64 * 1024;
 
 /** Size of a SQLite page as taskq's files use it (SQLite's default). */
 const PAGE_BYTES = 4096;
+
+/**
+ * Items of the new-fields round trip: enough for multi-row INSERTs (64 rows)
+ * and single rows of both kinds, plain (a fifth of them) and with fields.
+ */
+const FIELD_ITEMS = 700;
+
+/** The schema version 1 databases have: what taskq wrote before it kept priorities and the rest. */
+const V1_SCHEMA = `
+  CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    value BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    ready_at INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    last_error TEXT
+  );
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+/** Rows of the version 1 database in the upgrade test. */
+const V1_ITEMS = 500;
+
+/** The next id the version 1 database in the upgrade test records (above its items' ids). */
+const V1_NEXT_ID = 1_000;
 
 /** Runs `body` with a fresh temp dir, removed afterwards whatever happens. */
 async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
@@ -483,5 +519,235 @@ Deno.test("sqlite: a stored value that cannot be decoded is a StoreError (exit 3
     } finally {
       check.close();
     }
+  });
+});
+
+/**
+ * An item as the engine hands it to the store: every new field set, "none"
+ * being priority 0, group "", key undefined and key hold 0.
+ */
+function engineItem(id: number, fields: Partial<StoredItem> = {}): StoredItem {
+  return {
+    ...item(id, { n: id }),
+    maxAttempts: 0,
+    priority: 0,
+    group: "",
+    key: undefined,
+    keyHoldMs: 0,
+    createdAt: 1_700_000_000_000 + id,
+    ...fields,
+  };
+}
+
+/** `it` as a store loads it: the fields at their "none" value left out. */
+function asLoaded(it: StoredItem): StoredItem {
+  const loaded: StoredItem = { ...it, maxAttempts: it.maxAttempts ?? 0 };
+  if (loaded.priority === 0) delete loaded.priority;
+  if (loaded.group === "" || loaded.group === undefined) delete loaded.group;
+  if (loaded.key === undefined) delete loaded.key;
+  if (loaded.keyHoldMs === 0) delete loaded.keyHoldMs;
+  if (loaded.createdAt === undefined) delete loaded.createdAt;
+  return loaded;
+}
+
+/** The new fields of item `id` in the new-fields round trip (a mix of set and "none"). */
+function fieldsOf(id: number): Partial<StoredItem> {
+  switch (id % 5) {
+    case 0: // none of them: the common case
+      return {};
+    case 1:
+      return { priority: id % 7 - 3, group: `g${id % 3}` };
+    case 2:
+      return { key: `key-${id}`, keyHoldMs: 60_000 };
+    case 3:
+      return { key: "", group: "tenant ünï 🎉" };
+    default:
+      return { priority: 2 ** 40, group: "g", key: `k${id}`, keyHoldMs: 1, createdAt: 0 };
+  }
+}
+
+/** The rows of `items` on `dir`'s database as SQLite holds them, read directly. */
+function rawRows(dir: string): Record<string, unknown>[] {
+  const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+  try {
+    return db.prepare("SELECT * FROM items ORDER BY id").all() as Record<string, unknown>[];
+  } finally {
+    db.close();
+  }
+}
+
+/** `PRAGMA user_version` of `dir`'s database, read directly. */
+function userVersion(dir: string): number {
+  const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+  try {
+    return (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("sqlite: priority, group, key, key hold and creation time survive close and reopen", async () => {
+  await withTempDir(async (dir) => {
+    const items: StoredItem[] = [];
+    for (let id = 1; id <= FIELD_ITEMS; id++) items.push(engineItem(id, fieldsOf(id)));
+    await withStore(dir, async (store) => {
+      await store.load();
+      for (const it of items) store.insert(it);
+      await store.commit();
+    });
+    assert.equal(SCHEMA_VERSION, 2);
+    assert.equal(userVersion(dir), SCHEMA_VERSION);
+    const loaded = await reload(dir);
+    assert.equal(loaded.nextId, FIELD_ITEMS + 1);
+    assert.deepEqual(loaded.items, items.map(asLoaded));
+    // An item with no priority, group, key or hold (id 5) loads with none of them.
+    assert.deepEqual(Object.keys(loaded.items[4]).sort(), [
+      "attempts",
+      "createdAt",
+      "id",
+      "maxAttempts",
+      "queue",
+      "readyAt",
+      "value",
+    ]);
+    // "" is no group: stored as NULL; a key of "" is a key (id 3).
+    const raw = rawRows(dir);
+    assert.equal(raw[4].grp, null, 'group "" is stored as NULL');
+    assert.equal(raw[4].ukey, null);
+    assert.equal(raw[2].ukey, "");
+    assert.equal(raw[2].grp, "tenant ünï 🎉");
+
+    // Updates write the new fields: set, changed, and back to "none".
+    const updated = [
+      engineItem(1, { attempts: 1, priority: 9, group: "late", key: "k", keyHoldMs: 5 }),
+      engineItem(2, { attempts: 2, readyAt: 1234, lastError: "e" }), // every field back to none
+      engineItem(3, { priority: -1, group: "", key: undefined, createdAt: 42 }),
+    ];
+    await withStore(dir, async (store) => {
+      await store.load();
+      for (const it of updated) store.update(it);
+      // One inserted and updated in the same window: its latest state is inserted.
+      const late = engineItem(FIELD_ITEMS + 1);
+      store.insert(late);
+      late.priority = 3;
+      late.group = "after insert";
+      store.update(late);
+      updated.push(late);
+    });
+    const again = await reload(dir);
+    const want = new Map(items.map((it) => [it.id, asLoaded(it)]));
+    for (const it of updated) want.set(it.id, asLoaded(it));
+    assert.deepEqual(again.items, [...want.values()]);
+    assert.deepEqual(
+      again.items[1],
+      item(2, { n: 2 }, {
+        attempts: 2,
+        readyAt: 1234,
+        lastError: "e",
+        maxAttempts: 0,
+        createdAt: 1_700_000_000_002,
+      }),
+    );
+  });
+});
+
+Deno.test("sqlite: a version 1 database is upgraded in place, keeping every item, and takes the new fields", async () => {
+  await withTempDir(async (dir) => {
+    // A database as the release before schema 2 wrote it.
+    const v1 = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    v1.exec("PRAGMA auto_vacuum = INCREMENTAL");
+    v1.exec("PRAGMA journal_mode = WAL");
+    v1.exec("BEGIN");
+    v1.exec(V1_SCHEMA);
+    v1.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    v1.exec("PRAGMA user_version = 1");
+    v1.exec("COMMIT");
+    const want: StoredItem[] = [];
+    const insert = v1.prepare("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)");
+    v1.exec("BEGIN");
+    for (let id = 1; id <= V1_ITEMS; id++) {
+      const it = item(id, { n: id, text: "v1 ".repeat(id % 4) }, {
+        queue: `q${id % 3}`,
+        attempts: id % 4,
+        readyAt: id % 10 === 0 ? 1_800_000_000_000 : 0,
+        maxAttempts: id % 6,
+        ...(id % 7 === 0 ? { lastError: `failure ${id}` } : {}),
+      });
+      insert.run(
+        it.id,
+        it.queue,
+        encode(it.value),
+        it.attempts,
+        it.readyAt,
+        it.maxAttempts ?? 0,
+        it.lastError ?? null,
+      );
+      want.push(it);
+    }
+    v1.prepare("INSERT INTO meta (key, value) VALUES ('next_id', ?)").run(V1_NEXT_ID);
+    v1.exec("COMMIT");
+    v1.close();
+    await Deno.writeTextFile(`${dir}/${CREATED_MARKER_FILE}`, "a taskq store was created here\n");
+
+    // Opened by this release: every item loads as it was, with none of the new fields.
+    await withStore(dir, async (store) => {
+      const loaded = await store.load();
+      assert.equal(loaded.nextId, V1_NEXT_ID);
+      assert.deepEqual(loaded.items.map((it) => ({ ...it, value: plain(it.value) })), want);
+      for (const it of loaded.items) {
+        for (const field of ["priority", "group", "key", "keyHoldMs", "createdAt"]) {
+          assert.ok(!(field in it), `item ${it.id} has no ${field}`);
+        }
+      }
+    });
+    assert.equal(userVersion(dir), SCHEMA_VERSION, "upgraded in place");
+    const raw = rawRows(dir);
+    assert.equal(raw.length, V1_ITEMS);
+    assert.deepEqual(
+      { ...raw[0], value: undefined },
+      {
+        id: 1,
+        queue: "q1",
+        value: undefined,
+        attempts: 1,
+        ready_at: 0,
+        max_attempts: 1,
+        last_error: null,
+        priority: 0,
+        grp: null,
+        ukey: null,
+        key_hold: 0,
+        created_at: null,
+      },
+    );
+
+    // The upgraded database takes the new fields, on old items and new ones.
+    const updated = { ...want[0], attempts: 2, priority: 5, group: "g", key: "k1", keyHoldMs: 10 };
+    const added = engineItem(V1_NEXT_ID, { priority: -2, key: "new", createdAt: 1_234 });
+    const addedPlain = engineItem(V1_NEXT_ID + 1);
+    await withStore(dir, async (store) => {
+      await store.load();
+      store.update(updated);
+      store.remove(2);
+      store.insert(added);
+      store.insert(addedPlain);
+    });
+    const { items, nextId } = await reload(dir);
+    assert.equal(nextId, V1_NEXT_ID + 2);
+    assert.equal(items.length, V1_ITEMS + 1);
+    const plainValues = items.map((it) => ({ ...it, value: plain(it.value) }));
+    assert.deepEqual(plainValues[0], asLoaded(updated));
+    assert.deepEqual(plainValues.slice(1, V1_ITEMS - 1), want.slice(2));
+    assert.deepEqual(plainValues.slice(V1_ITEMS - 1), [asLoaded(added), asLoaded(addedPlain)]);
+  });
+});
+
+Deno.test("sqlite: a file marked as taskq's with no schema version is refused and left untouched", async () => {
+  await withTempDir(async (dir) => {
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    db.exec(V1_SCHEMA);
+    db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    db.close();
+    await assertRefusedUntouched(dir, StoreCorruptError, /no schema version/);
   });
 });
