@@ -31,6 +31,19 @@
  * concurrent consumers; and, for a durable factory that can reopen its data,
  * durability across close and reopen.
  *
+ * And what job-queue users ask for beyond that (issue #13, model/jobs.ts):
+ * priorities (order, bounds, where a nacked, expired or retried item rejoins);
+ * fair groups (round-robin, the group of items without one, priority first,
+ * `groupConcurrency`); unique keys (taken while ready, delayed or leased,
+ * within one put, freed by ack, dead-lettering, drop and cancel, `keyHoldMs`,
+ * scoped to a queue, concurrent puts); per-queue concurrency and rate limits
+ * (the caps, waiting getters served in order as leases end or the rate allows,
+ * limit changes waking them, `limits()`, limits given at start); cancellation
+ * (ready, delayed and leased items, the holder told, missing ids, what a
+ * cancelled item frees); job lookup in every state, with the history's count,
+ * age and value bounds; and progress (recorded, renewing the lease, refused
+ * when not held).
+ *
  * @example
  * ```ts ignore
  * import { brokerConformance } from "./broker_conformance.ts";
@@ -46,7 +59,14 @@
  */
 
 import assert from "node:assert/strict";
-import type { Broker, BrokerSession, Delivery, GetOptions } from "../lib/broker/broker.ts";
+import type {
+  Broker,
+  BrokerSession,
+  Delivery,
+  GetOptions,
+  JobOptions,
+  PutIds,
+} from "../lib/broker/broker.ts";
 import {
   BrokerClosedError,
   MemoryFullError,
@@ -55,9 +75,23 @@ import {
   TooManyQueuesError,
 } from "../lib/broker/errors.ts";
 import type { DeadLetter, QueueStats, RetryPolicy } from "../lib/model/types.ts";
+import {
+  type JobInfo,
+  type LimitChanges,
+  MAX_HISTORY_VALUE_BYTES,
+  MAX_PRIORITY,
+  MIN_PRIORITY,
+  type NamedQueueLimits,
+  NO_LIMITS,
+  type QueueLimits,
+  RATE_BURST_MS,
+} from "../lib/model/jobs.ts";
 
-/** What a test needs its broker opened with. */
-export interface ConformanceOptions {
+/**
+ * What a test needs its broker opened with; the {@link JobOptions} fields
+ * (`historyCount`, `historyMs`, `limits`) only when a test sets them.
+ */
+export interface ConformanceOptions extends JobOptions {
   /** Lease length for gets that name none, in ms. */
   defaultLeaseMs: number;
   /** How failed items are retried and when they are dead-lettered. */
@@ -119,6 +153,36 @@ const CLOCK_TOLERANCE_MS = 2_000;
 /** An id no broker has handed out in a fresh test. */
 const UNKNOWN_ID = 2 ** 40;
 
+/** How long a key stays taken after its item finished, in tests of `keyHoldMs`. */
+const KEY_HOLD_MS = 200;
+
+/** How long finished jobs are kept, in the test of `historyMs`. */
+const HISTORY_MS = 300;
+
+/** How long the rate limit test keeps getting, in ms. */
+const RATE_WINDOW_MS = 500;
+
+/**
+ * The rate limit test's lower bound: at least this share of the deliveries a
+ * rate allows must happen (timers run late on a busy machine).
+ */
+const RATE_FLOOR_SHARE = 1 / 3;
+
+/**
+ * A lease that outlasts a few calls even on a busy machine, yet runs out soon,
+ * for tests that show something holds past a lease's end.
+ */
+const MEDIUM_LEASE_MS = 500;
+
+/** A backoff that outlasts a few calls even on a busy machine, in ms. */
+const MEDIUM_BACKOFF_MS = 300;
+
+/** A lease long enough for a test to look at it, in ms. */
+const LOOK_LEASE_MS = 10_000;
+
+/** Tolerated difference, in ms, between a lease's length and its end less its start. */
+const LEASE_SKEW_MS = 100;
+
 /** What a test may change of {@link BASE_OPTIONS}. */
 interface Overrides {
   defaultLeaseMs?: number;
@@ -126,6 +190,9 @@ interface Overrides {
   maxQueueLength?: number;
   maxMemoryBytes?: number;
   maxQueues?: number;
+  historyCount?: number;
+  historyMs?: number;
+  limits?: Readonly<Record<string, LimitChanges>>;
 }
 
 /** Resolves after `ms`; only used to show that something does NOT happen meanwhile. */
@@ -287,6 +354,105 @@ const SAMPLE_VALUES: readonly unknown[] = [
   new Date(1_700_000_000_123),
 ];
 
+/** Values `GROUP:TAGi` for i from 0 to `count` − 1: items that name their group (empty: none). */
+function labelled(group: string, count: number, tag = ""): string[] {
+  return Array.from({ length: count }, (_, i) => `${group}:${tag}${i}`);
+}
+
+/** The group a {@link labelled} value names. */
+function groupOf(value: unknown): string {
+  return String(value).split(":")[0];
+}
+
+/**
+ * Asserts that deliveries went round-robin across groups, given the group of
+ * each delivery in order (nothing put meanwhile): between two deliveries of one
+ * group, every other group that still had items (delivered later) was served.
+ */
+function assertRoundRobin(groups: readonly string[], what: string): void {
+  for (let i = 1; i < groups.length; i++) {
+    const previous = groups.lastIndexOf(groups[i], i - 1);
+    if (previous < 0) continue;
+    const between = new Set(groups.slice(previous + 1, i));
+    for (const other of new Set(groups.slice(previous + 1))) {
+      assert.ok(
+        other === groups[i] || between.has(other),
+        `${what}: group "${groups[i]}" was served twice (deliveries ${previous} and ${i}) ` +
+          `while group "${other}" had items: ${groups.join(" ")}`,
+      );
+    }
+  }
+}
+
+/** The four limit fields of `limits` (a row's queue name left out). */
+function limitFields(limits: QueueLimits): QueueLimits {
+  const { rateCount, ratePeriodMs, concurrency, groupConcurrency } = limits;
+  return { rateCount, ratePeriodMs, concurrency, groupConcurrency };
+}
+
+/** The limits of a queue whose only changes from none are `changes`. */
+function limitsWith(changes: LimitChanges): QueueLimits {
+  return { ...NO_LIMITS, ...changes };
+}
+
+/** The row `limits()` reports for `queue` when its only changes from none are `changes`. */
+function limitsRow(queue: string, changes: LimitChanges): NamedQueueLimits {
+  return { queue, ...limitsWith(changes) };
+}
+
+/** Rows of `limits()` in queue order, for deep comparisons. */
+function byQueue(rows: readonly NamedQueueLimits[]): NamedQueueLimits[] {
+  return [...rows].sort((x, y) => x.queue < y.queue ? -1 : x.queue > y.queue ? 1 : 0);
+}
+
+/** Asserts what a put resolved with: the ids, and the indexes of those that added nothing. */
+function assertPutIds(
+  ids: PutIds,
+  expected: readonly number[],
+  existing: readonly number[] | undefined,
+  what: string,
+): void {
+  assert.deepEqual([...ids], expected, `${what}: the ids`);
+  assert.deepEqual(ids.existing, existing, `${what}: existing (absent when all were added)`);
+}
+
+/** Asserts that `info` holds no field set to `undefined` (absent fields are omitted). */
+function assertNoUndefined(info: JobInfo): void {
+  const nested = [info, info.holder ?? {}, info.progress ?? {}] as Record<string, unknown>[];
+  for (const record of nested) {
+    for (const [field, value] of Object.entries(record)) {
+      assert.notEqual(value, undefined, `job ${info.id}: field ${field} is undefined, not omitted`);
+    }
+  }
+}
+
+/** Asserts that `info` has none of `fields`. */
+function assertAbsent(info: JobInfo, fields: readonly (keyof JobInfo)[], what: string): void {
+  for (const field of fields) {
+    assert.ok(!(field in info), `${what}: job ${info.id} has ${field} ${String(info[field])}`);
+  }
+}
+
+/** Some fields of `info`, for deep comparisons. */
+function pick(info: JobInfo, fields: readonly (keyof JobInfo)[]): Partial<JobInfo> {
+  const out: Record<string, unknown> = {};
+  for (const field of fields) if (field in info) out[field] = info[field];
+  return out as Partial<JobInfo>;
+}
+
+/**
+ * Asserts that `time` (ms since the epoch, the broker's clock) lies between
+ * `before` and `after` (this process's clock, {@link CLOCK_TOLERANCE_MS} apart).
+ */
+function assertTimeBetween(time: unknown, before: number, after: number, what: string): void {
+  assert.equal(typeof time, "number", `${what} is a number`);
+  const t = time as number;
+  assert.ok(
+    t >= before - CLOCK_TOLERANCE_MS && t <= after + CLOCK_TOLERANCE_MS,
+    `${what} ${t} is not between ${before} and ${after}`,
+  );
+}
+
 /** One test's broker and the sessions it opened; all closed by {@link dispose}. */
 class Harness {
   broker: Broker;
@@ -316,6 +482,15 @@ class Harness {
     assert.equal(queues.length, 1, "stats of a named queue has exactly one record");
     assert.equal(queues[0].name, queue);
     return queues[0];
+  }
+
+  /** What the broker knows of job `id`, which it must know. */
+  async job(id: number): Promise<JobInfo> {
+    const info = await this.broker.job(id);
+    assert.ok(info !== undefined, `job ${id} is known`);
+    assert.equal(info.id, id);
+    assertNoUndefined(info);
+    return info;
   }
 
   /** Items `queue` holds: ready, leased and delayed. */
@@ -370,6 +545,9 @@ function optionsWith(overrides: Overrides): ConformanceOptions {
     maxQueueLength: overrides.maxQueueLength ?? BASE_OPTIONS.maxQueueLength,
     ...(overrides.maxMemoryBytes === undefined ? {} : { maxMemoryBytes: overrides.maxMemoryBytes }),
     ...(overrides.maxQueues === undefined ? {} : { maxQueues: overrides.maxQueues }),
+    ...(overrides.historyCount === undefined ? {} : { historyCount: overrides.historyCount }),
+    ...(overrides.historyMs === undefined ? {} : { historyMs: overrides.historyMs }),
+    ...(overrides.limits === undefined ? {} : { limits: overrides.limits }),
   };
 }
 
@@ -935,7 +1113,11 @@ export function brokerConformance(factory: BrokerFactory): void {
     assert.deepEqual(await s.fail([(await takeOne(s, "patient")).id], "boom"), []);
     assert.equal((await h.stats("q")).dead, 1, "q allows 1 attempt");
     let patient = await h.stats("patient");
-    assert.deepEqual([patient.dead, patient.delayed], [0, 1], "patient allows 2 attempts");
+    assert.deepEqual(
+      [patient.dead, patient.delayed + patient.ready],
+      [0, 1],
+      "patient allows 2 attempts (its retry may be ready already on a busy machine)",
+    );
     const second = await awaitOne(s, "patient");
     assert.equal(second.attempts, 2);
     assert.deepEqual(await s.fail([second.id], "boom"), []);
@@ -1634,6 +1816,850 @@ export function brokerConformance(factory: BrokerFactory): void {
     assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: total, acked: total });
   });
 
+  // ---------------------------------------------------------------- priorities
+
+  test("a higher priority is served first, first in first out within a priority", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["0a", "0b"]);
+    await s.put("q", ["5a", "5b"], { priority: 5 });
+    await s.put("q", ["-1a"], { priority: -1 });
+    await s.put("q", ["5c"], { priority: 5 });
+    await s.put("q", ["min"], { priority: MIN_PRIORITY });
+    await s.put("q", ["max"], { priority: MAX_PRIORITY });
+    await s.put("q", ["0c"], { priority: 0 });
+    const expected = ["max", "5a", "5b", "5c", "0a", "0b", "0c", "-1a", "min"];
+    assert.deepEqual(valuesOf(await getNow(s, "q", 3)), expected.slice(0, 3));
+    const rest: unknown[] = [];
+    for (let i = 3; i < expected.length; i++) rest.push((await takeOne(s, "q")).value);
+    assert.deepEqual(rest, expected.slice(3), "one at a time, the same order");
+    await s.put("other", ["low"], { priority: -5 });
+    await s.put("other", ["high"], { priority: 5 });
+    const waiter = await h.session("waiter");
+    const get = waiter.get("q", { max: 5, timeoutMs: 10_000 });
+    await h.until("q", "the get to wait", (st) => st.waiting === 1);
+    await s.put("q", ["late"], { priority: -3 });
+    assert.deepEqual(valuesOf(await within("the waiting get", get)), ["late"]);
+    assert.deepEqual(valuesOf(await getNow(s, "other", 5)), ["high", "low"], "per queue");
+  });
+
+  test(
+    "a priority out of range is refused and adds nothing; the bounds are accepted",
+    {},
+    async (h) => {
+      const s = await h.session();
+      for (const priority of [5_000, MAX_PRIORITY + 1, MIN_PRIORITY - 1, 1.5, NaN]) {
+        await assert.rejects(
+          s.put("q", ["x"], { priority }),
+          `a put with priority ${priority} is refused`,
+        );
+      }
+      assert.equal((await h.stats("q")).put, 0, "the refused puts added nothing");
+      await s.put("q", ["low"], { priority: MIN_PRIORITY });
+      await s.put("q", ["high"], { priority: MAX_PRIORITY });
+      assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["high", "low"]);
+    },
+  );
+
+  test(
+    "an expired lease returns to the front of its priority, a nack to the back of it",
+    {},
+    async (h) => {
+      const s = await h.session();
+      await s.put("q", ["z"]);
+      await s.put("q", ["a", "b", "c"], { priority: 5 });
+      const a = await takeOne(s, "q");
+      assert.equal(a.value, "a");
+      assert.deepEqual(await s.nack([a.id]), []); // priority 5: b c a; then z
+      assert.deepEqual(
+        (await h.broker.peek("q", 10)).map((p) => p.value).filter((v) => v !== "z").at(-1),
+        "a",
+        "the nacked item is at the back of its priority",
+      );
+      const b = await takeOne(s, "q", SHORT_LEASE_MS);
+      assert.equal(b.value, "b");
+      await h.until("q", "the lease to expire", (st) => st.expired === 1);
+      const all = await getNow(s, "q", 10);
+      assert.deepEqual(valuesOf(all), ["b", "c", "a", "z"], "both stay ahead of a lower priority");
+      assert.deepEqual(attemptsOf(all), [2, 1, 2, 1]);
+    },
+  );
+
+  test("a retried or delayed item keeps its priority and joins the back of it", {
+    retry: { backoffBaseMs: MEDIUM_BACKOFF_MS, backoffMaxMs: MEDIUM_BACKOFF_MS },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["z"]);
+    const [hid] = await s.put("q", ["h"], { priority: 5 });
+    const first = await takeOne(s, "q");
+    assert.deepEqual([first.id, first.value], [hid, "h"]);
+    const failedAt = performance.now();
+    assert.deepEqual(await s.fail([first.id], "boom"), []);
+    await s.put("q", ["k"], { priority: 5 });
+    const duringBackoff = since(failedAt) < MEDIUM_BACKOFF_MS - SLACK_MS;
+    await s.put("q", ["later"], { priority: 7, delayMs: 100 });
+    await h.until("q", "the retry and the delay to end", (st) => st.ready === 4);
+    const all = await getNow(s, "q", 10);
+    if (duringBackoff) {
+      assert.deepEqual(valuesOf(all), ["later", "k", "h", "z"], "h rejoins after k");
+      assert.deepEqual(attemptsOf(all), [1, 1, 2, 1]);
+    } else { // the machine was too slow to put k during the backoff
+      assert.deepEqual(valuesOf(all).slice(0, 1), ["later"]);
+      assert.deepEqual(valuesOf(all).slice(3), ["z"]);
+    }
+  });
+
+  // ---------------------------------------------------------------- groups
+
+  test(
+    "groups take turns: a group of 5 is not starved by an earlier group of 50",
+    {},
+    async (h) => {
+      const s = await h.session();
+      await s.put("q", labelled("a", 50), { group: "a" });
+      await s.put("q", labelled("b", 5), { group: "b" });
+      const first = valuesOf(await getNow(s, "q", 10));
+      assert.equal(first.length, 10);
+      assertRoundRobin(first.map(groupOf), "the first 10 deliveries");
+      assert.deepEqual(first.filter((v) => groupOf(v) === "b"), labelled("b", 5));
+      assert.deepEqual(first.filter((v) => groupOf(v) === "a"), labelled("a", 5));
+      const rest = valuesOf(await getNow(s, "q", 100));
+      assert.deepEqual(rest, labelled("a", 50).slice(5));
+    },
+  );
+
+  test("the rotation carries across gets: a group served goes to the back", {}, async (h) => {
+    const s = await h.session();
+    for (const group of ["a", "b", "c"]) await s.put("q", labelled(group, 3), { group });
+    const taken: unknown[] = [];
+    for (let i = 0; i < 9; i++) taken.push((await takeOne(s, "q")).value);
+    assertRoundRobin(taken.map(groupOf), "nine gets of one item");
+    for (const group of ["a", "b", "c"]) {
+      assert.deepEqual(taken.filter((v) => groupOf(v) === group), labelled(group, 3));
+    }
+  });
+
+  test("items without a group take turns as one group of their own", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", labelled("", 4));
+    await s.put("q", labelled("g", 4), { group: "g" });
+    const got = valuesOf(await getNow(s, "q", 8));
+    assertRoundRobin(got.map(groupOf), "ungrouped and grouped items");
+    assert.deepEqual(got.filter((v) => groupOf(v) === ""), labelled("", 4));
+    assert.deepEqual(got.filter((v) => groupOf(v) === "g"), labelled("g", 4));
+  });
+
+  test("a higher priority is served before the group rotation goes on", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", labelled("a", 2, "low"), { group: "a" });
+    await s.put("q", labelled("b", 1, "low"), { group: "b" });
+    await s.put("q", labelled("a", 2, "high"), { group: "a", priority: 5 });
+    await s.put("q", labelled("b", 1, "high"), { group: "b", priority: 5 });
+    const got = valuesOf(await getNow(s, "q", 10)) as string[];
+    const high = got.slice(0, 3);
+    const low = got.slice(3);
+    assert.ok(high.every((v) => v.includes(":high")), `higher priority first: ${got}`);
+    assert.ok(low.every((v) => v.includes(":low")), `then the lower: ${got}`);
+    assertRoundRobin(high.map(groupOf), "priority 5");
+    assertRoundRobin(low.map(groupOf), "priority 0");
+    assert.deepEqual(got.filter((v) => v.startsWith("a:")), [
+      ...labelled("a", 2, "high"),
+      ...labelled("a", 2, "low"),
+    ]);
+  });
+
+  test(
+    "groupConcurrency skips a group with that many leased; other groups go on",
+    {},
+    async (h) => {
+      const s = await h.session("s");
+      const other = await h.session("other");
+      assert.deepEqual(
+        limitFields(await h.broker.setLimits("q", { groupConcurrency: 1 })),
+        limitsWith({ groupConcurrency: 1 }),
+      );
+      await s.put("q", labelled("a", 3), { group: "a" });
+      await s.put("q", labelled("b", 2), { group: "b" });
+      const first = await getNow(s, "q", 10);
+      assert.deepEqual(valuesOf(first).sort(), ["a:0", "b:0"], "one item per group");
+      const [a0, b0] = valuesOf(first)[0] === "a:0" ? first : [first[1], first[0]];
+      assert.deepEqual(await getNow(other, "q", 10), [], "both groups are at their limit");
+      const waiting = track(other.get("q", { max: 10, timeoutMs: 10_000 }));
+      await h.until("q", "the get to wait", (st) => st.waiting === 1);
+      await idle(QUIET_MS);
+      assert.equal(waiting.settled, false, "the second item of a group waits for the first");
+      assert.deepEqual(await s.ack([b0.id]), []);
+      const b1 = await within("the waiting get, once b:0 is acked", waiting.promise);
+      assert.deepEqual(valuesOf(b1), ["b:1"], "only group b's next item: a is still at its limit");
+      assert.deepEqual(await getNow(other, "q", 10), []);
+      assert.deepEqual(await s.ack([a0.id]), []);
+      assert.deepEqual(valuesOf(await getNow(other, "q", 10)), ["a:1"]);
+      const st = await h.stats("q");
+      assert.deepEqual([st.ready, st.leased], [1, 2]);
+    },
+  );
+
+  // ---------------------------------------------------------------- unique keys
+
+  test("a put whose key is taken by a ready, leased or delayed item adds nothing", {
+    retry: { backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+  }, async (h) => {
+    const s = await h.session();
+    const first = await s.put("q", ["first"], { keys: ["k"] });
+    assertPutIds(first, [first[0]], undefined, "a new key");
+    const [x] = first;
+    assertPutIds(await s.put("q", ["second"], { keys: ["k"] }), [x], [0], "the key ready");
+    const mixed = await s.put("q", ["m1", "m2", "m3"], { keys: ["k", undefined, "other"] });
+    assertPutIds(mixed, [x, mixed[1], mixed[2]], [0], "a put of several");
+    assert.ok(mixed[1] > x && mixed[2] > mixed[1], "the others were added");
+    let st = await h.stats("q");
+    assert.deepEqual([st.ready, st.put], [3, 3]);
+    const item = await takeOne(s, "q");
+    assert.deepEqual([item.id, item.value], [x, "first"]);
+    assertPutIds(await s.put("q", ["third"], { keys: ["k"] }), [x], [0], "the key leased");
+    assert.deepEqual(await s.fail([x], "boom"), []);
+    assert.equal((await h.stats("q")).delayed, 1);
+    assertPutIds(await s.put("q", ["fourth"], { keys: ["k"] }), [x], [0], "the key delayed");
+    const [later] = await s.put("q", ["later"], { keys: ["d"], delayMs: 60_000 });
+    assertPutIds(await s.put("q", ["again"], { keys: ["d"] }), [later], [0], "a delayed put");
+    st = await h.stats("q");
+    assert.deepEqual([st.ready, st.delayed, st.put], [2, 2, 4]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["m2", "m3"]);
+  });
+
+  test("within one put, a repeated key gets the first value's id", {}, async (h) => {
+    const s = await h.session();
+    const ids = await s.put("q", ["a", "b", "c", "d"], { keys: ["k", "k", undefined, "k"] });
+    const [k, , c] = ids;
+    assert.notEqual(k, c);
+    assertPutIds(ids, [k, k, c, k], [1, 3], "one put");
+    assert.deepEqual((await h.stats("q")).ready, 2);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["a", "c"]);
+  });
+
+  test("a key is free again once its item is acked, dead-lettered or dropped", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    const [x] = await s.put("q", ["x"], { keys: ["k"] });
+    assert.deepEqual(await s.ack([(await takeOne(s, "q")).id]), []);
+    const acked = await s.put("q", ["y"], { keys: ["k"] });
+    assertPutIds(acked, [acked[0]], undefined, "after the ack");
+    assert.ok(acked[0] > x);
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    await h.until("q", "the item to be dead-lettered", (st) => st.dead === 1);
+    const dead = await s.put("q", ["z"], { keys: ["k"] });
+    assertPutIds(dead, [dead[0]], undefined, "after the dead-lettering");
+    assert.ok(dead[0] > acked[0]);
+    assert.equal(await h.broker.drop("q", [dead[0]]), 1);
+    const dropped = await s.put("q", ["w"], { keys: ["k"] });
+    assertPutIds(dropped, [dropped[0]], undefined, "after the drop");
+    assert.ok(dropped[0] > dead[0]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["w"]);
+  });
+
+  test("keyHoldMs keeps a key taken for that long after its item finished", {}, async (h) => {
+    const s = await h.session();
+    const [x] = await s.put("q", ["x"], { keys: ["k"], keyHoldMs: KEY_HOLD_MS });
+    const item = await takeOne(s, "q");
+    const ackedAt = performance.now();
+    assert.deepEqual(await s.ack([item.id]), []);
+    const held = await s.put("q", ["y"], { keys: ["k"] });
+    if (since(ackedAt) < KEY_HOLD_MS - SLACK_MS) {
+      assertPutIds(held, [x], [0], "during the hold: the finished item's id");
+    }
+    const fresh = await waitFor("the key hold to end", async () => {
+      const ids = await s.put("q", ["z"], { keys: ["k"] });
+      if (ids.existing === undefined) return ids;
+      assertPutIds(ids, [x], [0], "during the hold");
+      return undefined;
+    });
+    assertNotBefore(ackedAt, KEY_HOLD_MS, "the held key was free");
+    assert.ok(fresh !== undefined && fresh[0] > x, "a new item");
+    assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["z"], "the hold added nothing");
+  });
+
+  test("cancelling an item frees its key, unless a key hold keeps it", {}, async (h) => {
+    const s = await h.session();
+    const [x] = await s.put("q", ["x"], { keys: ["k"] });
+    assert.deepEqual((await h.broker.cancel([x])).cancelled, [x]);
+    const after = await s.put("q", ["y"], { keys: ["k"] });
+    assertPutIds(after, [after[0]], undefined, "after the cancel");
+    assert.ok(after[0] > x);
+    const [held] = await s.put("q", ["h"], { keys: ["hold"], keyHoldMs: KEY_HOLD_MS });
+    const cancelledAt = performance.now();
+    assert.deepEqual((await h.broker.cancel([held])).cancelled, [held]);
+    const during = await s.put("q", ["h2"], { keys: ["hold"] });
+    if (since(cancelledAt) < KEY_HOLD_MS - SLACK_MS) {
+      assertPutIds(during, [held], [0], "during the hold");
+    }
+    await waitFor("the key hold to end", async () => {
+      const ids = await s.put("q", ["h3"], { keys: ["hold"] });
+      return ids.existing === undefined;
+    });
+    assertNotBefore(cancelledAt, KEY_HOLD_MS, "the held key was free");
+    assert.deepEqual(valuesOf(await getNow(s, "q", 10)), ["y", "h3"]);
+  });
+
+  test("unique keys are scoped to their queue", {}, async (h) => {
+    const s = await h.session();
+    const [x] = await s.put("q", ["x"], { keys: ["k"] });
+    const other = await s.put("r", ["y"], { keys: ["k"] });
+    assertPutIds(other, [other[0]], undefined, "the same key in another queue");
+    assert.notEqual(other[0], x);
+    assert.deepEqual([(await h.stats("q")).ready, (await h.stats("r")).ready], [1, 1]);
+  });
+
+  test("concurrent puts of one key from several sessions add one item", {}, async (h) => {
+    const sessions = await Promise.all([0, 1, 2].map((i) => h.session(`producer-${i}`)));
+    const puts = await Promise.all(
+      sessions.flatMap((s, i) =>
+        [0, 1, 2, 3, 4].map((k) => s.put("q", [`${i}:${k}`], { keys: ["only"] }))
+      ),
+    );
+    assert.equal(new Set(puts.map((ids) => ids[0])).size, 1, "every put answers the same id");
+    assert.equal(puts.filter((ids) => ids.existing === undefined).length, 1, "one put added it");
+    for (const ids of puts) if (ids.existing !== undefined) assert.deepEqual(ids.existing, [0]);
+    const st = await h.stats("q");
+    assert.deepEqual([st.ready, st.put], [1, 1]);
+  });
+
+  // ---------------------------------------------------------------- concurrency limits
+
+  test(
+    "a concurrency limit caps leased items across sessions; ends of leases serve waiters",
+    {},
+    async (h) => {
+      const a = await h.session("a");
+      const b = await h.session("b");
+      assert.deepEqual(
+        limitFields(await h.broker.setLimits("q", { concurrency: 2 })),
+        limitsWith({ concurrency: 2 }),
+      );
+      await a.put("q", [0, 1, 2, 3, 4, 5, 6]);
+      const first = await getNow(a, "q", 5);
+      assert.deepEqual(valuesOf(first), [0, 1], "a get of 5 gets 2");
+      assert.deepEqual(await getNow(b, "q", 5), [], "the limit holds across sessions");
+
+      const afterAck = track(b.get("q", { max: 5, timeoutMs: 10_000 }));
+      await h.until("q", "the get to wait", (st) => st.waiting === 1);
+      await idle(QUIET_MS);
+      assert.equal(afterAck.settled, false, "no lease ended");
+      assert.deepEqual(await a.ack([first[0].id]), []);
+      assert.deepEqual(valuesOf(await within("the get after an ack", afterAck.promise)), [2]);
+
+      const afterNack = b.get("q", { max: 5, timeoutMs: 10_000, leaseMs: SHORT_LEASE_MS });
+      await h.until("q", "the get to wait", (st) => st.waiting === 1);
+      assert.deepEqual(await a.nack([first[1].id]), []);
+      const short = await within("the get after a nack", afterNack);
+      assert.equal(short.length, 1);
+
+      const afterExpiry = a.get("q", { max: 5, timeoutMs: 10_000 });
+      const expired = await within("the get after an expiry", afterExpiry);
+      assert.deepEqual(idsOf(expired), [short[0].id], "the expired item, back at the front");
+      assert.equal((await h.stats("q")).expired, 1);
+
+      const afterClose = a.get("q", { max: 5, timeoutMs: 10_000 });
+      await h.until("q", "the get to wait", (st) => st.waiting === 1);
+      await b.close(); // it held one item
+      assert.equal((await within("the get after a close", afterClose)).length, 1);
+      const st = await h.stats("q");
+      assert.deepEqual([st.leased, st.ready], [2, 4]);
+    },
+  );
+
+  test(
+    "waiting getters are served in order; a raised limit wakes them, zero lifts it",
+    {},
+    async (h) => {
+      const holder = await h.session("holder");
+      const early = await h.session("early");
+      const late = await h.session("late");
+      await h.broker.setLimits("q", { concurrency: 1 });
+      await holder.put("q", [0, 1, 2, 3, 4, 5]);
+      const zero = await takeOne(holder, "q");
+      const first = track(early.get("q", { max: 2, timeoutMs: 10_000 }));
+      await h.until("q", "the early get to wait", (st) => st.waiting === 1);
+      const second = track(late.get("q", { max: 2, timeoutMs: 10_000 }));
+      await h.until("q", "both gets to wait", (st) => st.waiting === 2);
+      assert.deepEqual(await holder.ack([zero.id]), []);
+      assert.deepEqual(valuesOf(await within("the early get", first.promise)), [1]);
+      await idle(QUIET_MS);
+      assert.equal(second.settled, false, "the late get waits: the limit is 1");
+      assert.deepEqual(
+        limitFields(await h.broker.setLimits("q", { concurrency: 3 })),
+        limitsWith({ concurrency: 3 }),
+      );
+      assert.deepEqual(valuesOf(await within("the late get, woken", second.promise)), [2, 3]);
+      assert.deepEqual(await getNow(holder, "q", 5), []);
+      assert.deepEqual(
+        limitFields(await h.broker.setLimits("q", { concurrency: 0 })),
+        limitsWith({}),
+      );
+      assert.deepEqual(valuesOf(await getNow(holder, "q", 5)), [4, 5], "zero lifts the limit");
+      assert.equal((await h.stats("q")).leased, 5);
+    },
+  );
+
+  test("limits() reports a queue's limits and lists the queues that have any", {}, async (h) => {
+    assert.deepEqual(await h.broker.limits("q"), [limitsRow("q", {})], "none set: all zero");
+    assert.deepEqual(await h.broker.limits(), []);
+    await h.broker.setLimits("q", { concurrency: 2 });
+    await h.broker.setLimits("r", { rateCount: 10, ratePeriodMs: 60_000 });
+    await h.broker.setLimits("s", { groupConcurrency: 3 });
+    assert.deepEqual(
+      limitFields(await h.broker.setLimits("q", { rateCount: 5, ratePeriodMs: 1_000 })),
+      limitsWith({ concurrency: 2, rateCount: 5, ratePeriodMs: 1_000 }),
+      "fields not given stay as they are",
+    );
+    assert.deepEqual(await h.broker.limits("q"), [
+      limitsRow("q", { concurrency: 2, rateCount: 5 }),
+    ]);
+    assert.deepEqual(byQueue(await h.broker.limits()), [
+      limitsRow("q", { concurrency: 2, rateCount: 5 }),
+      limitsRow("r", { rateCount: 10, ratePeriodMs: 60_000 }),
+      limitsRow("s", { groupConcurrency: 3 }),
+    ]);
+    await h.broker.setLimits("r", { rateCount: 0 });
+    await h.broker.setLimits("q", { concurrency: 0, rateCount: 0 });
+    assert.deepEqual(byQueue(await h.broker.limits()), [limitsRow("s", { groupConcurrency: 3 })]);
+    for (const bad of [{ concurrency: -1 }, { rateCount: 1.5 }, { ratePeriodMs: 0 }]) {
+      await assert.rejects(h.broker.setLimits("s", bad), `setLimits ${JSON.stringify(bad)}`);
+    }
+    assert.deepEqual(await h.broker.limits("s"), [limitsRow("s", { groupConcurrency: 3 })]);
+  });
+
+  test("limits given at start are in force and reported", {
+    limits: { q: { concurrency: 1 }, r: { rateCount: 1, ratePeriodMs: 60_000 } },
+  }, async (h) => {
+    assert.deepEqual(byQueue(await h.broker.limits()), [
+      limitsRow("q", { concurrency: 1 }),
+      limitsRow("r", { rateCount: 1, ratePeriodMs: 60_000 }),
+    ]);
+    const s = await h.session();
+    await s.put("q", [1, 2, 3]);
+    await s.put("r", [1, 2, 3]);
+    assert.equal((await getNow(s, "q", 5)).length, 1);
+    assert.equal((await getNow(s, "r", 5)).length, 1);
+    assert.deepEqual(await getNow(s, "r", 5), []);
+  });
+
+  // ---------------------------------------------------------------- rate limits
+
+  test("a rate limit spaces deliveries across sessions, within the GCRA bound", {}, async (h) => {
+    const rateCount = 20;
+    const ratePeriodMs = 1_000;
+    const interval = ratePeriodMs / rateCount;
+    const burst = Math.max(1, Math.floor(rateCount * RATE_BURST_MS / ratePeriodMs));
+    const producer = await h.session("producer");
+    const consumers = await Promise.all([0, 1].map((i) => h.session(`consumer-${i}`)));
+    await producer.put("q", Array.from({ length: 100 }, (_, i) => i));
+    await producer.put("free", Array.from({ length: 50 }, (_, i) => i));
+    await h.broker.setLimits("q", { rateCount, ratePeriodMs });
+    const start = performance.now();
+    let delivered = 0;
+    await Promise.all(consumers.map(async (consumer) => {
+      for (let left = RATE_WINDOW_MS; left > 0; left = RATE_WINDOW_MS - since(start)) {
+        const got = await consumer.get("q", { max: 10, timeoutMs: Math.ceil(left) });
+        delivered += got.length;
+      }
+    }));
+    const elapsed = since(start);
+    const most = 1 + burst + elapsed / interval;
+    const least = Math.floor(RATE_FLOOR_SHARE * RATE_WINDOW_MS / interval);
+    assert.ok(delivered <= most, `${delivered} deliveries in ${elapsed.toFixed(0)} ms > ${most}`);
+    assert.ok(delivered >= least, `${delivered} deliveries in ${elapsed.toFixed(0)} ms < ${least}`);
+    assert.equal((await h.stats("q")).leased, delivered);
+    assert.equal((await getNow(producer, "free", 50)).length, 50, "other queues are not limited");
+  });
+
+  test("under a rate limit a get that does not wait takes what the rate allows", {
+    limits: { q: { rateCount: 1, ratePeriodMs: 60_000 } },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", [1, 2, 3, 4, 5]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 5)), [1]);
+    assert.deepEqual(await getNow(s, "q", 5), []);
+    const st = await h.stats("q");
+    assert.deepEqual([st.ready, st.leased], [4, 1]);
+    const waiting = track(s.get("q", { max: 5, timeoutMs: 10_000 }));
+    await h.until("q", "the get to wait", (stats) => stats.waiting === 1);
+    await idle(QUIET_MS);
+    assert.equal(waiting.settled, false, "the next delivery is a minute away");
+    await h.broker.setLimits("q", { rateCount: 0 });
+    assert.deepEqual(
+      valuesOf(await within("the waiting get, once the limit is lifted", waiting.promise)),
+      [2, 3, 4, 5],
+    );
+  });
+
+  test("waiting getters are served in order, as the rate allows", {
+    limits: { q: { rateCount: 10, ratePeriodMs: 3_000 } },
+  }, async (h) => {
+    const interval = 300; // 3000 ms / 10
+    const s = await h.session("s");
+    const early = await h.session("early");
+    const late = await h.session("late");
+    await s.put("q", [0, 1, 2, 3]);
+    const before = performance.now();
+    assert.deepEqual(valuesOf(await getNow(s, "q", 5)), [0]);
+    const order: string[] = [];
+    const first = track(
+      early.get("q", { max: 5, timeoutMs: 10_000 }).then((got) => {
+        order.push("early");
+        return got;
+      }),
+    );
+    await h.until("q", "the early get to wait", (st) => st.waiting === 1 || first.settled);
+    const second = track(
+      late.get("q", { max: 5, timeoutMs: 10_000 }).then((got) => {
+        order.push("late");
+        return got;
+      }),
+    );
+    assert.deepEqual(valuesOf(await within("the early get", first.promise)), [1]);
+    assertNotBefore(before, interval, "the second delivery");
+    assert.deepEqual(valuesOf(await within("the late get", second.promise)), [2]);
+    assertNotBefore(before, 2 * interval, "the third delivery");
+    assert.deepEqual(order, ["early", "late"]);
+  });
+
+  // ---------------------------------------------------------------- cancellation
+
+  test("cancel removes ready and delayed items, which end cancelled", {}, async (h) => {
+    const s = await h.session();
+    const [a, b, c] = await s.put("q", ["a", "b", "c"]);
+    const [d] = await s.put("q", ["d"], { delayMs: 60_000 });
+    const outcome = await h.broker.cancel([b, d]);
+    assert.deepEqual(ascending(outcome.cancelled), ascending([b, d]));
+    assert.deepEqual(outcome.missing, []);
+    const st = await h.stats("q");
+    assert.deepEqual([st.ready, st.delayed, st.leased, st.dead], [2, 0, 0, 0]);
+    assert.deepEqual((await h.broker.peek("q", 10)).map((p) => p.id), [a, c]);
+    for (const id of [b, d]) {
+      const info = await h.job(id);
+      assert.deepEqual(pick(info, ["queue", "state", "attempts"]), {
+        queue: "q",
+        state: "cancelled",
+        attempts: 0,
+      });
+    }
+    const empty = track(h.broker.waitEmpty("q"));
+    assert.deepEqual((await h.broker.cancel([a, c])).cancelled.length, 2);
+    await within("waitEmpty once every item was cancelled", empty.promise);
+    assert.deepEqual(await getNow(s, "q", 10), []);
+    assert.equal((await h.stats("q.dead")).put, 0);
+  });
+
+  test("cancel revokes a lease: its holder is told, settlements refused, never served again", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    const told: number[][] = [];
+    const otherTold: number[][] = [];
+    holder.onCancel = (ids) => told.push([...ids]);
+    other.onCancel = (ids) => otherTold.push([...ids]);
+    const [x, y] = await holder.put("q", ["x", "y"]);
+    await takeOne(holder, "q", MEDIUM_LEASE_MS);
+    await takeOne(holder, "q");
+    assert.deepEqual(await h.broker.cancel([x]), { cancelled: [x], missing: [] });
+    await waitFor("the holder to be told", () => told.length > 0);
+    assert.deepEqual(told, [[x]]);
+    assert.deepEqual(otherTold, []);
+    assert.deepEqual(await holder.ack([x]), [x], "ack: not held");
+    assert.deepEqual(await holder.nack([x]), [x], "nack: not held");
+    assert.deepEqual(await holder.fail([x], "too late"), [x], "fail: not held");
+    assert.deepEqual(await holder.extend([x], 10_000), [x], "extend: not held");
+    assert.equal(await holder.progress(x, { percent: 50 }, 10_000), false, "progress: not held");
+    let st = await h.stats("q");
+    assert.deepEqual([st.ready, st.leased, st.delayed], [0, 1, 0]);
+    const info = await h.job(x);
+    assert.deepEqual(pick(info, ["state", "attempts"]), { state: "cancelled", attempts: 1 });
+    assertAbsent(info, ["holder", "leasedAt", "leaseExpiresAt"], "a cancelled job");
+    assert.deepEqual(
+      await other.get("q", { max: 1, timeoutMs: MEDIUM_LEASE_MS + QUIET_MS }),
+      [],
+      "not served again, even past its lease",
+    );
+    st = await h.stats("q");
+    assert.deepEqual([st.ready, st.leased, st.dead], [0, 1, 0]);
+    assert.equal((await h.stats("q.dead")).put, 0, "never dead-lettered");
+    assert.equal((await h.job(x)).state, "cancelled");
+    const empty = track(h.broker.waitEmpty("q"));
+    assert.deepEqual(await holder.ack([y]), [], "other leases are untouched");
+    await within("waitEmpty once the rest was acked", empty.promise);
+    assert.deepEqual(told, [[x]], "told once");
+  });
+
+  test("cancel answers unknown, finished and already cancelled ids as missing", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    const [a, b, c] = await s.put("q", ["a", "b", "c"]);
+    assert.deepEqual(await s.ack([(await takeOne(s, "q")).id]), []);
+    assert.deepEqual(await h.broker.cancel([b]), { cancelled: [b], missing: [] });
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
+    await h.until("q", "c to be dead-lettered", (st) => st.dead === 1);
+    const outcome = await h.broker.cancel([a, b, c, UNKNOWN_ID]);
+    assert.deepEqual(outcome.cancelled, []);
+    assert.deepEqual(ascending(outcome.missing), ascending([a, b, c, UNKNOWN_ID]));
+    assert.deepEqual(
+      [(await h.job(a)).state, (await h.job(b)).state, (await h.job(c)).state],
+      ["done", "cancelled", "dead"],
+    );
+  });
+
+  test("cancelling a leased item makes room for a put held for it", {
+    maxQueueLength: 1,
+  }, async (h) => {
+    const holder = await h.session("holder");
+    const producer = await h.session("producer");
+    const [x] = await holder.put("q", ["x"]);
+    await takeOne(holder, "q");
+    const held = track(producer.put("q", ["y"]));
+    await idle(QUIET_MS);
+    assert.equal(held.settled, false, "the put waits for room");
+    assert.deepEqual((await h.broker.cancel([x])).cancelled, [x]);
+    await within("the put held for room", held.promise);
+    assert.deepEqual(valuesOf(await getNow(holder, "q")), ["y"]);
+  });
+
+  test("cancelling a leased item frees its concurrency slot for a waiting get", {}, async (h) => {
+    const holder = await h.session("holder");
+    const waiter = await h.session("waiter");
+    await h.broker.setLimits("q", { concurrency: 1 });
+    const [x] = await holder.put("q", ["x", "y"]);
+    await takeOne(holder, "q");
+    const get = track(waiter.get("q", { max: 5, timeoutMs: 10_000 }));
+    await h.until("q", "the get to wait", (st) => st.waiting === 1);
+    await idle(QUIET_MS);
+    assert.equal(get.settled, false, "the limit holds");
+    assert.deepEqual((await h.broker.cancel([x])).cancelled, [x]);
+    assert.deepEqual(valuesOf(await within("the waiting get", get.promise)), ["y"]);
+  });
+
+  // ---------------------------------------------------------------- job lookup
+
+  test(
+    "job describes ready, delayed and leased items; an unknown id is undefined",
+    {},
+    async (h) => {
+      const before = Date.now();
+      const s = await h.session("worker-1", "192.0.2.7:5000");
+      const [plain] = await s.put("q", [{ n: 1 }]);
+      const [rich] = await s.put("q", ["rich"], { priority: 3, group: "g", keys: ["k"] });
+      const [later] = await s.put("q", ["later"], { delayMs: 60_000 });
+      const after = Date.now();
+      const ready = await h.job(plain);
+      assert.deepEqual(pick(ready, ["queue", "state", "attempts", "priority", "value"]), {
+        queue: "q",
+        state: "ready",
+        attempts: 0,
+        priority: 0,
+        value: { n: 1 },
+      });
+      assertTimeBetween(ready.createdAt, before, after, "createdAt");
+      assertAbsent(ready, [
+        "group",
+        "key",
+        "error",
+        "result",
+        "progress",
+        "leasedAt",
+        "leaseExpiresAt",
+        "holder",
+        "finishedAt",
+      ], "a ready job");
+      assert.deepEqual(pick(await h.job(rich), ["state", "priority", "group", "key", "value"]), {
+        state: "ready",
+        priority: 3,
+        group: "g",
+        key: "k",
+        value: "rich",
+      });
+      const delayed = await h.job(later);
+      assert.deepEqual(pick(delayed, ["state", "attempts"]), { state: "delayed", attempts: 0 });
+      assertTimeBetween(delayed.readyAt, before + 60_000, after + 60_000, "readyAt");
+      assert.equal(await h.broker.job(UNKNOWN_ID), undefined);
+
+      const leaseBefore = Date.now();
+      const item = await takeOne(s, "q", LOOK_LEASE_MS);
+      const leaseAfter = Date.now();
+      assert.equal(item.id, rich, "the higher priority first");
+      const leased = await h.job(rich);
+      assert.deepEqual(pick(leased, ["state", "attempts", "holder"]), {
+        state: "leased",
+        attempts: 1,
+        holder: { session: s.id, name: "worker-1", address: "192.0.2.7:5000" },
+      });
+      assertTimeBetween(leased.leasedAt, leaseBefore, leaseAfter, "leasedAt");
+      const length = (leased.leaseExpiresAt ?? 0) - (leased.leasedAt ?? 0);
+      assert.ok(Math.abs(length - LOOK_LEASE_MS) <= LEASE_SKEW_MS, `a lease of ${length} ms`);
+
+      assert.deepEqual(await s.nack([rich]), []);
+      const back = await h.job(rich);
+      assert.deepEqual(pick(back, ["state", "attempts"]), { state: "ready", attempts: 1 });
+      assertAbsent(back, ["holder", "leasedAt", "leaseExpiresAt"], "a nacked job");
+    },
+  );
+
+  test("job describes finished items: done with its result, dead with its error", {
+    retry: { maxAttempts: 2, backoffBaseMs: MEDIUM_BACKOFF_MS, backoffMaxMs: MEDIUM_BACKOFF_MS },
+  }, async (h) => {
+    const s = await h.session();
+    const [a, b, c, d] = await s.put("q", ["a", "b", "c", "d"]);
+    const before = Date.now();
+    assert.deepEqual(
+      await s.ack([(await takeOne(s, "q")).id], {
+        queue: "results",
+        values: [{ ok: true }],
+      }),
+      [],
+    );
+    assert.deepEqual(await s.ack([(await takeOne(s, "q")).id]), []);
+    const after = Date.now();
+    const done = await h.job(a);
+    assert.deepEqual(pick(done, ["queue", "state", "attempts", "value", "result"]), {
+      queue: "q",
+      state: "done",
+      attempts: 1,
+      value: "a",
+      result: { ok: true },
+    });
+    assertTimeBetween(done.finishedAt, before, after, "finishedAt");
+    assertAbsent(done, ["error", "holder", "leasedAt", "leaseExpiresAt"], "a done job");
+    const plain = await h.job(b);
+    assert.equal(plain.state, "done");
+    assertAbsent(plain, ["result"], "a job acked without a result");
+
+    const failedAt = performance.now();
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "first"), []);
+    const retrying = await h.job(c);
+    assert.deepEqual(pick(retrying, ["attempts", "error"]), { attempts: 1, error: "first" });
+    if (since(failedAt) < MEDIUM_BACKOFF_MS - SLACK_MS) {
+      assert.equal(retrying.state, "delayed", "waiting for its retry");
+      assert.equal(typeof retrying.readyAt, "number", "a retry's readyAt");
+    }
+    assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "only"), []); // d
+    const [again, other] = [await awaitOne(s, "q"), await awaitOne(s, "q")];
+    assert.deepEqual([again.id, other.id].sort((x, y) => x - y), [c, d]);
+    assert.deepEqual(await s.fail([c], "second"), []);
+    assert.deepEqual(await s.ack([d]), []);
+    const dead = await h.job(c);
+    assert.deepEqual(pick(dead, ["state", "attempts", "error", "value"]), {
+      state: "dead",
+      attempts: 2,
+      error: "second",
+      value: "c",
+    });
+    assert.equal(typeof dead.finishedAt, "number");
+    const recovered = await h.job(d);
+    assert.deepEqual(pick(recovered, ["state", "attempts", "error"]), {
+      state: "done",
+      attempts: 2,
+      error: "only",
+    }, "a done job keeps its last failure");
+  });
+
+  test("history keeps at most historyCount finished jobs, the latest", {
+    historyCount: 2,
+  }, async (h) => {
+    const s = await h.session();
+    const [a, b, c, live] = await s.put("q", ["a", "b", "c", "live"]);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await s.ack([(await takeOne(s, "q")).id]), []);
+    assert.equal(await h.broker.job(a), undefined, "the oldest record went");
+    assert.equal((await h.job(b)).state, "done");
+    assert.equal((await h.job(c)).state, "done");
+    assert.equal((await h.job(live)).state, "ready", "live jobs are not history");
+  });
+
+  test("historyCount 0 keeps no finished job", { historyCount: 0 }, async (h) => {
+    const s = await h.session();
+    const [a, b] = await s.put("q", ["a", "b"]);
+    assert.deepEqual(await s.ack([(await takeOne(s, "q")).id]), []);
+    assert.equal(await h.broker.job(a), undefined);
+    assert.equal((await h.job(b)).state, "ready");
+  });
+
+  test("history forgets a finished job after historyMs", { historyMs: HISTORY_MS }, async (h) => {
+    const s = await h.session();
+    const [a] = await s.put("q", ["a"]);
+    const item = await takeOne(s, "q");
+    const ackedAt = performance.now();
+    assert.deepEqual(await s.ack([item.id]), []);
+    const first = await h.broker.job(a);
+    if (since(ackedAt) < HISTORY_MS - SLACK_MS) assert.equal(first?.state, "done");
+    await waitFor("the record to be forgotten", async () => await h.broker.job(a) === undefined);
+    assertNotBefore(ackedAt, HISTORY_MS, "the record was forgotten");
+  });
+
+  test(
+    "a finished job too large for the history keeps neither value nor result",
+    {},
+    async (h) => {
+      const s = await h.session();
+      const big = "x".repeat(MAX_HISTORY_VALUE_BYTES + 1_024);
+      const [a, b] = await s.put("q", [big, "small"]);
+      assert.equal((await h.job(a)).value, big, "a live job keeps its value");
+      assert.deepEqual(await s.ack([(await takeOne(s, "q")).id]), []);
+      assert.deepEqual(
+        await s.ack([(await takeOne(s, "q")).id], { queue: "results", values: [big] }),
+        [],
+      );
+      for (const id of [a, b]) {
+        const info = await h.job(id);
+        assert.equal(info.state, "done");
+        assertAbsent(info, ["value", "result"], "a job too large for the history");
+      }
+    },
+  );
+
+  // ---------------------------------------------------------------- progress
+
+  test("progress is recorded on the job and renews the lease", {}, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    const [id] = await holder.put("q", ["x"]);
+    await takeOne(holder, "q", MEDIUM_LEASE_MS);
+    const before = Date.now();
+    assert.equal(await holder.progress(id, { percent: 40, message: "x" }, 2_000), true);
+    const after = Date.now();
+    let info = await h.job(id);
+    assert.deepEqual(info.progress, { percent: 40, message: "x", at: info.progress?.at });
+    assertTimeBetween(info.progress?.at, before, after, "progress.at");
+    assertTimeBetween(info.leaseExpiresAt, before + 2_000, after + 2_000, "leaseExpiresAt");
+    await idle(MEDIUM_LEASE_MS + 100);
+    const st = await h.stats("q");
+    assert.deepEqual([st.leased, st.ready, st.expired], [1, 0, 0], "the lease still runs");
+    assert.deepEqual(await getNow(other, "q"), []);
+
+    assert.equal(await holder.progress(id, { percent: 62.5 }, 2_000), true);
+    info = await h.job(id);
+    assert.deepEqual(info.progress, { percent: 62.5, at: info.progress?.at }, "the last report");
+    assert.equal(await holder.progress(id, { message: "almost" }, 2_000), true);
+    info = await h.job(id);
+    assert.deepEqual(info.progress, { message: "almost", at: info.progress?.at });
+    assert.equal(await holder.progress(id, { percent: 90 }, 50), true);
+    await h.until("q", "the shortened lease to expire", (stats) => stats.expired === 1);
+    assert.equal((await takeOne(other, "q")).attempts, 2);
+  });
+
+  test("progress on an item not held answers false and records nothing", {}, async (h) => {
+    const holder = await h.session("holder");
+    const other = await h.session("other");
+    const [id, late] = await holder.put("q", ["x", "y"]);
+    await takeOne(holder, "q");
+    assert.equal(await other.progress(id, { percent: 10 }, 10_000), false, "another session");
+    assert.equal(await holder.progress(UNKNOWN_ID, { percent: 10 }, 10_000), false, "unknown");
+    assertAbsent(await h.job(id), ["progress"], "a job whose holder reported nothing");
+    assert.deepEqual(await holder.ack([id]), []);
+    assert.equal(await holder.progress(id, { percent: 10 }, 10_000), false, "acked");
+    await takeOne(holder, "q", SHORT_LEASE_MS);
+    await h.until("q", "the lease to expire", (st) => st.expired === 1);
+    assert.equal(await holder.progress(late, { percent: 10 }, 10_000), false, "expired");
+    assert.equal((await h.stats("q")).ready, 1, "the refused report renewed nothing");
+  });
+
   // ---------------------------------------------------------------- durability
 
   const volatile = !factory.durable || factory.reopen === undefined;
@@ -1717,5 +2743,19 @@ export function brokerConformance(factory: BrokerFactory): void {
       2,
       "its lease expired before it was acked (earlier: boom)",
     ]);
+  }, volatile);
+
+  test("durable: priorities, groups and unique keys survive a reopen", {}, async (h) => {
+    let s = await h.session();
+    await s.put("q", ["low"], { priority: -1 });
+    const [keyed] = await s.put("q", ["keyed"], { keys: ["k"], group: "g" });
+    await s.put("q", ["high"], { priority: 9 });
+    await h.reopen();
+    s = await h.session();
+    const again = await s.put("q", ["dup"], { keys: ["k"] });
+    assert.deepEqual([[...again], again.existing], [[keyed], [0]]);
+    const job = await h.broker.job(keyed);
+    assert.deepEqual([job?.state, job?.group, job?.key], ["ready", "g", "k"]);
+    assert.deepEqual(valuesOf(await getNow(s, "q", 3)), ["high", "keyed", "low"]);
   }, volatile);
 }
