@@ -198,6 +198,63 @@ export class LeaseLostError extends TaskqError {
 }
 
 /**
+ * A held item was cancelled (`taskq cancel`, `Client.cancel`): its lease is
+ * revoked, so the work on it should stop; it is never served again. The
+ * reason of a job's `signal` once the master says so.
+ *
+ * @example
+ * ```ts
+ * import { JobCancelledError } from "./errors.ts";
+ * const error = new JobCancelledError(42);
+ * console.log(error.id, error.message.startsWith("item 42 was cancelled")); // 42 true
+ * ```
+ */
+export class JobCancelledError extends TaskqError {
+  /** The cancelled item's id. */
+  readonly id: number;
+  /** Creates the error for item `id`. */
+  constructor(id: number) {
+    super(
+      `item ${id} was cancelled: its lease is revoked and it will not be served again; ` +
+        `stop working on it`,
+    );
+    this.id = id;
+  }
+}
+
+/**
+ * The connected master speaks an older protocol version that lacks what was
+ * asked for (a cancel, a job lookup, limits, progress, or a put with a
+ * priority, group or unique key): upgrade the master.
+ *
+ * @example
+ * ```ts
+ * import { UnsupportedError } from "./errors.ts";
+ * const error = new UnsupportedError("cancel", 1, 2, "0.2");
+ * console.log(error.message);
+ * // the master speaks protocol 1; cancel needs a master of taskq 0.2 or later
+ * ```
+ */
+export class UnsupportedError extends TaskqError {
+  /** What was asked for. */
+  readonly feature: string;
+  /** The protocol version the connection speaks. */
+  readonly version: number;
+  /** The protocol version the feature needs. */
+  readonly needs: number;
+  /** Creates the error for `feature`, needing protocol `needs` (taskq `release`), on `version`. */
+  constructor(feature: string, version: number, needs: number, release: string) {
+    super(
+      `the master speaks protocol ${version}; ${feature} needs a master of taskq ${release} ` +
+        `or later`,
+    );
+    this.feature = feature;
+    this.version = version;
+    this.needs = needs;
+  }
+}
+
+/**
  * A configuration value (address, key file, flag) is unusable.
  *
  * @example

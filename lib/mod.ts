@@ -7,6 +7,12 @@
  * managers protocol is under the `./python` subpath, the HTTP side under
  * `./http`.
  *
+ * Beyond put and get: a put may give a priority, a group and a unique key
+ * ({@link PutOptions}); {@link Client.cancel} cancels items (a holder's
+ * {@link LeasedJob.signal} aborts), {@link Client.job} looks one up,
+ * {@link Client.limits} sets a queue's rate and concurrency limits, and
+ * {@link LeasedJob.progress} reports a running job's progress.
+ *
  * @example
  * ```ts
  * import { connect, serve } from "./mod.ts";
@@ -25,6 +31,7 @@
 
 export {
   type AckOptions,
+  type CancelOutcome,
   Client,
   connect,
   type ConnectOptions,
@@ -32,11 +39,30 @@ export {
   type GetOptions,
   type Job,
   type JobRef,
+  type LeasedJob,
   type NackOptions,
+  type ProgressReport,
+  type PutIds,
+  type PutManyOptions,
   type PutOptions,
   Queue,
   type Stats,
 } from "./client/client.ts";
+export {
+  DEFAULT_PRIORITY,
+  type JobHolder,
+  type JobInfo,
+  type JobProgress,
+  type JobState,
+  type LimitChanges,
+  MAX_GROUP_LENGTH,
+  MAX_KEY_LENGTH,
+  MAX_PRIORITY,
+  MAX_PROGRESS_MESSAGE,
+  MIN_PRIORITY,
+  type NamedQueueLimits,
+  type QueueLimits,
+} from "./model/jobs.ts";
 export {
   DEFAULT_GRACE_MS,
   type Handler,
@@ -66,10 +92,14 @@ export type {
   BrokerSession,
   BrokerSettings,
   BrokerStats,
+  CancelOutcome as BrokerCancelOutcome,
   Delivery,
   GetOptions as BrokerGetOptions,
+  JobOptions,
   MemoryStats,
   PeekedItem,
+  ProgressReport as BrokerProgressReport,
+  PutIds as BrokerPutIds,
   PutOptions as BrokerPutOptions,
   SessionInfo,
   SessionView,
@@ -90,10 +120,12 @@ export {
   ERROR_CODE_TABLE,
   type ErrorCode,
   FrameTooLargeError,
+  JobCancelledError,
   LeaseLostError,
   ProtocolError,
   RemoteError,
   TaskqError,
+  UnsupportedError,
 } from "./errors.ts";
 export { type Address, type AuthKeySource, loadAuthKey, parseAddress } from "./config.ts";
 export {

@@ -35,7 +35,14 @@ import { TEST_KEY, waitFor, withDeadline } from "./_helpers.ts";
 /** Longest any single test waits for a condition or for a worker to stop. */
 const WAIT_MS = 15_000;
 
-const NOTHING: WorkerSummary = { done: 0, failed: 0, lost: 0, ackLost: 0, returned: 0 };
+const NOTHING: WorkerSummary = {
+  done: 0,
+  failed: 0,
+  lost: 0,
+  ackLost: 0,
+  returned: 0,
+  cancelled: 0,
+};
 
 /** Serves a master on 127.0.0.1 (port 0 unless `port` is given) with the test key. */
 function serveOn(port = 0, options: Partial<MasterOptions> = {}): Promise<Master> {

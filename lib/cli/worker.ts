@@ -24,6 +24,7 @@ import {
   type CommandOutcome,
   ITEM_PLACEHOLDER,
   KILL_GRACE_MS,
+  MAX_PROGRESS_LINE,
   PROGRESS_PREFIX,
   runCommand,
 } from "../worker/command.ts";
@@ -66,7 +67,8 @@ Progress: a line on COMMAND's standard error of the form
 the line, at most ${MAX_PROGRESS_MESSAGE} characters kept) reports how far along it is: it shows
 in taskq job ID and the worker's log, and renews the item's lease. Such lines
 are not part of the command's error output; a line that does not fit the
-form is ordinary output. E.g. in sh: echo "${PROGRESS_PREFIX} 40 resizing" >&2
+form, or is longer than ${MAX_PROGRESS_LINE} characters, is ordinary output.
+E.g. in sh: echo "${PROGRESS_PREFIX} 40 resizing" >&2
 
 Options:
   --queue NAME              queue to take items from (required)

@@ -11,6 +11,14 @@
  * one database): it uses one at a time and moves to another when that one
  * cannot be reached or dies ({@link connect} tells how).
  *
+ * Jobs (protocol version 2, taskq 0.2): a put may give a priority, a group and
+ * a unique key; {@link Client.cancel} cancels items wherever they are, and a
+ * cancelled job this client holds has its {@link LeasedJob.signal} aborted;
+ * {@link Client.job} looks an item up; {@link Client.limits} reads and changes
+ * a queue's rate and concurrency limits; {@link Queue.progress} reports a
+ * running job's progress. Against an older master these throw
+ * {@link UnsupportedError}; everything else works as before.
+ *
  * @example
  * ```ts
  * import { serve } from "../server/master.ts";
@@ -32,12 +40,29 @@ import { checkItemArgument } from "../model/codec.ts";
 import { checkQueueNameArgument } from "../model/queue_names.ts";
 import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
 import {
+  checkLabel,
+  checkLimits,
+  checkPriority,
+  DEFAULT_PRIORITY,
+  type JobInfo,
+  type LimitChanges,
+  MAX_GROUP_LENGTH,
+  MAX_KEY_LENGTH,
+  MAX_PROGRESS_MESSAGE,
+  type NamedQueueLimits,
+} from "../model/jobs.ts";
+import {
+  type ExtendRequest,
+  type JobRecord,
+  type LimitRequest,
   MAX_ATTEMPTS_LIMIT,
   MAX_BATCH,
   MAX_CLIENT_NAME_LENGTH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
   type OkReply,
+  type ProgressRequest,
+  type PutRequest,
   type QueueStats,
   type Request,
   type ServerMessage,
@@ -56,9 +81,11 @@ import {
   AuthenticationError,
   ConfigError,
   ConnectionLostError,
+  JobCancelledError,
   LeaseLostError,
   ProtocolError,
   RemoteError,
+  UnsupportedError,
 } from "../errors.ts";
 
 /** The protocol's limits a caller's arguments must keep to: items per call, and durations. */
@@ -69,6 +96,23 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
 /** Request ids wrap around at 2^32 to stay small on the wire. */
 const RID_MODULUS = 2 ** 32;
+
+/**
+ * The protocol version that brought priorities, groups, unique keys,
+ * cancellation, job lookup, limits and progress, and the taskq release that
+ * first spoke it (named when an older master is asked for them).
+ */
+const JOBS_PROTOCOL_VERSION = 2;
+const JOBS_RELEASE = "0.2";
+
+/**
+ * How long after its lease ran out (as far as this client knows) a job it
+ * never settled is forgotten, in ms: the master has taken it back by then.
+ */
+const FORGET_AFTER_MS = 5_000;
+
+/** Held jobs tracked before the first sweep of those whose lease ran out. */
+const MIN_SWEEP_SIZE = 1_024;
 
 /** Options of {@link connect}. */
 export interface ConnectOptions {
@@ -265,12 +309,110 @@ export interface Job<T = unknown> {
   readonly attempt: number;
 }
 
+/**
+ * A job as a {@link Client} delivers it ({@link Queue.get}, and the handler
+ * of {@link runWorker}): a {@link Job} that also hears of its cancellation
+ * and can report its progress.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { connect } from "./client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * const tasks = client.queue("tasks");
+ * await tasks.put("a long one");
+ * const job = (await tasks.get(1000))!;
+ * job.signal.addEventListener("abort", () => console.log("cancelled: stop"));
+ * console.log(job.signal.aborted); // false
+ * await tasks.ack(job);
+ * await client.close();
+ * await master.close();
+ * ```
+ */
+export interface LeasedJob<T = unknown> extends Job<T> {
+  /**
+   * Aborts, with a {@link JobCancelledError} as its reason, when the item is
+   * cancelled while this client holds it (the master says so at once; its
+   * lease is gone, so stop the work and do not settle it). Never aborts on a
+   * connection to a master older than taskq 0.2.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Reports how far along the work is (shown by job lookup) and renews the
+   * lease: {@link Queue.progress} with this job. Resolves with false when the
+   * lease is no longer held.
+   * @throws {RangeError} for a percent not from 0 to 100, or a message longer
+   *   than `MAX_PROGRESS_MESSAGE` characters.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.2.
+   */
+  progress(percent?: number, message?: string): Promise<boolean>;
+}
+
 /** Options of a put. */
 export interface PutOptions {
   /** Milliseconds before the items may be served. */
   delayMs?: number;
   /** Deliveries allowed before the item is dead-lettered; the master's policy by default. */
   maxAttempts?: number;
+  /**
+   * From −1000 to 1000 (0 by default): within a queue a higher priority is
+   * served first, first in first out within one priority; a retry keeps it.
+   */
+  priority?: number;
+  /**
+   * The items' group (a tenant, a customer; 1 to 256 characters): deliveries
+   * within a queue go round-robin across the groups that have items ready.
+   */
+  group?: string;
+  /**
+   * The item's unique key in its queue (1 to 256 characters): while an item
+   * with the same key is ready, delayed or leased, the put adds nothing and
+   * resolves with that item's id ({@link Queue.put} only; see
+   * {@link PutManyOptions.keys}).
+   */
+  key?: string;
+  /**
+   * With a key: how long the key stays taken after its item finished (done,
+   * dead-lettered or cancelled), in ms; a put of it meanwhile adds nothing.
+   */
+  keyHoldMs?: number;
+}
+
+/** Options of {@link Queue.putMany}: those of a put, with one key per value. */
+export interface PutManyOptions extends Omit<PutOptions, "key"> {
+  /**
+   * One unique key (or `undefined` for none) per value, in order: a value
+   * whose key is taken in the queue (or by an earlier value of the same put)
+   * adds nothing, its id is the existing item's, and its index is listed in
+   * {@link PutIds.existing}.
+   */
+  keys?: readonly (string | undefined)[];
+}
+
+/**
+ * The ids a {@link Queue.putMany} resolves with, in order of its values: new
+ * items' ids, and for a value whose unique key was taken, the existing item's.
+ */
+export type PutIds = number[] & {
+  /** Indexes (into the ids) of the values that added nothing; absent when every value was added. */
+  existing?: number[];
+};
+
+/** What a running job reports with {@link Queue.progress}. */
+export interface ProgressReport {
+  /** How far along, from 0 to 100 (fractions allowed). */
+  percent?: number;
+  /** What it is doing now (at most `MAX_PROGRESS_MESSAGE` characters). */
+  message?: string;
+}
+
+/** What {@link Client.cancel} did. */
+export interface CancelOutcome {
+  /** Ids cancelled now: ready or delayed items removed, leased ones revoked (their holder told). */
+  cancelled: number[];
+  /** Ids not cancelled: unknown, or already finished. */
+  missing: number[];
 }
 
 /** Options of an ack. */
@@ -338,14 +480,96 @@ interface Pending {
   reject(error: Error): void;
 }
 
-/** The connection each job came on: its lease dies with that connection. */
-const jobSession = new WeakMap<object, number>();
+/** What a client knows of a job it delivered, for as long as it may hold its lease. */
+interface Lease {
+  /** The queue it came from (for {@link LeasedJob.progress}). */
+  readonly queue: Queue;
+  /** The connection it came on: its lease dies with that connection. */
+  readonly session: number;
+  /** The lease length its get asked for (the master's default when it named none). */
+  readonly leaseMs: number;
+  /** When the lease runs out as far as this client knows (ms since the epoch). */
+  expiresAt: number;
+  /** Made when its signal is first asked for. */
+  controller?: AbortController;
+  /** Set when the master said it was cancelled. */
+  cancelled?: JobCancelledError;
+}
 
-/** How a {@link Queue} sends its requests through its client (kept out of the public API). */
-type Send = (request: Request) => Promise<OkReply>;
+/** Reads a job's {@link Lease}, if this module made the job. */
+let leaseOf: (job: Job) => Lease | undefined;
 
-/** Each client's sending function, set when it is made, for its queues. */
-const senders = new WeakMap<Client, Send>();
+/**
+ * A job as a client delivers it: a {@link LeasedJob}. Its four fields are its
+ * only own enumerable ones, so it serializes (and prints) as a plain job; the
+ * lease state is private.
+ */
+class ClientJob<T> implements LeasedJob<T> {
+  readonly id: number;
+  readonly queue: string;
+  readonly value: T;
+  readonly attempt: number;
+  readonly #lease: Lease;
+
+  /** Made by {@link Queue.getMany}. */
+  constructor(id: number, queue: string, value: T, attempt: number, lease: Lease) {
+    this.id = id;
+    this.queue = queue;
+    this.value = value;
+    this.attempt = attempt;
+    this.#lease = lease;
+  }
+
+  static {
+    leaseOf = (job) => #lease in job ? job.#lease : undefined;
+  }
+
+  /** See {@link LeasedJob.signal} (made on first use). */
+  get signal(): AbortSignal {
+    const lease = this.#lease;
+    if (lease.controller === undefined) {
+      lease.controller = new AbortController();
+      if (lease.cancelled !== undefined) lease.controller.abort(lease.cancelled);
+    }
+    return lease.controller.signal;
+  }
+
+  /** See {@link LeasedJob.progress}. */
+  progress(percent?: number, message?: string): Promise<boolean> {
+    const report: ProgressReport = {};
+    if (percent !== undefined) report.percent = percent;
+    if (message !== undefined) report.message = message;
+    return this.#lease.queue.progress(this, report);
+  }
+}
+
+/** How a {@link Queue} reaches its client's connection (kept out of the public API). */
+interface ClientLink {
+  /**
+   * Sends a request and resolves with its reply; with `feature`, first checks
+   * that the connection speaks protocol version 2 (else
+   * {@link UnsupportedError} naming the feature).
+   */
+  send(request: Request, feature?: string): Promise<OkReply>;
+  /**
+   * Makes the jobs a get delivered (leased for `leaseMs`, the master's default
+   * when undefined) and tracks them by id until they are settled.
+   */
+  deliver<T>(
+    queue: Queue,
+    records: readonly JobRecord[],
+    leaseMs: number | undefined,
+  ): LeasedJob<T>[];
+  /** Stops tracking settled jobs. */
+  forget(jobs: JobRef | readonly JobRef[]): void;
+  /** Records that the leases of `ids` (not those in `failed`) now run `leaseMs` from `now`. */
+  renewed(ids: readonly number[], failed: readonly number[], leaseMs: number, now: number): void;
+  /** The lease length of the held job with this id, if this client holds it. */
+  leaseOf(id: number): number | undefined;
+}
+
+/** Each client's link, set when it is made, for its queues. */
+const links = new WeakMap<Client, ClientLink>();
 
 /**
  * Operations on one named queue, through a {@link Client}.
@@ -373,29 +597,79 @@ export class Queue {
   /** The queue's name. */
   readonly name: string;
   readonly #client: Client;
-  readonly #send: Send;
+  readonly #link: ClientLink;
 
   /** Use {@link Client.queue}. */
   constructor(client: Client, name: string) {
     this.#client = client;
-    this.#send = senders.get(client) as Send;
+    this.#link = links.get(client) as ClientLink;
     this.name = checkQueueNameArgument(name);
   }
 
-  /** Adds one item; resolves with its id once the master has it. */
+  /**
+   * Adds one item; resolves with its id once the master has it. With a
+   * {@link PutOptions.key} that is taken in the queue, adds nothing and
+   * resolves with the existing item's id.
+   * @throws {TypeError | RangeError} for an item or option {@link putMany} refuses.
+   * @throws {UnsupportedError} for a priority, group or key on a connection
+   *   to a master older than taskq 0.2.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const mail = client.queue("mail");
+   * const first = await mail.put({ to: "a@b.c" }, { key: "invoice-42", priority: 5 });
+   * const again = await mail.put({ to: "a@b.c" }, { key: "invoice-42" });
+   * console.log(first === again); // true: the key was taken, nothing was added
+   * await client.close();
+   * await master.close();
+   * ```
+   */
   async put(value: unknown, options: PutOptions = {}): Promise<number> {
-    const ids = await this.putMany([value], options);
+    checkOptionsObject("put", options);
+    if ("keys" in options) {
+      throw new TypeError(`put takes one "key"; "keys" (one per value) is for putMany`);
+    }
+    const { key, ...rest } = options;
+    const many: PutManyOptions = rest;
+    if (key !== undefined) many.keys = [key];
+    const ids = await this.putMany([value], many);
     return ids[0];
   }
 
   /**
    * Adds items (at most {@link MAX_BATCH}) in one request; resolves with their
-   * ids in order.
-   * @throws {TypeError} when an item is not plain data.
+   * ids in order. A value whose unique key ({@link PutManyOptions.keys}) was
+   * taken adds nothing: its id is the existing item's, and its index is in
+   * the ids' {@link PutIds.existing}.
+   * @throws {TypeError} when an item is not plain data, or an option is of
+   *   the wrong type.
    * @throws {RangeError} when an item is nested too deep, there are too many,
-   *   or an option is out of range.
+   *   or an option is out of range (a priority outside −1000…1000, an empty or
+   *   too long group or key, not one key per value).
+   * @throws {UnsupportedError} for a priority, group or key on a connection
+   *   to a master older than taskq 0.2.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const tasks = client.queue("tasks");
+   * const ids = await tasks.putMany(["a", "b", "c"], {
+   *   keys: ["k1", undefined, "k1"], // "c" has the key of "a": it adds nothing
+   *   group: "tenant-7",
+   * });
+   * console.log(ids[2] === ids[0], ids.existing); // true [ 2 ]
+   * await client.close();
+   * await master.close();
+   * ```
    */
-  async putMany(values: readonly unknown[], options: PutOptions = {}): Promise<number[]> {
+  async putMany(values: readonly unknown[], options: PutManyOptions = {}): Promise<PutIds> {
     if (!Array.isArray(values)) {
       throw new TypeError(`putMany takes an array of items, not ${describeValue(values)}`);
     }
@@ -404,8 +678,12 @@ export class Queue {
         `putMany takes at most ${MAX_BATCH} items at once, not ${values.length}: split the batch`,
       );
     }
+    checkOptionsObject("putMany", options);
+    if ("key" in options) {
+      throw new TypeError(`putMany takes "keys" (one per value); "key" is for put`);
+    }
     for (const value of values) checkItemArgument(value);
-    const request: Request = { op: "put", rid: 0, queue: this.name, items: values as unknown[] };
+    const request: PutRequest = { op: "put", rid: 0, queue: this.name, items: values as unknown[] };
     if (options.delayMs !== undefined) {
       const delay = checkDuration("delayMs", options.delayMs);
       if (delay > 0) request.delay = delay;
@@ -418,9 +696,12 @@ export class Queue {
         MAX_ATTEMPTS_LIMIT,
       );
     }
+    const feature = jobFields(request, options, values.length);
     if (values.length === 0) return [];
-    const reply = await this.#send(request);
-    return expect(reply, "ids");
+    const reply = await this.#link.send(request, feature);
+    const ids: PutIds = expect(reply, "ids");
+    if (reply.existing !== undefined) ids.existing = reply.existing;
+    return ids;
   }
 
   /**
@@ -428,7 +709,10 @@ export class Queue {
    * be ready. Resolves with `null` when the time runs out. The item is leased:
    * {@link ack} it when done or it will be served again.
    */
-  async get<T = unknown>(timeoutMs?: number, options: GetOptions = {}): Promise<Job<T> | null> {
+  async get<T = unknown>(
+    timeoutMs?: number,
+    options: GetOptions = {},
+  ): Promise<LeasedJob<T> | null> {
     const jobs = await this.getMany<T>(1, timeoutMs, options);
     return jobs.length > 0 ? jobs[0] : null;
   }
@@ -438,22 +722,17 @@ export class Queue {
     max: number,
     timeoutMs?: number,
     options: GetOptions = {},
-  ): Promise<Job<T>[]> {
+  ): Promise<LeasedJob<T>[]> {
     for (;;) {
       const timeout = timeoutMs === undefined
         ? MAX_DURATION_MS
         : checkDuration("timeoutMs", timeoutMs);
       const request: Request = { op: "get", rid: 0, queue: this.name, max, timeout };
       if (options.leaseMs !== undefined) request.lease = checkDuration("leaseMs", options.leaseMs);
-      const reply = await this.#send(request);
+      const reply = await this.#link.send(request);
       const records = expect(reply, "jobs");
       if (records.length === 0 && timeoutMs === undefined) continue;
-      const session = this.#client.sessionNumber;
-      return records.map((r) => {
-        const job: Job<T> = { id: r.id, queue: this.name, value: r.value as T, attempt: r.attempt };
-        jobSession.set(job, session);
-        return job;
-      });
+      return this.#link.deliver<T>(this, records, request.lease);
     }
   }
 
@@ -481,7 +760,7 @@ export class Queue {
       request.results = values as unknown[];
     }
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#send(request));
+    await this.#settle(jobs, request);
   }
 
   /**
@@ -495,7 +774,7 @@ export class Queue {
       if (delay > 0) request.delay = delay;
     }
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#send(request));
+    await this.#settle(jobs, request);
   }
 
   /**
@@ -517,7 +796,14 @@ export class Queue {
       error: error.slice(0, MAX_FAILURE_TEXT),
     };
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#send(request));
+    await this.#settle(jobs, request);
+  }
+
+  /** Sends an ack, nack or fail; once answered, the jobs are no longer held. */
+  async #settle(jobs: JobRef | readonly JobRef[], request: Request): Promise<void> {
+    const reply = await this.#link.send(request);
+    this.#link.forget(jobs);
+    throwIfFailed(reply);
   }
 
   /**
@@ -526,14 +812,85 @@ export class Queue {
    * @throws {LeaseLostError} for items whose lease had already ended.
    */
   async extend(jobs: JobRef | readonly JobRef[], leaseMs: number): Promise<void> {
-    const request: Request = {
+    const request: ExtendRequest = {
       op: "extend",
       rid: 0,
       ids: idsOf(jobs),
       lease: checkDuration("leaseMs", leaseMs),
     };
     if (request.ids.length === 0) return;
-    throwIfFailed(await this.#send(request));
+    const reply = await this.#link.send(request);
+    const failed = expect(reply, "failed");
+    this.#link.renewed(request.ids, failed, request.lease, Date.now());
+    if (failed.length > 0) throw new LeaseLostError(failed);
+  }
+
+  /**
+   * Reports a held job's progress (shown by job lookup: `taskq job ID`) and
+   * renews its lease to last `leaseMs` from now: by default the lease its get
+   * asked for, else the master's default. Resolves with false when this
+   * client no longer holds the job's lease (it expired, was cancelled, or
+   * the job was settled). {@link LeasedJob.progress} is the same on the job.
+   * @throws {TypeError} for a job that is neither a job nor an id, or a
+   *   report of the wrong shape.
+   * @throws {RangeError} for a percent not from 0 to 100 (fractions allowed),
+   *   a message longer than `MAX_PROGRESS_MESSAGE` characters, or a bad lease.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.2.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const tasks = client.queue("tasks");
+   * const id = await tasks.put("resize photo.jpg");
+   * const job = (await tasks.get(1000))!;
+   * await tasks.progress(job, { percent: 40, message: "resizing" });
+   * await job.progress(80); // the same, on the job
+   * console.log((await client.job(id))?.progress?.percent); // 80
+   * await tasks.ack(job);
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async progress(job: JobRef, report: ProgressReport = {}, leaseMs?: number): Promise<boolean> {
+    if (Array.isArray(job)) {
+      throw new TypeError("progress takes one job (or its id), not a list");
+    }
+    const [id] = idsOf(job);
+    checkOptionsObject("the progress report", report);
+    const request: ProgressRequest = { op: "progress", rid: 0, id };
+    const { percent, message } = report;
+    if (percent !== undefined) {
+      if (typeof percent !== "number") {
+        throw new TypeError(`a progress percent must be a number, not ${describeValue(percent)}`);
+      }
+      if (!Number.isFinite(percent) || percent < 0 || percent > MAX_PERCENT) {
+        throw new RangeError(`a progress percent must be from 0 to ${MAX_PERCENT}, not ${percent}`);
+      }
+      request.percent = percent;
+    }
+    if (message !== undefined) {
+      if (typeof message !== "string") {
+        throw new TypeError(`a progress message must be a string, not ${describeValue(message)}`);
+      }
+      if (message.length > MAX_PROGRESS_MESSAGE) {
+        throw new RangeError(
+          `a progress message must be at most ${MAX_PROGRESS_MESSAGE} characters, ` +
+            `not ${message.length}`,
+        );
+      }
+      request.message = message;
+    }
+    const lease = leaseMs === undefined
+      ? this.#link.leaseOf(id)
+      : checkDuration("leaseMs", leaseMs);
+    if (lease !== undefined) request.lease = lease;
+    const reply = await this.#link.send(request, "progress");
+    const failed = expect(reply, "failed");
+    this.#link.renewed([id], failed, lease ?? this.#client.defaultLeaseMs, Date.now());
+    return !failed.includes(id);
   }
 
   /** Number of items ready to be taken. */
@@ -541,6 +898,92 @@ export class Queue {
     const stats = await this.#client.stats(this.name);
     return stats.queues[0]?.ready ?? 0;
   }
+}
+
+/** Highest progress percentage. */
+const MAX_PERCENT = 100;
+
+/** The fields of {@link LimitChanges}. */
+const LIMIT_FIELDS: ReadonlySet<string> = new Set([
+  "rateCount",
+  "ratePeriodMs",
+  "concurrency",
+  "groupConcurrency",
+]);
+
+/**
+ * Checks that `options` (named `what` in the error) is an options object.
+ * @throws {TypeError} when it is not.
+ */
+function checkOptionsObject(what: string, options: unknown): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`${what} options must be an object, not ${describeValue(options)}`);
+  }
+}
+
+/**
+ * Checks a put's priority, group, keys and key hold and adds them to
+ * `request` (a priority of 0 and a hold of 0 are the defaults, not sent);
+ * returns the feature they need protocol version 2 for, if any.
+ * @throws {TypeError} for an option of the wrong type, or a key hold without keys.
+ * @throws {RangeError} for an option out of range, or not one key per value.
+ */
+function jobFields(
+  request: PutRequest,
+  options: PutManyOptions,
+  count: number,
+): string | undefined {
+  const { priority, group, keys, keyHoldMs } = options;
+  let feature: string | undefined;
+  if (priority !== undefined) {
+    if (typeof priority !== "number") {
+      throw new TypeError(`priority must be a number, not ${describeValue(priority)}`);
+    }
+    if (checkPriority(priority) !== DEFAULT_PRIORITY) {
+      request.priority = priority;
+      feature ??= "a put with a priority";
+    }
+  }
+  if (group !== undefined) {
+    if (typeof group !== "string") {
+      throw new TypeError(`group must be a string, not ${describeValue(group)}`);
+    }
+    request.group = checkLabel(group, "group", MAX_GROUP_LENGTH);
+    feature ??= "a put with a group";
+  }
+  if (keys !== undefined) {
+    if (!Array.isArray(keys)) {
+      throw new TypeError(`keys must be an array (one key per value), not ${describeValue(keys)}`);
+    }
+    if (keys.length !== count) {
+      throw new RangeError(
+        `keys needs one key (or undefined) per value: ${count} values, ` +
+          `${keys.length} keys`,
+      );
+    }
+    let any = false;
+    for (const key of keys as readonly unknown[]) {
+      if (key === undefined) continue;
+      if (typeof key !== "string") {
+        throw new TypeError(`a key must be a string or undefined, not ${describeValue(key)}`);
+      }
+      checkLabel(key, "key", MAX_KEY_LENGTH);
+      any = true;
+    }
+    if (any) {
+      // msgpack's nil stands for "no key" (an undefined would not encode as one).
+      request.keys = keys.map((key) => key ?? null) as (string | undefined)[];
+      feature ??= "a put with a unique key";
+    }
+  }
+  if (keyHoldMs !== undefined) {
+    if (keys === undefined) {
+      throw new TypeError(`keyHoldMs needs a key (put) or keys (putMany) to hold`);
+    }
+    const hold = checkDuration("keyHoldMs", keyHoldMs);
+    if (hold > 0 && request.keys !== undefined) request.keyHold = hold;
+  }
+  return feature;
 }
 
 /**
@@ -553,7 +996,7 @@ function checkDuration(name: string, ms: unknown, min = 0): number {
   return checkIntegerArgument(name, ms, min, MAX_DURATION_MS, " of milliseconds");
 }
 
-function expect<K extends "ids" | "jobs" | "failed" | "queues">(
+function expect<K extends Exclude<keyof OkReply, "op" | "rid">>(
   reply: OkReply,
   field: K,
 ): NonNullable<OkReply[K]> {
@@ -608,6 +1051,16 @@ export class Client {
   readonly #queues = new Map<string, Queue>();
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeRetry: (() => void) | undefined;
+  /**
+   * The leases of the jobs this client holds on the current connection, by
+   * id, so that the master's word that one was cancelled reaches its signal:
+   * from delivery until settled (acked, nacked, failed), cancelled, the
+   * connection dropped, or (never settled) {@link FORGET_AFTER_MS} after its
+   * lease ran out. Leases only, not the jobs: their values are not kept alive.
+   */
+  readonly #held = new Map<number, Lease>();
+  /** {@link #held}'s size at which it is next swept of jobs whose lease ran out. */
+  #sweepAt = MIN_SWEEP_SIZE;
 
   /**
    * Use {@link connect}. `masters` are the masters to reconnect to (the
@@ -626,7 +1079,13 @@ export class Client {
     this.#params = params;
     this.#options = options;
     this.#session = session;
-    senders.set(this, (request) => this.#request(request));
+    links.set(this, {
+      send: (request, feature) => this.#request(request, feature),
+      deliver: (queue, records, leaseMs) => this.#deliver(queue, records, leaseMs),
+      forget: (jobs) => this.#forget(jobs),
+      renewed: (ids, failed, leaseMs, now) => this.#renewed(ids, failed, leaseMs, now),
+      leaseOf: (id) => this.#held.get(id)?.leaseMs,
+    });
     this.#adopt(session);
   }
 
@@ -641,6 +1100,16 @@ export class Client {
   /** Lease length the master grants by default. */
   get defaultLeaseMs(): number {
     return this.#session.welcome.leaseMs;
+  }
+
+  /**
+   * The protocol version the current connection speaks, agreed with the
+   * master in the handshake: 2 with a master of taskq 0.2 or later, 1 with an
+   * older one (whose connections lack priorities, groups, unique keys,
+   * cancellation, job lookup, limits and progress).
+   */
+  get protocolVersion(): number {
+    return this.#session.version;
   }
 
   /** Whether the client is closed for good. */
@@ -665,10 +1134,13 @@ export class Client {
 
   /**
    * Whether this client may still hold `job`'s lease: false once the
-   * connection it came on has dropped (the master then served it again).
+   * connection it came on has dropped (the master then served it again), or
+   * once the master said the job was cancelled.
    */
   mayHoldLease(job: Job): boolean {
-    return this.connected && jobSession.get(job) === this.#sessionNumber;
+    const lease = leaseOf(job);
+    return this.connected && lease !== undefined && lease.session === this.#sessionNumber &&
+      lease.cancelled === undefined;
   }
 
   /** Counts connections: 1 for the first, +1 with each reconnection. */
@@ -700,15 +1172,135 @@ export class Client {
   }
 
   /**
+   * Cancels items by id, wherever they are: a ready or delayed item is
+   * removed; a leased one's lease is revoked at once and its holder told (a
+   * {@link LeasedJob.signal} aborts; `taskq worker` kills the command's
+   * process group). A cancelled item is never retried nor dead-lettered: it
+   * ends in the `cancelled` state. Items already finished, or unknown, are
+   * `missing`.
+   * @throws {TypeError | RangeError} for an id that is not a non-negative
+   *   whole number, or more than {@link MAX_BATCH} of them.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.2.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const id = await client.queue("tasks").put("not needed after all");
+   * console.log(await client.cancel([id, 999])); // { cancelled: [ 1 ], missing: [ 999 ] }
+   * console.log((await client.job(id))?.state); // cancelled
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async cancel(ids: number | readonly number[]): Promise<CancelOutcome> {
+    const list = idsOf(ids);
+    if (list.length === 0) return { cancelled: [], missing: [] };
+    const reply = await this.#request({ op: "cancel", rid: 0, ids: list }, "cancel");
+    return { cancelled: reply.cancelled ?? [], missing: reply.failed ?? [] };
+  }
+
+  /**
+   * Looks up the item with id `id`: its state (`ready`, `delayed`, `leased`
+   * and by whom since when, `done`, `dead`, `cancelled`), attempts, last
+   * error, result, progress and times; `undefined` when the master knows no
+   * such item (never put, or finished longer ago than it keeps records).
+   * @throws {TypeError | RangeError} for an id that is not a non-negative whole number.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.2.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const id = await client.queue("tasks").put("x", { priority: 3 });
+   * const info = await client.job(id);
+   * console.log(info?.state, info?.priority, info?.attempts); // ready 3 0
+   * console.log(await client.job(12345)); // undefined
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async job(id: number): Promise<JobInfo | undefined> {
+    const checked = checkIntegerArgument("a job id", id, 0, Number.MAX_SAFE_INTEGER);
+    const reply = await this.#request({ op: "job", rid: 0, id: checked }, "job lookup");
+    return reply.job;
+  }
+
+  /**
+   * Reads a queue's delivery limits, and with `changes` changes them first
+   * (fields absent stay as they are; a zero lifts a limit; a `rateCount`
+   * without `ratePeriodMs` is per second): at most `rateCount` deliveries per
+   * `ratePeriodMs`, `concurrency` items leased at once, `groupConcurrency`
+   * of one group, across every worker and every master. Resolves with the
+   * limits in force. A change wakes waiting getters at once.
+   * @throws {TypeError} for a queue name or change of the wrong type, or an
+   *   unknown field.
+   * @throws {RangeError} for a change out of range.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.2.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * await client.limits("emails", { rateCount: 50, concurrency: 3 });
+   * const limits = await client.limits("emails");
+   * console.log(limits.rateCount, limits.ratePeriodMs, limits.concurrency); // 50 1000 3
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async limits(queue: string, changes?: LimitChanges): Promise<NamedQueueLimits> {
+    const request: LimitRequest = { op: "limit", rid: 0, queue: checkQueueNameArgument(queue) };
+    if (changes !== undefined) {
+      checkOptionsObject("limit", changes);
+      for (const [key, value] of Object.entries(changes)) {
+        if (!LIMIT_FIELDS.has(key)) {
+          throw new TypeError(
+            `unknown limit "${key.slice(0, 40)}": the limits are ${[...LIMIT_FIELDS].join(", ")}`,
+          );
+        }
+        if (value !== undefined && typeof value !== "number") {
+          throw new TypeError(`limit "${key}" must be a number, not ${describeValue(value)}`);
+        }
+      }
+      const checked = checkLimits(changes);
+      if (checked.rateCount !== undefined) request.rate = checked.rateCount;
+      if (checked.ratePeriodMs !== undefined) request.ratePeriod = checked.ratePeriodMs;
+      if (checked.concurrency !== undefined) request.concurrency = checked.concurrency;
+      if (checked.groupConcurrency !== undefined) {
+        request.groupConcurrency = checked.groupConcurrency;
+      }
+    }
+    const reply = await this.#request(request, "limits");
+    return expect(reply, "limits");
+  }
+
+  /**
    * Sends a request (its `rid` is assigned here) and resolves with the reply.
    * While reconnecting, waits for the new connection first.
    * @throws {ConnectionLostError} if the connection drops before the reply
    *   (the request may or may not have taken effect).
    * @throws {RemoteError} if the master answers with an error.
+   * @throws {UnsupportedError} when `feature` is given (the request needs
+   *   protocol version 2) and the connection speaks an older version.
    */
-  async #request(request: Request): Promise<OkReply> {
+  async #request(request: Request, feature?: string): Promise<OkReply> {
     while (this.#reconnecting !== undefined) await this.#reconnecting;
     if (this.#closeReason) throw this.#closeReason;
+    if (feature !== undefined && this.#session.version < JOBS_PROTOCOL_VERSION) {
+      throw new UnsupportedError(
+        feature,
+        this.#session.version,
+        JOBS_PROTOCOL_VERSION,
+        JOBS_RELEASE,
+      );
+    }
     const rid = this.#nextRid;
     this.#nextRid = (this.#nextRid + 1) % RID_MODULUS;
     request.rid = rid;
@@ -723,7 +1315,7 @@ export class Client {
     const { conn, welcome, pump, route } = session;
     const where = this.address;
     conn.maxSendBytes = welcome.maxFrameBytes;
-    route.handler = (msg) => this.#onMessage(msg);
+    route.handler = (msg) => this.#onMessage(msg, session);
     pump.then(
       () => this.#lost(session, new ConnectionLostError(`connection to master ${where} closed`)),
       (error) =>
@@ -737,7 +1329,12 @@ export class Client {
     );
   }
 
-  #onMessage(msg: ServerMessage): void {
+  #onMessage(msg: ServerMessage, session: Session): void {
+    if (msg.op === "cancelled" && session.version >= JOBS_PROTOCOL_VERSION) {
+      // Unasked: the master revoked leases. Those of a connection since replaced are gone anyway.
+      if (session === this.#session) this.#onCancelled(msg.ids);
+      return;
+    }
     if (msg.op === "ok" || (msg.op === "error" && msg.rid !== undefined)) {
       const pending = this.#pending.get(msg.rid as number);
       if (pending === undefined) {
@@ -761,6 +1358,66 @@ export class Client {
     throw new ProtocolError(`unexpected "${msg.op}" after the handshake`);
   }
 
+  /** The master revoked the leases of held jobs: their signals abort, and they are forgotten. */
+  #onCancelled(ids: readonly number[]): void {
+    for (const id of ids) {
+      const lease = this.#held.get(id);
+      if (lease === undefined) continue;
+      this.#held.delete(id);
+      lease.cancelled = new JobCancelledError(id);
+      lease.controller?.abort(lease.cancelled);
+    }
+  }
+
+  /** Makes the jobs a get delivered on the current connection, and holds them. */
+  #deliver<T>(
+    queue: Queue,
+    records: readonly JobRecord[],
+    leaseMs: number | undefined,
+  ): LeasedJob<T>[] {
+    const ms = leaseMs ?? this.defaultLeaseMs;
+    const expiresAt = Date.now() + ms;
+    const session = this.#sessionNumber;
+    const jobs = new Array<LeasedJob<T>>(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const { id, value, attempt } = records[i];
+      const lease: Lease = { queue, session, leaseMs: ms, expiresAt };
+      jobs[i] = new ClientJob<T>(id, queue.name, value as T, attempt, lease);
+      // A job delivered again (its lease ran out here) replaces its earlier delivery.
+      this.#held.set(id, lease);
+    }
+    if (this.#held.size >= this.#sweepAt) this.#sweep();
+    return jobs;
+  }
+
+  /** Forgets held jobs whose lease ran out long enough ago: the master took them back. */
+  #sweep(): void {
+    const before = Date.now() - FORGET_AFTER_MS;
+    for (const [id, lease] of this.#held) {
+      if (lease.expiresAt < before) this.#held.delete(id);
+    }
+    this.#sweepAt = Math.max(MIN_SWEEP_SIZE, 2 * this.#held.size);
+  }
+
+  /** Forgets settled jobs (a job object only if it is the delivery held under its id). */
+  #forget(jobs: JobRef | readonly JobRef[]): void {
+    const list: readonly JobRef[] = Array.isArray(jobs) ? jobs : [jobs as JobRef];
+    for (const job of list) {
+      const id = typeof job === "number" ? job : job.id;
+      if (typeof job === "number" || this.#held.get(id) === leaseOf(job)) this.#held.delete(id);
+    }
+  }
+
+  /** Records renewed leases: those of `ids` not in `failed` now run `leaseMs` from `now`. */
+  #renewed(ids: readonly number[], failed: readonly number[], leaseMs: number, now: number): void {
+    const lost = failed.length === 0 ? undefined : new Set(failed);
+    for (const id of ids) {
+      if (lost?.has(id)) continue;
+      const lease = this.#held.get(id);
+      if (lease !== undefined) lease.expiresAt = now + leaseMs;
+    }
+  }
+
   #failPending(reason: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
@@ -771,6 +1428,8 @@ export class Client {
   #lost(session: Session, reason: Error): void {
     session.conn.close();
     if (session !== this.#session) return;
+    // The master takes back every lease the connection held.
+    this.#held.clear();
     this.#failPending(reason);
     if (this.#closeReason) return;
     if (this.#options.reconnect === false) {
@@ -959,8 +1618,10 @@ function sessionParams(options: ConnectOptions): { params: SessionParams; master
  * a master, a refusal for now. Each gets an equal share of the time left, so
  * one that does not answer leaves time for the others; the retries above
  * repeat the whole round. Only an authentication failure (a rejected key, a
- * master that cannot prove it holds the key, another protocol version) ends
- * it at once, on any master. When a connection drops, the client
+ * master that cannot prove it holds the key, no protocol version in common)
+ * ends it at once, on any master. A master of an older release that refuses
+ * this client's protocol version is connected to once more, offering the
+ * older version ({@link Client.protocolVersion}). When a connection drops, the client
  * reconnects to the next master after it, that one last; the backoff comes
  * before each round over the list, so a dead master does not delay the move
  * to a live one. {@link Client.address} names the master in use.

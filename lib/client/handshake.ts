@@ -7,6 +7,12 @@
  * and accepts the `welcome` only if it carries the master's valid proof of the
  * key, so a client never talks to an impostor.
  *
+ * Versions: the `hello` offers {@link PROTOCOL_VERSION}, and the `challenge`
+ * names the version the connection speaks (the lower of the two ends'). A
+ * master older than version 2 refuses any other version than its own with
+ * `unsupported_version`: the client then connects once more offering
+ * {@link MIN_PROTOCOL_VERSION}.
+ *
  * @module
  */
 
@@ -27,6 +33,7 @@ import {
 } from "../wire/messages.ts";
 import {
   clientProof,
+  MIN_PROTOCOL_VERSION,
   newNonce,
   proofMatches,
   PROTOCOL_VERSION,
@@ -97,7 +104,18 @@ export interface Session {
   pump: Promise<void>;
   /** Where validated messages go; replace `handler` to take them over. */
   route: { handler: (msg: ServerMessage) => void };
+  /**
+   * The protocol version the connection speaks, as the master's challenge
+   * named it: from {@link MIN_PROTOCOL_VERSION} to {@link PROTOCOL_VERSION}.
+   */
+  version: number;
 }
+
+/**
+ * A master refused the version the hello offered (`unsupported_version`): a
+ * master of an older release, which speaks only its own version.
+ */
+class VersionRefusedError extends AuthenticationError {}
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: () => Error): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -113,7 +131,9 @@ function handshakeError(msg: ErrorMessage, where: string): Error {
       `master ${where} rejected the key (${msg.message}); check TASKQ_AUTHKEY or --authkey-file`,
     );
   }
-  if (msg.code === "unsupported_version") return new AuthenticationError(msg.message);
+  if (msg.code === "unsupported_version") {
+    return new VersionRefusedError(`master ${where} refused the protocol version: ${msg.message}`);
+  }
   return new RemoteError(msg.code, msg.message);
 }
 
@@ -147,15 +167,39 @@ function closedEarly(
  * Connects and authenticates, by `deadline` (ms since the epoch; `timeoutMs`
  * from now by default: {@link SessionParams.timeoutMs} still names the whole
  * allowance in messages when a caller spreads it over several attempts).
+ * Offers {@link PROTOCOL_VERSION}; a master that refuses it (an older
+ * release) is connected to once more, offering {@link MIN_PROTOCOL_VERSION}.
  * @throws {ConnectionLostError} when the master cannot be reached in time.
- * @throws {AuthenticationError} when the key is rejected or the master cannot
- *   prove it holds the key.
+ * @throws {AuthenticationError} when the key is rejected, the master cannot
+ *   prove it holds the key, or it speaks no version this client speaks.
  * @throws {TlsHandshakeError} when TLS fails: the master's certificate is not
  *   trusted, it refuses this client's, or only one side speaks TLS.
  */
 export async function openSession(
   params: SessionParams,
   deadline: number = Date.now() + params.timeoutMs,
+): Promise<Session> {
+  try {
+    return await openSessionOffering(params, deadline, PROTOCOL_VERSION);
+  } catch (error) {
+    if (!(error instanceof VersionRefusedError)) throw error;
+  }
+  try {
+    return await openSessionOffering(params, deadline, MIN_PROTOCOL_VERSION);
+  } catch (error) {
+    if (!(error instanceof VersionRefusedError)) throw error;
+    throw new AuthenticationError(
+      `${error.message} (this client speaks versions ${MIN_PROTOCOL_VERSION} to ` +
+        `${PROTOCOL_VERSION}; use compatible taskq releases on both ends)`,
+    );
+  }
+}
+
+/** {@link openSession} with a hello that offers protocol version `offer`. */
+async function openSessionOffering(
+  params: SessionParams,
+  deadline: number,
+  offer: number,
 ): Promise<Session> {
   const { address, key, timeoutMs } = params;
   const where = formatAddress(address);
@@ -192,20 +236,24 @@ export async function openSession(
   const clientNonce = newNonce();
   const handshake = Promise.withResolvers<WelcomeMessage>();
   let serverNonce: Uint8Array | undefined;
+  let version = offer;
   const route = {
     handler: (msg: ServerMessage): void => {
       if (msg.op === "error") {
         handshake.reject(handshakeError(msg, where));
       } else if (msg.op === "challenge" && serverNonce === undefined) {
-        if (msg.version !== PROTOCOL_VERSION) {
+        if (msg.version < MIN_PROTOCOL_VERSION || msg.version > offer) {
+          // A master answers with the version offered or an older one it speaks.
           handshake.reject(
             new AuthenticationError(
-              `master ${where} speaks protocol version ${msg.version}, ` +
-                `this client ${PROTOCOL_VERSION}: use the same taskq release on both ends`,
+              `master ${where} answered with protocol version ${msg.version} to an offer of ` +
+                `${offer}; this client speaks versions ${MIN_PROTOCOL_VERSION} to ` +
+                `${PROTOCOL_VERSION}: use compatible taskq releases on both ends`,
             ),
           );
           return;
         }
+        version = msg.version;
         serverNonce = msg.nonce;
         conn.send({ op: "auth", proof: clientProof(key, clientNonce, serverNonce) });
       } else if (msg.op === "welcome" && serverNonce !== undefined) {
@@ -236,7 +284,7 @@ export async function openSession(
       ),
     (error) => handshake.reject(tlsExplanation(error, stream, where) ?? error),
   );
-  conn.send({ op: "hello", version: PROTOCOL_VERSION, nonce: clientNonce, name: params.name });
+  conn.send({ op: "hello", version: offer, nonce: clientNonce, name: params.name });
   try {
     const welcome = await withTimeout(
       handshake.promise,
@@ -246,7 +294,7 @@ export async function openSession(
           `master ${where} did not complete the handshake in ${timeoutMs} ms`,
         ),
     );
-    return { conn, welcome, pump, route };
+    return { conn, welcome, pump, route, version };
   } catch (error) {
     conn.close();
     await pump.catch(() => {});

@@ -1196,6 +1196,8 @@ export class Engine {
       item.state = "leased";
       item.owner = consumer;
       item.leasedAt = now;
+      // A new lease reports its own progress; a finished item keeps its last.
+      if (item.progress !== undefined) item.progress = undefined;
       // Counted in memory; saved with the item's next change (fail, nack, lease
       // end), so a delivery the master crashed during is not counted.
       item.attempts++;
@@ -1286,7 +1288,6 @@ export class Engine {
     this.#timers.cancel(item);
     item.state = "ready";
     item.owner = undefined;
-    item.progress = undefined;
     queue.leased--;
     const counts = queue.groupLeased;
     if (counts !== undefined) {

@@ -16,41 +16,41 @@
  */
 
 /** Lowest priority an item may have: served after every higher one. */
-export const MIN_PRIORITY = -1_000;
+export const MIN_PRIORITY: number = -1_000;
 
 /** Highest priority an item may have: served before every lower one. */
-export const MAX_PRIORITY = 1_000;
+export const MAX_PRIORITY: number = 1_000;
 
 /** Priority of an item whose put names none. */
-export const DEFAULT_PRIORITY = 0;
+export const DEFAULT_PRIORITY: number = 0;
 
 /** Longest unique key, in UTF-16 code units. */
-export const MAX_KEY_LENGTH = 256;
+export const MAX_KEY_LENGTH: number = 256;
 
 /** Longest group name, in UTF-16 code units. */
-export const MAX_GROUP_LENGTH = 256;
+export const MAX_GROUP_LENGTH: number = 256;
 
 /** Longest progress message a job may report, in UTF-16 code units. */
-export const MAX_PROGRESS_MESSAGE = 1_024;
+export const MAX_PROGRESS_MESSAGE: number = 1_024;
 
 /** Most deliveries a rate limit may allow per period. */
-export const MAX_RATE_COUNT = 1_000_000;
+export const MAX_RATE_COUNT: number = 1_000_000;
 
 /** Most items a concurrency limit may allow leased at once. */
-export const MAX_CONCURRENCY = 1_000_000;
+export const MAX_CONCURRENCY: number = 1_000_000;
 
 /** Finished jobs whose records are kept for lookup, by default. */
-export const DEFAULT_HISTORY_COUNT = 10_000;
+export const DEFAULT_HISTORY_COUNT: number = 10_000;
 
 /** How long a finished job's record is kept for lookup by default, in ms (1 hour). */
-export const DEFAULT_HISTORY_MS = 3_600_000;
+export const DEFAULT_HISTORY_MS: number = 3_600_000;
 
 /**
  * Estimated bytes of a finished job's value and result above which its
  * record keeps neither (only their absence is recorded): 64 KiB, so that
  * {@link DEFAULT_HISTORY_COUNT} records stay within a few hundred MiB at worst.
  */
-export const MAX_HISTORY_VALUE_BYTES = 64 * 1024;
+export const MAX_HISTORY_VALUE_BYTES: number = 64 * 1024;
 
 /**
  * The ids a put resolves with, in order of its values: new items' ids, and
@@ -174,7 +174,7 @@ export type LimitChanges = Partial<QueueLimits>;
  * not cost throughput, while any window of one period sees at most
  * N plus this share of N.
  */
-export const RATE_BURST_MS = 10;
+export const RATE_BURST_MS: number = 10;
 
 /**
  * Whether `value` is a valid priority; returns it.

@@ -8,20 +8,55 @@
  * non-zero exit, a signal, a timeout or a failure to start is a
  * {@link CommandFailedError}.
  *
+ * The command runs in a process group of its own, so that a stop (a timeout,
+ * the item cancelled, the worker's grace period over) reaches whatever it
+ * started too: the whole group gets SIGTERM, then SIGKILL
+ * {@link KILL_GRACE_MS} later.
+ *
+ * Progress: a line on the command's standard error of the form
+ * `taskq-progress PERCENT [MESSAGE]` ({@link parseProgressLine}, at most
+ * {@link MAX_PROGRESS_LINE} characters) reports how far along it is; such
+ * lines are not part of its error output.
+ *
  * @module
  */
 
 import type { Job } from "../client/client.ts";
+import { JobCancelledError } from "../errors.ts";
+import { MAX_PROGRESS_MESSAGE } from "../model/jobs.ts";
 import { CommandFailedError } from "./errors.ts";
 
 /** Placeholder in a command's arguments that stands for the item's text. */
 export const ITEM_PLACEHOLDER = "{}";
 
-/** Time between asking a timed-out command to stop (SIGTERM) and killing it. */
+/**
+ * Time between asking a stopped command's process group to stop (SIGTERM:
+ * a timeout, the item cancelled, the worker's grace period over) and killing
+ * it (SIGKILL), in ms.
+ */
 export const KILL_GRACE_MS = 1_000;
+
+/** What starts a progress line on a command's standard error. */
+export const PROGRESS_PREFIX = "taskq-progress";
 
 /** Most characters of a failed command's stderr kept in its error. */
 const STDERR_TAIL_CHARS = 2_000;
+
+/**
+ * Longest stderr line read as a possible progress line, in UTF-16 units: the
+ * prefix, a percentage and the longest message, with room to spare. Longer
+ * lines are ordinary output, and are not held in memory whole.
+ */
+export const MAX_PROGRESS_LINE = 2 * MAX_PROGRESS_MESSAGE;
+
+/** Highest progress percentage. */
+const MAX_PERCENT = 100;
+
+/** A progress line: the prefix, the percentage (or `-`), and an optional message. */
+const PROGRESS_LINE = /^taskq-progress[ \t]+(\S+)(?:[ \t]+(.*))?$/;
+
+/** A percentage as a progress line writes it: digits, with an optional fraction. */
+const PERCENT_TEXT = /^(?:\d+(?:\.\d*)?|\.\d+)$/;
 
 /** What to run for each item. */
 export interface CommandSpec {
@@ -41,6 +76,14 @@ export interface CommandOutcome {
   exitCode: number;
 }
 
+/** Progress a command reported on a `taskq-progress` line. */
+export interface CommandProgress {
+  /** How far along, 0–100; absent for `-`. */
+  percent?: number;
+  /** What it is doing; absent when the line has none. */
+  message?: string;
+}
+
 const decoder = new TextDecoder();
 
 /** The text an item stands for: strings as they are, bytes as UTF-8, anything else as JSON. */
@@ -56,18 +99,147 @@ function trimNewline(text: string): string {
 }
 
 /**
- * Runs `spec` for `job`. `signal` aborts it (the command is killed).
+ * Reads one line of a command's standard error (without its newline) as a
+ * progress report: `taskq-progress PERCENT [MESSAGE]`, PERCENT from 0 to 100
+ * (fractions allowed) or `-` for none, MESSAGE the rest of the line (trimmed;
+ * cut to `MAX_PROGRESS_MESSAGE` characters). `undefined` for any other line,
+ * a malformed progress line included (it stays ordinary output).
+ *
+ * @example
+ * ```ts
+ * import { parseProgressLine } from "./command.ts";
+ * console.log(parseProgressLine("taskq-progress 42.5 resizing images"));
+ * // { percent: 42.5, message: "resizing images" }
+ * console.log(parseProgressLine("taskq-progress - uploading")); // { message: "uploading" }
+ * console.log(parseProgressLine("taskq-progress 250")); // undefined
+ * console.log(parseProgressLine("warning: disk almost full")); // undefined
+ * ```
+ */
+export function parseProgressLine(line: string): CommandProgress | undefined {
+  if (!line.startsWith(PROGRESS_PREFIX)) return undefined;
+  const match = PROGRESS_LINE.exec(line.endsWith("\r") ? line.slice(0, -1) : line);
+  if (match === null) return undefined;
+  const report: CommandProgress = {};
+  if (match[1] !== "-") {
+    if (!PERCENT_TEXT.test(match[1])) return undefined;
+    const percent = Number(match[1]);
+    if (percent > MAX_PERCENT) return undefined;
+    report.percent = percent;
+  }
+  const message = (match[2] ?? "").trim().slice(0, MAX_PROGRESS_MESSAGE);
+  if (message !== "") report.message = message;
+  return report;
+}
+
+/** Reads a stream to its end, into one array of bytes. */
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * Reads a command's standard error to its end, line by line: progress lines
+ * go to `onProgress`, everything else is kept; resolves with the last
+ * {@link STDERR_TAIL_CHARS} (or a little more) of what was kept.
+ */
+async function readStderr(
+  stream: ReadableStream<Uint8Array>,
+  onProgress: ((report: CommandProgress) => void) | undefined,
+): Promise<string> {
+  const utf8 = new TextDecoder();
+  let tail = "";
+  /** The line read so far. */
+  let line = "";
+  /** Whether the current line grew too long to be a progress line: it goes straight to the tail. */
+  let long = false;
+  const keep = (text: string) => {
+    tail += text;
+    if (tail.length > 2 * STDERR_TAIL_CHARS) tail = tail.slice(-STDERR_TAIL_CHARS);
+  };
+  const endLine = (text: string, newline: string) => {
+    // However it was split into reads, a line too long is ordinary output.
+    const report = text.length > MAX_PROGRESS_LINE ? undefined : parseProgressLine(text);
+    if (report === undefined) {
+      keep(text + newline);
+      return;
+    }
+    try {
+      onProgress?.(report);
+    } catch {
+      // the caller's trouble; the command goes on
+    }
+  };
+  const read = (text: string) => {
+    for (;;) {
+      const newline = text.indexOf("\n");
+      if (newline < 0) break;
+      const rest = text.slice(0, newline);
+      if (long) keep(rest + "\n");
+      else endLine(line + rest, "\n");
+      line = "";
+      long = false;
+      text = text.slice(newline + 1);
+    }
+    if (long) {
+      keep(text);
+      return;
+    }
+    line += text;
+    if (line.length > MAX_PROGRESS_LINE) {
+      keep(line);
+      line = "";
+      long = true;
+    }
+  };
+  for await (const chunk of stream) read(utf8.decode(chunk, { stream: true }));
+  read(utf8.decode());
+  // A last line without a newline.
+  if (long) keep(line);
+  else if (line !== "") endLine(line, "");
+  return tail;
+}
+
+/**
+ * Runs `spec` for `job`. `signal` aborts it: the command's process group gets
+ * SIGTERM, then SIGKILL after {@link KILL_GRACE_MS}. Each progress line the
+ * command writes on its standard error goes to `onProgress`.
  * @throws {CommandFailedError} when the command does not succeed.
+ *
+ * @example
+ * ```ts
+ * import { runCommand } from "./command.ts";
+ * const job = { id: 1, queue: "tasks", value: "world", attempt: 1 };
+ * const outcome = await runCommand(
+ *   { command: "sh", args: ["-c", 'echo "taskq-progress 50 halfway" >&2; echo "hello $1"', "sh", "{}"] },
+ *   job,
+ *   undefined,
+ *   (report) => console.log(report), // { percent: 50, message: "halfway" }
+ * );
+ * console.log(outcome.output); // hello world
+ * ```
  */
 export async function runCommand(
   spec: CommandSpec,
   job: Job,
   signal?: AbortSignal,
+  onProgress?: (report: CommandProgress) => void,
 ): Promise<CommandOutcome> {
   const text = itemText(job.value);
   const args = spec.args.map((arg) => arg.replaceAll(ITEM_PLACEHOLDER, text));
   // An abort listener added now would never fire: do not start at all.
-  if (signal?.aborted) throw new CommandFailedError("command was stopped: the work was abandoned");
+  if (signal?.aborted) throw stoppedError(signal);
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(spec.command, {
@@ -75,8 +247,8 @@ export async function runCommand(
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      // Its own process group, so a stop reaches whatever it started too: a
-      // grandchild left running would hold the pipes open and the run with them.
+      // A session and process group of its own (setsid), so a stop reaches whatever it
+      // started too: a grandchild left running would hold the pipes open and the run with them.
       detached: true,
       env: {
         TASKQ_TASK_ID: String(job.id),
@@ -95,6 +267,7 @@ export async function runCommand(
     else Deno.kill(-child.pid, sig);
   };
   const kill = () => {
+    if (killTimer !== undefined) return; // stopping already
     try {
       signalGroup("SIGTERM");
     } catch {
@@ -123,7 +296,11 @@ export async function runCommand(
       // the command does not read its input: fine
     }
   })();
-  const result = await child.output();
+  const [status, stdout, stderr] = await Promise.all([
+    child.status,
+    readAll(child.stdout),
+    readStderr(child.stderr, onProgress),
+  ]);
   await feed;
   clearTimeout(timer);
   clearTimeout(killTimer);
@@ -132,15 +309,24 @@ export async function runCommand(
   if (timedOut) {
     throw new CommandFailedError(`command timed out after ${spec.timeoutMs} ms and was killed`);
   }
-  if (signal?.aborted) throw new CommandFailedError("command was stopped: the work was abandoned");
-  if (result.signal !== null) {
-    throw new CommandFailedError(`command was killed by signal ${result.signal}`);
+  if (signal?.aborted) throw stoppedError(signal);
+  if (status.signal !== null) {
+    throw new CommandFailedError(`command was killed by signal ${status.signal}`);
   }
-  if (result.code !== 0) {
-    const stderr = decoder.decode(result.stderr).trim().slice(-STDERR_TAIL_CHARS);
+  if (status.code !== 0) {
+    const tail = stderr.trim().slice(-STDERR_TAIL_CHARS);
     throw new CommandFailedError(
-      `command exited with code ${result.code}${stderr ? `: ${stderr}` : ""}`,
+      `command exited with code ${status.code}${tail ? `: ${tail}` : ""}`,
     );
   }
-  return { output: trimNewline(decoder.decode(result.stdout)), exitCode: 0 };
+  return { output: trimNewline(decoder.decode(stdout)), exitCode: 0 };
+}
+
+/** The error of a command stopped by its signal: the item cancelled, or the work abandoned. */
+function stoppedError(signal: AbortSignal): CommandFailedError {
+  return new CommandFailedError(
+    signal.reason instanceof JobCancelledError
+      ? "command was stopped: the item was cancelled"
+      : "command was stopped: the work was abandoned",
+  );
 }

@@ -16,6 +16,13 @@
  * discarded: the master serves the item again. When the master goes away the
  * client reconnects by itself and the loop carries on.
  *
+ * Cancellation: when an item being worked on is cancelled (`taskq cancel`,
+ * `Client.cancel`), the master says so at once and the handler's signal
+ * aborts with a `JobCancelledError`; the item's lease is gone, so its
+ * outcome is discarded (neither acked nor failed) and it is logged as
+ * cancelled. A handler reports progress with `job.progress(percent, message)`,
+ * which also renews the lease.
+ *
  * Stopping (the `signal` option) takes no more items, gives back prefetched
  * ones, and lets running handlers finish within a grace period; those still
  * running then are aborted and their items given back to the queue.
@@ -23,7 +30,7 @@
  * @module
  */
 
-import { type Client, type Job, MAX_BATCH, MAX_DURATION_MS } from "../client/client.ts";
+import { type Client, type LeasedJob, MAX_BATCH, MAX_DURATION_MS } from "../client/client.ts";
 import { ConnectionLostError, LeaseLostError, RemoteError } from "../errors.ts";
 import { checkQueueNameArgument } from "../model/queue_names.ts";
 import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
@@ -47,8 +54,14 @@ const RENEWALS_PER_LEASE = 3;
 const ABANDONED = "lease lost";
 const SHUTDOWN = "worker stopping";
 
-/** Runs on one item; its return value becomes the result. Throw to report a failure. */
-export type Handler<T = unknown> = (job: Job<T>, signal: AbortSignal) => unknown;
+/**
+ * Runs on one item; its return value becomes the result. Throw to report a
+ * failure. `signal` aborts when the work must stop: the item was cancelled
+ * (its reason a `JobCancelledError`), its lease was lost, or the
+ * worker's grace period after a stop ran out. `job.progress(percent,
+ * message)` reports progress (and renews the lease).
+ */
+export type Handler<T = unknown> = (job: LeasedJob<T>, signal: AbortSignal) => unknown;
 
 /** Options of {@link runWorker}. */
 export interface WorkerOptions<T = unknown> {
@@ -94,6 +107,8 @@ export interface WorkerSummary {
   ackLost: number;
   /** Items given back unfinished when the worker stopped. */
   returned: number;
+  /** Items cancelled while held (their work stopped, their outcome dropped). */
+  cancelled: number;
 }
 
 function describe(error: unknown): string {
@@ -179,11 +194,18 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   const leaseMs = options.leaseMs ?? client.defaultLeaseMs;
   const source = client.queue(options.queue);
   const completions = new Completions(source, options.results);
-  const summary: WorkerSummary = { done: 0, failed: 0, lost: 0, ackLost: 0, returned: 0 };
+  const summary: WorkerSummary = {
+    done: 0,
+    failed: 0,
+    lost: 0,
+    ackLost: 0,
+    returned: 0,
+    cancelled: 0,
+  };
   /** Jobs whose handler runs, with the controller that aborts it. */
-  const running = new Map<Job<T>, AbortController>();
+  const running = new Map<LeasedJob<T>, AbortController>();
   /** Leased jobs waiting for a slot. */
-  const buffered = new Deque<Job<T>>();
+  const buffered = new Deque<LeasedJob<T>>();
   /** Every job's settling (handler and ack), awaited before returning. */
   const settling = new Set<Promise<void>>();
   let lastItemAt = Date.now();
@@ -193,20 +215,28 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   let outstandingGet: Promise<unknown> | undefined;
   const stopped = () => options.signal?.aborted === true || fatal !== undefined;
 
-  const lost = (job: Job<T>, why: string) => {
+  const lost = (job: LeasedJob<T>, why: string) => {
     summary.lost++;
     log.warn("lease lost; the item will be served again", { id: job.id, why });
   };
 
+  const cancelled = (job: LeasedJob<T>, what: string) => {
+    summary.cancelled++;
+    log.info(`task cancelled; ${what}`, { id: job.id, attempt: job.attempt });
+  };
+
   /** Runs one job's handler, then acks it; frees its slot as soon as the handler returns. */
-  const work = async (job: Job<T>, abort: AbortController): Promise<void> => {
+  const work = async (job: LeasedJob<T>, abort: AbortController): Promise<void> => {
     let result: unknown;
     try {
       result = await handler(job, abort.signal);
     } catch (error) {
       running.delete(job);
       fillSlots();
-      if (abort.signal.reason === SHUTDOWN) {
+      if (job.signal.aborted) {
+        // Cancelled: the lease is gone; there is nothing to give back or report.
+        cancelled(job, "its work was stopped");
+      } else if (abort.signal.reason === SHUTDOWN) {
         // A get still waiting at the master would take the item straight back.
         await outstandingGet;
         if (client.mayHoldLease(job)) await source.nack(job);
@@ -222,6 +252,10 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     }
     running.delete(job);
     fillSlots();
+    if (job.signal.aborted) {
+      cancelled(job, "its result was dropped");
+      return;
+    }
     if (abort.signal.reason === ABANDONED || !client.mayHoldLease(job)) {
       lost(job, "the lease ended before the work did; its result was dropped");
       return;
@@ -246,17 +280,25 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     if (completion === "acked") {
       summary.done++;
       log.debug("task done", { id: job.id, attempt: job.attempt });
+    } else if (job.signal.aborted) {
+      cancelled(job, "it was cancelled before its ack; its result was dropped");
     } else {
       lost(job, "the lease ended before the ack; its result was dropped");
     }
   };
 
-  const start = (job: Job<T>) => {
+  const start = (job: LeasedJob<T>) => {
     const abort = new AbortController();
+    // The handler's signal also aborts, with the job's JobCancelledError, when it is cancelled.
+    job.signal.addEventListener("abort", () => abort.abort(job.signal.reason), { once: true });
     running.set(job, abort);
     const task: Promise<void> = work(job, abort)
       .catch((error) => {
-        if (error instanceof LeaseLostError || isDisconnect(error) || isUnavailable(error)) {
+        if (job.signal.aborted && error instanceof LeaseLostError) {
+          cancelled(job, "it was cancelled while being settled");
+        } else if (
+          error instanceof LeaseLostError || isDisconnect(error) || isUnavailable(error)
+        ) {
           lost(job, describe(error));
         } else fatal ??= { error };
       })
@@ -275,7 +317,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
    * delivery (its lease expired and the master served it again), the earlier
    * one is abandoned: only the newest delivery may settle it.
    */
-  const take = (job: Job<T>) => {
+  const take = (job: LeasedJob<T>) => {
     for (const [old, abort] of running) {
       if (old.id === job.id && !abort.signal.aborted) abort.abort(ABANDONED);
     }
@@ -283,17 +325,20 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     buffered.push(job);
   };
 
-  /** Starts buffered jobs while slots are free. */
+  /** Starts buffered jobs while slots are free (skipping those cancelled while they waited). */
   function fillSlots(): void {
     while (running.size < concurrency && buffered.length > 0 && !stopped()) {
-      start(buffered.shift() as Job<T>);
+      const job = buffered.shift() as LeasedJob<T>;
+      if (job.signal.aborted) cancelled(job, "it was cancelled before it started");
+      else start(job);
     }
     wake.resolve();
   }
 
   /** Renews every held lease in one request; aborts the jobs whose lease is gone. */
   const renew = setInterval(() => {
-    const held = [...running.keys(), ...buffered];
+    // Not those cancelled: their leases are gone already (and their work stops).
+    const held = [...running.keys(), ...buffered].filter((job) => !job.signal.aborted);
     if (held.length === 0) return;
     source.extend(held, leaseMs).catch((error) => {
       if (isUnavailable(error)) {
@@ -351,7 +396,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
         if (running.size === 0 && settling.size === 0 && idleFor >= options.exitWhenIdleMs) break;
         wait = Math.max(1, Math.min(wait, options.exitWhenIdleMs - idleFor));
       }
-      let jobs: Job<T>[] | undefined;
+      let jobs: LeasedJob<T>[] | undefined;
       const getting = source.getMany<T>(want, Math.round(wait), { leaseMs });
       outstandingGet = getting.catch(() => {});
       try {
@@ -391,10 +436,14 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     // the master, which would take it straight back).
     const unstarted = [...buffered];
     buffered.removeWhere(() => true);
-    if (unstarted.length > 0) {
+    for (const job of unstarted) {
+      if (job.signal.aborted) cancelled(job, "it was cancelled before it started");
+    }
+    const returning = unstarted.filter((job) => !job.signal.aborted);
+    if (returning.length > 0) {
       await outstandingGet;
-      await source.nack(unstarted.filter((job) => client.mayHoldLease(job))).catch(() => {});
-      summary.returned += unstarted.length;
+      await source.nack(returning.filter((job) => client.mayHoldLease(job))).catch(() => {});
+      summary.returned += returning.length;
     }
     if (running.size > 0 && options.signal?.aborted) {
       const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
