@@ -45,9 +45,20 @@
  * after a manual VACUUM, and the table's reloptions
  * (TASKQ_BENCH_PG_SIZE_ITEMS changes the count).
  *
- * TASKQ_BENCH_ROUNDS=3 runs the comparison 3 times over (each round in the
- * same order) and compares the medians: on a small machine single runs vary
- * by ±20%.
+ * The part `features` (issue #13) runs the seed workload (2 workers, a fresh
+ * in-memory master each run) plain, then with each feature used on its own:
+ * mixed priorities, a unique key on every item, 100 groups, a concurrency
+ * limit and a rate limit set too high to bind, and job history off
+ * (`--keep-jobs 0`; plain keeps the default history). It prints tasks/s and
+ * the ratio to plain for each, one JSON row per run and one `feature-cost`
+ * row per feature. The same on one PostgreSQL master (a fresh schema each
+ * run): the part `features-postgres` (only when named), or `features` with
+ * `--store postgres` (which then skips the PostgreSQL comparison unless
+ * `postgres` is named too).
+ *
+ * TASKQ_BENCH_ROUNDS=3 runs the PostgreSQL comparison and the feature
+ * comparison 3 times over (each round in the same order) and compares the
+ * medians: on a small machine single runs vary by ±20%.
  *
  * Each scenario of these parts is bounded in time (60 s plus 1 ms per task;
  * TASKQ_BENCH_TIMEOUT_S overrides): one that runs over is stopped, its
@@ -55,16 +66,16 @@
  *
  * Usage: deno task bench [--store memory|durable|postgres] [N]   (default N = 100000)
  * TASKQ_BENCH_ONLY=tls,raw deno task bench   runs only the named parts, of:
- * raw, memory, durable, python, rss, tls, postgres (all by default), and
- * pgsize (only when named). `--store NAME` adds that store's part to them
- * (and, alone, runs only it).
+ * raw, memory, durable, python, rss, tls, features, postgres (all by
+ * default), and pgsize and features-postgres (only when named).
+ * `--store NAME` adds that store's part to them (and, alone, runs only it).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import postgres from "postgres";
-import { type Client, connect } from "../lib/mod.ts";
+import { type Client, connect, type Queue } from "../lib/mod.ts";
 import { makeTlsMaterial, writeTlsMaterial } from "../lib/cli/tls.ts";
 import { connectOn } from "./bench_worker.ts";
 import {
@@ -119,7 +130,7 @@ const STOP_GRACE_MS = 5_000;
 /** The stores `--store` selects, as parts. */
 const STORE_PARTS = ["memory", "durable", "postgres"];
 /** Parts that run only when named. */
-const OPT_IN_PARTS = ["pgsize"];
+const OPT_IN_PARTS = ["pgsize", "features-postgres"];
 
 const { values: flags, positionals } = parseArgs({
   args: Deno.args,
@@ -141,6 +152,12 @@ const ENV_ONLY = Deno.env.get("TASKQ_BENCH_ONLY")?.split(",").map((part) => part
 const ONLY = flags.store === undefined ? ENV_ONLY : [...ENV_ONLY ?? [], flags.store];
 const runs = (part: string) =>
   ONLY === undefined ? !OPT_IN_PARTS.includes(part) : ONLY.includes(part);
+/** `--store postgres` with the part `features`: the features on PostgreSQL, not the comparison. */
+const FEATURES_WITH_STORE = flags.store === "postgres" && ENV_ONLY?.includes("features") === true;
+/** Whether the feature comparison also runs on a PostgreSQL master. */
+const FEATURES_ON_POSTGRES = runs("features-postgres") || FEATURES_WITH_STORE;
+/** Whether the PostgreSQL comparison runs. */
+const PG_COMPARISON = runs("postgres") && !(FEATURES_WITH_STORE && !ENV_ONLY?.includes("postgres"));
 const TIMEOUT_OVERRIDE_S = Deno.env.get("TASKQ_BENCH_TIMEOUT_S");
 /** Time a bounded scenario of `n` tasks may take, in ms. */
 const scenarioMs = (n: number) =>
@@ -170,6 +187,9 @@ const root = new URL("..", import.meta.url).pathname;
 const encoder = new TextEncoder();
 
 type Store = "memory" | "durable";
+
+/** Options of a put of many items (priority, group, a key per item). */
+type PutManyOptions = NonNullable<Parameters<Queue["putMany"]>[1]>;
 
 /** Masters on a PostgreSQL database, in schema `schema`. */
 interface PgStore {
@@ -331,6 +351,7 @@ async function startMaster(
   store: Store | PgStore,
   tls?: TlsFiles,
   scope?: Scope,
+  extraArgs: readonly string[] = [],
 ): Promise<RunningMaster> {
   const dataDir = store === "durable" ? await Deno.makeTempDir({ prefix: "taskq-bench-" }) : "";
   const storeArgs = store === "durable"
@@ -355,6 +376,7 @@ async function startMaster(
       "--log-level",
       "warn",
       ...storeArgs,
+      ...extraArgs,
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -521,6 +543,14 @@ interface SeedOptions {
   scope?: Scope;
   /** More fields for the row. */
   extra?: Record<string, unknown>;
+  /** Adds fields to the row before it is reported (e.g. a ratio to another row). */
+  annotate?: (row: Row) => Record<string, unknown>;
+  /**
+   * Options of the put of batch `batch` (from 0) holding the items from
+   * `first` on, when the puts use a feature (priorities, keys, groups); none
+   * by default, as the seed's.
+   */
+  putOptions?: (batch: number, first: number, values: readonly number[]) => PutManyOptions;
 }
 
 async function seedWorkload(options: SeedOptions): Promise<Row> {
@@ -584,7 +614,10 @@ async function seedWorkload(options: SeedOptions): Promise<Row> {
   const putting = (async () => {
     const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < n; i += PUT_BATCH) {
-      const put = tasks.putMany(ints.slice(i, i + PUT_BATCH));
+      const values = ints.slice(i, i + PUT_BATCH);
+      const put = options.putOptions === undefined
+        ? tasks.putMany(values)
+        : tasks.putMany(values, options.putOptions(i / PUT_BATCH, i, values));
       // Awaited below; if one fails, the others still in flight must not go unhandled.
       put.catch(() => {});
       inFlight.push(put);
@@ -641,10 +674,196 @@ async function seedWorkload(options: SeedOptions): Promise<Row> {
     ...options.extra,
     ...(cpu === undefined ? {} : { cpu }),
   };
+  Object.assign(row, options.annotate?.(row));
   report(row);
   if (cpu !== undefined) console.log(`  ${describeSplit(cpu)}`);
   await closeClient();
   return row;
+}
+
+// ------------------------------------------------------------ features (#13)
+
+/** Workers of the feature comparison. */
+const FEATURE_WORKERS = 2;
+/** Priorities the "priorities" scenario gives its put batches, in turn. */
+const FEATURE_PRIORITIES = [0, 5, -5, 10, 1];
+/** Groups of the "groups" scenario: each put batch is one, in turn. */
+const FEATURE_GROUPS = 100;
+/**
+ * A concurrency limit that does not bind: the workers hold at most
+ * {@link FEATURE_WORKERS} × ({@link WORKER_CONCURRENCY} + {@link WORKER_PREFETCH}) items.
+ */
+const FEATURE_CONCURRENCY = 100_000;
+/** A rate limit that does not bind (per second): far above what one master delivers. */
+const FEATURE_RATE_PER_S = 1_000_000;
+/** The row scenario of the feature comparison's runs, and of its summary. */
+const FEATURE_SCENARIO = "seed-workload-features";
+const FEATURE_COST_SCENARIO = "feature-cost";
+
+/** One run of the feature comparison: the seed workload with one feature used. */
+interface Feature {
+  /** Its name (the rows' `variant`). */
+  name: string;
+  /** What it does differently from the plain seed workload. */
+  description: string;
+  /** Flags of its master (limits, history). */
+  masterArgs?: string[];
+  /** Options of its puts (priorities, keys, groups). */
+  putOptions?: SeedOptions["putOptions"];
+}
+
+/** The plain seed workload first (the ratios' base), then each feature used on its own. */
+const FEATURES: readonly Feature[] = [
+  { name: "plain", description: "no feature used (job history at its default)" },
+  {
+    name: "priorities",
+    description: `put batches of priority ${FEATURE_PRIORITIES.join(", ")} in turn`,
+    putOptions: (batch) => ({ priority: FEATURE_PRIORITIES[batch % FEATURE_PRIORITIES.length] }),
+  },
+  {
+    name: "unique-keys",
+    description: "every item a unique key of its own",
+    putOptions: (_batch, first, values) => ({ keys: values.map((_, j) => `item-${first + j}`) }),
+  },
+  {
+    name: "groups",
+    description: `${FEATURE_GROUPS} groups (put batches, one group each in turn)`,
+    putOptions: (batch) => ({ group: `tenant-${batch % FEATURE_GROUPS}` }),
+  },
+  {
+    name: "concurrency-limit",
+    description: `--queue-concurrency tasks=${FEATURE_CONCURRENCY} (never binds)`,
+    masterArgs: ["--queue-concurrency", `tasks=${FEATURE_CONCURRENCY}`],
+  },
+  {
+    name: "rate-limit",
+    description: `--queue-rate tasks=${FEATURE_RATE_PER_S}/s (never binds)`,
+    masterArgs: ["--queue-rate", `tasks=${FEATURE_RATE_PER_S}/s`],
+  },
+  {
+    name: "no-history",
+    description: "--keep-jobs 0: no records of finished items (plain keeps them)",
+    masterArgs: ["--keep-jobs", "0"],
+  },
+];
+
+/** Where the feature comparison runs: a fresh master for each run. */
+interface FeatureTarget {
+  store: "memory" | "postgres";
+  /** Starts the master of `feature`'s run (stopped with `scope`). */
+  start(feature: Feature, scope: Scope): Promise<RunningMaster>;
+  /** What {@link SeedOptions} gets besides (CPU split, checkpoint). */
+  seed?: (master: RunningMaster) => Partial<SeedOptions>;
+  /** Runs after each run (drops its schema). */
+  after?: (feature: Feature) => Promise<void>;
+}
+
+/** The feature comparison on in-memory masters. */
+const MEMORY_FEATURES: FeatureTarget = {
+  store: "memory",
+  start: (feature, scope) => startMaster("memory", undefined, scope, feature.masterArgs),
+  seed: (master) => ({ cpu: { masters: [master.pid] } }),
+};
+
+/**
+ * The seed workload plain, then with each feature used ({@link FEATURES}),
+ * {@link FEATURE_WORKERS} workers, each run on a fresh master of `target`;
+ * TASKQ_BENCH_ROUNDS rounds, each in the same order. One row per run (with
+ * its ratio to the same round's plain run), then the medians and one
+ * `feature-cost` row per feature: its tasks/s over plain's.
+ */
+async function featureWorkloads(target: FeatureTarget): Promise<void> {
+  const rounds = PG_ROUNDS;
+  console.log(
+    `features (${target.store}), seed workload, N=${N}, ${FEATURE_WORKERS} workers` +
+      (rounds > 1 ? `, ${rounds} rounds` : ""),
+  );
+  const values = new Map<string, number[]>();
+  /** The masters' CPU time per task (µs, user + system) of each run, by feature. */
+  const masterCpu = new Map<string, number[]>();
+  /** PostgreSQL's CPU time per task (µs, its every process), by feature, on PostgreSQL. */
+  const pgCpu = new Map<string, number[]>();
+  for (let round = 1; round <= rounds; round++) {
+    currentRound = rounds > 1 ? round : undefined;
+    let plain: number | undefined;
+    for (const feature of FEATURES) {
+      await bounded(`features (${target.store}), ${feature.name}`, scenarioMs(N), async (scope) => {
+        const master = await target.start(feature, scope);
+        const row = await seedWorkload({
+          address: master.address,
+          store: target.store,
+          workers: FEATURE_WORKERS,
+          scenario: FEATURE_SCENARIO,
+          putOptions: feature.putOptions,
+          scope,
+          ...target.seed?.(master),
+          extra: { variant: feature.name, feature: feature.description },
+          annotate: (row) =>
+            feature.name === "plain" || plain === undefined
+              ? {}
+              : { ratioToPlain: round2(row.value / plain) },
+        });
+        if (feature.name === "plain") plain = row.value;
+        values.set(feature.name, [...values.get(feature.name) ?? [], row.value]);
+        const cpu = row.cpu as CpuSplit | undefined;
+        if (cpu !== undefined) {
+          const us = Math.round(cpu.cpuSeconds.masters / (row.n as number) * 1e6 * 10) / 10;
+          masterCpu.set(feature.name, [...masterCpu.get(feature.name) ?? [], us]);
+          if (cpu.cpuSeconds.pgBackends !== undefined) {
+            const pgUs = Math.round(postgresSeconds(cpu) / (row.n as number) * 1e6 * 10) / 10;
+            pgCpu.set(feature.name, [...pgCpu.get(feature.name) ?? [], pgUs]);
+          }
+        }
+      });
+      await target.after?.(feature);
+    }
+  }
+  currentRound = undefined;
+  const plain = median(values.get("plain") ?? []);
+  const plainCpu = medianOf(masterCpu.get("plain") ?? []);
+  const plainPgCpu = medianOf(pgCpu.get("plain") ?? []);
+  console.log(
+    `\nfeatures (${target.store}), seed workload, N=${N}, ${FEATURE_WORKERS} workers` +
+      (rounds > 1 ? `, medians of ${rounds} rounds:` : ":"),
+  );
+  for (const feature of FEATURES) {
+    const list = values.get(feature.name) ?? [];
+    const value = median(list);
+    if (value === undefined) {
+      console.log(`  ${feature.name.padEnd(18)} FAILED (${feature.description})`);
+      continue;
+    }
+    const ratio = plain === undefined ? undefined : round2(value / plain);
+    const each = list.length > 1 ? ` (rounds: ${list.join(", ")})` : "";
+    const cpu = medianOf(masterCpu.get(feature.name) ?? []);
+    const cpuText = cpu === undefined ? "" : `, master CPU ${cpu} µs/task` +
+      (plainCpu === undefined ? "" : ` (${round2(cpu / plainCpu).toFixed(2)}× plain)`);
+    const pg = medianOf(pgCpu.get(feature.name) ?? []);
+    const pgText = pg === undefined ? "" : `, PostgreSQL CPU ${pg} µs/task` +
+      (plainPgCpu === undefined ? "" : ` (${round2(pg / plainPgCpu).toFixed(2)}× plain)`);
+    console.log(
+      `  ${feature.name.padEnd(18)} ${String(value).padStart(7)} tasks/s` +
+        `${ratio === undefined ? "" : `, ${ratio.toFixed(2)}× plain`}${cpuText}${pgText}${each}` +
+        `  — ${feature.description}`,
+    );
+    if (feature.name === "plain" || ratio === undefined) continue;
+    report({
+      scenario: FEATURE_COST_SCENARIO,
+      store: target.store,
+      workers: FEATURE_WORKERS,
+      value: ratio,
+      unit: "× plain",
+      variant: feature.name,
+      tasksPerSecond: value,
+      plainTasksPerSecond: plain,
+      ...(cpu === undefined ? {} : { masterCpuUsPerTask: cpu }),
+      ...(plainCpu === undefined ? {} : { plainMasterCpuUsPerTask: plainCpu }),
+      ...(pg === undefined ? {} : { postgresCpuUsPerTask: pg }),
+      ...(plainPgCpu === undefined ? {} : { plainPostgresCpuUsPerTask: plainPgCpu }),
+      n: N,
+      rounds: list.length,
+    });
+  }
 }
 
 /** The seed workload over mutual TLS next to plain TCP (memory store), and the ratio. */
@@ -946,6 +1165,33 @@ function kib(bytes: unknown): string {
   return `${Math.round((bytes as number) / 1024).toLocaleString("en-US")} KiB`;
 }
 
+/**
+ * The feature comparison on one PostgreSQL master (`--store URL`) of the
+ * throwaway cluster, on a fresh schema each run.
+ */
+function postgresFeatures(pg: PgBench): FeatureTarget {
+  const schemaOf = (feature: Feature) => `bench_feature_${feature.name.replaceAll("-", "_")}`;
+  return {
+    store: "postgres",
+    start: async (feature, scope) => {
+      await dropSchema(pg, schemaOf(feature));
+      return await startMaster(
+        { postgres: pg.cluster.url, schema: schemaOf(feature) },
+        undefined,
+        scope,
+        feature.masterArgs,
+      );
+    },
+    seed: (master) => ({
+      cpu: { masters: [master.pid], postmasterPid: pg.postmasterPid },
+      beforeStart: async () => {
+        await pg.admin.unsafe("CHECKPOINT");
+      },
+    }),
+    after: (feature) => dropSchema(pg, schemaOf(feature)),
+  };
+}
+
 /** The PostgreSQL parts on one throwaway durable cluster. */
 async function postgresParts(): Promise<void> {
   if (!postgresAvailable()) {
@@ -975,7 +1221,8 @@ async function postgresParts(): Promise<void> {
       `postgres ${version} at ${cluster.url} (throwaway; fsync ${fsync}, synchronous_commit ` +
         `${synchronous_commit}, autovacuum_naptime ${naptime})`,
     );
-    if (runs("postgres")) {
+    if (FEATURES_ON_POSTGRES) await featureWorkloads(postgresFeatures(pg));
+    if (PG_COMPARISON) {
       for (let round = 1; round <= PG_ROUNDS; round++) {
         currentRound = round;
         if (PG_ROUNDS > 1) console.log(`postgres, round ${round} of ${PG_ROUNDS}`);
@@ -1015,6 +1262,14 @@ function pgKey(row: Row): string | undefined {
   return `${row.store === "durable" ? "SQLite" : row.store}, ${row.masters} master${
     row.masters === 1 ? "" : "s"
   }`;
+}
+
+/** The median of `values`, unrounded (for figures with decimals). */
+function medianOf(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function median(values: number[]): number | undefined {
@@ -1170,7 +1425,8 @@ for (const store of ["memory", "durable"] as const) {
 if (runs("python")) { for (const workers of WORKER_COUNTS) await pythonWorkload(workers); }
 if (runs("rss")) await memoryFootprint();
 if (runs("tls")) await tlsWorkload();
-if (runs("postgres") || runs("pgsize")) await postgresParts();
+if (runs("features")) await featureWorkloads(MEMORY_FEATURES);
+if (PG_COMPARISON || FEATURES_ON_POSTGRES || runs("pgsize")) await postgresParts();
 
 console.log("\nscenario                   store     masters workers        value  unit");
 for (const row of rows) {

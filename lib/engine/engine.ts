@@ -314,8 +314,14 @@ export class Engine {
   /** Leased items by id: the only ones an ack, nack, fail or extend can name. */
   readonly #leased = new Map<number, Item>();
   readonly #timers = new TimerHeap<Item | Waiter | QueueState>();
-  /** Finished items by id, oldest first. */
+  /** Finished items by id. */
   readonly #history = new Map<number, Item>();
+  /**
+   * The same items in the order they finished, to prune from the oldest
+   * (walking the map instead steps over every entry deleted since it was
+   * last rebuilt: 100× the cost).
+   */
+  readonly #historyOrder: Deque<Item> = new Deque();
   #historyBytes = 0;
   readonly #historyCount: number;
   readonly #historyMs: number;
@@ -1208,7 +1214,7 @@ export class Engine {
     }
     queue.leased += n;
     if (limits !== undefined && limits.rateCount > 0 && n > 0) {
-      queue.tat = Math.max(queue.tat, now) + n * (limits.ratePeriodMs / limits.rateCount);
+      queue.tat += n * (limits.ratePeriodMs / limits.rateCount);
     }
     return items;
   }
@@ -1228,12 +1234,16 @@ export class Engine {
         Math.floor((limits.rateCount * RATE_BURST_MS) / limits.ratePeriodMs),
       );
       const slack = (burst - 1) * interval;
-      const start = Math.max(queue.tat, now);
+      // A delivery served late (a timer fires after its time) does not push the next ones
+      // back: the schedule may lag `now` by up to one interval (at most RATE_BURST_MS).
+      // After a lull the schedule starts again from now.
+      if (queue.tat < now - Math.min(interval, RATE_BURST_MS)) queue.tat = now;
+      const start = queue.tat;
       if (start - now > slack) {
         if (queue.liveWaiters > 0) this.#timers.schedule(queue, Math.ceil(queue.tat - slack));
         return 0;
       }
-      n = Math.min(n, Math.floor((now + slack - start) / interval) + 1);
+      n = Math.min(n, burst, Math.floor((now + slack - start) / interval) + 1);
     }
     return n;
   }
@@ -1255,6 +1265,7 @@ export class Engine {
       item.cost = 0;
     }
     history.set(item.id, item);
+    this.#historyOrder.push(item);
     this.#historyBytes += item.cost;
     if (history.size > this.#historyCount || this.#historyBytes > MAX_HISTORY_BYTES) {
       this.#pruneHistory();
@@ -1264,13 +1275,15 @@ export class Engine {
   /** Forgets the oldest finished items beyond the history's count, age and bytes. */
   #pruneHistory(): void {
     const history = this.#history;
+    const order = this.#historyOrder;
     const oldest = this.#clock() - this.#historyMs;
-    for (const [id, item] of history) {
+    for (let item = order.peek(); item !== undefined; item = order.peek()) {
       if (
         history.size <= this.#historyCount && this.#historyBytes <= MAX_HISTORY_BYTES &&
         item.finishedAt > oldest
       ) break;
-      history.delete(id);
+      order.shift();
+      history.delete(item.id);
       this.#historyBytes -= item.cost;
     }
   }
