@@ -22,6 +22,24 @@
  * What is rare (fail, expiry, closing a session, admin calls) runs as a
  * short transaction of its own.
  *
+ * What issue #13 added holds across masters because it lives in the
+ * database too. Priorities are a column the claim order starts with; a put
+ * with unique keys runs on its own, the unique index on `(queue, ukey)`
+ * settling races. A queue with limits (`limits` table) or grouped items
+ * claims through `claim_special` (schema.ts), which locks the queue's limits
+ * row (a rate limit's GCRA state, and the count of its leased rows, are then
+ * the same for every master) and serves groups round-robin; the plain claim
+ * sees such a queue in the same statement and leaves it, so the plain
+ * workload keeps its path and a master never passes a limit on a stale
+ * belief. The end of a lease on a queue with a concurrency limit, and a
+ * limit change, wake waiting gets (`NOTIFY`, and at once on this master); a
+ * rate-limited queue's waiting gets wake at the time the rate next allows.
+ * Cancelling deletes the item (so its holder's settlements match nothing)
+ * and tells the holder's master on the hint channel. An ack, a dead letter
+ * or a cancel records the item in `finished` in the same transaction,
+ * pruned by the sweeps to {@link PostgresBrokerOptions.historyCount} and
+ * {@link PostgresBrokerOptions.historyMs}.
+ *
  * @example
  * ```ts ignore
  * import { openPostgresBroker } from "./broker.ts";
@@ -53,24 +71,37 @@ import { deadLetterQueue, isDeadLetterOf, isDeadLetterQueue } from "../../model/
 import type { Logger } from "../../log.ts";
 import { redactUrl } from "../../config.ts";
 import { silentLogger } from "../../log.ts";
-import type {
-  JobInfo,
-  LimitChanges,
-  NamedQueueLimits,
-  QueueLimits,
+import {
+  checkLabel,
+  checkLimits,
+  checkPriority,
+  DEFAULT_HISTORY_COUNT,
+  DEFAULT_HISTORY_MS,
+  type JobInfo,
+  type JobState,
+  type LimitChanges,
+  MAX_GROUP_LENGTH,
+  MAX_HISTORY_VALUE_BYTES,
+  MAX_KEY_LENGTH,
+  MAX_PROGRESS_MESSAGE,
+  type NamedQueueLimits,
+  NO_LIMITS,
+  type QueueLimits,
+  RATE_BURST_MS,
 } from "../../model/jobs.ts";
 import type {
   AckResults,
   Broker,
   BrokerSession,
-  CancelOutcome,
-  JobOptions,
-  ProgressReport,
   BrokerSettings,
   BrokerStats,
+  CancelOutcome,
   Delivery,
   GetOptions,
+  JobOptions,
   PeekedItem,
+  ProgressReport,
+  PutIds,
   PutOptions,
   SessionInfo,
   SessionView,
@@ -88,8 +119,8 @@ import {
 import { Telemetry } from "../telemetry.ts";
 import { byteaArray, intArray, textArray } from "./arrays.ts";
 import { Batcher } from "./batcher.ts";
-import { DEFAULT_PG_SCHEMA, migrate, quoteSchema } from "./schema.ts";
-import { FRONT_SPACING, type Statements, statements } from "./statements.ts";
+import { DEFAULT_PG_SCHEMA, FRONT_SPACING, migrate, quoteSchema } from "./schema.ts";
+import { currentProgress, type Statements, statements } from "./statements.ts";
 
 /** Default most queues (as the local broker's). */
 const DEFAULT_MAX_QUEUES = 100_000;
@@ -124,6 +155,7 @@ const ACK_LANES = 8;
 const ADMIT_LANE = 16;
 const NACK_LANE = 17;
 const SLOW_LANE = 18;
+const KEYED_LANE = 19;
 
 /** Connections of the pool that claims, committing asynchronously. */
 const CLAIM_POOL_SIZE = 2;
@@ -183,6 +215,27 @@ const CLOSED_REASON = "its connection closed before it was acked";
 
 /** Why an item's lease ended when it ran out. */
 const EXPIRED_REASON = "its lease expired before it was acked";
+
+/**
+ * First character of a cancel notice on the hint channel (`!OWNER ID,ID,...`):
+ * a queue hint starts with the master's id, a digit.
+ */
+const CANCEL_MARK = "!";
+
+/** Most characters of ids in one cancel notice (a notification's payload is at most 8,000 bytes). */
+const NOTICE_IDS_CHARS = 7_000;
+
+/** How often the history, key holds and group rotation records are pruned, at most, in ms. */
+const PRUNE_MS = 1_000;
+
+/** Advisory lock key (two int4) of the prune: one master prunes at a time. */
+const PRUNE_LOCK = [0x7471, 0x0002] as const;
+
+/** Times a put with unique keys looks again for a key whose item went away meanwhile. */
+const KEYED_PUT_ROUNDS = 5;
+
+/** Queues a master remembers as having limits or groups (their claim path), at most. */
+const SPECIAL_QUEUES_LIMIT = 100_000;
 
 /** Options of {@link openPostgresBroker}. */
 export interface PostgresBrokerOptions extends JobOptions {
@@ -278,6 +331,8 @@ interface GetQueue {
   plentiful: boolean;
   /** Another claim is wanted once this one ends. */
   again: boolean;
+  /** The queue has limits or grouped items: it claims through `claim_special`, one claim at a time. */
+  special: boolean;
   /** Timer for the next delayed item's time. */
   timer?: ReturnType<typeof setTimeout>;
   timerAt: number;
@@ -288,7 +343,7 @@ interface HeldPut {
   readonly session: PgSession;
   readonly values: Uint8Array[];
   readonly options: PutOptions;
-  readonly resolve: (ids: number[]) => void;
+  readonly resolve: (ids: PutIds) => void;
   readonly reject: (error: unknown) => void;
   timer?: ReturnType<typeof setTimeout>;
   done: boolean;
@@ -308,6 +363,8 @@ interface PutRequest {
   readonly values: readonly Uint8Array[];
   readonly delayMs: number;
   readonly maxAttempts: number;
+  readonly priority: number;
+  readonly group: string | null;
 }
 
 /** One ack in an ack batch. */
@@ -335,7 +392,81 @@ function putRequest(
     values,
     delayMs: Math.max(0, options.delayMs ?? 0),
     maxAttempts: options.maxAttempts ?? 0,
+    priority: options.priority ?? 0,
+    group: options.group ?? null,
   };
+}
+
+/** Whether a put names unique keys (so it takes the keyed path, not the batch). */
+function keyed(options: PutOptions): boolean {
+  return options.keys !== undefined && options.keys.some((key) => key !== undefined);
+}
+
+/**
+ * Checks a put's priority, group, keys and key hold (what a front-end
+ * validated already; a program calling the broker directly may not have).
+ * @throws {RangeError} naming the first one out of range.
+ */
+function checkPutOptions(options: PutOptions, count: number): void {
+  if (options.priority !== undefined) checkPriority(options.priority);
+  if (options.group !== undefined) checkLabel(options.group, "group", MAX_GROUP_LENGTH);
+  const keys = options.keys;
+  if (keys !== undefined) {
+    if (keys.length !== count) {
+      throw new RangeError("a put needs exactly one key (or none) per value");
+    }
+    for (const key of keys) if (key !== undefined) checkLabel(key, "key", MAX_KEY_LENGTH);
+  }
+  const hold = options.keyHoldMs;
+  if (hold !== undefined && (!Number.isInteger(hold) || hold < 0 || hold > MAX_TIMER_MS)) {
+    throw new RangeError(`keyHoldMs must be an integer from 0 to ${MAX_TIMER_MS}`);
+  }
+}
+
+/**
+ * Checks a progress report.
+ * @throws {RangeError} when its percent is not a number from 0 to 100 or its message is too long.
+ */
+function checkProgress(report: ProgressReport): void {
+  const { percent, message } = report;
+  if (
+    percent !== undefined &&
+    (typeof percent !== "number" || !Number.isFinite(percent) || percent < 0 || percent > 100)
+  ) {
+    throw new RangeError("a progress percent must be a number from 0 to 100");
+  }
+  if (
+    message !== undefined && (typeof message !== "string" || message.length > MAX_PROGRESS_MESSAGE)
+  ) {
+    throw new RangeError(
+      `a progress message must be a string of at most ${MAX_PROGRESS_MESSAGE} characters`,
+    );
+  }
+}
+
+/** A whole number of at least 0 from an option, or `fallback`. */
+function countOption(value: number | undefined, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${what} must be an integer of at least 0, not ${value}`);
+  }
+  return value;
+}
+
+/**
+ * A put with unique keys found, round after round, that a key it could not
+ * insert had no item by the time it looked (items with its keys finishing
+ * as fast as it tried): it added nothing for them.
+ */
+class KeyChurnError extends Error {
+  /** Creates the error for a put to `queue`. */
+  constructor(queue: string) {
+    super(
+      `a put to ${queue} found its unique keys taken and freed ${KEYED_PUT_ROUNDS} times over; ` +
+        `try again`,
+    );
+    this.name = "KeyChurnError";
+  }
 }
 
 /** Times a statement rolled back by a deadlock or a serialization failure is tried again. */
@@ -405,6 +536,21 @@ function deltaOf(deltas: Map<string, CounterDelta>, queue: string): CounterDelta
   let d = deltas.get(queue);
   if (d === undefined) deltas.set(queue, d = delta());
   return d;
+}
+
+/** A `limits` row as {@link QueueLimits}. */
+function limitsOf(row: postgres.Row): QueueLimits {
+  return {
+    rateCount: Number(row.rate_count),
+    ratePeriodMs: Number(row.rate_period_ms),
+    concurrency: Number(row.concurrency),
+    groupConcurrency: Number(row.group_concurrency),
+  };
+}
+
+/** Whether a queue with these limits has any (a rate, a concurrency or a group concurrency). */
+function hasAny(limits: QueueLimits): boolean {
+  return limits.rateCount > 0 || limits.concurrency > 0 || limits.groupConcurrency > 0;
 }
 
 /** Sorts by name, as every stats listing is. */
@@ -480,20 +626,6 @@ export async function openPostgresBroker(options: PostgresBrokerOptions): Promis
 
 /** The broker over one PostgreSQL database; see {@link openPostgresBroker}. */
 export class PostgresBroker implements Broker {
-
-  // TEMPORARY (#13 in progress): replaced before commit.
-  cancel(_ids: readonly number[]): Promise<CancelOutcome> {
-    return Promise.reject(new Error("cancel: not implemented yet"));
-  }
-  job(_id: number): Promise<JobInfo | undefined> {
-    return Promise.reject(new Error("job: not implemented yet"));
-  }
-  setLimits(_queue: string, _changes: LimitChanges): Promise<QueueLimits> {
-    return Promise.reject(new Error("setLimits: not implemented yet"));
-  }
-  limits(_queue?: string): Promise<NamedQueueLimits[]> {
-    return Promise.reject(new Error("limits: not implemented yet"));
-  }
   /** Its fixed settings. */
   readonly settings: BrokerSettings;
   /** What it counts about itself. */
@@ -539,6 +671,14 @@ export class PostgresBroker implements Broker {
   /** Since when (this process's clock) heartbeats have succeeded without a gap; unset after a failure. */
   #aliveSince: number | undefined = Date.now();
   readonly #dirtySessions = new Set<PgSession>();
+  /** Queues seen with limits or grouped items: their gets claim through `claim_special`. */
+  readonly #special = new Set<string>();
+  /** Finished jobs whose records are kept (0: none written). */
+  readonly #historyCount: number;
+  /** How long a finished job's record is kept, in ms. */
+  readonly #historyMs: number;
+  /** When (this process's clock) the history was last pruned. */
+  #prunedAt = 0;
 
   /** Wraps a connected, migrated database; use {@link openPostgresBroker}. */
   constructor(
@@ -564,6 +704,9 @@ export class PostgresBroker implements Broker {
       maxAttemptsByQueue: retry.maxAttemptsByQueue,
     };
     this.maxStoredBytes = options.maxStoredBytes ?? Infinity;
+    this.#historyCount = countOption(options.historyCount, DEFAULT_HISTORY_COUNT, "historyCount");
+    this.#historyMs = countOption(options.historyMs, DEFAULT_HISTORY_MS, "historyMs");
+    for (const changes of Object.values(options.limits ?? {})) checkLimits(changes);
     this.settings = {
       defaultLeaseMs: options.defaultLeaseMs ?? DEFAULT_LEASE_MS,
       maxQueueLength: options.maxQueueLength ?? 0,
@@ -614,6 +757,9 @@ export class PostgresBroker implements Broker {
     this.#heartbeat = setInterval(() => this.#beat(), heartbeatMs);
     const pollMs = this.#options.pollMs ?? DEFAULT_POLL_MS;
     this.#poll = setInterval(() => this.#pollAll(), pollMs);
+    for (const [queue, changes] of Object.entries(this.#options.limits ?? {})) {
+      await this.setLimits(queue, changes);
+    }
     this.#armSweep(this.localNow() + SWEEP_MS);
   }
 
@@ -651,8 +797,15 @@ export class PostgresBroker implements Broker {
     }
   }
 
-  /** A hint from another master: queue `queue` changed. */
+  /** A hint from another master: queue `queue` changed, or items a session here held were cancelled. */
   #hint(payload: string): void {
+    if (payload.startsWith(CANCEL_MARK)) {
+      const space = payload.indexOf(" ");
+      if (space < 0) return;
+      const ids = payload.slice(space + 1).split(",").map(Number);
+      this.#revoke(payload.slice(CANCEL_MARK.length, space), ids);
+      return;
+    }
     if (payload.startsWith(this.#prefix)) return;
     const space = payload.indexOf(" ");
     if (space < 0) return;
@@ -746,9 +899,10 @@ export class PostgresBroker implements Broker {
    * master; at most {@link ORIGINALS_KEPT}, the oldest forgotten first. An
    * item taken through another master arrives in its plain form.
    */
-  keepOriginals(ids: readonly number[], originals: readonly unknown[]): void {
+  keepOriginals(ids: PutIds, originals: readonly unknown[]): void {
+    const existing = ids.existing === undefined ? undefined : new Set(ids.existing);
     for (let i = 0; i < ids.length; i++) {
-      if (originals[i] === undefined) continue;
+      if (originals[i] === undefined || existing?.has(i)) continue;
       this.#originals.set(ids[i], originals[i]);
       if (this.#originals.size > ORIGINALS_KEPT) {
         this.#originals.delete(this.#originals.keys().next().value as number);
@@ -900,14 +1054,23 @@ export class PostgresBroker implements Broker {
     const values: Uint8Array[] = [];
     const delays: number[] = [];
     const maxes: number[] = [];
+    const priorities: number[] = [];
+    const groups: (string | null)[] = [];
+    let prioritized = false;
+    let grouped = false;
     for (const put of puts) {
+      if (put.priority !== 0) prioritized = true;
+      if (put.group !== null) grouped = true;
       for (const value of put.values) {
         queues.push(put.queue);
         values.push(value);
         delays.push(put.delayMs);
         maxes.push(put.maxAttempts);
+        priorities.push(put.priority);
+        groups.push(put.group);
       }
     }
+    // Puts with neither priority nor group (the plain workload) send no array for them.
     return [
       textArray(queues),
       byteaArray(values),
@@ -917,13 +1080,136 @@ export class PostgresBroker implements Broker {
       this.#channel,
       this.#prefix,
       lane,
+      prioritized ? intArray(priorities) : null,
+      grouped ? textArray(groups) : null,
     ] as never[];
   }
 
-  /** Adds encoded `values` to `queue` through the put batcher. */
-  async putNow(queue: string, values: Uint8Array[], options: PutOptions): Promise<number[]> {
+  /**
+   * Writes a put with unique keys in transaction `tx`, counted in `lane`:
+   * a value whose key an item of the queue has (ready, delayed or leased),
+   * or held after its item finished, adds nothing and gets that item's id;
+   * a later value with the key of an earlier one in the same put gets the
+   * earlier one's. The unique index settles races between masters: a key's
+   * insert that conflicts reads the item it conflicted with, and when that
+   * went away meanwhile, tries again.
+   */
+  async #putKeyedIn(
+    tx: postgres.TransactionSql,
+    queue: string,
+    values: readonly Uint8Array[],
+    options: PutOptions,
+    lane: number,
+  ): Promise<PutIds> {
+    const keys = options.keys ?? [];
+    const ids: PutIds = new Array<number>(values.length).fill(0);
+    const existing = new Set<number>();
+    const first = new Map<string, number>();
+    let todo: number[] = [];
+    values.forEach((_, i) => {
+      const key = keys[i];
+      if (key === undefined) todo.push(i);
+      else if (!first.has(key)) {
+        first.set(key, i);
+        todo.push(i);
+      }
+    });
+    const inserted = new Map<string, number>();
+    for (let round = 0; todo.length > 0; round++) {
+      if (round >= KEYED_PUT_ROUNDS) {
+        throw new KeyChurnError(queue);
+      }
+      const rows = await tx.unsafe(this.#st.putKeyed, [
+        queue,
+        byteaArray(todo.map((i) => values[i])),
+        textArray(todo.map((i) => keys[i] ?? null)),
+        Math.max(0, options.delayMs ?? 0),
+        options.maxAttempts ?? 0,
+        options.priority ?? 0,
+        options.group ?? null,
+        options.keyHoldMs !== undefined && options.keyHoldMs > 0 ? options.keyHoldMs : null,
+        this.masterId,
+        this.#channel,
+        this.#prefix,
+        lane,
+      ] as never[]);
+      const added = new Map<string, number>();
+      const live = new Map<string, number>();
+      const plainIds: number[] = [];
+      for (const row of rows) {
+        const id = Number(row.id);
+        if (row.kind === "n") {
+          if (row.ukey === null) plainIds.push(id);
+          else added.set(row.ukey, id);
+        } else live.set(row.ukey, id);
+      }
+      plainIds.sort((a, b) => a - b);
+      let p = 0;
+      const again: number[] = [];
+      for (const i of todo) {
+        const key = keys[i];
+        if (key === undefined) ids[i] = plainIds[p++];
+        else if (added.has(key)) {
+          ids[i] = added.get(key)!;
+          inserted.set(key, i);
+        } else if (live.has(key)) {
+          ids[i] = live.get(key)!;
+          existing.add(i);
+        } else again.push(i);
+      }
+      todo = again;
+    }
+    if (inserted.size > 0) {
+      // A key held after its item finished: looked up after the insert, in a snapshot of its
+      // own, so an ack with a hold that committed while the insert waited on its row is seen.
+      const held = await tx.unsafe(
+        `SELECT ukey, id FROM ${this.#s}.key_holds
+         WHERE queue = $1 AND ukey = ANY($2::text[]) AND until > ${this.#s}.now_ms()`,
+        [queue, textArray([...inserted.keys()])],
+      );
+      if (held.length > 0) {
+        const undo: number[] = [];
+        for (const row of held) {
+          const i = inserted.get(row.ukey)!;
+          undo.push(ids[i]);
+          ids[i] = Number(row.id);
+          existing.add(i);
+        }
+        const gone = await tx.unsafe(
+          `DELETE FROM ${this.#s}.items WHERE id = ANY($1::bigint[])
+           RETURNING octet_length(value) AS bytes`,
+          [intArray(undo)],
+        );
+        const deltas = new Map<string, CounterDelta>();
+        const d = deltaOf(deltas, queue);
+        for (const row of gone) {
+          d.put--;
+          d.bytes -= Number(row.bytes);
+        }
+        await this.#count(tx, deltas);
+      }
+    }
+    values.forEach((_, i) => {
+      const key = keys[i];
+      if (key === undefined) return;
+      const at = first.get(key)!;
+      if (at !== i) {
+        ids[i] = ids[at];
+        existing.add(i);
+      }
+    });
+    if (existing.size > 0) ids.existing = [...existing].sort((a, b) => a - b);
+    return ids;
+  }
+
+  /** Adds encoded `values` to `queue`: through the put batcher, or with unique keys on their own. */
+  async putNow(queue: string, values: Uint8Array[], options: PutOptions): Promise<PutIds> {
     try {
-      const ids = await this.#putBatcher.add(putRequest(queue, values, options));
+      const ids: PutIds = keyed(options)
+        ? await retrying(() =>
+          this.#hotSql.begin((tx) => this.#putKeyedIn(tx, queue, values, options, KEYED_LANE))
+        )
+        : await this.#putBatcher.add(putRequest(queue, values, options));
       this.#health();
       this.#known.add(queue);
       this.#changed(queue);
@@ -941,8 +1227,8 @@ export class PostgresBroker implements Broker {
     queue: string,
     values: Uint8Array[],
     options: PutOptions,
-  ): Promise<number[]> {
-    return new Promise<number[]>((resolve, reject) => {
+  ): Promise<PutIds> {
+    return new Promise<PutIds>((resolve, reject) => {
       let pq = this.#putQueues.get(queue);
       if (pq === undefined) {
         pq = { name: queue, puts: [], admitting: false, again: false };
@@ -994,7 +1280,7 @@ export class PostgresBroker implements Broker {
     (async () => {
       const waiting = pq.puts.filter((p) => !p.done);
       const admitted: HeldPut[] = [];
-      let ids: number[][] = [];
+      let ids: PutIds[] = [];
       try {
         await this.sql.begin(async (tx) => {
           await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtextextended($1, 7471))`, [queue]);
@@ -1008,10 +1294,20 @@ export class PostgresBroker implements Broker {
             length += held.values.length;
           }
           if (admitted.length === 0) return;
-          const puts = admitted.map((held) => putRequest(queue, held.values, held.options));
-          const rows = await tx.unsafe(this.#st.put, this.#putParams(puts, ADMIT_LANE));
+          const plain = admitted.filter((held) => !keyed(held.options));
+          const puts = plain.map((held) => putRequest(queue, held.values, held.options));
+          const rows = puts.length === 0
+            ? []
+            : await tx.unsafe(this.#st.put, this.#putParams(puts, ADMIT_LANE));
           let k = 0;
-          ids = admitted.map((held) => held.values.map(() => Number(rows[k++].id)));
+          ids = [];
+          for (const held of admitted) {
+            ids.push(
+              keyed(held.options)
+                ? await this.#putKeyedIn(tx, queue, held.values, held.options, ADMIT_LANE)
+                : held.values.map(() => Number(rows[k++].id)),
+            );
+          }
         });
         this.#health();
         admitted.forEach((held, i) => {
@@ -1056,6 +1352,7 @@ export class PostgresBroker implements Broker {
           claims: 0,
           plentiful: false,
           again: false,
+          special: this.#special.has(queue),
           timerAt: Infinity,
         };
         this.#getQueues.set(queue, q);
@@ -1109,7 +1406,7 @@ export class PostgresBroker implements Broker {
   dispatch(queue: string): void {
     const q = this.#getQueues.get(queue);
     if (q === undefined || this.#closing) return;
-    if (q.claims >= (q.plentiful ? CLAIMS_PER_QUEUE : 1)) {
+    if (q.claims >= (q.plentiful && !q.special ? CLAIMS_PER_QUEUE : 1)) {
       q.again = true;
       return;
     }
@@ -1144,20 +1441,49 @@ export class PostgresBroker implements Broker {
   async #claim(q: GetQueue, batch: GetRequest[], owners: string[], leases: number[]) {
     let rows: postgres.Row[] = [];
     let failed: unknown;
+    const special = q.special;
     try {
-      rows = await this.#claimSql.unsafe(this.#st.claim, [
-        q.name,
-        owners.length,
-        textArray(owners),
-        intArray(leases),
-        this.masterId,
-        MAX_CLAIM_BYTES,
-      ] as never[]);
+      rows = special
+        ? await this.#claimSql.unsafe(this.#st.claimSpecial, [
+          q.name,
+          textArray(owners),
+          intArray(leases),
+          this.masterId,
+          MAX_CLAIM_BYTES,
+          RATE_BURST_MS,
+        ] as never[])
+        : await this.#claimSql.unsafe(this.#st.claim, [
+          q.name,
+          owners.length,
+          textArray(owners),
+          intArray(leases),
+          this.masterId,
+          MAX_CLAIM_BYTES,
+        ] as never[]);
       this.#health();
     } catch (error) {
       failed = error;
       this.#health(error);
     }
+    // The row without an id says how the queue claims (limits or groups, or neither) and when
+    // its rate limit allows the next delivery.
+    let switched = false;
+    let nextAt: number | undefined;
+    const leased: postgres.Row[] = [];
+    for (const row of rows) {
+      if (row.id !== null) {
+        leased.push(row);
+        continue;
+      }
+      const isSpecial = special ? row.special === true : true;
+      if (isSpecial !== special) {
+        switched = true;
+        q.special = isSpecial;
+        this.#markSpecial(q.name, isSpecial);
+      }
+      if (row.next_at !== null && row.next_at !== undefined) nextAt = Number(row.next_at);
+    }
+    rows = leased;
     rows.sort((a, b) => Number(a.n) - Number(b.n));
     let next = 0;
     let start = 1;
@@ -1181,6 +1507,7 @@ export class PostgresBroker implements Broker {
       r.claiming = false;
       if (r.session.closed) this.#finish(q, r, []); // its rows go back with its other leases
       else if (got.length > 0) this.#finish(q, r, got);
+      else if (switched && !r.timedOut) continue; // claimed again the other way at once
       else if (!r.waits || r.timedOut) {
         if (failed !== undefined && !r.waits) {
           // An immediate get must not look like "nothing ready" when the database failed.
@@ -1196,20 +1523,31 @@ export class PostgresBroker implements Broker {
     q.plentiful = full;
     this.#tidyGets(q);
     if (!this.#getQueues.has(q.name)) return;
-    if (q.again || full) {
+    if (q.again || full || switched) {
       setImmediate(() => this.dispatch(q.name));
     } else if (failed === undefined && q.requests.some((r) => r.waits && !r.done)) {
-      // Some still wait with nothing: wake them when the next delayed item is due.
+      // Some still wait with nothing: wake them when the next delayed item is due, or when
+      // the queue's rate limit allows the next delivery.
+      if (nextAt !== undefined) this.#wakeAt(q.name, nextAt);
       await this.#armNextReady(q);
     }
+  }
+
+  /** Records whether `queue` has limits or grouped items (so its gets claim through `claim_special`). */
+  #markSpecial(queue: string, special: boolean): void {
+    if (!special) {
+      this.#special.delete(queue);
+      return;
+    }
+    if (this.#special.size >= SPECIAL_QUEUES_LIMIT) this.#special.clear();
+    this.#special.add(queue);
   }
 
   /** Sets a timer at the time the next delayed item of `q` becomes ready. */
   async #armNextReady(q: GetQueue): Promise<void> {
     try {
-      const [row] = await this.sql.unsafe(
-        `SELECT min(ready_at) AS at FROM ${this.#s}.items
-         WHERE queue = $1 AND lease_owner IS NULL AND ready_at > ${this.#s}.now_ms()`,
+      const [row] = await this.#hotSql.unsafe(
+        `SELECT ${this.#s}.next_ready($1, ${this.#s}.now_ms()) AS at`,
         [q.name],
       );
       if (row?.at !== null && row?.at !== undefined) this.#wakeAt(q.name, Number(row.at));
@@ -1290,9 +1628,16 @@ export class PostgresBroker implements Broker {
         intArray(sourceAttempts),
         textArray(sourceOwners),
         lane,
+        this.#historyCount > 0,
       ] as never[])
     );
     this.telemetry.observeCommit(performance.now() - started);
+    if (this.#special.size > 0) {
+      // A lease ended: the gets waiting on a queue with a concurrency limit may go on.
+      const ended = new Set<string>();
+      for (const row of rows) if (this.#special.has(row.queue)) ended.add(row.queue);
+      for (const queue of ended) this.#changed(queue);
+    }
     // Each ack is told only of its own leases: the same id may be in the batch twice, once
     // from a holder whose lease ran out (its attempt is older), and that one matched nothing.
     const leases = new Set<string>();
@@ -1337,8 +1682,10 @@ export class PostgresBroker implements Broker {
       queues.add(row.queue as string);
     }
     for (const queue of queues) {
-      if (delayMs > 0) this.#wakeAt(queue, this.localNow() + delayMs);
-      else this.#changed(queue);
+      if (delayMs > 0) {
+        this.#wakeAt(queue, this.localNow() + delayMs);
+        if (this.#special.has(queue)) this.#changed(queue); // a concurrency slot is free
+      } else this.#changed(queue);
     }
     return done;
   }
@@ -1425,6 +1772,8 @@ export class PostgresBroker implements Broker {
           const attempts = Number(row.attempts);
           const now = Number(row.now);
           settled.add(id);
+          // Its lease ended: waiting gets of a queue with a concurrency limit may go on.
+          touched.add(row.queue);
           const d = deltaOf(deltas, row.queue);
           const last = attempts >= this.#maxAttempts(row.queue, Number(row.max_attempts));
           if (how.kind === "fail") {
@@ -1502,9 +1851,7 @@ export class PostgresBroker implements Broker {
               dv.push(encode(letter));
             }
           });
-          await tx.unsafe(`DELETE FROM ${s}.items WHERE id = ANY($1::bigint[])`, [
-            intArray(buried.map((r) => Number(r.id))),
-          ]);
+          await this.#remove(tx, buried.map((r) => Number(r.id)), "dead", reasons);
           await this.#insert(tx, dq, dv, deltas);
           for (const q of dq) touched.add(q);
         }
@@ -1518,6 +1865,50 @@ export class PostgresBroker implements Broker {
     return settled;
   }
 
+  /**
+   * Removes items that end for good in transaction `tx`: dead-lettered ones
+   * (`dead`, with `errors` by index) or cancelled ones (`cancelled`, with
+   * their last error), recording each in the history (unless it is off) and
+   * holding its unique key for its key hold. Resolves with the rows removed.
+   */
+  async #remove(
+    tx: postgres.TransactionSql,
+    ids: readonly number[],
+    state: "dead" | "cancelled",
+    errors: readonly string[] | null,
+  ): Promise<postgres.Row[]> {
+    const s = this.#s;
+    return await tx.unsafe(
+      `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+       gone AS (DELETE FROM ${s}.items i WHERE i.id = ANY($1::bigint[]) RETURNING i.*),
+       e AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS e(id, error)),
+       h AS (
+         INSERT INTO ${s}.finished (id, queue, state, attempts, priority, grp, ukey, error, value,
+           progress_percent, progress_message, progress_at, created_at, finished_at)
+         SELECT g.id, g.queue, $3::text, g.attempts, g.priority, g.grp, g.ukey,
+           coalesce(e.error, g.last_error),
+           CASE WHEN octet_length(g.value) <= ${MAX_HISTORY_VALUE_BYTES} THEN g.value END,
+           ${currentProgress("g")}, g.created_at, (SELECT t FROM now)
+         FROM gone g LEFT JOIN e ON e.id = g.id WHERE $4::boolean
+         ON CONFLICT (id) DO NOTHING
+       ),
+       k AS (
+         INSERT INTO ${s}.key_holds (queue, ukey, id, until)
+         SELECT g.queue, g.ukey, g.id, (SELECT t FROM now) + g.key_hold FROM gone g
+         WHERE g.ukey IS NOT NULL AND g.key_hold > 0 ORDER BY 1, 2
+         ON CONFLICT (queue, ukey) DO UPDATE SET id = excluded.id, until = excluded.until
+       )
+       SELECT g.id, g.queue, g.lease_owner, g.lease_master, octet_length(g.value) AS bytes
+       FROM gone g`,
+      [
+        intArray(ids),
+        errors === null ? null : textArray(errors as string[]),
+        state,
+        this.#historyCount > 0,
+      ] as never[],
+    );
+  }
+
   /** Inserts new ready items (dead letters, requeued ones) in a transaction; returns their ids. */
   async #insert(
     tx: postgres.TransactionSql,
@@ -1528,8 +1919,8 @@ export class PostgresBroker implements Broker {
     if (queues.length === 0) return [];
     const s = this.#s;
     const rows = await tx.unsafe(
-      `INSERT INTO ${s}.items (id, queue, ready_at, seq, value)
-       SELECT n.id, n.queue, ${s}.now_ms(), n.id, n.value
+      `INSERT INTO ${s}.items (id, queue, ready_at, seq, value, created_at)
+       SELECT n.id, n.queue, ${s}.now_ms(), n.id, n.value, ${s}.now_ms()
        FROM (SELECT nextval('${s}.ids') AS id, u.queue, u.value
              FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(queue, value, ord)
              ORDER BY u.ord) n
@@ -1634,6 +2025,10 @@ export class PostgresBroker implements Broker {
         );
         if (settled.size < SWEEP_ROWS) break;
       }
+      if (Date.now() - this.#prunedAt >= PRUNE_MS) {
+        this.#prunedAt = Date.now();
+        await this.#prune();
+      }
       const [row] = await this.sql.unsafe(
         `SELECT min(lease_until) AS at FROM ${s}.items WHERE lease_owner IS NOT NULL`,
       );
@@ -1647,6 +2042,44 @@ export class PostgresBroker implements Broker {
       this.#sweeping = false;
     }
     this.#armSweep(next);
+  }
+
+  /**
+   * Forgets what is kept no longer: history records past the count or the
+   * age kept, key holds that ran out, and the rotation records of groups
+   * that have no items left. One master at a time (the others skip it).
+   */
+  async #prune(): Promise<void> {
+    const s = this.#s;
+    await this.sql.begin(async (tx) => {
+      const [lock] = await tx.unsafe(
+        `SELECT pg_try_advisory_xact_lock(${PRUNE_LOCK[0]}, ${PRUNE_LOCK[1]}) AS got`,
+      );
+      if (!lock.got) return;
+      await tx.unsafe(`DELETE FROM ${s}.finished WHERE finished_at < ${s}.now_ms() - $1::bigint`, [
+        this.#historyMs,
+      ]);
+      if (this.#historyCount > 0) {
+        await tx.unsafe(
+          `DELETE FROM ${s}.finished WHERE (finished_at, id) <= (
+             SELECT finished_at, id FROM ${s}.finished
+             ORDER BY finished_at DESC, id DESC OFFSET $1 LIMIT 1)`,
+          [this.#historyCount],
+        );
+      }
+      await tx.unsafe(`DELETE FROM ${s}.key_holds WHERE until <= ${s}.now_ms()`);
+      await tx.unsafe(
+        `DELETE FROM ${s}.groups WHERE (queue, grp) IN (
+           SELECT g.queue, g.grp FROM ${s}.groups g
+           WHERE NOT EXISTS (
+             SELECT 1 FROM ${s}.items i
+             WHERE i.queue = g.queue AND i.grp = g.grp AND i.lease_owner IS NULL)
+           AND (g.grp <> '' OR NOT EXISTS (
+             SELECT 1 FROM ${s}.items i
+             WHERE i.queue = g.queue AND i.grp IS NULL AND i.lease_owner IS NULL))
+           FOR UPDATE SKIP LOCKED)`,
+      );
+    });
   }
 
   /**
@@ -1694,7 +2127,7 @@ export class PostgresBroker implements Broker {
       // One statement, one snapshot: the items a queue holds come from its counters (every
       // change to them counts in the same transaction), the leased ones from the small
       // items_leased index, the delayed ones from the end of the queue's range of
-      // items_claimable. No scan of all items, however deep the queues.
+      // items_claimable, priority by priority. No scan of all items, however deep the queues.
       const [counts, paused, registry, clients, remote] = await Promise.all([
         this.#hotSql.unsafe(
           `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
@@ -1709,10 +2142,8 @@ export class PostgresBroker implements Broker {
              WHERE lease_owner IS NOT NULL ${nameFilter} GROUP BY queue
            )
            SELECT c.*, coalesce(l.leased, 0) AS leased,
-             CASE WHEN c.held > 0 THEN (
-               SELECT count(*) FROM ${s}.items i
-               WHERE i.queue = c.queue AND i.lease_owner IS NULL AND i.ready_at > (SELECT t FROM now)
-             ) ELSE 0 END AS delayed
+             CASE WHEN c.held > 0 THEN ${s}.queue_delayed(c.queue, (SELECT t FROM now))
+               ELSE 0 END AS delayed
            FROM c LEFT JOIN l USING (queue)`,
           params,
         ),
@@ -1846,13 +2277,276 @@ export class PostgresBroker implements Broker {
     this.#changed(queue);
   }
 
+  async cancel(ids: readonly number[]): Promise<CancelOutcome> {
+    const wanted = [...new Set(ids)].filter((id) => Number.isSafeInteger(id) && id > 0);
+    let gone: postgres.Row[] = [];
+    await this.#db(() =>
+      retrying(() =>
+        this.sql.begin(async (tx) => {
+          gone = wanted.length === 0 ? [] : await this.#remove(tx, wanted, "cancelled", null);
+          if (gone.length === 0) return;
+          const deltas = new Map<string, CounterDelta>();
+          const byOwner = new Map<string, number[]>();
+          for (const row of gone) {
+            const d = deltaOf(deltas, row.queue);
+            d.removed++;
+            d.bytes -= Number(row.bytes);
+            if (row.lease_owner !== null) {
+              const list = byOwner.get(row.lease_owner) ?? [];
+              list.push(Number(row.id));
+              byOwner.set(row.lease_owner, list);
+            }
+          }
+          await this.#count(tx, deltas);
+          await this.#notify(tx, [...deltas.keys()]);
+          // The holders' masters hear of it at commit (this one too, and finds it done).
+          const notices: string[] = [];
+          for (const [owner, list] of byOwner) {
+            let chunk: number[] = [];
+            let length = 0;
+            for (const id of list) {
+              const text = String(id);
+              if (chunk.length > 0 && length + text.length + 1 > NOTICE_IDS_CHARS) {
+                notices.push(`${CANCEL_MARK}${owner} ${chunk.join(",")}`);
+                chunk = [];
+                length = 0;
+              }
+              chunk.push(id);
+              length += text.length + 1;
+            }
+            notices.push(`${CANCEL_MARK}${owner} ${chunk.join(",")}`);
+          }
+          if (notices.length > 0) {
+            await tx.unsafe(`SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n`, [
+              this.#channel,
+              textArray(notices),
+            ]);
+          }
+        })
+      )
+    );
+    const found = new Set<number>();
+    const queues = new Set<string>();
+    const byOwner = new Map<string, number[]>();
+    for (const row of gone) {
+      found.add(Number(row.id));
+      queues.add(row.queue);
+      if (row.lease_owner !== null && this.#sessions.has(row.lease_owner)) {
+        const list = byOwner.get(row.lease_owner) ?? [];
+        list.push(Number(row.id));
+        byOwner.set(row.lease_owner, list);
+      }
+    }
+    this.forgetOriginals(found);
+    for (const [owner, list] of byOwner) this.#revoke(owner, list);
+    for (const queue of queues) this.#changed(queue);
+    if (this.#putQueues.size > 0) { for (const name of this.#putQueues.keys()) this.#admit(name); }
+    return {
+      cancelled: wanted.filter((id) => found.has(id)),
+      missing: [...new Set(ids)].filter((id) => !found.has(id)),
+    };
+  }
+
+  /**
+   * Items session `owner` held were cancelled: it forgets their leases and
+   * is told of those it still held (when it is a session of this master).
+   */
+  #revoke(owner: string, ids: readonly number[]): void {
+    const session = this.#sessions.get(owner);
+    if (session === undefined) return;
+    const held = ids.filter((id) => session.leases.delete(id));
+    if (held.length === 0 || session.closed) return;
+    try {
+      session.onCancel?.(held);
+    } catch (error) {
+      this.#log.warn("a session's cancel handler failed", {
+        session: owner,
+        error: (error as Error)?.message ?? String(error),
+      });
+    }
+  }
+
+  async job(id: number): Promise<JobInfo | undefined> {
+    if (!Number.isSafeInteger(id) || id <= 0) return undefined;
+    const s = this.#s;
+    return await this.#db(async () => {
+      const [live] = await this.sql.unsafe(
+        `SELECT i.id, i.queue, i.attempts, i.priority, i.grp, i.ukey, i.value, i.last_error,
+           i.created_at, i.ready_at, i.lease_owner, i.leased_at, i.lease_until,
+           i.progress_percent, i.progress_message, i.progress_at,
+           x.name AS holder_name, x.address AS holder_address, ${s}.now_ms() AS now
+         FROM ${s}.items i LEFT JOIN ${s}.sessions x ON x.id = i.lease_owner
+         WHERE i.id = $1`,
+        [id],
+      );
+      if (live !== undefined) {
+        const now = Number(live.now);
+        const readyAt = Number(live.ready_at);
+        const state: JobState = live.lease_owner !== null
+          ? "leased"
+          : readyAt > now
+          ? "delayed"
+          : "ready";
+        const info = this.#jobInfo(live, state);
+        info.value = decode(plain(live.value), "trusted");
+        // Under a lease, only what this lease reported: an earlier one's progress is stale.
+        const current = state !== "leased" ||
+          (live.leased_at !== null && Number(live.progress_at) >= Number(live.leased_at));
+        if (!current) delete info.progress;
+        if (state === "delayed") info.readyAt = readyAt;
+        if (state === "leased") {
+          if (live.leased_at !== null) info.leasedAt = Number(live.leased_at);
+          info.leaseExpiresAt = Number(live.lease_until);
+          info.holder = {
+            session: live.lease_owner,
+            name: live.holder_name ?? "",
+            address: live.holder_address ?? "",
+          };
+        }
+        return info;
+      }
+      if (this.#historyCount === 0) return undefined;
+      // Only within the history kept, whether or not the prune has run since.
+      const [done] = await this.sql.unsafe(
+        `SELECT f.* FROM ${s}.finished f
+         WHERE f.id = $1 AND f.finished_at >= ${s}.now_ms() - $2::bigint
+           AND (SELECT count(*) FROM (
+             SELECT 1 FROM ${s}.finished n WHERE (n.finished_at, n.id) > (f.finished_at, f.id)
+             LIMIT $3) newer) < $3`,
+        [id, this.#historyMs, this.#historyCount],
+      );
+      if (done === undefined) return undefined;
+      const info = this.#jobInfo(done, done.state as JobState);
+      if (done.value !== null) info.value = decode(plain(done.value), "trusted");
+      if (done.result !== null) info.result = decode(plain(done.result), "trusted");
+      if (done.error !== null) info.error = done.error;
+      info.finishedAt = Number(done.finished_at);
+      return info;
+    });
+  }
+
+  /** The fields a live item's row and a history record share, as a {@link JobInfo}. */
+  #jobInfo(row: postgres.Row, state: JobState): JobInfo {
+    const info: JobInfo = {
+      id: Number(row.id),
+      queue: row.queue,
+      state,
+      attempts: Number(row.attempts),
+      priority: Number(row.priority),
+      createdAt: Number(row.created_at),
+    };
+    if (row.grp !== null) info.group = row.grp;
+    if (row.ukey !== null) info.key = row.ukey;
+    if (row.last_error !== null && row.last_error !== undefined) info.error = row.last_error;
+    if (row.progress_at !== null && row.progress_at !== undefined) {
+      info.progress = { at: Number(row.progress_at) };
+      if (row.progress_percent !== null) info.progress.percent = Number(row.progress_percent);
+      if (row.progress_message !== null) info.progress.message = row.progress_message;
+    }
+    return info;
+  }
+
+  async setLimits(queue: string, changes: LimitChanges): Promise<QueueLimits> {
+    const checked = checkLimits(changes);
+    const s = this.#s;
+    let limits: QueueLimits = { ...NO_LIMITS };
+    await this.#db(() =>
+      retrying(() =>
+        this.sql.begin(async (tx) => {
+          await tx.unsafe(
+            `INSERT INTO ${s}.limits (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`,
+            [queue],
+          );
+          const [row] = await tx.unsafe(`SELECT * FROM ${s}.limits WHERE queue = $1 FOR UPDATE`, [
+            queue,
+          ]);
+          const before = limitsOf(row);
+          limits = { ...before, ...checked };
+          if (!hasAny(limits)) {
+            await tx.unsafe(`DELETE FROM ${s}.limits WHERE queue = $1`, [queue]);
+            limits = { ...NO_LIMITS };
+          } else {
+            // A new rate starts afresh: what the old one had let through does not hold it back.
+            const rateChanged = limits.rateCount !== before.rateCount ||
+              limits.ratePeriodMs !== before.ratePeriodMs;
+            await tx.unsafe(
+              `UPDATE ${s}.limits SET rate_count = $2, rate_period_ms = $3, concurrency = $4,
+                 group_concurrency = $5, tat = CASE WHEN $6::boolean THEN 0 ELSE tat END
+               WHERE queue = $1`,
+              [
+                queue,
+                limits.rateCount,
+                limits.ratePeriodMs,
+                limits.concurrency,
+                limits.groupConcurrency,
+                rateChanged,
+              ],
+            );
+          }
+          await this.#notify(tx, [queue]);
+        })
+      )
+    );
+    if (hasAny(limits)) this.#markSpecial(queue, true);
+    const q = this.#getQueues.get(queue);
+    if (q !== undefined && hasAny(limits)) q.special = true;
+    this.#changed(queue);
+    return limits;
+  }
+
+  async limits(queue?: string): Promise<NamedQueueLimits[]> {
+    const s = this.#s;
+    return await this.#db(async () => {
+      if (queue !== undefined) {
+        const [row] = await this.sql.unsafe(`SELECT * FROM ${s}.limits WHERE queue = $1`, [queue]);
+        return [{ queue, ...(row === undefined ? { ...NO_LIMITS } : limitsOf(row)) }];
+      }
+      const rows = await this.sql.unsafe(`SELECT * FROM ${s}.limits ORDER BY queue`);
+      return rows.map((row) => ({ queue: row.queue as string, ...limitsOf(row) }))
+        .filter((row) => hasAny(row));
+    });
+  }
+
+  /** Records a held item's progress and renews its lease; resolves with its new expiry, if held. */
+  async progressNow(
+    owner: string,
+    id: number,
+    attempt: number,
+    report: ProgressReport,
+    leaseMs: number,
+  ): Promise<number | undefined> {
+    const rows = await this.#db(() =>
+      this.#hotSql.unsafe(this.#st.progress, [
+        id,
+        attempt,
+        owner,
+        report.percent ?? null,
+        report.message ?? null,
+        leaseMs,
+      ] as never[])
+    );
+    if (rows.length === 0) return undefined;
+    const until = Number(rows[0].lease_until);
+    this.#armSweep(until + EXPIRY_SLACK_MS);
+    return until;
+  }
+
   async peek(queue: string, limit: number): Promise<PeekedItem[]> {
     const s = this.#s;
     const rows = await this.#db(() =>
       this.sql.unsafe(
-        `SELECT id, attempts, value FROM ${s}.items
-         WHERE queue = $1 AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
-         ORDER BY ready_at, seq LIMIT $2`,
+        `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t)
+         SELECT id, attempts, value FROM (
+           (SELECT id, attempts, value, priority, ready_at, seq FROM ${s}.items
+            WHERE queue = $1 AND lease_owner IS NULL AND grp IS NULL
+              AND ready_at <= (SELECT t FROM now)
+            ORDER BY priority DESC, ready_at, seq LIMIT $2)
+           UNION ALL
+           (SELECT id, attempts, value, priority, ready_at, seq FROM ${s}.items
+            WHERE queue = $1 AND lease_owner IS NULL AND grp IS NOT NULL
+              AND ready_at <= (SELECT t FROM now)
+            ORDER BY priority DESC, ready_at, seq LIMIT $2)
+         ) x ORDER BY priority DESC, ready_at, seq LIMIT $2`,
         [queue, Math.max(0, Math.floor(limit))],
       )
     );
@@ -1998,12 +2692,6 @@ const FORGET_LEASE_MS = 5_000;
 
 /** A session of a {@link PostgresBroker}. */
 class PgSession implements BrokerSession {
-
-  // TEMPORARY (#13 in progress): replaced before commit.
-  onCancel: ((ids: number[]) => void) | undefined = undefined;
-  progress(_id: number, _report: ProgressReport, _leaseMs: number): Promise<boolean> {
-    return Promise.reject(new Error("progress: not implemented yet"));
-  }
   readonly id: string;
   readonly name: string;
   readonly address: string;
@@ -2043,9 +2731,10 @@ class PgSession implements BrokerSession {
     queue: string,
     values: readonly unknown[],
     options: PutOptions = {},
-  ): Promise<number[]> {
+  ): Promise<PutIds> {
     if (this.closed) throw new SessionClosedError();
     if (this.#broker.closing) throw new BrokerClosedError();
+    checkPutOptions(options, values.length);
     const encoded = values.map((v) => encode(v));
     await this.#broker.admit(queue, encoded);
     const ids = this.#broker.settings.maxQueueLength > 0
@@ -2159,6 +2848,27 @@ class PgSession implements BrokerSession {
       ids,
       (held, attempts) => this.#broker.failNow(this.id, held, attempts, error),
     );
+  }
+
+  onCancel: ((ids: number[]) => void) | undefined = undefined;
+
+  async progress(id: number, report: ProgressReport, leaseMs: number): Promise<boolean> {
+    checkProgress(report);
+    const lease = this.leases.get(id);
+    if (lease === undefined || this.closed) return false;
+    const until = await this.#broker.progressNow(
+      this.id,
+      id,
+      lease.attempt,
+      report,
+      Math.max(0, leaseMs),
+    );
+    if (until === undefined) {
+      if (this.leases.get(id) === lease) this.leases.delete(id);
+      return false;
+    }
+    lease.until = this.#broker.localNow() + leaseMs;
+    return true;
   }
 
   async extend(ids: readonly number[], leaseMs: number): Promise<number[]> {

@@ -6,11 +6,16 @@
  * table stays as small as the work waiting. The state of an item is in its
  * columns: leased while `lease_owner` is set (with the lease's expiry and
  * master), delayed while `ready_at` lies ahead, ready otherwise. Queue order
- * is `(ready_at, seq)`: a put's `ready_at` is the database's clock (plus its
- * delay), so a delayed item joins the back of its queue when its delay ends;
- * an item going back to the front gets a negative `ready_at`, smaller for
- * each return. The claim path reads one partial index (`items_claimable`)
- * that holds only the unleased rows.
+ * is `(priority DESC, ready_at, seq)`: a put's `ready_at` is the database's
+ * clock (plus its delay), so a delayed item joins the back of its priority
+ * when its delay ends; an item going back to the front gets a negative
+ * `ready_at`, smaller for each return. The claim path reads one partial index
+ * (`items_claimable`) that holds only the unleased rows without a group;
+ * grouped rows are in one of their own (`items_grouped`, by group first), so
+ * a queue that never sees a group pays nothing for them. Leased rows are in
+ * `items_leased` by queue (a concurrency limit counts them there); a unique
+ * partial index on `(queue, ukey)` enforces unique keys across masters and
+ * holds nothing for items without a key.
  *
  * Counters are kept per queue, per master and per lane (`counters`): each
  * statement a master may have in flight at once adds to a row of its own
@@ -19,6 +24,14 @@
  * master's heartbeat, `sessions` each connection's, `paused` the paused
  * queues (every master honours them), `queues` the queues that exist (for
  * the queue cap and the listing).
+ *
+ * Version 2 added what issue #13 asked for: `limits` (a queue's rate and
+ * concurrency limits, and its rate limit's theoretical arrival time, GCRA),
+ * `groups` (when each group of a queue was last served, for round-robin),
+ * `finished` (the history of finished jobs, for lookup), `key_holds` (unique
+ * keys kept taken after their item finished), and the functions of the
+ * claim path of queues with limits or groups (`claim_special`), which locks
+ * the queue's `limits` row so that its limits hold across masters.
  *
  * A database whose schema is newer than this release is refused with
  * {@link StoreVersionError} and never altered; an older one is migrated in
@@ -44,7 +57,7 @@ import { ConfigError } from "../../errors.ts";
 import { StoreVersionError } from "../../store/errors.ts";
 
 /** Version of the schema this release writes (`meta.version`). */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 /** The schema taskq uses unless told otherwise (`--pg-schema`). */
 export const DEFAULT_PG_SCHEMA = "taskq";
@@ -76,9 +89,12 @@ export function quoteSchema(name: string): string {
   return `"${name}"`;
 }
 
+/** Rows of a queue's front moved by one return-to-front, at most: the spacing of front keys. */
+export const FRONT_SPACING = 1_048_576;
+
 /**
  * The statements that create version {@link PG_SCHEMA_VERSION} of the schema
- * `schema` from nothing (each `IF NOT EXISTS`).
+ * `schema` from nothing (each `IF NOT EXISTS`, functions `OR REPLACE`).
  *
  * Autovacuum on `items` is set to run after 1% of its rows changed (at least
  * 1,000) without cost-based pauses: rows are inserted and deleted at the rate
@@ -87,7 +103,7 @@ export function quoteSchema(name: string): string {
  * @example
  * ```ts
  * import { schemaSql } from "./schema.ts";
- * console.log(schemaSql("taskq").startsWith("CREATE SCHEMA")); // true
+ * console.log(schemaSql("taskq").startsWith("\nCREATE SCHEMA")); // true
  * ```
  */
 export function schemaSql(schema: string): string {
@@ -109,7 +125,16 @@ CREATE TABLE IF NOT EXISTS ${s}.items (
   lease_master bigint,
   lease_until bigint,
   taken bigint,
-  value bytea NOT NULL
+  value bytea NOT NULL,
+  priority smallint NOT NULL DEFAULT 0,
+  grp text,
+  ukey text,
+  key_hold bigint,
+  created_at bigint NOT NULL DEFAULT 0,
+  leased_at bigint,
+  progress_percent double precision,
+  progress_message text,
+  progress_at bigint
 ) WITH (
   fillfactor = 90,
   autovacuum_vacuum_scale_factor = 0.01,
@@ -118,9 +143,13 @@ CREATE TABLE IF NOT EXISTS ${s}.items (
   autovacuum_analyze_scale_factor = 0.02,
   autovacuum_vacuum_cost_delay = 0
 );
-CREATE INDEX IF NOT EXISTS items_claimable ON ${s}.items (queue, ready_at, seq)
-  WHERE lease_owner IS NULL;
-CREATE INDEX IF NOT EXISTS items_leased ON ${s}.items (lease_until) WHERE lease_owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_claimable ON ${s}.items (queue, priority DESC, ready_at, seq)
+  WHERE lease_owner IS NULL AND grp IS NULL;
+CREATE INDEX IF NOT EXISTS items_grouped ON ${s}.items (queue, grp, priority DESC, ready_at, seq)
+  WHERE lease_owner IS NULL AND grp IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_leased ON ${s}.items (queue, lease_until)
+  WHERE lease_owner IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS items_ukey ON ${s}.items (queue, ukey) WHERE ukey IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ${s}.queues (name text PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS ${s}.paused (name text PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS ${s}.counters (
@@ -154,8 +183,353 @@ CREATE TABLE IF NOT EXISTS ${s}.sessions (
   waiting integer NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50);
 CREATE INDEX IF NOT EXISTS sessions_master ON ${s}.sessions (master);
+CREATE TABLE IF NOT EXISTS ${s}.limits (
+  queue text PRIMARY KEY,
+  rate_count integer NOT NULL DEFAULT 0,
+  rate_period_ms integer NOT NULL DEFAULT 1000,
+  concurrency integer NOT NULL DEFAULT 0,
+  group_concurrency integer NOT NULL DEFAULT 0,
+  tat double precision NOT NULL DEFAULT 0
+) WITH (fillfactor = 50);
+CREATE TABLE IF NOT EXISTS ${s}.groups (
+  queue text NOT NULL,
+  grp text NOT NULL,
+  last_served bigint NOT NULL,
+  PRIMARY KEY (queue, grp)
+) WITH (fillfactor = 50);
+CREATE TABLE IF NOT EXISTS ${s}.finished (
+  id bigint PRIMARY KEY,
+  queue text NOT NULL,
+  state text NOT NULL,
+  attempts integer NOT NULL,
+  priority smallint NOT NULL DEFAULT 0,
+  grp text,
+  ukey text,
+  error text,
+  value bytea,
+  result bytea,
+  progress_percent double precision,
+  progress_message text,
+  progress_at bigint,
+  created_at bigint NOT NULL,
+  finished_at bigint NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX IF NOT EXISTS finished_at ON ${s}.finished (finished_at, id);
+CREATE TABLE IF NOT EXISTS ${s}.key_holds (
+  queue text NOT NULL,
+  ukey text NOT NULL,
+  id bigint NOT NULL,
+  until bigint NOT NULL,
+  PRIMARY KEY (queue, ukey)
+);
 CREATE OR REPLACE FUNCTION ${s}.now_ms() RETURNS bigint LANGUAGE sql VOLATILE
   AS 'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint';
+${functionsSql(s)}`;
+}
+
+/**
+ * The functions of schema `s` (quoted): the claim of queues with limits or
+ * groups, and the two walks of a queue's priorities that count its delayed
+ * items and find the next one's time through the index.
+ */
+function functionsSql(s: string): string {
+  return `
+CREATE OR REPLACE FUNCTION ${s}.group_head(q text, g text, t bigint,
+  OUT h_id bigint, OUT h_priority integer, OUT h_ready bigint, OUT h_seq bigint,
+  OUT h_bytes integer)
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+  IF g = '' THEN
+    SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value)
+      INTO h_id, h_priority, h_ready, h_seq, h_bytes
+    FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.ready_at <= t
+    ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT 1 FOR UPDATE SKIP LOCKED;
+  ELSE
+    SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value)
+      INTO h_id, h_priority, h_ready, h_seq, h_bytes
+    FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp = g AND i.ready_at <= t
+    ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT 1 FOR UPDATE SKIP LOCKED;
+  END IF;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION ${s}.claim_special(q text, owners text[], leases bigint[],
+  master_id bigint, max_bytes bigint, burst_ms integer)
+RETURNS TABLE (c_id bigint, c_attempts integer, c_value bytea, c_n bigint, c_lease_until bigint,
+  c_next_at bigint, c_special boolean)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+  t bigint := ${s}.now_ms();
+  want integer := coalesce(array_length(owners, 1), 0);
+  lim record;
+  has_lim boolean;
+  grouped boolean;
+  gcon integer := 0;
+  allowed integer;
+  rate_left integer;
+  period double precision;
+  burst integer;
+  base double precision;
+  new_tat double precision;
+  leased integer;
+  got integer := 0;
+  running bigint := 0;
+  front bigint;
+  names text[];
+  lasts bigint[];
+  held integer[];
+  served boolean[];
+  hid bigint[];
+  hpri integer[];
+  hready bigint[];
+  hseq bigint[];
+  hbytes integer[];
+  ng integer;
+  best integer;
+  kb bigint;
+  kj bigint;
+  h record;
+  r record;
+BEGIN
+  c_special := true;
+  SELECT * INTO lim FROM ${s}.limits l WHERE l.queue = q FOR UPDATE;
+  has_lim := FOUND;
+  grouped := EXISTS (SELECT 1 FROM ${s}.items i
+    WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL);
+  IF has_lim THEN gcon := lim.group_concurrency; END IF;
+  IF NOT has_lim AND NOT grouped THEN
+    c_special := false;
+    c_n := 0;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM ${s}.paused p WHERE p.name = q) THEN
+    c_n := 0;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF NOT has_lim THEN
+    -- Round-robin needs one claim at a time per queue; a limits row serializes them otherwise.
+    PERFORM pg_advisory_xact_lock(hashtextextended(q, 7472));
+  END IF;
+  allowed := want;
+  IF has_lim AND lim.concurrency > 0 THEN
+    SELECT count(*) INTO leased FROM ${s}.items i WHERE i.queue = q AND i.lease_owner IS NOT NULL;
+    allowed := least(allowed, lim.concurrency - leased);
+  END IF;
+  IF has_lim AND lim.rate_count > 0 THEN
+    period := lim.rate_period_ms::double precision / lim.rate_count;
+    burst := greatest(1, floor(lim.rate_count::double precision * burst_ms / lim.rate_period_ms)::integer);
+    base := greatest(lim.tat, t::double precision);
+    rate_left := greatest(0, floor(((burst - 1) * period - (base - t)) / period + 1e-9)::integer + 1);
+    allowed := least(allowed, rate_left);
+  END IF;
+  IF allowed > 0 THEN
+    front := nextval('${s}.fronts');
+    IF NOT grouped AND gcon = 0 THEN
+      FOR r IN SELECT i.id, octet_length(i.value) AS bytes FROM ${s}.items i
+        WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.ready_at <= t
+        ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT allowed FOR UPDATE SKIP LOCKED
+      LOOP
+        EXIT WHEN got > 0 AND running + r.bytes > max_bytes;
+        got := got + 1;
+        running := running + r.bytes;
+        UPDATE ${s}.items i SET lease_owner = owners[got], lease_master = master_id,
+          lease_until = t + leases[got], leased_at = t, attempts = i.attempts + 1,
+          taken = front * ${FRONT_SPACING} + got
+        WHERE i.id = r.id
+        RETURNING i.id, i.attempts, i.value, i.lease_until
+          INTO c_id, c_attempts, c_value, c_lease_until;
+        c_n := got;
+        RETURN NEXT;
+      END LOOP;
+    ELSE
+      WITH RECURSIVE g(name) AS (
+        (SELECT i.grp FROM ${s}.items i
+         WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL ORDER BY i.grp LIMIT 1)
+        UNION ALL
+        SELECT (SELECT i.grp FROM ${s}.items i
+                WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL AND i.grp > g.name
+                ORDER BY i.grp LIMIT 1)
+        FROM g WHERE g.name IS NOT NULL
+      )
+      SELECT coalesce(array_agg(g.name), '{}') INTO names FROM g WHERE g.name IS NOT NULL;
+      names := names || ''::text;
+      ng := array_length(names, 1);
+      SELECT array_agg(gr.last_served ORDER BY u.ord) INTO lasts
+      FROM unnest(names) WITH ORDINALITY AS u(g, ord)
+        LEFT JOIN ${s}.groups gr ON gr.queue = q AND gr.grp = u.g;
+      IF gcon > 0 THEN
+        SELECT array_agg(coalesce(c.n, 0)::integer ORDER BY u.ord) INTO held
+        FROM unnest(names) WITH ORDINALITY AS u(g, ord)
+          LEFT JOIN (SELECT coalesce(i.grp, '') AS g, count(*) AS n FROM ${s}.items i
+                     WHERE i.queue = q AND i.lease_owner IS NOT NULL GROUP BY 1) c ON c.g = u.g;
+      ELSE
+        held := array_fill(0, ARRAY[ng]);
+      END IF;
+      served := array_fill(false, ARRAY[ng]);
+      hid := array_fill(NULL::bigint, ARRAY[ng]);
+      hpri := array_fill(NULL::integer, ARRAY[ng]);
+      hready := array_fill(NULL::bigint, ARRAY[ng]);
+      hseq := array_fill(NULL::bigint, ARRAY[ng]);
+      hbytes := array_fill(NULL::integer, ARRAY[ng]);
+      FOR j IN 1..ng LOOP
+        SELECT * INTO h FROM ${s}.group_head(q, names[j], t);
+        hid[j] := h.h_id;
+        hpri[j] := h.h_priority;
+        hready[j] := h.h_ready;
+        hseq[j] := h.h_seq;
+        hbytes[j] := h.h_bytes;
+      END LOOP;
+      FOR k IN 1..allowed LOOP
+        best := 0;
+        FOR j IN 1..ng LOOP
+          CONTINUE WHEN hid[j] IS NULL;
+          CONTINUE WHEN gcon > 0 AND held[j] >= gcon;
+          IF best = 0 THEN
+            best := j;
+            CONTINUE;
+          END IF;
+          kj := coalesce(lasts[j], hseq[j]);
+          kb := coalesce(lasts[best], hseq[best]);
+          IF hpri[j] > hpri[best] OR (hpri[j] = hpri[best] AND (kj < kb OR (kj = kb
+             AND (hready[j] < hready[best] OR (hready[j] = hready[best] AND hseq[j] < hseq[best])))))
+          THEN
+            best := j;
+          END IF;
+        END LOOP;
+        EXIT WHEN best = 0;
+        EXIT WHEN got > 0 AND running + hbytes[best] > max_bytes;
+        got := got + 1;
+        running := running + hbytes[best];
+        UPDATE ${s}.items i SET lease_owner = owners[got], lease_master = master_id,
+          lease_until = t + leases[got], leased_at = t, attempts = i.attempts + 1,
+          taken = front * ${FRONT_SPACING} + got
+        WHERE i.id = hid[best]
+        RETURNING i.id, i.attempts, i.value, i.lease_until
+          INTO c_id, c_attempts, c_value, c_lease_until;
+        c_n := got;
+        RETURN NEXT;
+        held[best] := held[best] + 1;
+        lasts[best] := nextval('${s}.ids');
+        served[best] := true;
+        SELECT * INTO h FROM ${s}.group_head(q, names[best], t);
+        hid[best] := h.h_id;
+        hpri[best] := h.h_priority;
+        hready[best] := h.h_ready;
+        hseq[best] := h.h_seq;
+        hbytes[best] := h.h_bytes;
+      END LOOP;
+      -- A served group that ran out of ready items leaves the rotation: when it has items
+      -- again it takes its place by its first item's put, as a new group does.
+      DELETE FROM ${s}.groups gr USING unnest(names, served, hid) AS u(g, s, h)
+      WHERE gr.queue = q AND gr.grp = u.g AND u.s AND u.h IS NULL;
+      INSERT INTO ${s}.groups (queue, grp, last_served)
+      SELECT q, u.g, u.l FROM unnest(names, lasts, served, hid) AS u(g, l, s, h)
+      WHERE u.s AND u.h IS NOT NULL ORDER BY u.g
+      ON CONFLICT (queue, grp) DO UPDATE SET last_served = excluded.last_served;
+    END IF;
+  END IF;
+  c_id := NULL;
+  c_attempts := NULL;
+  c_value := NULL;
+  c_lease_until := NULL;
+  c_n := 0;
+  IF has_lim AND lim.rate_count > 0 THEN
+    new_tat := CASE WHEN got > 0 THEN base + got * period ELSE lim.tat END;
+    IF got > 0 THEN
+      UPDATE ${s}.limits l SET tat = new_tat WHERE l.queue = q;
+    END IF;
+    IF got < want AND got >= rate_left THEN
+      c_next_at := greatest(t + 1, ceil(new_tat - (burst - 1) * period)::bigint);
+    END IF;
+  END IF;
+  RETURN NEXT;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION ${s}.queue_delayed(q text, t bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+  p integer;
+  total bigint := 0;
+  c bigint;
+BEGIN
+  SELECT i.priority INTO p FROM ${s}.items i
+  WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL
+  ORDER BY i.priority DESC LIMIT 1;
+  WHILE p IS NOT NULL LOOP
+    SELECT count(*) INTO c FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.priority = p
+      AND i.ready_at > t;
+    total := total + c;
+    SELECT max(i.priority) INTO p FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.priority < p;
+  END LOOP;
+  SELECT count(*) INTO c FROM ${s}.items i
+  WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NOT NULL AND i.ready_at > t;
+  RETURN total + c;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION ${s}.next_ready(q text, t bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+  p integer;
+  best bigint;
+  at bigint;
+BEGIN
+  SELECT i.priority INTO p FROM ${s}.items i
+  WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL
+  ORDER BY i.priority DESC LIMIT 1;
+  WHILE p IS NOT NULL LOOP
+    SELECT min(i.ready_at) INTO at FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.priority = p
+      AND i.ready_at > t;
+    best := least(best, at);
+    SELECT max(i.priority) INTO p FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.priority < p;
+  END LOOP;
+  SELECT min(i.ready_at) INTO at FROM ${s}.items i
+  WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NOT NULL AND i.ready_at > t;
+  RETURN least(best, at);
+END
+$fn$;
+`;
+}
+
+/**
+ * The statements that take schema `schema` from version `from` to the one
+ * before {@link schemaSql} completes it: version 1 had no priorities, groups,
+ * unique keys, limits, history or progress, and its claim index had no
+ * priority. Its rows keep their order (priority 0 for all) and get the time
+ * of the migration as the time they were put.
+ *
+ * @example
+ * ```ts
+ * import { migrationSql } from "./schema.ts";
+ * console.log(migrationSql("taskq", 1).includes("ADD COLUMN")); // true
+ * ```
+ */
+export function migrationSql(schema: string, from: number): string {
+  const s = quoteSchema(schema);
+  if (from !== 1) return "";
+  return `
+ALTER TABLE ${s}.items
+  ADD COLUMN IF NOT EXISTS priority smallint NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS grp text,
+  ADD COLUMN IF NOT EXISTS ukey text,
+  ADD COLUMN IF NOT EXISTS key_hold bigint,
+  ADD COLUMN IF NOT EXISTS created_at bigint NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS leased_at bigint,
+  ADD COLUMN IF NOT EXISTS progress_percent double precision,
+  ADD COLUMN IF NOT EXISTS progress_message text,
+  ADD COLUMN IF NOT EXISTS progress_at bigint;
+UPDATE ${s}.items SET created_at = ${s}.now_ms();
+DROP INDEX IF EXISTS ${s}.items_claimable;
+DROP INDEX IF EXISTS ${s}.items_leased;
 `;
 }
 
@@ -182,6 +556,10 @@ export async function migrate(sql: postgres.Sql, schema: string): Promise<void> 
         );
       }
       if (found === PG_SCHEMA_VERSION) return;
+      for (let version = found; version >= 1 && version < PG_SCHEMA_VERSION; version++) {
+        const steps = migrationSql(schema, version);
+        if (steps !== "") await tx.unsafe(steps);
+      }
     }
     await tx.unsafe(schemaSql(schema));
     await tx.unsafe(

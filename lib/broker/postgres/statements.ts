@@ -10,7 +10,11 @@
  * front of a queue with `FOR UPDATE SKIP LOCKED` and leases each row to the
  * getter it is meant for; an ack deletes what its holders really held (id,
  * attempt and session must all match: the attempt is the lease's fencing
- * token) and inserts their results in the same statement. Rows are found by
+ * token), inserts their results and, unless history is off, a record of
+ * each in `finished`, in the same statement. A queue with limits or grouped
+ * items claims through the `claim_special` function (schema.ts) instead; the
+ * plain claim sees such a queue in the same statement and leaves it alone,
+ * so no master can pass a limit on a stale belief. Rows are found by
  * `id = ANY(ids)`, so the plan is always the primary key's, never a scan of
  * every leased row however the statistics stand. Times are the
  * database's clock in milliseconds (`now_ms()`), so every master agrees on
@@ -26,29 +30,55 @@
  * @module
  */
 
-/** Rows of a queue's front moved by one return-to-front, at most: the spacing of front keys. */
-export const FRONT_SPACING = 1_048_576;
+import { MAX_HISTORY_VALUE_BYTES } from "../../model/jobs.ts";
+import { FRONT_SPACING } from "./schema.ts";
+
+export { FRONT_SPACING };
 
 /** The hot-path statements of schema `s` (already quoted). */
 export interface Statements {
   /**
    * Puts: `$1` queues, `$2` values, `$3` delays (ms), `$4` max attempts,
-   * `$5` master, `$6` channel, `$7` notification prefix, `$8` counter lane.
+   * `$5` master, `$6` channel, `$7` notification prefix, `$8` counter lane,
+   * `$9` priorities (or NULL: all the default), `$10` groups (or NULL: none).
    * Returns `id`s in put order.
    */
   readonly put: string;
   /**
-   * Claims: `$1` queue, `$2` most rows, `$3` owner per row, `$4` lease (ms)
-   * per row, `$5` master, `$6` most bytes. Returns `id, attempts, value, n, lease_until`.
+   * Puts with unique keys, to one queue: `$1` queue, `$2` values, `$3` keys
+   * (NULL for a value without one; no key twice), `$4` delay (ms), `$5` max
+   * attempts, `$6` priority, `$7` group (or NULL), `$8` key hold (ms, or
+   * NULL), `$9` master, `$10` channel, `$11` notification prefix, `$12`
+   * counter lane. Returns `kind, id, ukey, bytes`: kind `n` for each row
+   * added, `l` for each live item that already had one of the keys.
+   */
+  readonly putKeyed: string;
+  /**
+   * Claims of a queue without limits or groups: `$1` queue, `$2` most rows,
+   * `$3` owner per row, `$4` lease (ms) per row, `$5` master, `$6` most
+   * bytes. Returns `id, attempts, value, n, lease_until`; and, when the
+   * queue has limits or grouped items (so it claimed nothing), one row with
+   * `n` 0 and no id: such a queue claims with {@link claimSpecial}.
    */
   readonly claim: string;
+  /**
+   * Claims of a queue with limits or groups (the `claim_special` function):
+   * `$1` queue, `$2` owner per row, `$3` lease (ms) per row, `$4` master,
+   * `$5` most bytes, `$6` the rate limit's burst (ms). Returns
+   * `id, attempts, value, n, lease_until` per row leased, and last one row
+   * with no id that says whether the queue still needs this claim
+   * (`special`) and when its rate limit allows the next delivery
+   * (`next_at`, or NULL).
+   */
+  readonly claimSpecial: string;
   /**
    * Acks: `$1` ids, `$2` attempts, `$3` owners, `$4` result source ids,
    * `$5` result queues, `$6` result values, `$7` master, `$8` channel,
    * `$9` notification prefix, `$10` result source attempts, `$11` result
-   * source owners, `$12` counter lane. Returns the leases acked: `id, attempts, lease_owner`
-   * (a result is kept only with the very lease it came with: a stale ack of
-   * the same id in the same batch adds nothing).
+   * source owners, `$12` counter lane, `$13` whether to keep a record of
+   * each in the history. Returns the leases acked: `id, attempts,
+   * lease_owner, queue` (a result is kept only with the very lease it came
+   * with: a stale ack of the same id in the same batch adds nothing).
    */
   readonly ack: string;
   /**
@@ -58,6 +88,11 @@ export interface Statements {
   readonly nack: string;
   /** Extends: `$1` ids, `$2` attempts, `$3` owner, `$4` lease (ms). Returns `id, lease_until`. */
   readonly extend: string;
+  /**
+   * Progress: `$1` id, `$2` attempt, `$3` owner, `$4` percent (or NULL),
+   * `$5` message (or NULL), `$6` lease (ms). Returns `lease_until` when held.
+   */
+  readonly progress: string;
   /** The database's clock, in ms since the epoch: `now`. */
   readonly now: string;
 }
@@ -71,9 +106,26 @@ function countPuts(s: string, rows: string, master: string, lane: string): strin
       bytes = ${s}.counters.bytes + excluded.bytes`;
 }
 
-/** Sends one notification per distinct queue of CTE `rows(queue)`, when there are any. */
+/** Sends one notification per distinct queue of `rows(queue)` (a CTE or subquery), when there are any. */
 function notifyQueues(rows: string, channel: string, prefix: string): string {
-  return `(SELECT count(pg_notify(${channel}, ${prefix} || q)) FROM (SELECT DISTINCT queue AS q FROM ${rows}) d)`;
+  return `(SELECT count(pg_notify(${channel}, ${prefix} || q)) FROM (SELECT DISTINCT queue AS q FROM ${rows} r) d)`;
+}
+
+/**
+ * The progress columns of row `r` (percent, message, time) as its current
+ * lease reported them: progress reported under an earlier lease is not the
+ * current work's, so it reads as none (a new lease reports its own, and the
+ * claim path never writes for it).
+ *
+ * @example
+ * ```ts
+ * import { currentProgress } from "./statements.ts";
+ * console.log(currentProgress("i").split(", ").length); // 3
+ * ```
+ */
+export function currentProgress(r: string): string {
+  const current = `${r}.progress_at >= ${r}.leased_at`;
+  return `CASE WHEN ${current} THEN ${r}.progress_percent END, CASE WHEN ${current} THEN ${r}.progress_message END, CASE WHEN ${current} THEN ${r}.progress_at END`;
 }
 
 /**
@@ -91,52 +143,110 @@ export function statements(s: string): Statements {
     now: `SELECT ${s}.now_ms() AS now`,
     put: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 ins AS (
-  INSERT INTO ${s}.items (id, queue, ready_at, seq, max_attempts, value)
-  SELECT n.id, n.queue, ${now} + n.delay, n.id, n.max, n.value
-  FROM (SELECT nextval('${s}.ids') AS id, u.queue, u.value, u.delay, u.max
-        FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::int[])
-          WITH ORDINALITY AS u(queue, value, delay, max, ord)
+  INSERT INTO ${s}.items (id, queue, ready_at, seq, max_attempts, value, priority, grp, created_at)
+  SELECT n.id, n.queue, ${now} + n.delay, n.id, n.max, n.value, coalesce(n.pri, 0), n.grp, ${now}
+  FROM (SELECT nextval('${s}.ids') AS id, u.queue, u.value, u.delay, u.max, u.pri, u.grp
+        FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::int[], $9::smallint[], $10::text[])
+          WITH ORDINALITY AS u(queue, value, delay, max, pri, grp, ord)
         ORDER BY u.ord) n
   RETURNING id, queue, octet_length(value) AS bytes
 ),
 reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM ins ON CONFLICT DO NOTHING),
 cnt AS (${countPuts(s, "ins", "$5::bigint", "$8::smallint")})
 SELECT id, ${notifyQueues("ins", "$6::text", "$7::text")} AS notified FROM ins ORDER BY id`,
+    putKeyed: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+ins AS (
+  INSERT INTO ${s}.items (id, queue, ready_at, seq, max_attempts, value, priority, grp, ukey,
+    key_hold, created_at)
+  SELECT n.id, $1::text, ${now} + $4::bigint, n.id, $5::int, n.value, $6::smallint, $7::text, n.key,
+    $8::bigint, ${now}
+  FROM (SELECT m.* FROM (SELECT nextval('${s}.ids') AS id, u.value, u.key
+          FROM unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(value, key, ord)
+          ORDER BY u.ord) m
+        ORDER BY m.key NULLS FIRST, m.id) n
+  ON CONFLICT (queue, ukey) WHERE ukey IS NOT NULL DO NOTHING
+  RETURNING id, queue, ukey, octet_length(value) AS bytes
+),
+reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM ins ON CONFLICT DO NOTHING),
+cnt AS (${countPuts(s, "ins", "$9::bigint", "$12::smallint")}),
+live AS (
+  SELECT i.id, i.ukey FROM ${s}.items i WHERE i.queue = $1::text AND i.ukey = ANY($3::text[])
+)
+SELECT 'n' AS kind, id, ukey, bytes, ${
+      notifyQueues("ins", "$10::text", "$11::text")
+    } AS notified FROM ins
+UNION ALL SELECT 'l', id, ukey, 0, 0 FROM live`,
     claim: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
+special AS MATERIALIZED (
+  SELECT EXISTS (SELECT 1 FROM ${s}.limits WHERE queue = $1)
+    OR EXISTS (SELECT 1 FROM ${s}.items
+               WHERE queue = $1 AND grp IS NOT NULL AND lease_owner IS NULL) AS yes
+),
 picked AS (
-  SELECT id, ready_at, seq, octet_length(value) AS bytes FROM ${s}.items
-  WHERE queue = $1 AND lease_owner IS NULL AND ready_at <= ${now}
+  SELECT id, priority, ready_at, seq, octet_length(value) AS bytes FROM ${s}.items
+  WHERE queue = $1 AND lease_owner IS NULL AND grp IS NULL AND ready_at <= ${now}
     AND NOT EXISTS (SELECT 1 FROM ${s}.paused WHERE name = $1)
-  ORDER BY ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+    AND NOT (SELECT yes FROM special)
+  ORDER BY priority DESC, ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
 ),
 numbered AS (
   SELECT id, row_number() OVER w AS n, sum(bytes) OVER w AS running
-  FROM picked WINDOW w AS (ORDER BY ready_at, seq)
+  FROM picked WINDOW w AS (ORDER BY priority DESC, ready_at, seq)
 ),
-batch AS MATERIALIZED (SELECT nextval('${s}.fronts') AS base)
-UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = $5,
-  lease_until = ${now} + o.lease, attempts = i.attempts + 1,
-  taken = (SELECT base FROM batch) * ${FRONT_SPACING} + nb.n
-FROM numbered nb JOIN unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS o(owner, lease, n)
-  ON o.n = nb.n
-WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= $6)
-RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until`,
+batch AS MATERIALIZED (SELECT nextval('${s}.fronts') AS base),
+leased AS (
+  UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = $5,
+    lease_until = ${now} + o.lease, leased_at = ${now}, attempts = i.attempts + 1,
+    taken = (SELECT base FROM batch) * ${FRONT_SPACING} + nb.n
+  FROM numbered nb JOIN unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS o(owner, lease, n)
+    ON o.n = nb.n
+  WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= $6)
+  RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until
+)
+SELECT id, attempts, value, n, lease_until FROM leased
+UNION ALL
+SELECT NULL::bigint, NULL::int, NULL::bytea, 0::bigint, NULL::bigint FROM special WHERE yes`,
+    claimSpecial: `SELECT c_id AS id, c_attempts AS attempts, c_value AS value, c_n AS n,
+  c_lease_until AS lease_until, c_next_at AS next_at, c_special AS special
+FROM ${s}.claim_special($1::text, $2::text[], $3::bigint[], $4::bigint, $5::bigint, $6::int)`,
     ack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 done AS (
   DELETE FROM ${s}.items i
   WHERE i.id = ANY($1::bigint[])
     AND (i.id, i.attempts, i.lease_owner) IN (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]))
-  RETURNING i.id, i.attempts, i.lease_owner, i.queue, octet_length(i.value) AS bytes
+  RETURNING i.id, i.attempts, i.lease_owner, i.queue, octet_length(i.value) AS bytes, i.priority,
+    i.grp, i.ukey, i.key_hold, i.last_error, i.created_at, i.leased_at, i.progress_percent,
+    i.progress_message, i.progress_at, CASE WHEN $13::boolean THEN i.value END AS value
 ),
 res AS (
-  INSERT INTO ${s}.items (id, queue, ready_at, seq, value)
-  SELECT n.id, n.queue, ${now}, n.id, n.value
+  INSERT INTO ${s}.items (id, queue, ready_at, seq, value, created_at)
+  SELECT n.id, n.queue, ${now}, n.id, n.value, ${now}
   FROM (SELECT nextval('${s}.ids') AS id, r.queue, r.value
         FROM unnest($4::bigint[], $5::text[], $6::bytea[], $10::int[], $11::text[])
           WITH ORDINALITY AS r(src, queue, value, att, owner, ord)
         WHERE (r.src, r.att, r.owner) IN (SELECT id, attempts, lease_owner FROM done)
         ORDER BY r.ord) n
   RETURNING queue, octet_length(value) AS bytes
+),
+hist AS (
+  INSERT INTO ${s}.finished (id, queue, state, attempts, priority, grp, ukey, error, value, result,
+    progress_percent, progress_message, progress_at, created_at, finished_at)
+  SELECT d.id, d.queue, 'done', d.attempts, d.priority, d.grp, d.ukey, d.last_error,
+    CASE WHEN d.bytes + coalesce(octet_length(x.value), 0) <= ${MAX_HISTORY_VALUE_BYTES}
+      THEN d.value END,
+    CASE WHEN d.bytes + coalesce(octet_length(x.value), 0) <= ${MAX_HISTORY_VALUE_BYTES}
+      THEN x.value END,
+    ${currentProgress("d")}, d.created_at, ${now}
+  FROM done d LEFT JOIN unnest($4::bigint[], $6::bytea[], $10::int[], $11::text[])
+      AS x(src, value, att, owner)
+    ON x.src = d.id AND x.att = d.attempts AND x.owner = d.lease_owner
+  WHERE $13::boolean
+),
+holds AS (
+  INSERT INTO ${s}.key_holds (queue, ukey, id, until)
+  SELECT d.queue, d.ukey, d.id, ${now} + d.key_hold FROM done d
+  WHERE d.ukey IS NOT NULL AND d.key_hold > 0 ORDER BY 1, 2
+  ON CONFLICT (queue, ukey) DO UPDATE SET id = excluded.id, until = excluded.until
 ),
 reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM res ON CONFLICT DO NOTHING),
 cnt AS (
@@ -147,8 +257,20 @@ cnt AS (
   GROUP BY queue ORDER BY queue
   ON CONFLICT (queue, master, lane) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
     put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
+),
+lim AS (
+  SELECT DISTINCT d.queue FROM done d
+  WHERE EXISTS (SELECT 1 FROM ${s}.limits)
+    AND EXISTS (SELECT 1 FROM ${s}.limits l
+                WHERE l.queue = d.queue AND (l.concurrency > 0 OR l.group_concurrency > 0))
 )
-SELECT id, attempts, lease_owner, ${notifyQueues("res", "$8::text", "$9::text")} AS notified
+SELECT id, attempts, lease_owner, queue, ${
+      notifyQueues(
+        "(SELECT queue FROM res UNION ALL SELECT queue FROM lim)",
+        "$8::text",
+        "$9::text",
+      )
+    } AS notified
 FROM done`,
     nack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 u AS (
@@ -173,5 +295,10 @@ SELECT id, queue, ${notifyQueues("upd", "$6::text", "$7::text")} AS notified FRO
 FROM unnest($1::bigint[], $2::int[]) AS u(id, att)
 WHERE i.id = ANY($1::bigint[]) AND i.id = u.id AND i.attempts = u.att AND i.lease_owner = $3
 RETURNING i.id, i.lease_until`,
+    progress: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t)
+UPDATE ${s}.items i SET progress_percent = $4::double precision, progress_message = $5::text,
+  progress_at = ${now}, lease_until = ${now} + $6::bigint
+WHERE i.id = $1::bigint AND i.attempts = $2::int AND i.lease_owner = $3::text
+RETURNING i.lease_until`,
   };
 }
