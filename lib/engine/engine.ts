@@ -26,6 +26,7 @@
 
 import { Deque } from "../util/deque.ts";
 import { ReadySet } from "./ready_set.ts";
+import { History } from "./history.ts";
 import {
   DEFAULT_HISTORY_COUNT,
   DEFAULT_HISTORY_MS,
@@ -314,17 +315,8 @@ export class Engine {
   /** Leased items by id: the only ones an ack, nack, fail or extend can name. */
   readonly #leased = new Map<number, Item>();
   readonly #timers = new TimerHeap<Item | Waiter | QueueState>();
-  /** Finished items by id. */
-  readonly #history = new Map<number, Item>();
-  /**
-   * The same items in the order they finished, to prune from the oldest
-   * (walking the map instead steps over every entry deleted since it was
-   * last rebuilt: 100× the cost).
-   */
-  readonly #historyOrder: Deque<Item> = new Deque();
-  #historyBytes = 0;
-  readonly #historyCount: number;
-  readonly #historyMs: number;
+  /** Records of finished items, for {@link job}. */
+  readonly #history: History;
   /** Limited queues where a lease ended, to serve waiting gets once the call is done. */
   readonly #freed = new Set<QueueState>();
   readonly #consumers = new Set<Consumer>();
@@ -346,8 +338,11 @@ export class Engine {
     };
     this.maxQueueLength = options.maxQueueLength ?? 0;
     this.maxQueues = options.maxQueues ?? DEFAULT_MAX_QUEUES;
-    this.#historyCount = options.historyCount ?? DEFAULT_HISTORY_COUNT;
-    this.#historyMs = options.historyMs ?? DEFAULT_HISTORY_MS;
+    this.#history = new History(
+      options.historyCount ?? DEFAULT_HISTORY_COUNT,
+      options.historyMs ?? DEFAULT_HISTORY_MS,
+      MAX_HISTORY_BYTES,
+    );
   }
 
   /** Estimated bytes of memory the items held take ({@link itemCost}, summed). */
@@ -799,12 +794,8 @@ export class Engine {
    * delayed one: O(items held)) or finished within the history.
    */
   job(id: number): JobInfo | undefined {
-    const finished = this.#history.get(id);
-    if (finished !== undefined) {
-      this.#pruneHistory();
-      if (this.#history.has(id)) return jobInfo(finished);
-      return undefined;
-    }
+    const finished = this.#history.get(id, this.#clock());
+    if (finished !== undefined) return finished;
     const leased = this.#leased.get(id);
     if (leased !== undefined) return jobInfo(leased);
     for (const entry of this.#timers.entries()) {
@@ -1248,44 +1239,23 @@ export class Engine {
     return n;
   }
 
-  /** Moves a settled item into the history of finished items (or forgets it). */
+  /** A settled item leaves for good: its key is released (or held) and its record kept. */
   #finish(queue: QueueState, item: Item, state: "done" | "dead" | "cancelled"): void {
     item.state = state;
     item.owner = undefined;
     this.#releaseKey(queue, item, true);
-    if (this.#historyCount === 0) return;
-    item.finishedAt = this.#clock();
-    const history = this.#history;
-    if (
-      item.cost + (item.result === undefined ? 0 : itemCost(item.result)) > MAX_HISTORY_VALUE_BYTES
-    ) {
+    const now = this.#clock();
+    item.finishedAt = now;
+    const resultCost = item.result === undefined ? 0 : itemCost(item.result);
+    if (item.cost + resultCost > MAX_HISTORY_VALUE_BYTES) {
       // Kept without its value and result: their absence is what a lookup reports.
       (item as { value: unknown }).value = undefined;
       item.result = undefined;
       item.cost = 0;
+    } else {
+      item.cost += resultCost;
     }
-    history.set(item.id, item);
-    this.#historyOrder.push(item);
-    this.#historyBytes += item.cost;
-    if (history.size > this.#historyCount || this.#historyBytes > MAX_HISTORY_BYTES) {
-      this.#pruneHistory();
-    }
-  }
-
-  /** Forgets the oldest finished items beyond the history's count, age and bytes. */
-  #pruneHistory(): void {
-    const history = this.#history;
-    const order = this.#historyOrder;
-    const oldest = this.#clock() - this.#historyMs;
-    for (let item = order.peek(); item !== undefined; item = order.peek()) {
-      if (
-        history.size <= this.#historyCount && this.#historyBytes <= MAX_HISTORY_BYTES &&
-        item.finishedAt > oldest
-      ) break;
-      order.shift();
-      history.delete(item.id);
-      this.#historyBytes -= item.cost;
-    }
+    this.#history.record(item, now);
   }
 
   /** Serves waiting gets of limited queues where leases ended during this call. */
