@@ -714,3 +714,36 @@ export function freeLoopbackPort(): number {
     listener.close();
   }
 }
+
+/** What `ps` reports of a process: its state letters and its command line. */
+export interface ProcessInfo {
+  /** `ps`'s STAT column: `Z…` for a zombie (dead, not yet reaped). */
+  state: string;
+  /** Its command line, arguments separated by spaces. */
+  args: string;
+}
+
+/**
+ * What `ps` reports of process `pid`, or `undefined` once it is gone. Asked of
+ * `ps` (which `--allow-run` covers) because Deno lets a program read `/proc`
+ * only with every permission, and the test task grants less.
+ */
+export async function processInfo(pid: number): Promise<ProcessInfo | undefined> {
+  const out = await new Deno.Command("ps", {
+    args: ["-o", "stat=,args=", "-p", String(pid)],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const line = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success || line === "") return undefined;
+  const space = line.indexOf(" ");
+  return space < 0
+    ? { state: line, args: "" }
+    : { state: line.slice(0, space), args: line.slice(space + 1).trim() };
+}
+
+/** Whether process `pid` has ended (gone, or a zombie not yet reaped). */
+export async function processEnded(pid: number): Promise<boolean> {
+  const info = await processInfo(pid);
+  return info === undefined || info.state.startsWith("Z");
+}

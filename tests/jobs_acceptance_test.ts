@@ -26,6 +26,8 @@ import {
   type MasterProcess,
   MOD_URL,
   type Proc,
+  processEnded,
+  processInfo,
   type ResultRecord,
   runTaskq,
   spawnClient,
@@ -427,24 +429,9 @@ Deno.test("a unique key put 1,000 times concurrently yields one item", async () 
 /** A cancelled command must be gone within this long of `taskq cancel` returning, in ms. */
 const CANCEL_WITHIN_MS = 1_000;
 
-/** Whether process `pid` has ended (gone, or a zombie not reaped yet). */
-async function processEnded(pid: number): Promise<boolean> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return true;
-    throw error;
-  }
-}
-
-/** The command line of process `pid` (empty once it is gone). */
+/** The command line of process `pid`, word by word (empty once it is gone). */
 async function commandLine(pid: number): Promise<string[]> {
-  try {
-    return (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0").filter((a) => a !== "");
-  } catch {
-    return [];
-  }
+  return (await processInfo(pid))?.args.split(" ").filter((a) => a !== "") ?? [];
 }
 
 Deno.test("taskq cancel ends a running sleep 30 within a second; it is never served again", async () => {

@@ -37,6 +37,7 @@ import { type CommandProgress, parseProgressLine, runCommand } from "../lib/work
 import {
   type MasterProcess,
   type Proc,
+  processEnded,
   startMaster,
   startTaskq,
   TEST_KEY,
@@ -80,14 +81,7 @@ async function withMasterProcess(
 
 /** Whether process `pid` is alive (a zombie, dead but not reaped yet, is not). */
 async function alive(pid: number): Promise<boolean> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // "PID (COMM) STATE ...": the state follows the last ")".
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
+  return !(await processEnded(pid));
 }
 
 /** Reads a pid a command wrote to `path`, waiting for it. */
