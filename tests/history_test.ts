@@ -7,31 +7,33 @@
  */
 
 import assert from "node:assert/strict";
-import { type FinishedRecord, History } from "../lib/engine/history.ts";
+import { type FinishedItem, History } from "../lib/engine/history.ts";
 
-function record(id: number, finishedAt: number, cost = 8): FinishedRecord {
+/** A finished item's fields, as the engine's items have them. */
+function item(id: number, finishedAt: number): FinishedItem {
   return {
     id,
     queue: `q${id % 3}`,
-    state: (["done", "dead", "cancelled"] as const)[id % 3],
     attempts: id % 5,
     priority: (id % 7) - 3,
     group: id % 2 === 0 ? "" : `g${id}`,
     key: id % 4 === 0 ? `k${id}` : undefined,
-    value: { n: id },
     lastError: id % 3 === 1 ? `boom ${id}` : undefined,
-    result: id % 3 === 0 ? id * id : undefined,
     progress: id % 5 === 0 ? { percent: 50, at: finishedAt - 1 } : undefined,
     createdAt: finishedAt - 100,
-    finishedAt,
-    cost,
   };
+}
+
+/** Records item `id` as finished at `now`, its value and result taking `cost` bytes. */
+function record(history: History, id: number, now: number, cost = 8): void {
+  const state = (["done", "dead", "cancelled"] as const)[id % 3];
+  history.record(item(id, now), state, now, { n: id }, id % 3 === 0 ? id * id : undefined, cost);
 }
 
 Deno.test("history: a lookup reports every field it kept, and only those", () => {
   const history = new History(10, 60_000, 1 << 20);
-  history.record(record(4, 1_000), 1_000);
-  history.record(record(7, 1_000), 1_000);
+  record(history, 4, 1_000);
+  record(history, 7, 1_000);
   assert.deepEqual(history.get(4, 1_000), {
     id: 4,
     queue: "q1",
@@ -50,7 +52,7 @@ Deno.test("history: a lookup reports every field it kept, and only those", () =>
 
 Deno.test("history: capacity 0 keeps nothing", () => {
   const history = new History(0, 60_000, 1 << 20);
-  history.record(record(1, 0), 0);
+  record(history, 1, 0);
   assert.equal(history.size, 0);
   assert.equal(history.get(1, 0), undefined);
 });
@@ -72,11 +74,11 @@ Deno.test("history: random use agrees with a model of its three bounds", () => {
     now += Math.floor(random() * 20);
     if (random() < 0.6) {
       const cost = Math.floor(random() * 120);
-      const entry = record(nextId++, now, cost);
-      history.record(entry, now);
+      const id = nextId++;
+      record(history, id, now, cost);
       pruneModel();
       if (model.length === capacity) model.shift();
-      model.push({ id: entry.id, finishedAt: now, cost });
+      model.push({ id, finishedAt: now, cost });
       let bytes = model.reduce((sum, r) => sum + r.cost, 0);
       while (bytes > maxBytes) bytes -= (model.shift() as { cost: number }).cost;
     } else {

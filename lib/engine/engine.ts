@@ -143,24 +143,69 @@ export class Item implements StoredItem, Timed {
   heapIndex: number = NOT_SCHEDULED;
   /** Estimated bytes of memory it takes ({@link itemCost}). */
   cost = 0;
-  /** Served before items of lower priority. */
-  priority = 0;
-  /** Its group ("" for none): deliveries go round-robin across groups. */
-  group = "";
-  /** Its unique key within its queue, if any. */
-  key: string | undefined = undefined;
-  /** How long its key stays taken after it finished, in ms. */
-  keyHoldMs = 0;
+  /** {@link createdAt} after {@link TIME_BASE}: a small integer, kept in the object unboxed. */
+  #created = 0;
+  /** {@link leasedAt} after {@link TIME_BASE}. */
+  #leased = 0;
+  /**
+   * What few items have (priority, group, key, progress), kept aside so a
+   * plain item stays small.
+   */
+  extra: ItemExtra | undefined = undefined;
+
   /** When it was put (engine clock). */
-  createdAt = 0;
+  get createdAt(): number {
+    return TIME_BASE + this.#created;
+  }
+
+  set createdAt(at: number) {
+    this.#created = at - TIME_BASE;
+  }
+
   /** When its current (or last) lease began (engine clock). */
-  leasedAt = 0;
-  /** When it finished (engine clock), once done, dead or cancelled. */
-  finishedAt = 0;
-  /** The result its ack carried, once done (kept in the history only). */
-  result: unknown = undefined;
-  /** The progress it last reported while leased. */
-  progress: JobProgress | undefined = undefined;
+  get leasedAt(): number {
+    return TIME_BASE + this.#leased;
+  }
+
+  set leasedAt(at: number) {
+    this.#leased = at - TIME_BASE;
+  }
+
+  /** Served before items of lower priority. */
+  get priority(): number {
+    return this.extra === undefined ? 0 : this.extra.priority;
+  }
+
+  /** Its group ("" for none): deliveries go round-robin across groups. */
+  get group(): string {
+    return this.extra === undefined ? "" : this.extra.group;
+  }
+
+  /** Its unique key within its queue, if any. */
+  get key(): string | undefined {
+    return this.extra?.key;
+  }
+
+  /** How long its key stays taken after it finished, in ms. */
+  get keyHoldMs(): number {
+    return this.extra === undefined ? 0 : this.extra.keyHoldMs;
+  }
+
+  /** The progress it last reported while leased (kept once it finished). */
+  get progress(): JobProgress | undefined {
+    return this.extra?.progress;
+  }
+
+  /** The item's rare fields, created on first use. */
+  extras(): ItemExtra {
+    return this.extra ??= {
+      priority: 0,
+      group: "",
+      key: undefined,
+      keyHoldMs: 0,
+      progress: undefined,
+    };
+  }
 
   /** Creates an item. */
   constructor(id: number, queue: string, value: unknown) {
@@ -173,6 +218,27 @@ export class Item implements StoredItem, Timed {
   get readyAt(): number {
     return this.state === "delayed" ? this.deadline : 0;
   }
+}
+
+/**
+ * Item times are kept as ms after this (the process's start), so that for
+ * about 24 days they are small integers stored in the item itself rather
+ * than numbers allocated beside it (40 bytes an item fewer).
+ */
+const TIME_BASE = Date.now();
+
+/** An item's rare fields (see {@link Item.extra}). */
+export interface ItemExtra {
+  /** Its priority. */
+  priority: number;
+  /** Its group ("" for none). */
+  group: string;
+  /** Its unique key, if any. */
+  key: string | undefined;
+  /** How long its key stays taken after it finished, in ms. */
+  keyHoldMs: number;
+  /** Its last progress report, if any. */
+  progress: JobProgress | undefined;
 }
 
 /** Receives the items of a get: called exactly once, possibly with none (timeout). */
@@ -375,15 +441,20 @@ export class Engine {
       item.attempts = stored.attempts;
       item.maxAttempts = stored.maxAttempts ?? 0;
       item.lastError = stored.lastError;
-      item.priority = stored.priority ?? 0;
-      item.group = stored.group ?? "";
-      item.keyHoldMs = stored.keyHoldMs ?? 0;
+      if (
+        stored.priority !== undefined || stored.group !== undefined || stored.key !== undefined
+      ) {
+        const extra = item.extras();
+        extra.priority = stored.priority ?? 0;
+        extra.group = stored.group ?? "";
+        extra.keyHoldMs = stored.keyHoldMs ?? 0;
+        extra.key = stored.key;
+      }
       item.createdAt = stored.createdAt ?? now;
       item.cost = itemCost(item.value);
       this.#heldBytes += item.cost;
       const queue = this.#queue(item.queue);
       if (stored.key !== undefined) {
-        item.key = stored.key;
         (queue.keys ??= new Map()).set(stored.key, item);
       }
       if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
@@ -468,13 +539,14 @@ export class Engine {
       item.maxAttempts = maxAttempts;
       item.createdAt = now;
       if (extras !== undefined) {
-        item.priority = extras.priority ?? 0;
-        item.group = extras.group ?? "";
-        if (key !== undefined) {
-          item.key = key;
-          item.keyHoldMs = extras.keyHoldMs ?? 0;
-          (queue.keys ??= new Map()).set(key, item);
-        }
+        item.extra = {
+          priority: extras.priority ?? 0,
+          group: extras.group ?? "",
+          key,
+          keyHoldMs: key === undefined ? 0 : extras.keyHoldMs ?? 0,
+          progress: undefined,
+        };
+        if (key !== undefined) (queue.keys ??= new Map()).set(key, item);
       }
       added++;
       if (originals !== undefined) item.original = originals[i];
@@ -611,16 +683,17 @@ export class Engine {
   ): number[] {
     const kept: unknown[] = [];
     const touched = new Set<QueueState>();
+    const now = this.#clock();
     const failed = this.#settle(consumer, ids, (queue, item, index) => {
       queue.acked++;
       this.#heldBytes -= item.cost;
       this.store.remove(item.id);
+      let result: unknown = undefined;
       if (results !== undefined) {
-        const result = results.values[index];
+        result = results.values[index];
         kept.push(result);
-        item.result = result;
       }
-      this.#finish(queue, item, "done");
+      this.#finish(queue, item, "done", now, result);
       if (queue.roomWaiters.length > 0) touched.add(queue);
     });
     for (const queue of touched) this.#wakeRoomWaiters(queue);
@@ -710,7 +783,7 @@ export class Engine {
     const progress: JobProgress = { at: now };
     if (report.percent !== undefined) progress.percent = report.percent;
     if (report.message !== undefined) progress.message = report.message;
-    item.progress = progress;
+    item.extras().progress = progress;
     this.#timers.schedule(item, now + leaseMs);
     return true;
   }
@@ -745,7 +818,7 @@ export class Engine {
       this.#unlease(queue, item);
       this.#heldBytes -= item.cost;
       this.store.remove(item.id);
-      this.#finish(queue, item, "cancelled");
+      this.#finish(queue, item, "cancelled", this.#clock());
       if (queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
       cancelled.push(id);
       const list = holders.get(owner);
@@ -757,7 +830,7 @@ export class Engine {
         wanted.delete(item.id);
         this.#heldBytes -= item.cost;
         this.store.remove(item.id);
-        this.#finish(queue, item, "cancelled");
+        this.#finish(queue, item, "cancelled", this.#clock());
         cancelled.push(item.id);
       };
       for (const entry of [...this.#timers.entries()]) {
@@ -1127,7 +1200,7 @@ export class Engine {
     this.#heldBytes -= item.cost;
     this.store.remove(item.id);
     item.lastError = error;
-    this.#finish(queue, item, "dead");
+    this.#finish(queue, item, "dead", this.#clock());
     if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
     if (isDeadLetterQueue(item.queue)) {
       // Already a dead letter: it goes to the back of its queue as it is (wrapping
@@ -1194,7 +1267,7 @@ export class Engine {
       item.owner = consumer;
       item.leasedAt = now;
       // A new lease reports its own progress; a finished item keeps its last.
-      if (item.progress !== undefined) item.progress = undefined;
+      if (item.extra !== undefined) item.extra.progress = undefined;
       // Counted in memory; saved with the item's next change (fail, nack, lease
       // end), so a delivery the master crashed during is not counted.
       item.attempts++;
@@ -1240,22 +1313,26 @@ export class Engine {
   }
 
   /** A settled item leaves for good: its key is released (or held) and its record kept. */
-  #finish(queue: QueueState, item: Item, state: "done" | "dead" | "cancelled"): void {
+  #finish(
+    queue: QueueState,
+    item: Item,
+    state: "done" | "dead" | "cancelled",
+    now: number,
+    result: unknown = undefined,
+  ): void {
     item.state = state;
     item.owner = undefined;
-    this.#releaseKey(queue, item, true);
-    const now = this.#clock();
-    item.finishedAt = now;
-    const resultCost = item.result === undefined ? 0 : itemCost(item.result);
-    if (item.cost + resultCost > MAX_HISTORY_VALUE_BYTES) {
+    if (item.extra !== undefined) this.#releaseKey(queue, item, true);
+    let cost = item.cost;
+    let value = item.value;
+    if (result !== undefined) cost += itemCost(result);
+    if (cost > MAX_HISTORY_VALUE_BYTES) {
       // Kept without its value and result: their absence is what a lookup reports.
-      (item as { value: unknown }).value = undefined;
-      item.result = undefined;
-      item.cost = 0;
-    } else {
-      item.cost += resultCost;
+      value = undefined;
+      result = undefined;
+      cost = 0;
     }
-    this.#history.record(item, now);
+    this.#history.record(item, state, now, value, result, cost);
   }
 
   /** Serves waiting gets of limited queues where leases ended during this call. */
@@ -1347,9 +1424,8 @@ function jobInfo(item: Item): JobInfo {
   };
   if (item.group !== "") info.group = item.group;
   if (item.key !== undefined) info.key = item.key;
-  if (item.value !== undefined || item.finishedAt === 0) info.value = item.value;
+  info.value = item.value;
   if (item.lastError !== undefined) info.error = item.lastError;
-  if (item.result !== undefined) info.result = item.result;
   if (item.progress !== undefined) info.progress = { ...item.progress };
   switch (item.state) {
     case "delayed":
@@ -1364,11 +1440,6 @@ function jobInfo(item: Item): JobInfo {
       }
       break;
     }
-    case "done":
-    case "dead":
-    case "cancelled":
-      info.finishedAt = item.finishedAt;
-      break;
   }
   return info;
 }

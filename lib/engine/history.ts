@@ -14,11 +14,11 @@
  * import { History } from "./history.ts";
  * const history = new History(2, 60_000, 1 << 20);
  * for (const id of [1, 2, 3]) {
- *   history.record({
- *     id, queue: "q", state: "done", attempts: 1, priority: 0, group: "", key: undefined,
- *     value: id, lastError: undefined, result: id * id, progress: undefined, createdAt: 0,
- *     finishedAt: 10, cost: 8,
- *   }, 10);
+ *   const item = {
+ *     id, queue: "q", attempts: 1, priority: 0, group: "", key: undefined,
+ *     lastError: undefined, progress: undefined, createdAt: 0,
+ *   };
+ *   history.record(item, "done", 10, id, id * id, 8);
  * }
  * console.log(history.get(1, 10), history.get(3, 10)?.result); // undefined 9
  * ```
@@ -28,36 +28,26 @@
 
 import type { JobInfo, JobProgress, JobState } from "../model/jobs.ts";
 
-/** What a finished item's record holds. */
-export interface FinishedRecord {
+/** What the history reads of a finished item (the engine's items have these fields). */
+export interface FinishedItem {
   /** Its id. */
-  id: number;
+  readonly id: number;
   /** Its queue. */
-  queue: string;
-  /** How it finished: `done`, `dead` or `cancelled`. */
-  state: JobState;
+  readonly queue: string;
   /** Deliveries it had. */
-  attempts: number;
+  readonly attempts: number;
   /** Its priority. */
-  priority: number;
+  readonly priority: number;
   /** Its group ("" for none). */
-  group: string;
+  readonly group: string;
   /** Its unique key, if any. */
-  key: string | undefined;
-  /** The item (`undefined` when too large to keep). */
-  value: unknown;
+  readonly key: string | undefined;
   /** The last failure, if any. */
-  lastError: string | undefined;
-  /** The result its ack carried, if any. */
-  result: unknown;
+  readonly lastError: string | undefined;
   /** Its last progress report, if any. */
-  progress: JobProgress | undefined;
+  readonly progress: JobProgress | undefined;
   /** When it was put. */
-  createdAt: number;
-  /** When it finished. */
-  finishedAt: number;
-  /** Estimated bytes of its value and result. */
-  cost: number;
+  readonly createdAt: number;
 }
 
 const STATES: readonly JobState[] = ["done", "dead", "cancelled"];
@@ -68,8 +58,6 @@ export class History {
   readonly #capacity: number;
   readonly #maxAgeMs: number;
   readonly #maxBytes: number;
-  /** Slot of each id recorded. */
-  readonly #slots = new Map<number, number>();
   #ids: Float64Array = new Float64Array(0);
   #states: Uint8Array = new Uint8Array(0);
   #attempts: Float64Array = new Float64Array(0);
@@ -95,39 +83,54 @@ export class History {
     return this.#count;
   }
 
-  /** Records a finished item at time `now`, dropping the oldest records beyond the bounds. */
-  record(record: FinishedRecord, now: number): void {
+  /**
+   * Records that `item` finished in `state` at `now`, keeping `value` and
+   * `result` (`undefined`: none), which take an estimated `cost` bytes;
+   * drops the oldest records beyond the bounds.
+   */
+  record(
+    item: FinishedItem,
+    state: JobState,
+    now: number,
+    value: unknown,
+    result: unknown,
+    cost: number,
+  ): void {
     if (this.#capacity === 0) return;
     if (this.#ids.length === 0) this.#allocate();
     this.#prune(now);
-    if (this.#count === this.#capacity) this.#dropOldest();
+    if (this.#count === this.#capacity) this.#dropOldest(false); // its slot is reused now
     const slot = (this.#head + this.#count) % this.#capacity;
     this.#count++;
-    this.#ids[slot] = record.id;
-    this.#states[slot] = STATE_CODE[record.state as keyof typeof STATE_CODE] ?? 0;
-    this.#attempts[slot] = record.attempts;
-    this.#priorities[slot] = record.priority;
-    this.#created[slot] = record.createdAt;
-    this.#finished[slot] = record.finishedAt;
-    this.#costs[slot] = record.cost;
+    this.#ids[slot] = item.id;
+    this.#states[slot] = STATE_CODE[state as keyof typeof STATE_CODE] ?? 0;
+    this.#attempts[slot] = item.attempts;
+    this.#priorities[slot] = item.priority;
+    this.#created[slot] = item.createdAt;
+    this.#finished[slot] = now;
+    this.#costs[slot] = cost;
     const refs = this.#refs;
     const base = slot * REFS_PER_SLOT;
-    refs[base] = record.queue;
-    refs[base + 1] = record.group;
-    refs[base + 2] = record.key;
-    refs[base + 3] = record.value;
-    refs[base + 4] = record.lastError;
-    refs[base + 5] = record.result;
-    refs[base + 6] = record.progress;
-    this.#slots.set(record.id, slot);
-    this.#bytes += record.cost;
-    while (this.#bytes > this.#maxBytes && this.#count > 0) this.#dropOldest();
+    refs[base] = item.queue;
+    refs[base + 1] = item.group;
+    refs[base + 2] = item.key;
+    refs[base + 3] = value;
+    refs[base + 4] = item.lastError;
+    refs[base + 5] = result;
+    refs[base + 6] = item.progress;
+    this.#bytes += cost;
+    while (this.#bytes > this.#maxBytes && this.#count > 0) this.#dropOldest(true);
   }
 
-  /** The record of item `id` as a lookup reports it, if kept and not older than the bound. */
+  /**
+   * The record of item `id` as a lookup reports it, if kept and not older
+   * than the bound. Lookups are rare and the ring small: it is searched,
+   * newest first, rather than indexed (an index would cost every ack a
+   * hash insert and delete).
+   */
   get(id: number, now: number): JobInfo | undefined {
     this.#prune(now);
-    const slot = this.#slots.get(id);
+    const slot = this.#find(id);
     if (slot === undefined) return undefined;
     const refs = this.#refs;
     const base = slot * REFS_PER_SLOT;
@@ -151,6 +154,16 @@ export class History {
     return info;
   }
 
+  /** The slot of the newest record of `id`, if any. */
+  #find(id: number): number | undefined {
+    const ids = this.#ids;
+    for (let i = this.#count - 1; i >= 0; i--) {
+      const slot = (this.#head + i) % this.#capacity;
+      if (ids[slot] === id) return slot;
+    }
+    return undefined;
+  }
+
   #allocate(): void {
     const n = this.#capacity;
     this.#ids = new Float64Array(n);
@@ -166,15 +179,14 @@ export class History {
   /** Drops records older than the age bound. */
   #prune(now: number): void {
     const oldest = now - this.#maxAgeMs;
-    while (this.#count > 0 && this.#finished[this.#head] <= oldest) this.#dropOldest();
+    while (this.#count > 0 && this.#finished[this.#head] <= oldest) this.#dropOldest(true);
   }
 
-  #dropOldest(): void {
+  /** Drops the oldest record; `release` lets go of its values (not needed when reused at once). */
+  #dropOldest(release: boolean): void {
     const slot = this.#head;
-    const id = this.#ids[slot];
-    if (this.#slots.get(id) === slot) this.#slots.delete(id);
     this.#bytes -= this.#costs[slot];
-    this.#refs.fill(undefined, slot * REFS_PER_SLOT, (slot + 1) * REFS_PER_SLOT);
+    if (release) this.#refs.fill(undefined, slot * REFS_PER_SLOT, (slot + 1) * REFS_PER_SLOT);
     this.#head = (slot + 1) % this.#capacity;
     this.#count--;
   }

@@ -127,6 +127,20 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
    */
   shift(allowed?: (group: string) => boolean): T | undefined {
     const levels = this.#levels;
+    if (levels.length === 1 && levels[0].ring.length === 1) {
+      // One priority, one group (the plain queue): no rotation to keep.
+      const level = levels[0];
+      const lane = level.ring.peek() as Lane<T>;
+      if (allowed !== undefined && !allowed(lane.group)) return undefined;
+      const item = lane.items.shift() as T;
+      if (lane.items.length === 0) {
+        level.ring.shift();
+        level.emptied(lane);
+      }
+      level.length--;
+      this.#length--;
+      return item;
+    }
     for (let l = 0; l < levels.length; l++) {
       const level = levels[l];
       const ring = level.ring;
