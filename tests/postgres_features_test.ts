@@ -220,6 +220,14 @@ pgTest("groups take turns whichever master serves them", async () => {
   for (let i = 1; i < 6; i++) {
     assert.notEqual(served[i].split("-")[0], served[i - 1].split("-")[0], served.join(", "));
   }
+  // One get takes as many as it asks for, in rotation, past each group's share of it.
+  await producer.put("many", ["a-0", "a-1", "a-2"], { group: "a" });
+  await producer.put("many", Array.from({ length: 50 }, (_, i) => `b-${i}`), { group: "b" });
+  await producer.put("many", ["u-0"]);
+  const got = (await takers[1].get("many", { max: 40, timeoutMs: 0 })).map((d) => d.value);
+  assert.equal(got.length, 40, "all 40 asked for");
+  assert.deepEqual(got.slice(0, 7), ["a-0", "b-0", "u-0", "a-1", "b-1", "a-2", "b-2"]);
+  assert.deepEqual(got.slice(7), Array.from({ length: 33 }, (_, i) => `b-${i + 3}`));
 });
 
 pgTest("a limit raised on one master wakes a getter waiting on the other at once", async () => {

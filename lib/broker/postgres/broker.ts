@@ -120,7 +120,7 @@ import { Telemetry } from "../telemetry.ts";
 import { byteaArray, intArray, textArray } from "./arrays.ts";
 import { Batcher } from "./batcher.ts";
 import { DEFAULT_PG_SCHEMA, FRONT_SPACING, migrate, quoteSchema } from "./schema.ts";
-import { currentProgress, type Statements, statements } from "./statements.ts";
+import { ackVariant, currentProgress, type Statements, statements } from "./statements.ts";
 
 /** Default most queues (as the local broker's). */
 const DEFAULT_MAX_QUEUES = 100_000;
@@ -234,6 +234,13 @@ const PRUNE_LOCK = [0x7471, 0x0002] as const;
 /** Times a put with unique keys looks again for a key whose item went away meanwhile. */
 const KEYED_PUT_ROUNDS = 5;
 
+/**
+ * Longest a master waits to tell the others that leases of a queue with a
+ * concurrency limit ended, in ms: the ends of leases meanwhile go in one
+ * notification, not one per ack.
+ */
+const TELL_MS = 5;
+
 /** Queues a master remembers as having limits or groups (their claim path), at most. */
 const SPECIAL_QUEUES_LIMIT = 100_000;
 
@@ -333,6 +340,8 @@ interface GetQueue {
   again: boolean;
   /** The queue has limits or grouped items: it claims through `claim_special`, one claim at a time. */
   special: boolean;
+  /** The last claim got less than it asked for because of a concurrency limit: a lease's end serves it. */
+  blocked: boolean;
   /** Timer for the next delayed item's time. */
   timer?: ReturnType<typeof setTimeout>;
   timerAt: number;
@@ -372,6 +381,8 @@ interface AckRequest {
   readonly owner: string;
   readonly ids: readonly number[];
   readonly attempts: readonly number[];
+  /** Some item acked has a key hold to record. */
+  readonly holds: boolean;
   readonly results?: {
     queue: string;
     values: Uint8Array[];
@@ -673,12 +684,20 @@ export class PostgresBroker implements Broker {
   readonly #dirtySessions = new Set<PgSession>();
   /** Queues seen with limits or grouped items: their gets claim through `claim_special`. */
   readonly #special = new Set<string>();
+  /**
+   * Queues seen with a concurrency or group concurrency limit (a subset of
+   * {@link #special}): the end of a lease of theirs is told to every master.
+   */
+  readonly #slotted = new Set<string>();
   /** Finished jobs whose records are kept (0: none written). */
   readonly #historyCount: number;
   /** How long a finished job's record is kept, in ms. */
   readonly #historyMs: number;
   /** When (this process's clock) the history was last pruned. */
   #prunedAt = 0;
+  /** Queues whose change {@link #tell} is to tell the other masters, and its timer. */
+  readonly #toTell = new Set<string>();
+  #tellTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Wraps a connected, migrated database; use {@link openPostgresBroker}. */
   constructor(
@@ -1353,6 +1372,7 @@ export class PostgresBroker implements Broker {
           plentiful: false,
           again: false,
           special: this.#special.has(queue),
+          blocked: false,
           timerAt: Infinity,
         };
         this.#getQueues.set(queue, q);
@@ -1444,14 +1464,18 @@ export class PostgresBroker implements Broker {
     const special = q.special;
     try {
       rows = special
-        ? await this.#claimSql.unsafe(this.#st.claimSpecial, [
-          q.name,
-          textArray(owners),
-          intArray(leases),
-          this.masterId,
-          MAX_CLAIM_BYTES,
-          RATE_BURST_MS,
-        ] as never[])
+        // Its updates wait for rows a cancel or a drop has locked: a deadlock with one of
+        // those rolls it back whole, and it runs again.
+        ? await retrying(() =>
+          this.#claimSql.unsafe(this.#st.claimSpecial, [
+            q.name,
+            textArray(owners),
+            intArray(leases),
+            this.masterId,
+            MAX_CLAIM_BYTES,
+            RATE_BURST_MS,
+          ] as never[])
+        )
         : await this.#claimSql.unsafe(this.#st.claim, [
           q.name,
           owners.length,
@@ -1460,12 +1484,17 @@ export class PostgresBroker implements Broker {
           this.masterId,
           MAX_CLAIM_BYTES,
         ] as never[]);
+      if (!special && rows.length === 0) {
+        // The plain claim leaves a queue with limits or grouped items alone: is this one?
+        const [row] = await this.#claimSql.unsafe(this.#st.special, [q.name]);
+        if (row.yes === true) rows = [{ id: null, special: true } as unknown as postgres.Row];
+      }
       this.#health();
     } catch (error) {
       failed = error;
       this.#health(error);
     }
-    // The row without an id says how the queue claims (limits or groups, or neither) and when
+    // A row without an id says how the queue claims (limits or groups, or neither) and when
     // its rate limit allows the next delivery.
     let switched = false;
     let nextAt: number | undefined;
@@ -1475,12 +1504,15 @@ export class PostgresBroker implements Broker {
         leased.push(row);
         continue;
       }
-      const isSpecial = special ? row.special === true : true;
+      const isSpecial = row.special === true;
       if (isSpecial !== special) {
         switched = true;
         q.special = isSpecial;
         this.#markSpecial(q.name, isSpecial);
       }
+      q.blocked = row.blocked === true;
+      if (row.slots === true) this.#slotted.add(q.name);
+      else if (special) this.#slotted.delete(q.name);
       if (row.next_at !== null && row.next_at !== undefined) nextAt = Number(row.next_at);
     }
     rows = leased;
@@ -1500,7 +1532,7 @@ export class PostgresBroker implements Broker {
         got.push(
           original === undefined ? { id, attempts, value } : { id, attempts, value, original },
         );
-        r.session.hold(id, attempts, Number(row.lease_until));
+        r.session.hold(id, attempts, Number(row.lease_until), row.hold === true);
         earliest = Math.min(earliest, Number(row.lease_until));
       }
       start = end;
@@ -1528,7 +1560,9 @@ export class PostgresBroker implements Broker {
     } else if (failed === undefined && q.requests.some((r) => r.waits && !r.done)) {
       // Some still wait with nothing: wake them when the next delayed item is due, or when
       // the queue's rate limit allows the next delivery.
-      if (nextAt !== undefined) this.#wakeAt(q.name, nextAt);
+      // No slack for the rate: a late claim is a delivery lost for good (the rate's clock
+      // restarts from it), while an early one only finds the rate not ready and sets this again.
+      if (nextAt !== undefined) this.#wakeAt(q.name, nextAt, 0);
       await this.#armNextReady(q);
     }
   }
@@ -1537,9 +1571,13 @@ export class PostgresBroker implements Broker {
   #markSpecial(queue: string, special: boolean): void {
     if (!special) {
       this.#special.delete(queue);
+      this.#slotted.delete(queue);
       return;
     }
-    if (this.#special.size >= SPECIAL_QUEUES_LIMIT) this.#special.clear();
+    if (this.#special.size >= SPECIAL_QUEUES_LIMIT) {
+      this.#special.clear();
+      this.#slotted.clear();
+    }
     this.#special.add(queue);
   }
 
@@ -1556,13 +1594,13 @@ export class PostgresBroker implements Broker {
     }
   }
 
-  /** Serves `queue`'s waiting gets at database time `at`. */
-  #wakeAt(queue: string, at: number): void {
+  /** Serves `queue`'s waiting gets at database time `at` (and `slackMs` after). */
+  #wakeAt(queue: string, at: number, slackMs = EXPIRY_SLACK_MS): void {
     const q = this.#getQueues.get(queue);
     if (q === undefined || at >= q.timerAt) return;
     clearTimeout(q.timer);
     q.timerAt = at;
-    const wait = Math.min(Math.max(0, at - this.localNow()) + EXPIRY_SLACK_MS, MAX_TIMER_MS);
+    const wait = Math.min(Math.max(0, at - this.localNow()) + slackMs, MAX_TIMER_MS);
     q.timer = setTimeout(() => {
       q.timerAt = Infinity;
       this.dispatch(queue);
@@ -1613,9 +1651,10 @@ export class PostgresBroker implements Broker {
         }
       }
     }
+    const history = this.#historyCount > 0;
     const started = performance.now();
     const rows = await retrying(() =>
-      this.#hotSql.unsafe(this.#st.ack, [
+      this.#hotSql.unsafe(this.#st.acks[ackVariant(history, batch.some((ack) => ack.holds))], [
         intArray(ids),
         intArray(attempts),
         textArray(owners),
@@ -1628,15 +1667,17 @@ export class PostgresBroker implements Broker {
         intArray(sourceAttempts),
         textArray(sourceOwners),
         lane,
-        this.#historyCount > 0,
       ] as never[])
     );
     this.telemetry.observeCommit(performance.now() - started);
-    if (this.#special.size > 0) {
-      // A lease ended: the gets waiting on a queue with a concurrency limit may go on.
+    if (this.#slotted.size > 0) {
+      // A lease ended: the gets waiting on a queue with a concurrency limit may go on, here
+      // and on the other masters. (Its lease came from a claim of this master, which saw the
+      // queue's limits then; the plain ack does not look them up.)
       const ended = new Set<string>();
-      for (const row of rows) if (this.#special.has(row.queue)) ended.add(row.queue);
-      for (const queue of ended) this.#changed(queue);
+      for (const row of rows) if (this.#slotted.has(row.queue)) ended.add(row.queue);
+      for (const queue of ended) if (this.#getQueues.get(queue)?.blocked) this.#changed(queue);
+      if (ended.size > 0) this.#tell(ended);
     }
     // Each ack is told only of its own leases: the same id may be in the batch twice, once
     // from a holder whose lease ran out (its attempt is older), and that one matched nothing.
@@ -1684,7 +1725,7 @@ export class PostgresBroker implements Broker {
     for (const queue of queues) {
       if (delayMs > 0) {
         this.#wakeAt(queue, this.localNow() + delayMs);
-        if (this.#special.has(queue)) this.#changed(queue); // a concurrency slot is free
+        if (this.#slotted.has(queue)) this.#changed(queue); // a concurrency slot is free
       } else this.#changed(queue);
     }
     return done;
@@ -1971,6 +2012,27 @@ export class PostgresBroker implements Broker {
         intArray(col("removed")),
       ],
     );
+  }
+
+  /**
+   * Tells the other masters that `queues` changed, within {@link TELL_MS}:
+   * what is told meanwhile goes in one notification per queue (a hint: lost
+   * if the database is away, and the poll finds it then).
+   */
+  #tell(queues: Iterable<string>): void {
+    for (const queue of queues) this.#toTell.add(queue);
+    if (this.#tellTimer !== undefined || this.#toTell.size === 0) return;
+    this.#tellTimer = setTimeout(() => {
+      this.#tellTimer = undefined;
+      const told = [...this.#toTell];
+      this.#toTell.clear();
+      if (this.#closing) return;
+      this.sql.unsafe(`SELECT pg_notify($1, $2 || q) FROM unnest($3::text[]) AS q`, [
+        this.#channel,
+        this.#prefix,
+        textArray(told),
+      ]).catch((error) => this.#health(error));
+    }, TELL_MS);
   }
 
   /** Tells the other masters, at commit, that `queues` changed. */
@@ -2488,6 +2550,8 @@ export class PostgresBroker implements Broker {
       )
     );
     if (hasAny(limits)) this.#markSpecial(queue, true);
+    if (limits.concurrency > 0 || limits.groupConcurrency > 0) this.#slotted.add(queue);
+    else this.#slotted.delete(queue);
     const q = this.#getQueues.get(queue);
     if (q !== undefined && hasAny(limits)) q.special = true;
     this.#changed(queue);
@@ -2648,6 +2712,7 @@ export class PostgresBroker implements Broker {
       clearInterval(this.#heartbeat);
       clearInterval(this.#poll);
       clearTimeout(this.#sweepTimer);
+      clearTimeout(this.#tellTimer);
       for (const q of this.#getQueues.values()) clearTimeout(q.timer);
       for (const session of [...this.#sessions.values()]) await session.close();
       for (const q of [...this.#getQueues.values()]) {
@@ -2682,6 +2747,8 @@ interface HeldLease {
   readonly attempt: number;
   /** When the lease runs out, in the database's time (ms). */
   until: number;
+  /** The item's unique key stays taken after it finishes (a key hold): its ack records that. */
+  readonly hold: boolean;
 }
 
 /** Leases a session records before it first forgets those long run out. */
@@ -2786,8 +2853,8 @@ class PgSession implements BrokerSession {
   }
 
   /** Records a lease handed to this session, forgetting long-expired ones now and then. */
-  hold(id: number, attempt: number, until: number): void {
-    this.leases.set(id, { attempt, until });
+  hold(id: number, attempt: number, until: number, keyHold: boolean): void {
+    this.leases.set(id, { attempt, until, hold: keyHold });
     if (this.leases.size <= this.#pruneAt) return;
     const before = this.#broker.localNow() - FORGET_LEASE_MS;
     for (const [held, lease] of this.leases) if (lease.until < before) this.leases.delete(held);
@@ -2797,7 +2864,12 @@ class PgSession implements BrokerSession {
   async ack(ids: readonly number[], results?: AckResults): Promise<number[]> {
     const { held, attempts, leases, refused } = this.#take(ids);
     if (held.length === 0) return refused;
-    let request: AckRequest = { owner: this.id, ids: held, attempts };
+    let request: AckRequest = {
+      owner: this.id,
+      ids: held,
+      attempts,
+      holds: leases.some((lease) => lease.hold),
+    };
     if (results !== undefined) {
       const values: Uint8Array[] = [];
       const sources: number[] = [];

@@ -228,37 +228,27 @@ ${functionsSql(s)}`;
 }
 
 /**
- * The functions of schema `s` (quoted): the claim of queues with limits or
- * groups, and the two walks of a queue's priorities that count its delayed
+ * The functions of schema `s` (quoted): whether a queue has limits or
+ * grouped items (the plain claim calls it: a function's own plans are
+ * cached, so the claim's planning stays as cheap as it was), the claim of
+ * queues with limits or groups, and the two walks of a queue's priorities that count its delayed
  * items and find the next one's time through the index.
  */
 function functionsSql(s: string): string {
   return `
-CREATE OR REPLACE FUNCTION ${s}.group_head(q text, g text, t bigint,
-  OUT h_id bigint, OUT h_priority integer, OUT h_ready bigint, OUT h_seq bigint,
-  OUT h_bytes integer)
-LANGUAGE plpgsql VOLATILE AS $fn$
+CREATE OR REPLACE FUNCTION ${s}.queue_special(q text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $fn$
 BEGIN
-  IF g = '' THEN
-    SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value)
-      INTO h_id, h_priority, h_ready, h_seq, h_bytes
-    FROM ${s}.items i
-    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.ready_at <= t
-    ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT 1 FOR UPDATE SKIP LOCKED;
-  ELSE
-    SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value)
-      INTO h_id, h_priority, h_ready, h_seq, h_bytes
-    FROM ${s}.items i
-    WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp = g AND i.ready_at <= t
-    ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT 1 FOR UPDATE SKIP LOCKED;
-  END IF;
+  RETURN EXISTS (SELECT 1 FROM ${s}.limits l WHERE l.queue = q)
+    OR EXISTS (SELECT 1 FROM ${s}.items i
+               WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL);
 END
 $fn$;
 
 CREATE OR REPLACE FUNCTION ${s}.claim_special(q text, owners text[], leases bigint[],
   master_id bigint, max_bytes bigint, burst_ms integer)
 RETURNS TABLE (c_id bigint, c_attempts integer, c_value bytea, c_n bigint, c_lease_until bigint,
-  c_next_at bigint, c_special boolean)
+  c_hold boolean, c_next_at bigint, c_special boolean, c_slots boolean, c_blocked boolean)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
   t bigint := ${s}.now_ms();
@@ -274,28 +264,42 @@ DECLARE
   base double precision;
   new_tat double precision;
   leased integer;
+  picked integer := 0;
   got integer := 0;
   running bigint := 0;
   front bigint;
+  -- Groups, by index: name, when last served, items leased, served by this claim.
   names text[];
   lasts bigint[];
   held integer[];
   served boolean[];
-  hid bigint[];
-  hpri integer[];
-  hready bigint[];
-  hseq bigint[];
-  hbytes integer[];
   ng integer;
+  -- Each group's next ready items (candidates), in a region of k slots of these arrays.
+  k integer;
+  cid bigint[];
+  cpri integer[];
+  crd bigint[];
+  cseq bigint[];
+  cby integer[];
+  cnt integer[];
+  ptr integer[];
+  fetched integer[];
+  more boolean[];
+  chosen bigint[] := '{}';
+  -- This priority's rotation: group indexes, the next to serve at rh.
+  rot integer[];
+  rh integer;
+  level integer;
   best integer;
-  kb bigint;
-  kj bigint;
-  h record;
+  bx integer;
+  x integer;
   r record;
 BEGIN
   c_special := true;
+  c_blocked := false;
   SELECT * INTO lim FROM ${s}.limits l WHERE l.queue = q FOR UPDATE;
   has_lim := FOUND;
+  c_slots := has_lim AND (lim.concurrency > 0 OR lim.group_concurrency > 0);
   grouped := EXISTS (SELECT 1 FROM ${s}.items i
     WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL);
   IF has_lim THEN gcon := lim.group_concurrency; END IF;
@@ -316,8 +320,12 @@ BEGIN
   END IF;
   allowed := want;
   IF has_lim AND lim.concurrency > 0 THEN
-    SELECT count(*) INTO leased FROM ${s}.items i WHERE i.queue = q AND i.lease_owner IS NOT NULL;
+    -- Counted up to the limit only: a limit far above what is leased costs what is leased.
+    SELECT count(*) INTO leased FROM (
+      SELECT 1 FROM ${s}.items i WHERE i.queue = q AND i.lease_owner IS NOT NULL
+      LIMIT lim.concurrency) c;
     allowed := least(allowed, lim.concurrency - leased);
+    c_blocked := allowed < want;
   END IF;
   IF has_lim AND lim.rate_count > 0 THEN
     period := lim.rate_period_ms::double precision / lim.rate_count;
@@ -329,113 +337,242 @@ BEGIN
   IF allowed > 0 THEN
     front := nextval('${s}.fronts');
     IF NOT grouped AND gcon = 0 THEN
-      FOR r IN SELECT i.id, octet_length(i.value) AS bytes FROM ${s}.items i
-        WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.ready_at <= t
-        ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT allowed FOR UPDATE SKIP LOCKED
+      -- As the plain claim does, for the rows the limits allow.
+      FOR r IN
+        WITH p AS (
+          SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+          FROM ${s}.items i
+          WHERE i.queue = q AND i.lease_owner IS NULL AND i.grp IS NULL AND i.ready_at <= t
+          ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT allowed FOR UPDATE SKIP LOCKED
+        ),
+        nb AS (
+          SELECT p.id, row_number() OVER w AS n, sum(p.bytes) OVER w AS running
+          FROM p WINDOW w AS (ORDER BY p.priority DESC, p.ready_at, p.seq)
+        )
+        UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = master_id,
+          lease_until = t + o.lease, leased_at = t, attempts = i.attempts + 1,
+          taken = front * ${FRONT_SPACING} + nb.n
+        FROM nb JOIN unnest(owners, leases) WITH ORDINALITY AS o(owner, lease, n) ON o.n = nb.n
+        WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= max_bytes)
+        RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until, i.key_hold IS NOT NULL AS hold
       LOOP
-        EXIT WHEN got > 0 AND running + r.bytes > max_bytes;
         got := got + 1;
-        running := running + r.bytes;
-        UPDATE ${s}.items i SET lease_owner = owners[got], lease_master = master_id,
-          lease_until = t + leases[got], leased_at = t, attempts = i.attempts + 1,
-          taken = front * ${FRONT_SPACING} + got
-        WHERE i.id = r.id
-        RETURNING i.id, i.attempts, i.value, i.lease_until
-          INTO c_id, c_attempts, c_value, c_lease_until;
-        c_n := got;
+        c_id := r.id;
+        c_attempts := r.attempts;
+        c_value := r.value;
+        c_n := r.n;
+        c_lease_until := r.lease_until;
+        c_hold := r.hold;
         RETURN NEXT;
       END LOOP;
     ELSE
-      WITH RECURSIVE g(name) AS (
-        (SELECT i.grp FROM ${s}.items i
-         WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL ORDER BY i.grp LIMIT 1)
-        UNION ALL
-        SELECT (SELECT i.grp FROM ${s}.items i
-                WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL AND i.grp > g.name
-                ORDER BY i.grp LIMIT 1)
-        FROM g WHERE g.name IS NOT NULL
-      )
-      SELECT coalesce(array_agg(g.name), '{}') INTO names FROM g WHERE g.name IS NOT NULL;
-      names := names || ''::text;
-      ng := array_length(names, 1);
-      SELECT array_agg(gr.last_served ORDER BY u.ord) INTO lasts
-      FROM unnest(names) WITH ORDINALITY AS u(g, ord)
-        LEFT JOIN ${s}.groups gr ON gr.queue = q AND gr.grp = u.g;
-      IF gcon > 0 THEN
-        SELECT array_agg(coalesce(c.n, 0)::integer ORDER BY u.ord) INTO held
-        FROM unnest(names) WITH ORDINALITY AS u(g, ord)
-          LEFT JOIN (SELECT coalesce(i.grp, '') AS g, count(*) AS n FROM ${s}.items i
-                     WHERE i.queue = q AND i.lease_owner IS NOT NULL GROUP BY 1) c ON c.g = u.g;
-      ELSE
-        held := array_fill(0, ARRAY[ng]);
-      END IF;
-      served := array_fill(false, ARRAY[ng]);
-      hid := array_fill(NULL::bigint, ARRAY[ng]);
-      hpri := array_fill(NULL::integer, ARRAY[ng]);
-      hready := array_fill(NULL::bigint, ARRAY[ng]);
-      hseq := array_fill(NULL::bigint, ARRAY[ng]);
-      hbytes := array_fill(NULL::integer, ARRAY[ng]);
-      FOR j IN 1..ng LOOP
-        SELECT * INTO h FROM ${s}.group_head(q, names[j], t);
-        hid[j] := h.h_id;
-        hpri[j] := h.h_priority;
-        hready[j] := h.h_ready;
-        hseq[j] := h.h_seq;
-        hbytes[j] := h.h_bytes;
+      -- Each group's first ready item (its head), one index probe per group; and the first
+      -- of the items without a group (the last "group", named '').
+      names := '{}';
+      lasts := '{}';
+      cid := '{}';
+      cpri := '{}';
+      crd := '{}';
+      cseq := '{}';
+      cby := '{}';
+      FOR r IN
+        WITH RECURSIVE h AS (
+          (SELECT i.grp, i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+           FROM ${s}.items i
+           WHERE i.queue = q AND i.grp IS NOT NULL AND i.lease_owner IS NULL AND i.ready_at <= t
+           ORDER BY i.grp, i.priority DESC, i.ready_at, i.seq LIMIT 1)
+          UNION ALL
+          SELECT n.* FROM h CROSS JOIN LATERAL (
+            SELECT i.grp, i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+            FROM ${s}.items i
+            WHERE i.queue = q AND i.grp IS NOT NULL AND i.grp > h.grp AND i.lease_owner IS NULL
+              AND i.ready_at <= t
+            ORDER BY i.grp, i.priority DESC, i.ready_at, i.seq LIMIT 1) n
+        ),
+        u AS (
+          SELECT h.* FROM h
+          UNION ALL
+          (SELECT '', i.id, i.priority, i.ready_at, i.seq, octet_length(i.value)
+           FROM ${s}.items i
+           WHERE i.queue = q AND i.grp IS NULL AND i.lease_owner IS NULL AND i.ready_at <= t
+           ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT 1)
+        )
+        SELECT u.*, gr.last_served FROM u
+          LEFT JOIN ${s}.groups gr ON gr.queue = q AND gr.grp = u.grp
+      LOOP
+        names := names || r.grp;
+        lasts := lasts || r.last_served;
+        cid := cid || r.id;
+        cpri := cpri || r.priority;
+        crd := crd || r.ready_at;
+        cseq := cseq || r.seq;
+        cby := cby || r.bytes;
       END LOOP;
-      FOR k IN 1..allowed LOOP
-        best := 0;
-        FOR j IN 1..ng LOOP
-          CONTINUE WHEN hid[j] IS NULL;
-          CONTINUE WHEN gcon > 0 AND held[j] >= gcon;
-          IF best = 0 THEN
-            best := j;
-            CONTINUE;
+      ng := coalesce(array_length(names, 1), 0);
+      IF ng > 0 THEN
+        IF gcon > 0 THEN
+          SELECT array_agg(coalesce(c.n, 0)::integer ORDER BY u.ord) INTO held
+          FROM unnest(names) WITH ORDINALITY AS u(g, ord)
+            LEFT JOIN (SELECT coalesce(i.grp, '') AS g, count(*) AS n FROM ${s}.items i
+                       WHERE i.queue = q AND i.lease_owner IS NOT NULL GROUP BY 1) c ON c.g = u.g;
+        ELSE
+          held := array_fill(0, ARRAY[ng]);
+        END IF;
+        served := array_fill(false, ARRAY[ng]);
+        cnt := array_fill(1, ARRAY[ng]);
+        fetched := array_fill(1, ARRAY[ng]);
+        more := array_fill(true, ARRAY[ng]);
+        ptr := array_fill(0, ARRAY[ng]);
+        -- Each group's candidates are in a region of k slots: its head first; when they run
+        -- out while it may have more, its next k, looked up when it is needed.
+        k := least(allowed, ceil(allowed::numeric / ng)::integer + 1);
+        IF k > 1 THEN
+          SELECT array_agg(CASE WHEN p = 1 THEN cid[g] END ORDER BY g, p),
+                 array_agg(CASE WHEN p = 1 THEN cpri[g] END ORDER BY g, p),
+                 array_agg(CASE WHEN p = 1 THEN crd[g] END ORDER BY g, p),
+                 array_agg(CASE WHEN p = 1 THEN cseq[g] END ORDER BY g, p),
+                 array_agg(CASE WHEN p = 1 THEN cby[g] END ORDER BY g, p)
+            INTO cid, cpri, crd, cseq, cby
+          FROM generate_series(1, ng) AS g, generate_series(1, k) AS p;
+        END IF;
+        rot := '{}';
+        rh := 1;
+        LOOP
+          EXIT WHEN picked >= allowed;
+          IF rh > coalesce(array_length(rot, 1), 0) THEN
+            -- This priority's turn is over. Groups served whose candidates ran out show
+            -- their next; then the next highest priority's rotation, the group served
+            -- longest ago first (one never served, or that left the rotation, by its first
+            -- item's put), a group at its group concurrency left out.
+            FOR gx IN 1..ng LOOP
+              IF ptr[gx] >= cnt[gx] AND more[gx] THEN
+                ptr[gx] := 0;
+                cnt[gx] := 0;
+                FOR r IN
+                  SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+                  FROM ${s}.items i
+                  WHERE i.queue = q AND i.lease_owner IS NULL AND i.ready_at <= t
+                    AND i.grp = names[gx]
+                  UNION ALL
+                  SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+                  FROM ${s}.items i
+                  WHERE names[gx] = '' AND i.queue = q AND i.lease_owner IS NULL
+                    AND i.grp IS NULL AND i.ready_at <= t
+                  ORDER BY 2 DESC, 3, 4 LIMIT k OFFSET fetched[gx]
+                LOOP
+                  cnt[gx] := cnt[gx] + 1;
+                  x := (gx - 1) * k + cnt[gx];
+                  cid[x] := r.id;
+                  cpri[x] := r.priority;
+                  crd[x] := r.ready_at;
+                  cseq[x] := r.seq;
+                  cby[x] := r.bytes;
+                END LOOP;
+                fetched[gx] := fetched[gx] + cnt[gx];
+                more[gx] := cnt[gx] = k;
+              END IF;
+            END LOOP;
+            SELECT max(cpri[(gj - 1) * k + ptr[gj] + 1]) INTO level
+            FROM generate_series(1, ng) AS gj
+            WHERE ptr[gj] < cnt[gj] AND NOT (gcon > 0 AND held[gj] >= gcon);
+            EXIT WHEN level IS NULL;
+            SELECT array_agg(c.gj ORDER BY coalesce(lasts[c.gj], cseq[c.pos]), crd[c.pos],
+                cseq[c.pos])
+              INTO rot
+            FROM (SELECT gj, (gj - 1) * k + ptr[gj] + 1 AS pos FROM generate_series(1, ng) AS gj
+                  WHERE ptr[gj] < cnt[gj] AND NOT (gcon > 0 AND held[gj] >= gcon)) c
+            WHERE cpri[c.pos] = level;
+            rh := 1;
           END IF;
-          kj := coalesce(lasts[j], hseq[j]);
-          kb := coalesce(lasts[best], hseq[best]);
-          IF hpri[j] > hpri[best] OR (hpri[j] = hpri[best] AND (kj < kb OR (kj = kb
-             AND (hready[j] < hready[best] OR (hready[j] = hready[best] AND hseq[j] < hseq[best])))))
-          THEN
-            best := j;
+          best := rot[rh];
+          rh := rh + 1;
+          IF ptr[best] >= cnt[best] THEN
+            -- Its turn came with its candidates used up: its next ones, if it has more.
+            CONTINUE WHEN NOT more[best];
+            ptr[best] := 0;
+            cnt[best] := 0;
+            FOR r IN
+              SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+              FROM ${s}.items i
+              WHERE i.queue = q AND i.lease_owner IS NULL AND i.ready_at <= t
+                AND i.grp = names[best]
+              UNION ALL
+              SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+              FROM ${s}.items i
+              WHERE names[best] = '' AND i.queue = q AND i.lease_owner IS NULL
+                AND i.grp IS NULL AND i.ready_at <= t
+              ORDER BY 2 DESC, 3, 4 LIMIT k OFFSET fetched[best]
+            LOOP
+              cnt[best] := cnt[best] + 1;
+              x := (best - 1) * k + cnt[best];
+              cid[x] := r.id;
+              cpri[x] := r.priority;
+              crd[x] := r.ready_at;
+              cseq[x] := r.seq;
+              cby[x] := r.bytes;
+            END LOOP;
+            fetched[best] := fetched[best] + cnt[best];
+            more[best] := cnt[best] = k;
+            CONTINUE WHEN cnt[best] = 0 OR cpri[(best - 1) * k + 1] <> level;
+          END IF;
+          bx := (best - 1) * k + ptr[best] + 1;
+          EXIT WHEN picked > 0 AND running + cby[bx] > max_bytes;
+          picked := picked + 1;
+          running := running + cby[bx];
+          chosen := chosen || cid[bx];
+          ptr[best] := ptr[best] + 1;
+          held[best] := held[best] + 1;
+          lasts[best] := nextval('${s}.ids');
+          served[best] := true;
+          -- Served, it goes to the back of the rotation while it has items at this priority
+          -- (or may have: then its turn looks).
+          IF NOT (gcon > 0 AND held[best] >= gcon) AND (
+            (ptr[best] < cnt[best] AND cpri[(best - 1) * k + ptr[best] + 1] = level)
+            OR (ptr[best] >= cnt[best] AND more[best])) THEN
+            rot := rot || best;
           END IF;
         END LOOP;
-        EXIT WHEN best = 0;
-        EXIT WHEN got > 0 AND running + hbytes[best] > max_bytes;
-        got := got + 1;
-        running := running + hbytes[best];
-        UPDATE ${s}.items i SET lease_owner = owners[got], lease_master = master_id,
-          lease_until = t + leases[got], leased_at = t, attempts = i.attempts + 1,
-          taken = front * ${FRONT_SPACING} + got
-        WHERE i.id = hid[best]
-        RETURNING i.id, i.attempts, i.value, i.lease_until
-          INTO c_id, c_attempts, c_value, c_lease_until;
-        c_n := got;
-        RETURN NEXT;
-        held[best] := held[best] + 1;
-        lasts[best] := nextval('${s}.ids');
-        served[best] := true;
-        SELECT * INTO h FROM ${s}.group_head(q, names[best], t);
-        hid[best] := h.h_id;
-        hpri[best] := h.h_priority;
-        hready[best] := h.h_ready;
-        hseq[best] := h.h_seq;
-        hbytes[best] := h.h_bytes;
-      END LOOP;
-      -- A served group that ran out of ready items leaves the rotation: when it has items
-      -- again it takes its place by its first item's put, as a new group does.
-      DELETE FROM ${s}.groups gr USING unnest(names, served, hid) AS u(g, s, h)
-      WHERE gr.queue = q AND gr.grp = u.g AND u.s AND u.h IS NULL;
-      INSERT INTO ${s}.groups (queue, grp, last_served)
-      SELECT q, u.g, u.l FROM unnest(names, lasts, served, hid) AS u(g, l, s, h)
-      WHERE u.s AND u.h IS NOT NULL ORDER BY u.g
-      ON CONFLICT (queue, grp) DO UPDATE SET last_served = excluded.last_served;
+        IF gcon > 0 AND EXISTS (SELECT 1 FROM generate_series(1, ng) AS gj
+                                WHERE (ptr[gj] < cnt[gj] OR more[gj]) AND held[gj] >= gcon) THEN
+          c_blocked := true;
+        END IF;
+      IF picked > 0 THEN
+        FOR r IN
+          UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = master_id,
+            lease_until = t + o.lease, leased_at = t, attempts = i.attempts + 1,
+            taken = front * ${FRONT_SPACING} + o.n
+          FROM unnest(chosen, owners[1:picked], leases[1:picked]) WITH ORDINALITY
+            AS o(id, owner, lease, n)
+          WHERE i.id = o.id AND i.lease_owner IS NULL
+          RETURNING i.id, i.attempts, i.value, o.n, i.lease_until, i.key_hold IS NOT NULL AS hold
+        LOOP
+          got := got + 1;
+          c_id := r.id;
+          c_attempts := r.attempts;
+          c_value := r.value;
+          c_n := r.n;
+          c_lease_until := r.lease_until;
+          c_hold := r.hold;
+          RETURN NEXT;
+        END LOOP;
+      END IF;
+        -- A served group that ran out of ready items leaves the rotation: when it has items
+        -- again it takes its place by its first item's put, as a new group does.
+        DELETE FROM ${s}.groups gr
+        USING unnest(names, served, cnt, ptr, more) AS u(g, s, c, p, m)
+        WHERE gr.queue = q AND gr.grp = u.g AND u.s AND u.p >= u.c AND NOT u.m;
+        INSERT INTO ${s}.groups (queue, grp, last_served)
+        SELECT q, u.g, u.l FROM unnest(names, lasts, served, cnt, ptr, more) AS u(g, l, s, c, p, m)
+        WHERE u.s AND NOT (u.p >= u.c AND NOT u.m) ORDER BY u.g
+        ON CONFLICT (queue, grp) DO UPDATE SET last_served = excluded.last_served;
+      END IF;
     END IF;
   END IF;
   c_id := NULL;
   c_attempts := NULL;
   c_value := NULL;
   c_lease_until := NULL;
+  c_hold := NULL;
   c_n := 0;
   IF has_lim AND lim.rate_count > 0 THEN
     new_tat := CASE WHEN got > 0 THEN base + got * period ELSE lim.tat END;

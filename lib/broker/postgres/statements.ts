@@ -14,7 +14,8 @@
  * each in `finished`, in the same statement. A queue with limits or grouped
  * items claims through the `claim_special` function (schema.ts) instead; the
  * plain claim sees such a queue in the same statement and leaves it alone,
- * so no master can pass a limit on a stale belief. Rows are found by
+ * so no master can pass a limit on a stale belief (when it claims nothing, the
+ * master asks whether that is why). Rows are found by
  * `id = ANY(ids)`, so the plan is always the primary key's, never a scan of
  * every leased row however the statistics stand. Times are the
  * database's clock in milliseconds (`now_ms()`), so every master agrees on
@@ -56,31 +57,35 @@ export interface Statements {
   /**
    * Claims of a queue without limits or groups: `$1` queue, `$2` most rows,
    * `$3` owner per row, `$4` lease (ms) per row, `$5` master, `$6` most
-   * bytes. Returns `id, attempts, value, n, lease_until`; and, when the
-   * queue has limits or grouped items (so it claimed nothing), one row with
-   * `n` 0 and no id: such a queue claims with {@link claimSpecial}.
+   * bytes. Returns `id, attempts, value, n, lease_until, hold` (whether the
+   * item's unique key is held after it finishes). A queue with limits or
+   * grouped items claims nothing here (it claims with
+   * {@link claimSpecial}); {@link special} tells, when a claim got nothing.
    */
   readonly claim: string;
+  /** Whether queue `$1` has limits or grouped items: `yes`. */
+  readonly special: string;
   /**
    * Claims of a queue with limits or groups (the `claim_special` function):
    * `$1` queue, `$2` owner per row, `$3` lease (ms) per row, `$4` master,
    * `$5` most bytes, `$6` the rate limit's burst (ms). Returns
-   * `id, attempts, value, n, lease_until` per row leased, and last one row
+   * `id, attempts, value, n, lease_until, hold` per row leased, and last one row
    * with no id that says whether the queue still needs this claim
-   * (`special`) and when its rate limit allows the next delivery
-   * (`next_at`, or NULL).
+   * (`special`), when its rate limit allows the next delivery (`next_at`,
+   * or NULL), whether it has a concurrency or group concurrency limit
+   * (`slots`) and whether that held this claim back (`blocked`).
    */
   readonly claimSpecial: string;
   /**
-   * Acks: `$1` ids, `$2` attempts, `$3` owners, `$4` result source ids,
-   * `$5` result queues, `$6` result values, `$7` master, `$8` channel,
-   * `$9` notification prefix, `$10` result source attempts, `$11` result
-   * source owners, `$12` counter lane, `$13` whether to keep a record of
-   * each in the history. Returns the leases acked: `id, attempts,
-   * lease_owner, queue` (a result is kept only with the very lease it came
-   * with: a stale ack of the same id in the same batch adds nothing).
+   * Acks, by {@link ackVariant}: `$1` ids, `$2` attempts, `$3` owners, `$4`
+   * result source ids, `$5` result queues, `$6` result values, `$7` master,
+   * `$8` channel, `$9` notification prefix, `$10` result source attempts,
+   * `$11` result source owners, `$12` counter lane. Returns the leases
+   * acked: `id, attempts, lease_owner, queue` (a result is kept only with
+   * the very lease it came with: a stale ack of the same id in the same
+   * batch adds nothing).
    */
-  readonly ack: string;
+  readonly acks: readonly string[];
   /**
    * Nacks: `$1` ids, `$2` attempts, `$3` owner, `$4` delay (ms), `$5` master,
    * `$6` channel, `$7` notification prefix, `$8` counter lane. Returns `id, queue`.
@@ -97,6 +102,21 @@ export interface Statements {
   readonly now: string;
 }
 
+/**
+ * Which of {@link Statements.acks} acks a batch: one that records each item
+ * in the history when `history`, one that holds unique keys when `holds`
+ * (some item of the batch was put with a key hold).
+ *
+ * @example
+ * ```ts
+ * import { ackVariant } from "./statements.ts";
+ * console.log(ackVariant(false, false), ackVariant(true, true)); // 0 3
+ * ```
+ */
+export function ackVariant(history: boolean, holds: boolean): number {
+  return (history ? 2 : 0) + (holds ? 1 : 0);
+}
+
 /** Adds `put` and `bytes` per queue of CTE `rows(queue, bytes)` to the counters of `master` and `lane`. */
 function countPuts(s: string, rows: string, master: string, lane: string): string {
   return `INSERT INTO ${s}.counters (queue, master, lane, put, bytes)
@@ -109,6 +129,79 @@ function countPuts(s: string, rows: string, master: string, lane: string): strin
 /** Sends one notification per distinct queue of `rows(queue)` (a CTE or subquery), when there are any. */
 function notifyQueues(rows: string, channel: string, prefix: string): string {
   return `(SELECT count(pg_notify(${channel}, ${prefix} || q)) FROM (SELECT DISTINCT queue AS q FROM ${rows} r) d)`;
+}
+
+/**
+ * The ack statement of schema `s`: with a record of each acked item in the
+ * history when `history`, and with its unique key held for its key hold
+ * when `holds` (an item put with one). Each part is planned with every
+ * execution (the statement's plans are custom, for its arrays' sizes), so
+ * the plain ack leaves out what it does not need.
+ */
+function ackSql(s: string, history: boolean, holds: boolean): string {
+  const now = `(SELECT t FROM now)`;
+  const ctes = [
+    `now AS MATERIALIZED (SELECT ${s}.now_ms() AS t)`,
+    `done AS (
+  DELETE FROM ${s}.items i
+  WHERE i.id = ANY($1::bigint[])
+    AND (i.id, i.attempts, i.lease_owner) IN (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]))
+  RETURNING i.id, i.attempts, i.lease_owner, i.queue, octet_length(i.value) AS bytes${
+      history
+        ? `, i.priority, i.grp, i.ukey, i.last_error, i.created_at, i.leased_at, i.progress_percent,
+    i.progress_message, i.progress_at, i.value`
+        : ""
+    }${holds ? `, i.ukey AS hold_key, i.key_hold` : ""}
+)`,
+    `res AS (
+  INSERT INTO ${s}.items (id, queue, ready_at, seq, value, created_at)
+  SELECT n.id, n.queue, ${now}, n.id, n.value, ${now}
+  FROM (SELECT nextval('${s}.ids') AS id, r.queue, r.value
+        FROM unnest($4::bigint[], $5::text[], $6::bytea[], $10::int[], $11::text[])
+          WITH ORDINALITY AS r(src, queue, value, att, owner, ord)
+        WHERE (r.src, r.att, r.owner) IN (SELECT id, attempts, lease_owner FROM done)
+        ORDER BY r.ord) n
+  RETURNING queue, octet_length(value) AS bytes
+)`,
+  ];
+  if (history) {
+    ctes.push(`hist AS (
+  INSERT INTO ${s}.finished (id, queue, state, attempts, priority, grp, ukey, error, value, result,
+    progress_percent, progress_message, progress_at, created_at, finished_at)
+  SELECT d.id, d.queue, 'done', d.attempts, d.priority, d.grp, d.ukey, d.last_error,
+    CASE WHEN d.bytes + coalesce(octet_length(x.value), 0) <= ${MAX_HISTORY_VALUE_BYTES}
+      THEN d.value END,
+    CASE WHEN d.bytes + coalesce(octet_length(x.value), 0) <= ${MAX_HISTORY_VALUE_BYTES}
+      THEN x.value END,
+    ${currentProgress("d")}, d.created_at, ${now}
+  FROM done d LEFT JOIN unnest($4::bigint[], $6::bytea[], $10::int[], $11::text[])
+      AS x(src, value, att, owner)
+    ON x.src = d.id AND x.att = d.attempts AND x.owner = d.lease_owner
+)`);
+  }
+  if (holds) {
+    ctes.push(`holds AS (
+  INSERT INTO ${s}.key_holds (queue, ukey, id, until)
+  SELECT d.queue, d.hold_key, d.id, ${now} + d.key_hold FROM done d
+  WHERE d.hold_key IS NOT NULL AND d.key_hold > 0 ORDER BY 1, 2
+  ON CONFLICT (queue, ukey) DO UPDATE SET id = excluded.id, until = excluded.until
+)`);
+  }
+  ctes.push(
+    `reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM res ON CONFLICT DO NOTHING)`,
+    `cnt AS (
+  INSERT INTO ${s}.counters (queue, master, lane, acked, put, bytes)
+  SELECT queue, $7::bigint, $12::smallint, sum(acked), sum(put), sum(bytes) FROM (
+    SELECT queue, count(*) AS acked, 0 AS put, -sum(bytes) AS bytes FROM done GROUP BY queue
+    UNION ALL SELECT queue, 0, count(*), sum(bytes) FROM res GROUP BY queue) c
+  GROUP BY queue ORDER BY queue
+  ON CONFLICT (queue, master, lane) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
+    put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
+)`,
+  );
+  return `WITH ${ctes.join(",\n")}
+SELECT id, attempts, lease_owner, queue, ${notifyQueues("res", "$8::text", "$9::text")} AS notified
+FROM done`;
 }
 
 /**
@@ -177,101 +270,36 @@ SELECT 'n' AS kind, id, ukey, bytes, ${
     } AS notified FROM ins
 UNION ALL SELECT 'l', id, ukey, 0, 0 FROM live`,
     claim: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
-special AS MATERIALIZED (
-  SELECT EXISTS (SELECT 1 FROM ${s}.limits WHERE queue = $1)
-    OR EXISTS (SELECT 1 FROM ${s}.items
-               WHERE queue = $1 AND grp IS NOT NULL AND lease_owner IS NULL) AS yes
-),
 picked AS (
   SELECT id, priority, ready_at, seq, octet_length(value) AS bytes FROM ${s}.items
   WHERE queue = $1 AND lease_owner IS NULL AND grp IS NULL AND ready_at <= ${now}
     AND NOT EXISTS (SELECT 1 FROM ${s}.paused WHERE name = $1)
-    AND NOT (SELECT yes FROM special)
+    AND NOT ${s}.queue_special($1)
   ORDER BY priority DESC, ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
 ),
 numbered AS (
   SELECT id, row_number() OVER w AS n, sum(bytes) OVER w AS running
   FROM picked WINDOW w AS (ORDER BY priority DESC, ready_at, seq)
 ),
-batch AS MATERIALIZED (SELECT nextval('${s}.fronts') AS base),
-leased AS (
-  UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = $5,
-    lease_until = ${now} + o.lease, leased_at = ${now}, attempts = i.attempts + 1,
-    taken = (SELECT base FROM batch) * ${FRONT_SPACING} + nb.n
-  FROM numbered nb JOIN unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS o(owner, lease, n)
-    ON o.n = nb.n
-  WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= $6)
-  RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until
-)
-SELECT id, attempts, value, n, lease_until FROM leased
-UNION ALL
-SELECT NULL::bigint, NULL::int, NULL::bytea, 0::bigint, NULL::bigint FROM special WHERE yes`,
+batch AS MATERIALIZED (SELECT nextval('${s}.fronts') AS base)
+UPDATE ${s}.items i SET lease_owner = o.owner, lease_master = $5,
+  lease_until = ${now} + o.lease, leased_at = ${now}, attempts = i.attempts + 1,
+  taken = (SELECT base FROM batch) * ${FRONT_SPACING} + nb.n
+FROM numbered nb JOIN unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS o(owner, lease, n)
+  ON o.n = nb.n
+WHERE i.id = nb.id AND (nb.n = 1 OR nb.running <= $6)
+RETURNING i.id, i.attempts, i.value, nb.n, i.lease_until, i.key_hold IS NOT NULL AS hold`,
+    special: `SELECT ${s}.queue_special($1) AS yes`,
     claimSpecial: `SELECT c_id AS id, c_attempts AS attempts, c_value AS value, c_n AS n,
-  c_lease_until AS lease_until, c_next_at AS next_at, c_special AS special
+  c_lease_until AS lease_until, c_hold AS hold, c_next_at AS next_at, c_special AS special,
+  c_slots AS slots, c_blocked AS blocked
 FROM ${s}.claim_special($1::text, $2::text[], $3::bigint[], $4::bigint, $5::bigint, $6::int)`,
-    ack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
-done AS (
-  DELETE FROM ${s}.items i
-  WHERE i.id = ANY($1::bigint[])
-    AND (i.id, i.attempts, i.lease_owner) IN (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]))
-  RETURNING i.id, i.attempts, i.lease_owner, i.queue, octet_length(i.value) AS bytes, i.priority,
-    i.grp, i.ukey, i.key_hold, i.last_error, i.created_at, i.leased_at, i.progress_percent,
-    i.progress_message, i.progress_at, CASE WHEN $13::boolean THEN i.value END AS value
-),
-res AS (
-  INSERT INTO ${s}.items (id, queue, ready_at, seq, value, created_at)
-  SELECT n.id, n.queue, ${now}, n.id, n.value, ${now}
-  FROM (SELECT nextval('${s}.ids') AS id, r.queue, r.value
-        FROM unnest($4::bigint[], $5::text[], $6::bytea[], $10::int[], $11::text[])
-          WITH ORDINALITY AS r(src, queue, value, att, owner, ord)
-        WHERE (r.src, r.att, r.owner) IN (SELECT id, attempts, lease_owner FROM done)
-        ORDER BY r.ord) n
-  RETURNING queue, octet_length(value) AS bytes
-),
-hist AS (
-  INSERT INTO ${s}.finished (id, queue, state, attempts, priority, grp, ukey, error, value, result,
-    progress_percent, progress_message, progress_at, created_at, finished_at)
-  SELECT d.id, d.queue, 'done', d.attempts, d.priority, d.grp, d.ukey, d.last_error,
-    CASE WHEN d.bytes + coalesce(octet_length(x.value), 0) <= ${MAX_HISTORY_VALUE_BYTES}
-      THEN d.value END,
-    CASE WHEN d.bytes + coalesce(octet_length(x.value), 0) <= ${MAX_HISTORY_VALUE_BYTES}
-      THEN x.value END,
-    ${currentProgress("d")}, d.created_at, ${now}
-  FROM done d LEFT JOIN unnest($4::bigint[], $6::bytea[], $10::int[], $11::text[])
-      AS x(src, value, att, owner)
-    ON x.src = d.id AND x.att = d.attempts AND x.owner = d.lease_owner
-  WHERE $13::boolean
-),
-holds AS (
-  INSERT INTO ${s}.key_holds (queue, ukey, id, until)
-  SELECT d.queue, d.ukey, d.id, ${now} + d.key_hold FROM done d
-  WHERE d.ukey IS NOT NULL AND d.key_hold > 0 ORDER BY 1, 2
-  ON CONFLICT (queue, ukey) DO UPDATE SET id = excluded.id, until = excluded.until
-),
-reg AS (INSERT INTO ${s}.queues (name) SELECT DISTINCT queue FROM res ON CONFLICT DO NOTHING),
-cnt AS (
-  INSERT INTO ${s}.counters (queue, master, lane, acked, put, bytes)
-  SELECT queue, $7::bigint, $12::smallint, sum(acked), sum(put), sum(bytes) FROM (
-    SELECT queue, count(*) AS acked, 0 AS put, -sum(bytes) AS bytes FROM done GROUP BY queue
-    UNION ALL SELECT queue, 0, count(*), sum(bytes) FROM res GROUP BY queue) c
-  GROUP BY queue ORDER BY queue
-  ON CONFLICT (queue, master, lane) DO UPDATE SET acked = ${s}.counters.acked + excluded.acked,
-    put = ${s}.counters.put + excluded.put, bytes = ${s}.counters.bytes + excluded.bytes
-),
-lim AS (
-  SELECT DISTINCT d.queue FROM done d
-  WHERE EXISTS (SELECT 1 FROM ${s}.limits)
-    AND EXISTS (SELECT 1 FROM ${s}.limits l
-                WHERE l.queue = d.queue AND (l.concurrency > 0 OR l.group_concurrency > 0))
-)
-SELECT id, attempts, lease_owner, queue, ${
-      notifyQueues(
-        "(SELECT queue FROM res UNION ALL SELECT queue FROM lim)",
-        "$8::text",
-        "$9::text",
-      )
-    } AS notified
-FROM done`,
+    acks: [
+      ackSql(s, false, false),
+      ackSql(s, false, true),
+      ackSql(s, true, false),
+      ackSql(s, true, true),
+    ],
     nack: `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t),
 u AS (
   SELECT u.id, u.att, nextval('${s}.ids') AS seq
