@@ -17,6 +17,7 @@
 import postgres from "postgres";
 import type { Broker } from "../lib/broker/broker.ts";
 import { openPostgresBroker } from "../lib/broker/postgres/broker.ts";
+import { DEFAULT_HISTORY_COUNT } from "../lib/model/jobs.ts";
 import {
   brokerConformance,
   type BrokerFactory,
@@ -40,6 +41,8 @@ async function open(schema: string, options: ConformanceOptions): Promise<Broker
   return await openPostgresBroker({
     url: (await database()).url,
     schema,
+    // The suite looks finished jobs up: keep them, as `--keep-jobs` does (none by default here).
+    historyCount: DEFAULT_HISTORY_COUNT,
     ...rest,
     ...(maxMemoryBytes === undefined ? {} : { maxStoredBytes: maxMemoryBytes }),
     pollMs: 200,

@@ -67,7 +67,8 @@ async function rig(store: Store): Promise<Rig> {
     authkey: KEY,
     store,
     retry: { maxAttempts: 1, backoffBaseMs: 0 },
-    jobs: { limits: { mail: { rateCount: 50, ratePeriodMs: 1_000 } } },
+    // Finished jobs are kept (PostgreSQL keeps none unless told, as with --keep-jobs).
+    jobs: { historyCount: 1_000, limits: { mail: { rateCount: 50, ratePeriodMs: 1_000 } } },
   });
   try {
     const http = await serveHttp({ source: master, listen: "127.0.0.1:0", authkey: KEY });

@@ -60,8 +60,8 @@ and its attempts, priority, group, unique key, last progress, last error,
 result, value and times (ISO 8601, UTC).
 
 Finished items are known for as long as the master keeps their records
-(taskq master --keep-jobs, default ${DEFAULT_HISTORY_COUNT}, and --keep-jobs-for, default
-${DEFAULT_HISTORY_MS / MS_PER_MINUTE} minutes).
+(taskq master --keep-jobs, default ${DEFAULT_HISTORY_COUNT}, none on PostgreSQL, and
+--keep-jobs-for, default ${DEFAULT_HISTORY_MS / MS_PER_MINUTE} minutes).
 
 Options:
   --json                    print the item as one JSON object: id, queue,

@@ -115,7 +115,9 @@ ${PG_HELP}
                             at most M items of one group of queue NAME
                             leased at once (repeatable)
   --keep-jobs N             finished items whose records taskq job can show
-                            (default ${DEFAULT_HISTORY_COUNT}; 0: none)
+                            (default ${DEFAULT_HISTORY_COUNT}, and 0 with
+                            --store postgres, where each is a row written
+                            with the ack; 0: none)
   --keep-jobs-for DURATION  how long those records are kept (default ${
     DEFAULT_HISTORY_MS / MS_PER_HOUR
   }h);
@@ -255,7 +257,10 @@ function queueLimits(parsed: Parsed): Record<string, LimitChanges> {
  */
 function jobOptions(parsed: Parsed): JobOptions {
   return {
-    historyCount: intFlag(parsed, "keep-jobs", DEFAULT_HISTORY_COUNT, 0),
+    // Absent: each store's own default (none on PostgreSQL, where it costs a row per ack).
+    historyCount: stringFlag(parsed, "keep-jobs") === undefined
+      ? undefined
+      : intFlag(parsed, "keep-jobs", DEFAULT_HISTORY_COUNT, 0),
     historyMs: durationFlag(parsed, "keep-jobs-for", DEFAULT_HISTORY_MS),
     limits: queueLimits(parsed),
   };
