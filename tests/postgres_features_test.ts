@@ -35,7 +35,7 @@ import {
 } from "../lib/broker/postgres/broker.ts";
 import { PG_SCHEMA_VERSION } from "../lib/broker/postgres/schema.ts";
 import { encode } from "../lib/model/codec.ts";
-import { RATE_BURST_MS } from "../lib/model/jobs.ts";
+import { DEFAULT_HISTORY_COUNT, RATE_BURST_MS } from "../lib/model/jobs.ts";
 import { pause, waitFor } from "./_helpers.ts";
 import { type PgCluster, POSTGRES_MISSING, postgresAvailable, startPostgres } from "./_postgres.ts";
 
@@ -78,8 +78,16 @@ interface Pair extends AsyncDisposable {
 async function pair(options: Partial<PostgresBrokerOptions> = {}): Promise<Pair> {
   const url = (await database()).url;
   const schema = `features_${Deno.pid}_${++schemas}`;
+  // History on (a PostgreSQL broker keeps none by default): lookups of finished jobs are tested.
   const open = () =>
-    openPostgresBroker({ url, schema, pollMs: SLOW_POLL_MS, poolSize: 4, ...options });
+    openPostgresBroker({
+      url,
+      schema,
+      pollMs: SLOW_POLL_MS,
+      poolSize: 4,
+      historyCount: DEFAULT_HISTORY_COUNT,
+      ...options,
+    });
   const a = await open();
   const b = await open();
   const sql = postgres(url, { max: 1, onnotice: () => {} });
@@ -379,10 +387,8 @@ pgTest("a version 1 schema is migrated in place and its items are served on", as
     await sql.unsafe(`INSERT INTO ${s}.queues (name) VALUES ('old')`);
 
     // Two masters start at once: one migrates, the other finds it done.
-    const [a, b] = await Promise.all([
-      openPostgresBroker({ url, schema, pollMs: SLOW_POLL_MS }),
-      openPostgresBroker({ url, schema, pollMs: SLOW_POLL_MS }),
-    ]);
+    const options = { url, schema, pollMs: SLOW_POLL_MS, historyCount: DEFAULT_HISTORY_COUNT };
+    const [a, b] = await Promise.all([openPostgresBroker(options), openPostgresBroker(options)]);
     try {
       const [version] = await sql.unsafe(`SELECT value FROM ${s}.meta WHERE key = 'version'`);
       assert.equal(version.value, String(PG_SCHEMA_VERSION));

@@ -170,18 +170,8 @@ const ADMIN_POOL_SIZE = 2;
  * has none (autovacuum analyzes it a minute later at best), and the
  * planner then sorts the whole queue for every claim: measured three times
  * slower on a queue of 100,000.
- *
- * Plans are made for each execution (`force_custom_plan`): a prepared
- * statement's generic plan knows neither its arrays' sizes nor its limits,
- * and PostgreSQL would switch to it after five executions when its estimate
- * looked no worse, running claims up to half again slower (and the claim
- * function's statements, planned in the session, likewise).
  */
-const PINNED_PLANS: Record<string, string> = {
-  enable_seqscan: "off",
-  enable_bitmapscan: "off",
-  plan_cache_mode: "force_custom_plan",
-};
+const PINNED_PLANS: Record<string, string> = { enable_seqscan: "off", enable_bitmapscan: "off" };
 
 /** Connections of the hot pool (puts, acks) by default: a master has this, the claim and admin pools, and a listener. */
 export const DEFAULT_POOL_SIZE = 6;
