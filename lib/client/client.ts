@@ -494,10 +494,56 @@ interface Lease {
   controller?: AbortController;
   /** Set when the master said it was cancelled. */
   cancelled?: JobCancelledError;
+  /** Called when the master says it was cancelled (see {@link whenCancelled}). */
+  onCancel?: (reason: JobCancelledError) => void;
 }
 
 /** Reads a job's {@link Lease}, if this module made the job. */
 let leaseOf: (job: Job) => Lease | undefined;
+
+/**
+ * Calls `then` once if the master cancels `job` while this client holds it
+ * (at once if it already did): what {@link LeasedJob.signal} tells, without
+ * an `AbortController` and a listener per job, for loops that handle many
+ * jobs (the worker). One callback per job; a later call replaces it.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { connect, whenCancelled } from "./client.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const client = await connect({ address: master.address, authkey: "abc" });
+ * await client.queue("tasks").put(7);
+ * const job = await client.queue("tasks").get(1000);
+ * let stopped = false;
+ * whenCancelled(job!, () => stopped = true);
+ * await client.cancel(job!.id);
+ * await client.ping(); // the notice comes before this reply
+ * console.log(stopped); // true
+ * await client.close();
+ * await master.close();
+ * ```
+ */
+export function whenCancelled(job: Job, then: (reason: JobCancelledError) => void): void {
+  const lease = leaseOf(job);
+  if (lease === undefined) return;
+  if (lease.cancelled !== undefined) then(lease.cancelled);
+  else lease.onCancel = then;
+}
+
+/**
+ * Whether the master cancelled `job` while this client held it (what
+ * `job.signal.aborted` says, without making the signal).
+ *
+ * @example
+ * ```ts
+ * import { wasCancelled } from "./client.ts";
+ * console.log(wasCancelled({ id: 1, queue: "q", value: 0, attempt: 1 })); // false
+ * ```
+ */
+export function wasCancelled(job: Job): boolean {
+  return leaseOf(job)?.cancelled !== undefined;
+}
 
 /**
  * A job as a client delivers it: a {@link LeasedJob}. Its four fields are its
@@ -1366,6 +1412,7 @@ export class Client {
       this.#held.delete(id);
       lease.cancelled = new JobCancelledError(id);
       lease.controller?.abort(lease.cancelled);
+      lease.onCancel?.(lease.cancelled);
     }
   }
 

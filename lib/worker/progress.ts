@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { LeasedJob } from "../client/client.ts";
+import { type LeasedJob, wasCancelled } from "../client/client.ts";
 import { ConnectionLostError, RemoteError, UnsupportedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
@@ -57,7 +57,7 @@ export class ProgressForwarder {
     let inFlight = false;
     let next: ProgressUpdate | undefined;
     const send = (update: ProgressUpdate): void => {
-      if (this.#unsupported || job.signal.aborted) return;
+      if (this.#unsupported || wasCancelled(job)) return;
       inFlight = true;
       this.#log.info("task progress", { id: job.id, ...update });
       job.progress(update.percent, update.message).then(

@@ -30,7 +30,14 @@
  * @module
  */
 
-import { type Client, type LeasedJob, MAX_BATCH, MAX_DURATION_MS } from "../client/client.ts";
+import {
+  type Client,
+  type LeasedJob,
+  MAX_BATCH,
+  MAX_DURATION_MS,
+  wasCancelled,
+  whenCancelled,
+} from "../client/client.ts";
 import { ConnectionLostError, LeaseLostError, RemoteError } from "../errors.ts";
 import { checkQueueNameArgument } from "../model/queue_names.ts";
 import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
@@ -233,7 +240,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     } catch (error) {
       running.delete(job);
       fillSlots();
-      if (job.signal.aborted) {
+      if (wasCancelled(job)) {
         // Cancelled: the lease is gone; there is nothing to give back or report.
         cancelled(job, "its work was stopped");
       } else if (abort.signal.reason === SHUTDOWN) {
@@ -252,7 +259,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     }
     running.delete(job);
     fillSlots();
-    if (job.signal.aborted) {
+    if (wasCancelled(job)) {
       cancelled(job, "its result was dropped");
       return;
     }
@@ -280,7 +287,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     if (completion === "acked") {
       summary.done++;
       log.debug("task done", { id: job.id, attempt: job.attempt });
-    } else if (job.signal.aborted) {
+    } else if (wasCancelled(job)) {
       cancelled(job, "it was cancelled before its ack; its result was dropped");
     } else {
       lost(job, "the lease ended before the ack; its result was dropped");
@@ -290,11 +297,11 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   const start = (job: LeasedJob<T>) => {
     const abort = new AbortController();
     // The handler's signal also aborts, with the job's JobCancelledError, when it is cancelled.
-    job.signal.addEventListener("abort", () => abort.abort(job.signal.reason), { once: true });
+    whenCancelled(job, (reason) => abort.abort(reason));
     running.set(job, abort);
     const task: Promise<void> = work(job, abort)
       .catch((error) => {
-        if (job.signal.aborted && error instanceof LeaseLostError) {
+        if (wasCancelled(job) && error instanceof LeaseLostError) {
           cancelled(job, "it was cancelled while being settled");
         } else if (
           error instanceof LeaseLostError || isDisconnect(error) || isUnavailable(error)
@@ -329,7 +336,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   function fillSlots(): void {
     while (running.size < concurrency && buffered.length > 0 && !stopped()) {
       const job = buffered.shift() as LeasedJob<T>;
-      if (job.signal.aborted) cancelled(job, "it was cancelled before it started");
+      if (wasCancelled(job)) cancelled(job, "it was cancelled before it started");
       else start(job);
     }
     wake.resolve();
@@ -338,7 +345,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   /** Renews every held lease in one request; aborts the jobs whose lease is gone. */
   const renew = setInterval(() => {
     // Not those cancelled: their leases are gone already (and their work stops).
-    const held = [...running.keys(), ...buffered].filter((job) => !job.signal.aborted);
+    const held = [...running.keys(), ...buffered].filter((job) => !wasCancelled(job));
     if (held.length === 0) return;
     source.extend(held, leaseMs).catch((error) => {
       if (isUnavailable(error)) {
@@ -437,9 +444,9 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     const unstarted = [...buffered];
     buffered.removeWhere(() => true);
     for (const job of unstarted) {
-      if (job.signal.aborted) cancelled(job, "it was cancelled before it started");
+      if (wasCancelled(job)) cancelled(job, "it was cancelled before it started");
     }
-    const returning = unstarted.filter((job) => !job.signal.aborted);
+    const returning = unstarted.filter((job) => !wasCancelled(job));
     if (returning.length > 0) {
       await outstandingGet;
       await source.nack(returning.filter((job) => client.mayHoldLease(job))).catch(() => {});
