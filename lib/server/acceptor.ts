@@ -17,6 +17,14 @@ export const ACCEPT_BACKOFF_MIN_MS = 10;
 export const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
 /**
+ * Failures this soon after a streak ended (in ms) continue it: one accept
+ * that got through while descriptors were still short (one freed for a
+ * moment) does not make the next failure a new streak with a log line of
+ * its own.
+ */
+export const ACCEPT_RELAPSE_MS = 1_000;
+
+/**
  * While connections mid-handshake keep being dropped to make room (a flood),
  * the first drop is logged, then one line per this many ms with the count.
  */
@@ -82,19 +90,27 @@ export class Acceptor<S extends AcceptedSession> {
   /**
    * Accepts until closed. A failed accept (out of file descriptors, most
    * often) is logged once per streak and retried after a growing wait, so
-   * the loop backs off instead of spinning; the first success ends the streak.
+   * the loop backs off instead of spinning; the first success ends the streak
+   * (a failure within {@link ACCEPT_RELAPSE_MS} of that is not logged unless
+   * failures go on past that window).
    */
   async #acceptLoop(): Promise<void> {
     const { listener, log } = this.#options;
     let backoffMs = 0;
     let failures = 0;
+    /** Whether this streak was logged (a relapse is not). */
+    let logged = false;
+    let streakEndedAt = -Infinity;
     for (;;) {
       let conn: ByteStream;
       try {
         conn = await listener.accept();
       } catch (error) {
         if (this.#closing || error instanceof Deno.errors.BadResource) return;
-        if (failures++ === 0) {
+        failures++;
+        // A relapse that outlasts the window is logged after all, as its own streak.
+        if (!logged && Date.now() - streakEndedAt >= ACCEPT_RELAPSE_MS) {
+          logged = true;
           log.warn(`cannot accept ${this.#options.kind}; backing off until it works again`, {
             error: (error as Error).message,
           });
@@ -104,9 +120,11 @@ export class Acceptor<S extends AcceptedSession> {
         continue;
       }
       if (failures > 0) {
-        log.info(`accepting ${this.#options.kind} again`, { failedAccepts: failures });
+        if (logged) log.info(`accepting ${this.#options.kind} again`, { failedAccepts: failures });
         failures = 0;
         backoffMs = 0;
+        logged = false;
+        streakEndedAt = Date.now();
       }
       this.#start(conn);
     }
