@@ -74,7 +74,12 @@ import {
   SessionClosedError,
   TooManyQueuesError,
 } from "../lib/broker/errors.ts";
-import type { DeadLetter, QueueStats, RetryPolicy } from "../lib/model/types.ts";
+import {
+  type DeadLetter,
+  emptyQueueStats,
+  type QueueStats,
+  type RetryPolicy,
+} from "../lib/model/types.ts";
 import {
   type JobInfo,
   type LimitChanges,
@@ -318,23 +323,6 @@ function assertDeadLetter(
     `failedAt ${letter.failedAt} is not between ${before} and ${after}`,
   );
   assert.deepEqual({ ...letter, failedAt: 0 }, { ...expected, failedAt: 0 });
-}
-
-/** Zeros of a queue's statistics, for deep comparisons. */
-function zeros(name: string): QueueStats {
-  return {
-    name,
-    ready: 0,
-    leased: 0,
-    delayed: 0,
-    waiting: 0,
-    put: 0,
-    acked: 0,
-    nacked: 0,
-    expired: 0,
-    failed: 0,
-    dead: 0,
-  };
 }
 
 /** Values of every kind the protocol carries (§4 of docs/PROTOCOL.md). */
@@ -1065,7 +1053,7 @@ export function brokerConformance(factory: BrokerFactory): void {
     const before = Date.now();
     assert.deepEqual(await s.fail([second.id], "second"), []);
     const after = Date.now();
-    assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: 1, failed: 2, dead: 1 });
+    assert.deepEqual(await h.stats("q"), { ...emptyQueueStats("q"), put: 1, failed: 2, dead: 1 });
     const dead = await h.stats("q.dead");
     assert.deepEqual([dead.ready, dead.put], [1, 1], "the dead letter is ready at once");
     const letter = await takeOne(s, "q.dead");
@@ -1149,7 +1137,7 @@ export function brokerConformance(factory: BrokerFactory): void {
       before,
       Date.now(),
     );
-    assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: 1, expired: 1, dead: 1 });
+    assert.deepEqual(await h.stats("q"), { ...emptyQueueStats("q"), put: 1, expired: 1, dead: 1 });
 
     const [failed] = await s.put("q", ["failed"]);
     assert.deepEqual(await s.fail([(await takeOne(s, "q")).id], "boom"), []);
@@ -1659,9 +1647,14 @@ export function brokerConformance(factory: BrokerFactory): void {
     await a.put("q", ["a", "b", "c", "d"]);
     await a.put("q", ["e"], { maxAttempts: 1 });
     await a.put("q", ["f"], { delayMs: 60_000 });
-    assert.deepEqual(await h.stats("q"), { ...zeros("q"), ready: 5, delayed: 1, put: 6 });
+    assert.deepEqual(await h.stats("q"), { ...emptyQueueStats("q"), ready: 5, delayed: 1, put: 6 });
     const [ia, ib, ic, id, ie] = idsOf(await getNow(a, "q", 5));
-    assert.deepEqual(await h.stats("q"), { ...zeros("q"), leased: 5, delayed: 1, put: 6 });
+    assert.deepEqual(await h.stats("q"), {
+      ...emptyQueueStats("q"),
+      leased: 5,
+      delayed: 1,
+      put: 6,
+    });
     assert.deepEqual(await a.ack([ia]), []);
     assert.deepEqual(await a.nack([ib]), []);
     assert.deepEqual(await a.fail([ic], "retry later"), []);
@@ -1671,7 +1664,7 @@ export function brokerConformance(factory: BrokerFactory): void {
     const waiting = b.get("idle", { max: 1, timeoutMs: 10_000 });
     await h.until("idle", "the get to wait", (s) => s.waiting === 1);
     const q = {
-      ...zeros("q"),
+      ...emptyQueueStats("q"),
       ready: 2,
       delayed: 2,
       put: 6,
@@ -1682,18 +1675,18 @@ export function brokerConformance(factory: BrokerFactory): void {
       dead: 1,
     };
     assert.deepEqual(await h.stats("q"), q);
-    const dead = { ...zeros("q.dead"), ready: 1, put: 1 };
+    const dead = { ...emptyQueueStats("q.dead"), ready: 1, put: 1 };
     assert.deepEqual(await h.stats("q.dead"), dead);
     const all = await h.broker.stats();
     assert.deepEqual(
       all.queues,
-      [q, dead, { ...zeros("idle"), waiting: 1 }].sort((x, y) =>
+      [q, dead, { ...emptyQueueStats("idle"), waiting: 1 }].sort((x, y) =>
         x.name < y.name ? -1 : x.name > y.name ? 1 : 0
       ),
     );
     assert.equal(all.clients, 2);
     assert.deepEqual(all.paused, []);
-    assert.deepEqual(await h.stats("never"), zeros("never"));
+    assert.deepEqual(await h.stats("never"), emptyQueueStats("never"));
     assert.ok(
       !(await h.broker.stats()).queues.some((s) => s.name === "never"),
       "asking for a queue's stats does not create it",
@@ -1813,7 +1806,7 @@ export function brokerConformance(factory: BrokerFactory): void {
     }
     assert.deepEqual(duplicates, []);
     assert.equal(holders.size, total);
-    assert.deepEqual(await h.stats("q"), { ...zeros("q"), put: total, acked: total });
+    assert.deepEqual(await h.stats("q"), { ...emptyQueueStats("q"), put: total, acked: total });
   });
 
   // ---------------------------------------------------------------- priorities
