@@ -1416,7 +1416,12 @@ for (const store of ["memory", "durable"] as const) {
     await putGetAck(master.address, store);
     await roundTrip(master.address, store);
     for (const workers of WORKER_COUNTS) {
-      await seedWorkload({ address: master.address, store, workers });
+      await seedWorkload({
+        address: master.address,
+        store,
+        workers,
+        cpu: { masters: [master.pid] },
+      });
     }
   } finally {
     await master.stop();
