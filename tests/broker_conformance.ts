@@ -59,13 +59,16 @@
  */
 
 import assert from "node:assert/strict";
-import type {
-  Broker,
-  BrokerSession,
-  Delivery,
-  GetOptions,
-  JobOptions,
-  PutIds,
+import {
+  type Broker,
+  type BrokerSession,
+  type ControlAction,
+  type Delivery,
+  type GetOptions,
+  type JobOptions,
+  MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE,
+  type PutIds,
 } from "../lib/broker/broker.ts";
 import {
   BrokerClosedError,
@@ -1639,6 +1642,155 @@ export function brokerConformance(factory: BrokerFactory): void {
     assert.equal((await h.stats("q")).put, 2);
   });
 
+  // ---------------------------------------------------------------- browsing and bulk admin
+
+  test("items pages ready (serve order), delayed (by readyAt) and leased (by lease start)", {
+    defaultLeaseMs: LOOK_LEASE_MS,
+  }, async (h) => {
+    const s = await h.session("holder");
+    const [p] = await s.put("q", ["p"], { priority: 5 });
+    const [a, b, c, d, e] = await s.put("q", ["a", "b", "c", "d", "e"]);
+    const [x] = await s.put("q", ["x"], { delayMs: 60_000 });
+    const [y] = await s.put("q", ["y"], { delayMs: 30_000 });
+    assert.deepEqual(idsOf(await getNow(s, "q")), [p]);
+    assert.deepEqual(idsOf(await getNow(s, "q")), [a]);
+    const ready = await h.broker.items("q", { state: "ready" });
+    assert.equal(ready.total, 4);
+    assert.deepEqual(ready.items.map((i) => [i.id, i.value, i.state]), [
+      [b, "b", "ready"],
+      [c, "c", "ready"],
+      [d, "d", "ready"],
+      [e, "e", "ready"],
+    ]);
+    assert.deepEqual(ready.items[0], await h.job(b), "an item as job(id) describes it");
+    const page = await h.broker.items("q", { state: "ready", offset: 1, limit: 2 });
+    assert.deepEqual([page.items.map((i) => i.id), page.total], [[c, d], 4]);
+    const past = await h.broker.items("q", { state: "ready", offset: 10 });
+    assert.deepEqual([past.items, past.total], [[], 4]);
+    const leased = await h.broker.items("q", { state: "leased" });
+    assert.deepEqual([leased.items.map((i) => i.id), leased.total], [[p, a], 2]);
+    for (const item of leased.items) {
+      assert.equal(item.state, "leased");
+      assert.equal(item.holder?.session, s.id);
+      assert.ok(item.leasedAt !== undefined && item.leaseExpiresAt !== undefined);
+      assert.ok(item.leaseExpiresAt - item.leasedAt >= LOOK_LEASE_MS - LEASE_SKEW_MS);
+    }
+    const delayed = await h.broker.items("q", { state: "delayed" });
+    assert.deepEqual([delayed.items.map((i) => i.id), delayed.total], [[y, x], 2]);
+    assert.ok((delayed.items[0].readyAt ?? 0) < (delayed.items[1].readyAt ?? 0));
+    const none = await h.broker.items("never", { state: "ready" });
+    assert.deepEqual([none.items, none.total], [[], 0]);
+    await assert.rejects(h.broker.items("q", { state: "ready", limit: 0 }), RangeError);
+    await assert.rejects(
+      h.broker.items("q", { state: "ready", limit: MAX_ITEMS_PAGE + 1 }),
+      RangeError,
+    );
+    await assert.rejects(h.broker.items("q", { state: "ready", offset: -1 }), RangeError);
+  });
+
+  test("items lists at most MAX_ITEMS_PAGE a page, 50 by default", {}, async (h) => {
+    const s = await h.session();
+    const count = MAX_ITEMS_PAGE + 20;
+    const ids = await s.put("q", Array.from({ length: count }, (_, i) => i));
+    const first = await h.broker.items("q", { state: "ready", limit: MAX_ITEMS_PAGE });
+    assert.equal(first.total, count);
+    assert.deepEqual(first.items.map((i) => i.id), ids.slice(0, MAX_ITEMS_PAGE));
+    const rest = await h.broker.items("q", {
+      state: "ready",
+      offset: MAX_ITEMS_PAGE,
+      limit: MAX_ITEMS_PAGE,
+    });
+    assert.deepEqual(rest.items.map((i) => i.id), ids.slice(MAX_ITEMS_PAGE));
+    assert.equal((await h.broker.items("q", { state: "ready" })).items.length, 50);
+  });
+
+  test("purge removes every ready and delayed item; leased ones finish as usual", {}, async (h) => {
+    const s = await h.session();
+    const [a] = await s.put("q", ["a", "b", "c"]);
+    await s.put("q", ["d"], { delayMs: 60_000 });
+    assert.equal((await takeOne(s, "q")).id, a);
+    assert.equal(await h.broker.purge("q"), 3);
+    const stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.delayed, stats.leased], [0, 0, 1]);
+    assert.deepEqual(await s.ack([a]), [], "the leased item is still held");
+    assert.equal(await h.broker.purge("q"), 0);
+    assert.equal(await h.broker.purge("never"), 0);
+    const [later] = await s.put("q", ["e"]);
+    assert.equal((await takeOne(s, "q")).id, later, "the queue goes on after a purge");
+  });
+
+  test("drop all removes every ready item, leaving leased and delayed ones", {}, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["a", "b", "c"]);
+    await s.put("q", ["d"], { delayMs: 60_000 });
+    await takeOne(s, "q");
+    assert.equal(await h.broker.drop("q", "all"), 2);
+    const stats = await h.stats("q");
+    assert.deepEqual([stats.ready, stats.delayed, stats.leased], [0, 1, 1]);
+    assert.equal(await h.broker.drop("never", "all"), 0);
+  });
+
+  test("requeueDead all moves every dead letter back, leaving other items", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    const s = await h.session();
+    await s.put("q", ["a", "b", "c"]);
+    const got = await getNow(s, "q", 3);
+    assert.deepEqual(await s.fail(idsOf(got), "boom"), []);
+    const [plain] = await s.put("q.dead", ["not a dead letter"]);
+    assert.equal((await h.stats("q.dead")).ready, 4);
+    const added = await h.broker.requeueDead("q.dead", "all");
+    assert.equal(added.length, 3);
+    const back = await h.broker.items("q", { state: "ready" });
+    assert.deepEqual(back.items.map((i) => i.value).sort(), ["a", "b", "c"]);
+    assert.deepEqual(back.items.map((i) => i.id).sort((x, y) => x - y), added);
+    assert.deepEqual((await h.broker.peek("q.dead", 10)).map((p) => p.id), [plain]);
+    assert.deepEqual(await h.broker.requeueDead("q.dead", "all"), []);
+  });
+
+  test("control reaches the session's handler; sessions() shows it and what each holds", {
+    defaultLeaseMs: LOOK_LEASE_MS,
+  }, async (h) => {
+    const worker = await h.session("worker");
+    const idle = await h.session("idle");
+    const heard: ControlAction[] = [];
+    worker.onControl((action) => heard.push(action));
+    const ids = await worker.put("q", Array.from({ length: MAX_HELD_LISTED + 20 }, (_, i) => i));
+    const [first] = idsOf(await getNow(worker, "q", 1));
+    const rest = idsOf(await getNow(worker, "q", ids.length));
+    assert.equal(await h.broker.control(worker.id, "quiet"), true);
+    await waitFor("the quiet to reach the handler", () => heard.length === 1);
+    assert.equal(await h.broker.control("no-such-session", "stop"), false);
+    const views = await h.broker.sessions();
+    const view = views.find((v) => v.id === worker.id);
+    assert.ok(view !== undefined);
+    assert.equal(view.leased, ids.length);
+    assert.equal(view.controlled, "quiet");
+    assert.equal(view.holding.length, MAX_HELD_LISTED);
+    assert.deepEqual(
+      view.holding.map((held) => held.id),
+      [first, ...rest].slice(0, MAX_HELD_LISTED),
+      "oldest lease first",
+    );
+    for (const held of view.holding) {
+      assert.equal(held.queue, "q");
+      assert.ok(held.leaseExpiresAt - held.leasedAt >= LOOK_LEASE_MS - LEASE_SKEW_MS);
+    }
+    const other = views.find((v) => v.id === idle.id);
+    assert.deepEqual([other?.holding, other?.controlled], [[], undefined]);
+    assert.equal(await h.broker.control(worker.id, "stop"), true);
+    await waitFor("the stop to reach the handler", () => heard.length === 2);
+    assert.deepEqual(heard, ["quiet", "stop"]);
+    await worker.close();
+    assert.equal(await h.broker.control(worker.id, "stop"), false, "a closed session is gone");
+  });
+
+  test("stats tell when this master started", {}, async (h) => {
+    const before = Date.now();
+    const { startedAt } = await h.broker.stats();
+    assert.ok(typeof startedAt === "number" && startedAt <= before + CLOCK_TOLERANCE_MS);
+  });
+
   test("stats reports every counter, per queue and for all queues by name", {
     retry: { backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
   }, async (h) => {
@@ -2750,5 +2902,43 @@ export function brokerConformance(factory: BrokerFactory): void {
     const job = await h.broker.job(keyed);
     assert.deepEqual([job?.state, job?.group, job?.key], ["ready", "g", "k"]);
     assert.deepEqual(valuesOf(await getNow(s, "q", 3)), ["high", "keyed", "low"]);
+  }, volatile);
+  test("durable: counters survive a reopen", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    let s = await h.session();
+    await s.put("q", ["a", "b", "c"]);
+    const [a, b] = idsOf(await getNow(s, "q", 2));
+    assert.deepEqual(await s.ack([a]), []);
+    assert.deepEqual(await s.fail([b], "boom"), []);
+    const before = await h.stats("q");
+    assert.deepEqual(before, {
+      ...emptyQueueStats("q"),
+      ready: 1,
+      put: 3,
+      acked: 1,
+      failed: 1,
+      dead: 1,
+    });
+    await h.reopen();
+    s = await h.session();
+    assert.deepEqual(await h.stats("q"), before);
+    assert.equal((await h.stats("q.dead")).put, 1);
+    await s.put("q", ["d"]);
+    assert.equal((await h.stats("q")).put, 4, "counting goes on from there");
+  }, volatile);
+
+  test("durable: a queue whose dead letters are all it has is still listed after a reopen", {
+    retry: { maxAttempts: 1 },
+  }, async (h) => {
+    let s = await h.session();
+    await s.put("a", ["x"]);
+    assert.deepEqual(await s.fail([(await takeOne(s, "a")).id], "boom"), []);
+    await h.reopen();
+    s = await h.session();
+    const names = (await h.broker.stats()).queues.map((q) => q.name);
+    assert.ok(names.includes("a"), `queue a is listed: ${names}`);
+    assert.ok(names.includes("a.dead"), `queue a.dead is listed: ${names}`);
+    assert.equal((await h.stats("a.dead")).ready, 1);
   }, volatile);
 }

@@ -4,14 +4,22 @@
  * waiting gets are served on resume, puts and settling go on), peek (ready
  * items without taking them), drop and requeueDead (dead letters back to
  * their queue as new items; only ready items of the right dead-letter queue),
- * and each consumer's address and last-seen time. Driven on a fake clock.
+ * each consumer's address and last-seen time; purge, items pages and the
+ * leases a consumer holds; counters handed to and restored from the store,
+ * and a dead-letter queue's own queue known again after a restore. Driven
+ * on a fake clock.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { type DeadLetter, Engine, type Item } from "../lib/engine/engine.ts";
-import type { LoadedState, Store, StoredItem } from "../lib/store/store.ts";
+import {
+  type DeadLetter,
+  Engine,
+  IDLE_QUEUE_SWEEP_THRESHOLD,
+  type Item,
+} from "../lib/engine/engine.ts";
+import type { LoadedState, Store, StoredCounters, StoredItem } from "../lib/store/store.ts";
 
 const START = 1_000_000;
 
@@ -21,6 +29,11 @@ class RecordingStore implements Store {
   readonly dirty = false;
   readonly removed: number[] = [];
   readonly inserted: number[] = [];
+  readonly forgotten: string[] = [];
+  readCounters: ((queue: string) => StoredCounters | undefined) | undefined = undefined;
+  countersChanged(queue: string): void {
+    this.forgotten.push(queue);
+  }
   load(): Promise<LoadedState> {
     return Promise.resolve({ items: [], nextId: 1 });
   }
@@ -191,4 +204,97 @@ Deno.test("consumers carry their address and when they were last seen", () => {
   now.t += 10;
   assert.equal(e.connect("anonymous").address, "");
   assert.deepEqual([...e.consumers()].map((x) => x.name), ["worker-1", "anonymous"]);
+});
+
+Deno.test("restore brings back counters, and the queue a loaded dead-letter queue belongs to", () => {
+  const { engine: e } = engine();
+  const letter: DeadLetter = {
+    queue: "a",
+    id: 1,
+    value: "x",
+    attempts: 1,
+    error: "boom",
+    failedAt: START,
+  };
+  e.restore({
+    items: [{ id: 2, queue: "a.dead", value: letter, attempts: 0, readyAt: 0 }],
+    nextId: 3,
+    counters: [
+      { queue: "a", put: 1, acked: 0, nacked: 0, expired: 0, failed: 1, dead: 1 },
+      { queue: "b", put: 4, acked: 4, nacked: 1, expired: 2, failed: 0, dead: 0 },
+    ],
+  });
+  const rows = e.stats();
+  assert.deepEqual(rows.map((r) => [r.name, r.ready, r.put, r.failed, r.dead]), [
+    ["a", 0, 1, 1, 1],
+    ["a.dead", 1, 0, 0, 0],
+    ["b", 0, 4, 0, 0],
+  ]);
+  const fresh = engine().engine;
+  fresh.restore({
+    items: [{ id: 5, queue: "c.dead", value: "v", attempts: 0, readyAt: 0 }],
+    nextId: 6,
+  });
+  assert.deepEqual(fresh.stats().map((r) => r.name), ["c", "c.dead"], "with no counters kept too");
+});
+
+Deno.test("the engine hands its counters to the store, which it tells of forgotten queues", () => {
+  const store = new RecordingStore();
+  const { engine: e } = engine(store);
+  e.put("q", ["a"]);
+  // More queues than are kept when idle: the empty ones are forgotten, and the store told.
+  for (let i = 0; i <= IDLE_QUEUE_SWEEP_THRESHOLD; i++) e.put(`idle-${i}`, []);
+  assert.ok(store.forgotten.includes("idle-0"), "an idle queue was forgotten");
+  assert.equal(store.readCounters?.("idle-0"), undefined);
+  assert.deepEqual(store.readCounters?.("q"), {
+    queue: "q",
+    put: 1,
+    acked: 0,
+    nacked: 0,
+    expired: 0,
+    failed: 0,
+    dead: 0,
+  });
+  assert.equal(store.readCounters?.("never"), undefined);
+});
+
+Deno.test("purge removes ready and delayed items and tells the store; leased ones stay", () => {
+  const store = new RecordingStore();
+  const { engine: e } = engine(store);
+  const c = e.connect("c");
+  const [held] = e.put("q", ["held"]);
+  e.get(c, "q", 1, 0, undefined, () => {});
+  const ready = e.put("q", ["a", "b"]);
+  const [delayed] = e.put("q", ["later"], 60_000);
+  assert.equal(e.purge("q"), 3);
+  assert.deepEqual(store.removed.sort(), [...ready, delayed].sort());
+  const [row] = e.stats("q");
+  assert.deepEqual([row.ready, row.delayed, row.leased], [0, 0, 1]);
+  assert.equal(e.nextDeadline() !== undefined, true, "the lease's timer stays");
+  assert.deepEqual(e.ack(c, [held]), []);
+  assert.equal(e.purge("never"), 0);
+});
+
+Deno.test("items pages each state; held lists a consumer's leases oldest first", () => {
+  const { engine: e, now } = engine();
+  const c = e.connect("c");
+  const ids = e.put("q", ["a", "b", "c", "d"]);
+  const [late] = e.put("q", ["late"], 2_000);
+  const [soon] = e.put("q", ["soon"], 1_000);
+  e.get(c, "q", 1, 0, 5_000, () => {});
+  now.t += 10;
+  e.get(c, "q", 1, 0, 5_000, () => {});
+  const ready = e.items("q", "ready", 1, 5);
+  assert.deepEqual([ready.items.map((i) => i.id), ready.total], [[ids[3]], 2]);
+  const delayed = e.items("q", "delayed", 0, 5);
+  assert.deepEqual([delayed.items.map((i) => i.id), delayed.total], [[soon, late], 2]);
+  assert.deepEqual(e.items("q", "delayed", 1, 1).items.map((i) => i.id), [late]);
+  const leased = e.items("q", "leased", 0, 1);
+  assert.deepEqual([leased.items.map((i) => i.id), leased.total], [[ids[0]], 2]);
+  assert.deepEqual(e.held(c, 10), [
+    { id: ids[0], queue: "q", leasedAt: START, leaseExpiresAt: START + 5_000 },
+    { id: ids[1], queue: "q", leasedAt: START + 10, leaseExpiresAt: START + 5_010 },
+  ]);
+  assert.equal(e.held(c, 1).length, 1);
+  assert.deepEqual(e.items("none", "ready", 0, 5), { items: [], total: 0 });
 });

@@ -292,6 +292,35 @@ pgTest("cancel on one master reaches the holder on the other", async () => {
   assert.equal(stats.ready + stats.leased + stats.delayed, 0, "nothing is left");
 });
 
+pgTest(
+  "control on one master reaches a session of the other; both list what it holds",
+  async () => {
+    await using p = await pair();
+    const producer = await p.a.open({ name: "producer", address: "" });
+    const ids = await producer.put("jobs", ["a", "b"]);
+    const worker = await p.b.open({ name: "worker", address: "" });
+    const heard: string[] = [];
+    worker.onControl((action) => heard.push(action));
+    assert.equal((await worker.get("jobs", { max: 2, timeoutMs: 0 })).length, 2);
+    const started = performance.now();
+    assert.equal(await p.a.control(worker.id, "quiet"), true);
+    await waitFor("the worker hears it", () => heard.length > 0, { timeoutMs: PROMPT_MS });
+    assert.ok(performance.now() - started < PROMPT_MS, "by notification, not a poll");
+    assert.deepEqual(heard, ["quiet"]);
+    assert.equal(await p.a.control("no-such-session", "stop"), false);
+    for (const broker of [p.a, p.b]) {
+      const view = (await broker.sessions()).find((v) => v.id === worker.id);
+      assert.deepEqual(view?.holding.map((h) => [h.id, h.queue]), [[ids[0], "jobs"], [
+        ids[1],
+        "jobs",
+      ]]);
+      assert.equal(view?.controlled, "quiet", "the sender and the holder's master both know");
+    }
+    const leased = await p.a.items("jobs", { state: "leased" });
+    assert.deepEqual(leased.items.map((i) => i.holder?.name), ["worker", "worker"]);
+  },
+);
+
 pgTest("the history is pruned to its count and its age in the table", async () => {
   await using p = await pair({ historyCount: 5 });
   const session = await p.a.open({ name: "s", address: "" });

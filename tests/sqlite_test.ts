@@ -8,7 +8,9 @@
  * state of an item wins; ids are never reused; a fill-and-drain of 100,000
  * items gives the space back; damaged, foreign and newer files are refused
  * with a named error and left byte for byte as they were; and a second store
- * on a directory in use is refused until the first one closes.
+ * on a directory in use is refused until the first one closes. Queues'
+ * counters are saved with the commits that touch their queue (those of a
+ * failed commit by the next one), loaded, and a schema 2 database gains them.
  *
  * @module
  */
@@ -28,7 +30,7 @@ import {
   StoreLockedError,
   StoreVersionError,
 } from "../lib/store/errors.ts";
-import type { StoredItem } from "../lib/store/store.ts";
+import type { StoredCounters, StoredItem } from "../lib/store/store.ts";
 import { encode } from "../lib/model/codec.ts";
 import { EXIT_DATA, ProtocolError } from "../lib/errors.ts";
 import { plain, randomBytes, seededRandom } from "./_helpers.ts";
@@ -595,7 +597,7 @@ Deno.test("sqlite: priority, group, key, key hold and creation time survive clos
       for (const it of items) store.insert(it);
       await store.commit();
     });
-    assert.equal(SCHEMA_VERSION, 2);
+    assert.equal(SCHEMA_VERSION, 3);
     assert.equal(userVersion(dir), SCHEMA_VERSION);
     const loaded = await reload(dir);
     assert.equal(loaded.nextId, FIELD_ITEMS + 1);
@@ -749,5 +751,94 @@ Deno.test("sqlite: a file marked as taskq's with no schema version is refused an
     db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
     db.close();
     await assertRefusedUntouched(dir, StoreCorruptError, /no schema version/);
+  });
+});
+
+/** The counters of `queue` with `fields` set, the others zero. */
+function counted(queue: string, fields: Partial<StoredCounters> = {}): StoredCounters {
+  return { queue, put: 0, acked: 0, nacked: 0, expired: 0, failed: 0, dead: 0, ...fields };
+}
+
+Deno.test("sqlite: counters are saved with the commits that touch their queue, and loaded", async () => {
+  await withTempDir(async (dir) => {
+    const live = new Map<string, StoredCounters>();
+    await withStore(dir, async (store) => {
+      await store.load();
+      store.readCounters = (queue) => live.get(queue);
+      live.set("q", counted("q", { put: 2 }));
+      store.insert(item(1, "a"));
+      store.insert(item(2, "b"));
+      await store.commit();
+      live.set("q", counted("q", { put: 2, acked: 1 }));
+      store.remove(1, "q");
+      await store.commit();
+      // Put and acked in one window: nothing to write, counted with the next commit or the close.
+      live.set("r", counted("r", { put: 1, acked: 1 }));
+      store.insert(item(3, "c", { queue: "r" }));
+      store.remove(3, "r");
+      await store.commit();
+      // A queue forgotten: its row goes.
+      live.set("gone", counted("gone", { put: 7 }));
+      store.countersChanged("gone");
+      store.insert(item(4, "d", { queue: "q" }));
+      live.set("q", counted("q", { put: 3, acked: 1 }));
+      await store.commit();
+      live.delete("gone");
+      store.countersChanged("gone");
+    });
+    const loaded = await reload(dir);
+    assert.deepEqual(loaded.counters, [
+      counted("q", { put: 3, acked: 1 }),
+      counted("r", { put: 1, acked: 1 }),
+    ]);
+    assert.deepEqual(loaded.items.map((it) => it.id), [2, 4]);
+  });
+});
+
+/** Pages the database may grow to in the failed-commit test: room for small items only. */
+const SMALL_DB_PAGES = 64;
+
+Deno.test("sqlite: a failed commit's counters are saved by the next one", async () => {
+  await withTempDir(async (dir) => {
+    const live = new Map<string, StoredCounters>([["q", counted("q", { put: 1 })]]);
+    const store = new SqliteStore(dir, { maxPageCount: SMALL_DB_PAGES });
+    try {
+      await store.load();
+      store.readCounters = (queue) => live.get(queue);
+      store.insert(item(1, new Uint8Array(SMALL_DB_PAGES * PAGE_BYTES)));
+      await assert.rejects(store.commit(), StoreError, "the database is full");
+      live.set("r", counted("r", { put: 1 }));
+      store.insert(item(2, "small", { queue: "r" }));
+      await store.commit();
+    } finally {
+      await store.close();
+    }
+    const loaded = await reload(dir);
+    assert.deepEqual(loaded.items.map((it) => it.id), [2]);
+    assert.deepEqual(loaded.counters, [counted("q", { put: 1 }), counted("r", { put: 1 })]);
+  });
+});
+
+Deno.test("sqlite: a version 2 database is upgraded in place to keep counters", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await store.load();
+      store.insert(item(1, "kept"));
+    });
+    // Back to schema 2, as the release before counters wrote it.
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    db.exec("DROP TABLE counters");
+    db.exec("PRAGMA user_version = 2");
+    db.close();
+    const live = new Map([["q", counted("q", { put: 5, failed: 2 })]]);
+    await withStore(dir, async (store) => {
+      const loaded = await store.load();
+      assert.deepEqual(loaded.items.map((it) => it.value), ["kept"]);
+      assert.equal(loaded.counters, undefined, "its queues count from zero");
+      store.readCounters = (queue) => live.get(queue);
+      store.remove(1, "q");
+    });
+    assert.equal(userVersion(dir), SCHEMA_VERSION);
+    assert.deepEqual((await reload(dir)).counters, [counted("q", { put: 5, failed: 2 })]);
   });
 });

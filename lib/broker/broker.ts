@@ -15,6 +15,12 @@
  * implementation proves itself by passing the shared conformance suite
  * (`tests/broker_conformance.ts`) unchanged.
  *
+ * Besides the queue operations, the admin side browses a queue's items
+ * ({@link Broker.items}), empties it ({@link Broker.purge}), handles dead
+ * letters in bulk ({@link Broker.requeueDead}, {@link Broker.drop} with
+ * `"all"`), and asks a session's client to go quiet or stop
+ * ({@link Broker.control}, heard through {@link BrokerSession.onControl}).
+ *
  * @example
  * ```ts
  * import { openLocalBroker } from "./local.ts";
@@ -24,6 +30,11 @@
  * const [job] = await session.get("tasks", { max: 1, timeoutMs: 0 });
  * await session.ack([job.id]);
  * console.log((await broker.stats("tasks")).queues[0].acked); // 1
+ * const page = await broker.items("tasks", { state: "ready", limit: 10 });
+ * console.log(page.total, page.items.map((item) => item.value)); // 2 [ 2, 3 ]
+ * console.log(await broker.purge("tasks")); // 2
+ * session.onControl((action) => console.log("asked to", action));
+ * await broker.control(session.id, "quiet"); // asked to quiet
  * await session.close();
  * await broker.close();
  * ```
@@ -201,11 +212,106 @@ export interface BrokerSession {
    */
   onCancel: ((ids: number[]) => void) | undefined;
   /**
+   * Registers the handler {@link Broker.control} calls with an action for
+   * this session's client (as with {@link onCancel}, set by the front-end;
+   * a later call replaces the handler).
+   */
+  onControl(handler: (action: ControlAction) => void): void;
+  /**
    * Ends the session: its waiting gets resolve with none, its waiting puts
    * reject, and every item it held goes back to the front of its queue.
    * Safe to call twice.
    */
   close(): Promise<void>;
+}
+
+/**
+ * What {@link Broker.control} asks of a session's client: `quiet` stops it
+ * taking work (it finishes what it holds), `stop` stops it as on SIGTERM.
+ */
+export type ControlAction = "quiet" | "stop";
+
+/** Every {@link ControlAction}. */
+export const CONTROL_ACTIONS: readonly ControlAction[] = ["quiet", "stop"];
+
+/** Most held items a {@link SessionView} lists (oldest lease first). */
+export const MAX_HELD_LISTED = 100;
+
+/** One item a session holds a lease on, as {@link SessionView.holding} lists it. */
+export interface HeldItem {
+  /** The item's id. */
+  id: number;
+  /** Its queue. */
+  queue: string;
+  /** When its current lease began (ms since the epoch). */
+  leasedAt: number;
+  /** When its current lease runs out (ms since the epoch). */
+  leaseExpiresAt: number;
+}
+
+/** Which live items {@link Broker.items} lists. */
+export type ListedState = "ready" | "delayed" | "leased";
+
+/** Every {@link ListedState}. */
+export const LISTED_STATES: readonly ListedState[] = ["ready", "delayed", "leased"];
+
+/** Items {@link Broker.items} lists when its query names no limit. */
+export const DEFAULT_ITEMS_PAGE = 50;
+
+/** Most items one {@link Broker.items} call lists. */
+export const MAX_ITEMS_PAGE = 500;
+
+/** What {@link Broker.items} lists. */
+export interface ItemsQuery {
+  /**
+   * Which items: `ready` in serve order, `delayed` by when they become
+   * ready, `leased` by when their lease began.
+   */
+  state: ListedState;
+  /** How many of them to skip (default 0). */
+  offset?: number;
+  /** How many to list: 1 to {@link MAX_ITEMS_PAGE}, {@link DEFAULT_ITEMS_PAGE} by default. */
+  limit?: number;
+}
+
+/**
+ * Checks an {@link ItemsQuery} (what a front-end validated already; a
+ * program calling the broker directly may not have) and fills in its
+ * defaults.
+ * @throws {RangeError} naming the field out of range.
+ *
+ * @example
+ * ```ts
+ * import { checkItemsQuery } from "./broker.ts";
+ * console.log(checkItemsQuery({ state: "ready" })); // { state: "ready", offset: 0, limit: 50 }
+ * ```
+ */
+export function checkItemsQuery(query: ItemsQuery): Required<ItemsQuery> {
+  const { state, offset = 0, limit = DEFAULT_ITEMS_PAGE } = query;
+  if (!LISTED_STATES.includes(state)) {
+    throw new RangeError(
+      `an items query's state must be one of ${LISTED_STATES.join(", ")}, got ${
+        JSON.stringify(String(state).slice(0, 40))
+      }`,
+    );
+  }
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new RangeError(`an items query's offset must be a whole number, got ${offset}`);
+  }
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ITEMS_PAGE) {
+    throw new RangeError(
+      `an items query's limit must be an integer from 1 to ${MAX_ITEMS_PAGE}, got ${limit}`,
+    );
+  }
+  return { state, offset, limit };
+}
+
+/** A page of a queue's items, as {@link Broker.items} resolves it. */
+export interface ItemPage {
+  /** The items, in the order the state is listed in (the shape {@link Broker.job} answers). */
+  items: JobInfo[];
+  /** How many items of that state the queue holds. */
+  total: number;
 }
 
 /** A connected session as the admin side sees it. */
@@ -224,6 +330,10 @@ export interface SessionView {
   leased: number;
   /** Gets it is waiting on. */
   waiting: number;
+  /** Items it holds, oldest lease first, at most {@link MAX_HELD_LISTED}. */
+  holding: HeldItem[];
+  /** The last action {@link Broker.control} sent it, if any. */
+  controlled?: ControlAction;
 }
 
 /**
@@ -259,6 +369,12 @@ export interface BrokerStats {
   clients: number;
   /** Names of the queues that are paused. */
   paused: string[];
+  /**
+   * When this master started (ms since the epoch). The counters of a memory
+   * or PostgreSQL broker count since then; a durable SQLite store keeps its
+   * counters across restarts.
+   */
+  startedAt?: number;
 }
 
 /** A ready item seen without taking it. */
@@ -333,13 +449,34 @@ export interface Broker {
   limits(queue?: string): Promise<NamedQueueLimits[]>;
   /** Up to `limit` of a queue's ready items, front first, without taking them. */
   peek(queue: string, limit: number): Promise<PeekedItem[]>;
-  /** Removes ready items of `queue` by id for good; resolves with how many went. */
-  drop(queue: string, ids: readonly number[]): Promise<number>;
   /**
-   * Moves dead letters (ready items of the dead-letter queue `deadQueue`) back
-   * to the queue they failed in as new items; resolves with the new ids.
+   * Removes ready items of `queue` for good, by id or `"all"` of them;
+   * resolves with how many went.
    */
-  requeueDead(deadQueue: string, ids: readonly number[]): Promise<number[]>;
+  drop(queue: string, ids: readonly number[] | "all"): Promise<number>;
+  /**
+   * Moves dead letters (ready items of the dead-letter queue `deadQueue`), by
+   * id or `"all"` of them, back to the queue they failed in as new items;
+   * resolves with the new ids.
+   */
+  requeueDead(deadQueue: string, ids: readonly number[] | "all"): Promise<number[]>;
+  /**
+   * A page of `queue`'s live items of one state (see {@link ItemsQuery}),
+   * without taking them.
+   * @throws {RangeError} when the offset or limit is out of range.
+   */
+  items(queue: string, query: ItemsQuery): Promise<ItemPage>;
+  /**
+   * Removes every ready and delayed item of `queue` for good (leased ones
+   * finish as usual); resolves with how many went.
+   */
+  purge(queue: string): Promise<number>;
+  /**
+   * Sends `action` to the session `sessionId`'s client (through
+   * {@link BrokerSession.onControl}); resolves with false when there is no
+   * such session.
+   */
+  control(sessionId: string, action: ControlAction): Promise<boolean>;
   /**
    * Resolves once `queue` holds nothing (ready, delayed or leased), or when
    * `signal` aborts; Python's `Queue.join()`.

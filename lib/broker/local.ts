@@ -69,8 +69,11 @@ import type {
   BrokerSettings,
   BrokerStats,
   CancelOutcome,
+  ControlAction,
   Delivery,
   GetOptions,
+  ItemPage,
+  ItemsQuery,
   JobOptions,
   PeekedItem,
   ProgressReport,
@@ -79,7 +82,7 @@ import type {
   SessionInfo,
   SessionView,
 } from "./broker.ts";
-import { STATS_QUEUE_LIMIT } from "./broker.ts";
+import { checkItemsQuery, MAX_HELD_LISTED, STATS_QUEUE_LIMIT } from "./broker.ts";
 import {
   BrokerClosedError,
   MemoryFullError,
@@ -218,12 +221,15 @@ export class LocalBroker implements Broker {
   readonly #itemLimitBytes: number;
   /** Ids of items client puts added whose commit has not settled yet. */
   readonly #unsavedPuts = new Set<number>();
+  /** When this broker was opened (ms since the epoch): what counters in memory count since. */
+  readonly #startedAt: number;
 
   /** Wraps a restored engine; use {@link openLocalBroker}. */
   constructor(engine: Engine, clock: () => number = Date.now, maxMemoryBytes = Infinity) {
     this.#engine = engine;
     this.#store = engine.store;
     this.#clock = clock;
+    this.#startedAt = clock();
     this.#itemLimitBytes = shareOf(maxMemoryBytes, ITEMS_SHARE);
     this.settings = {
       defaultLeaseMs: engine.defaultLeaseMs,
@@ -232,6 +238,7 @@ export class LocalBroker implements Broker {
       maxQueues: engine.maxQueues,
     };
     this.#store.onCommit = (ms) => this.telemetry.observeCommit(ms);
+    engine.onAcked = (runMs) => this.telemetry.observeJob(runMs);
     this.#store.onDiscard = (inserted) => this.#discard(inserted);
   }
 
@@ -275,6 +282,7 @@ export class LocalBroker implements Broker {
         itemLimitBytes: this.#itemLimitBytes,
         limitBytes: this.settings.maxMemoryBytes ?? Infinity,
       },
+      startedAt: this.#startedAt,
     };
     if (top?.rest !== undefined) stats.rest = top.rest;
     return stats;
@@ -310,15 +318,42 @@ export class LocalBroker implements Broker {
 
   // deno-lint-ignore require-await
   async sessions(): Promise<SessionView[]> {
-    return [...this.#engine.consumers()].map((c) => ({
-      id: String(c.id),
-      name: c.name,
-      address: c.address,
-      connectedAt: c.connectedAt,
-      lastSeenAt: c.lastSeenAt,
-      leased: c.leases.size,
-      waiting: c.waiters.size,
-    }));
+    return [...this.#engine.consumers()].map((c) => {
+      const id = String(c.id);
+      const view: SessionView = {
+        id,
+        name: c.name,
+        address: c.address,
+        connectedAt: c.connectedAt,
+        lastSeenAt: c.lastSeenAt,
+        leased: c.leases.size,
+        waiting: c.waiters.size,
+        holding: this.#engine.held(c, MAX_HELD_LISTED),
+      };
+      const controlled = this.#sessions.get(id)?.controlled;
+      if (controlled !== undefined) view.controlled = controlled;
+      return view;
+    });
+  }
+
+  // deno-lint-ignore require-await
+  async control(sessionId: string, action: ControlAction): Promise<boolean> {
+    const session = this.#sessions.get(sessionId);
+    if (session === undefined) return false;
+    session.control(action);
+    return true;
+  }
+
+  // deno-lint-ignore require-await
+  async items(queue: string, query: ItemsQuery): Promise<ItemPage> {
+    const { state, offset, limit } = checkItemsQuery(query);
+    return this.#engine.items(queue, state, offset, limit);
+  }
+
+  purge(queue: string): Promise<number> {
+    const purged = this.#engine.purge(queue);
+    this.changed();
+    return this.durable$(purged);
   }
 
   // deno-lint-ignore require-await
@@ -371,13 +406,13 @@ export class LocalBroker implements Broker {
     }));
   }
 
-  drop(queue: string, ids: readonly number[]): Promise<number> {
+  drop(queue: string, ids: readonly number[] | "all"): Promise<number> {
     const dropped = this.#engine.drop(queue, ids).length;
     this.changed();
     return this.durable$(dropped);
   }
 
-  requeueDead(deadQueue: string, ids: readonly number[]): Promise<number[]> {
+  requeueDead(deadQueue: string, ids: readonly number[] | "all"): Promise<number[]> {
     const added = this.#engine.requeueDead(deadQueue, ids);
     this.changed();
     return this.durable$(added);
@@ -536,6 +571,9 @@ class LocalSession implements BrokerSession {
   readonly #waitingPuts = new Set<(error: Error) => void>();
   #closed = false;
   onCancel: ((ids: number[]) => void) | undefined = undefined;
+  /** The last action {@link Broker.control} sent, if any. */
+  controlled: ControlAction | undefined = undefined;
+  #onControl: ((action: ControlAction) => void) | undefined = undefined;
 
   constructor(broker: LocalBroker, engine: Engine, consumer: Consumer, clock: () => number) {
     this.#broker = broker;
@@ -560,6 +598,21 @@ class LocalSession implements BrokerSession {
   /** Called by the broker: held items were cancelled. */
   cancelled(ids: number[]): void {
     this.onCancel?.(ids);
+  }
+
+  onControl(handler: (action: ControlAction) => void): void {
+    this.#onControl = handler;
+  }
+
+  /** Called by the broker: passes `action` to the front-end's handler, if it set one. */
+  control(action: ControlAction): void {
+    this.controlled = action;
+    if (this.#closed) return;
+    try {
+      this.#onControl?.(action);
+    } catch {
+      // The front-end's handler failing must not fail the admin's call; the session lives on.
+    }
   }
 
   put(queue: string, values: readonly unknown[], options: PutOptions = {}): Promise<PutIds> {

@@ -31,6 +31,27 @@ export const COMMIT_SECONDS_BUCKETS: readonly number[] = [
   2.5,
 ];
 
+/**
+ * Upper bounds (seconds) of the job run-time histogram's buckets (lease start
+ * to ack): from 10 ms (an echo) to an hour (a batch job).
+ */
+export const JOB_SECONDS_BUCKETS: readonly number[] = [
+  0.01,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  300,
+  900,
+  3600,
+];
+
 /** Milliseconds per second, for converting durations. */
 const MS_PER_SECOND = 1000;
 
@@ -107,8 +128,10 @@ export class Histogram {
  * const telemetry = new Telemetry(); // a master's is `master.telemetry`
  * telemetry.countError("auth_failed");
  * telemetry.observeCommit(2); // a 2 ms commit
+ * telemetry.observeJob(1500); // a job acked 1.5 s after its lease began
  * console.log(telemetry.errors.get("auth_failed")); // 1
  * console.log(telemetry.commitSeconds.sum); // 0.002
+ * console.log(telemetry.jobSeconds.count); // 1
  * ```
  */
 export class Telemetry {
@@ -120,6 +143,8 @@ export class Telemetry {
   authThrottled = 0;
   /** Durations of the store's commits, in seconds. */
   readonly commitSeconds: Histogram = new Histogram(COMMIT_SECONDS_BUCKETS);
+  /** Run times of acked jobs (from their lease's start to their ack), in seconds. */
+  readonly jobSeconds: Histogram = new Histogram(JOB_SECONDS_BUCKETS);
 
   /** Counts an error reply with wire code `code`. */
   countError(code: ErrorCode): void {
@@ -129,5 +154,10 @@ export class Telemetry {
   /** Records a store commit that took `ms` milliseconds. */
   observeCommit(ms: number): void {
     this.commitSeconds.observe(ms / MS_PER_SECOND);
+  }
+
+  /** Records an acked job that ran `ms` milliseconds, from its lease's start to its ack. */
+  observeJob(ms: number): void {
+    this.jobSeconds.observe(Math.max(0, ms) / MS_PER_SECOND);
   }
 }

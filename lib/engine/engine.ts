@@ -43,7 +43,12 @@ import {
 } from "../model/jobs.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
 import { type LoadedState, MemoryStore, type Store, type StoredItem } from "../store/store.ts";
-import { deadLetterQueue, isDeadLetterOf, isDeadLetterQueue } from "../model/queue_names.ts";
+import {
+  DEAD_LETTER_SUFFIX,
+  deadLetterQueue,
+  isDeadLetterOf,
+  isDeadLetterQueue,
+} from "../model/queue_names.ts";
 import { itemCost } from "./item_cost.ts";
 import {
   type DeadLetter,
@@ -365,6 +370,8 @@ export interface TopStats {
 export class Engine {
   /** Where items are kept. */
   readonly store: Store;
+  /** If set, told each acked item's run time: from its lease's start to its ack, in ms. */
+  onAcked: ((runMs: number) => void) | undefined;
   /** Lease length for gets that name none. */
   readonly defaultLeaseMs: number;
   /** How failed items are retried. */
@@ -409,6 +416,18 @@ export class Engine {
       options.historyMs ?? DEFAULT_HISTORY_MS,
       MAX_HISTORY_BYTES,
     );
+    this.store.readCounters = (name) => {
+      const queue = this.#queues.get(name);
+      return queue === undefined ? undefined : {
+        queue: name,
+        put: queue.put,
+        acked: queue.acked,
+        nacked: queue.nacked,
+        expired: queue.expired,
+        failed: queue.failed,
+        dead: queue.dead,
+      };
+    };
   }
 
   /** Estimated bytes of memory the items held take ({@link itemCost}, summed). */
@@ -432,10 +451,31 @@ export class Engine {
     return this.#queues.size < this.maxQueues;
   }
 
-  /** Loads the items an earlier run left in the store (all of them ready or delayed). */
+  /**
+   * Loads what an earlier run left in the store: its items (all of them
+   * ready or delayed) and, from a store that keeps them, its queues'
+   * counters. The queue a loaded dead-letter queue belongs to is known
+   * again too (empty if nothing else brings it back), as it was before.
+   */
   restore(state: LoadedState): void {
     this.#nextId = Math.max(this.#nextId, state.nextId);
     const now = this.#clock();
+    for (const counted of state.counters ?? []) {
+      const queue = this.#queue(counted.queue);
+      queue.put = counted.put;
+      queue.acked = counted.acked;
+      queue.nacked = counted.nacked;
+      queue.expired = counted.expired;
+      queue.failed = counted.failed;
+      queue.dead = counted.dead;
+    }
+    let lastDead = "";
+    for (const stored of state.items) {
+      if (stored.queue !== lastDead && isDeadLetterQueue(stored.queue)) {
+        lastDead = stored.queue;
+        this.#queue(stored.queue.slice(0, -DEAD_LETTER_SUFFIX.length));
+      }
+    }
     for (const stored of state.items) {
       const item = new Item(stored.id, stored.queue, stored.value);
       item.attempts = stored.attempts;
@@ -686,8 +726,9 @@ export class Engine {
     const now = this.#clock();
     const failed = this.#settle(consumer, ids, (queue, item, index) => {
       queue.acked++;
+      this.onAcked?.(now - item.leasedAt);
       this.#heldBytes -= item.cost;
-      this.store.remove(item.id);
+      this.store.remove(item.id, item.queue);
       let result: unknown = undefined;
       if (results !== undefined) {
         result = results.values[index];
@@ -817,7 +858,7 @@ export class Engine {
       const queue = this.#queue(item.queue);
       this.#unlease(queue, item);
       this.#heldBytes -= item.cost;
-      this.store.remove(item.id);
+      this.store.remove(item.id, item.queue);
       this.#finish(queue, item, "cancelled", this.#clock());
       if (queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
       cancelled.push(id);
@@ -829,7 +870,7 @@ export class Engine {
       const cancel = (queue: QueueState, item: Item) => {
         wanted.delete(item.id);
         this.#heldBytes -= item.cost;
-        this.store.remove(item.id);
+        this.store.remove(item.id, item.queue);
         this.#finish(queue, item, "cancelled", this.#clock());
         cancelled.push(item.id);
       };
@@ -1044,24 +1085,135 @@ export class Engine {
   }
 
   /**
-   * Removes for good the ready items of queue `name` with the given ids
-   * (leased and delayed ones are left alone). Returns the items removed.
+   * Removes for good the ready items of queue `name` with the given ids, or
+   * `"all"` of them (leased and delayed ones are left alone). Returns the
+   * items removed.
    */
-  drop(name: string, ids: readonly number[]): Item[] {
+  drop(name: string, ids: readonly number[] | "all"): Item[] {
+    if (ids === "all") return this.#removeReady(name, () => true);
     const wanted = new Set(ids);
     return this.#removeReady(name, (item) => wanted.has(item.id));
   }
 
   /**
-   * Moves dead letters (ready items of the dead-letter queue `name`) back to
-   * the queue they failed in, as new items with fresh attempts. Items of
-   * `name` that are not dead letters of it are left alone. Returns the new ids.
+   * Removes for good every ready and delayed item of queue `name` (leased
+   * ones finish as usual). Returns how many went. Finding the delayed ones
+   * walks the timers: O(leases, delays and waiting gets), as {@link cancel}.
    */
-  requeueDead(name: string, ids: readonly number[]): number[] {
-    const wanted = new Set(ids);
+  purge(name: string): number {
+    const queue = this.#queues.get(name);
+    if (queue === undefined) return 0;
+    let removed = this.#removeReady(name, () => true).length;
+    if (queue.delayed > 0) {
+      const delayed: Item[] = [];
+      for (const entry of this.#timers.entries()) {
+        if (entry instanceof Item && entry.state === "delayed" && entry.queue === name) {
+          delayed.push(entry);
+        }
+      }
+      for (const item of delayed) {
+        this.#timers.cancel(item);
+        queue.delayed--;
+        item.state = "ready";
+        this.#heldBytes -= item.cost;
+        this.store.remove(item.id, name);
+        this.#releaseKey(queue, item, false);
+      }
+      removed += delayed.length;
+      if (delayed.length > 0 && queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
+    }
+    return removed;
+  }
+
+  /**
+   * A page of queue `name`'s live items of one state: `ready` in serve
+   * order, `delayed` by when they become ready, `leased` by when their lease
+   * began; and how many of that state it holds. Work: O(offset + limit) for
+   * ready items; for the others a walk of the leased items (stopping after
+   * the page) or of the timers, keeping only offset + limit of them.
+   */
+  items(
+    name: string,
+    state: "ready" | "delayed" | "leased",
+    offset: number,
+    limit: number,
+  ): { items: JobInfo[]; total: number } {
+    const queue = this.#queues.get(name);
+    const out: JobInfo[] = [];
+    if (queue === undefined) return { items: out, total: 0 };
+    const end = offset + limit;
+    if (state === "ready") {
+      let at = 0;
+      for (const item of queue.ready) {
+        if (at >= end) break;
+        if (at >= offset) out.push(jobInfo(item));
+        at++;
+      }
+      return { items: out, total: queue.ready.length };
+    }
+    if (state === "leased") {
+      let at = 0;
+      if (queue.leased > offset) {
+        // Leased items by id in the order they were leased (a Map keeps insertion order).
+        for (const item of this.#leased.values()) {
+          if (item.queue !== name) continue;
+          if (at >= end) break;
+          if (at >= offset) out.push(jobInfo(item));
+          at++;
+        }
+      }
+      return { items: out, total: queue.leased };
+    }
+    if (queue.delayed > offset) {
+      const page = smallest(
+        this.#delayedOf(name),
+        end,
+        (a, b) => a.deadline - b.deadline || a.id - b.id,
+      );
+      for (let i = offset; i < page.length; i++) out.push(jobInfo(page[i]));
+    }
+    return { items: out, total: queue.delayed };
+  }
+
+  /** The delayed items of queue `name`, in no order (from the timers). */
+  *#delayedOf(name: string): Iterable<Item> {
+    for (const entry of this.#timers.entries()) {
+      if (entry instanceof Item && entry.state === "delayed" && entry.queue === name) yield entry;
+    }
+  }
+
+  /**
+   * Up to `max` of the items `consumer` holds, oldest lease first: their
+   * ids, queues, and when their leases began and run out.
+   */
+  held(
+    consumer: Consumer,
+    max: number,
+  ): { id: number; queue: string; leasedAt: number; leaseExpiresAt: number }[] {
+    const out: { id: number; queue: string; leasedAt: number; leaseExpiresAt: number }[] = [];
+    for (const item of consumer.leases) {
+      if (out.length >= max) break;
+      out.push({
+        id: item.id,
+        queue: item.queue,
+        leasedAt: item.leasedAt,
+        leaseExpiresAt: item.deadline,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Moves dead letters (ready items of the dead-letter queue `name`), by id
+   * or `"all"` of them, back to the queue they failed in, as new items with
+   * fresh attempts. Items of `name` that are not dead letters of it are left
+   * alone. Returns the new ids.
+   */
+  requeueDead(name: string, ids: readonly number[] | "all"): number[] {
+    const wanted = ids === "all" ? undefined : new Set(ids);
     const letters = this.#removeReady(
       name,
-      (item) => wanted.has(item.id) && isDeadLetterOf(item.value, name),
+      (item) => (wanted === undefined || wanted.has(item.id)) && isDeadLetterOf(item.value, name),
     );
     const out: number[] = [];
     for (const item of letters) {
@@ -1133,7 +1285,7 @@ export class Engine {
       if (!match(item)) return false;
       removed.push(item);
       this.#heldBytes -= item.cost;
-      this.store.remove(item.id);
+      this.store.remove(item.id, name);
       this.#releaseKey(queue, item, false);
       return true;
     });
@@ -1165,6 +1317,7 @@ export class Engine {
         queue.limits === undefined && (queue.holds === undefined || queue.holds.size === 0)
       ) {
         this.#queues.delete(name);
+        this.store.countersChanged?.(name);
       }
     }
     this.#sweepAt = Math.max(IDLE_QUEUE_SWEEP_THRESHOLD, 2 * this.#queues.size);
@@ -1198,7 +1351,7 @@ export class Engine {
   #bury(queue: QueueState, item: Item, error: string, touched: Set<QueueState>): void {
     queue.dead++;
     this.#heldBytes -= item.cost;
-    this.store.remove(item.id);
+    this.store.remove(item.id, item.queue);
     item.lastError = error;
     this.#finish(queue, item, "dead", this.#clock());
     if (queue.roomWaiters.length > 0) queueMicrotask(() => this.#wakeRoomWaiters(queue));
@@ -1458,4 +1611,43 @@ function snapshot(queue: QueueState): QueueSnapshot {
     failed: queue.failed,
     dead: queue.dead,
   };
+}
+
+/**
+ * The `k` smallest of `items` by `compare`, in order: a bounded max-heap, so
+ * memory stays O(k) and time O(n log k) however many items there are.
+ */
+function smallest<T>(items: Iterable<T>, k: number, compare: (a: T, b: T) => number): T[] {
+  const heap: T[] = [];
+  if (k <= 0) return heap;
+  const up = (i: number) => {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (compare(heap[parent], heap[i]) >= 0) return;
+      [heap[parent], heap[i]] = [heap[i], heap[parent]];
+      i = parent;
+    }
+  };
+  const down = (i: number) => {
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let top = i;
+      if (left < heap.length && compare(heap[left], heap[top]) > 0) top = left;
+      if (right < heap.length && compare(heap[right], heap[top]) > 0) top = right;
+      if (top === i) return;
+      [heap[top], heap[i]] = [heap[i], heap[top]];
+      i = top;
+    }
+  };
+  for (const item of items) {
+    if (heap.length < k) {
+      heap.push(item);
+      up(heap.length - 1);
+    } else if (compare(item, heap[0]) < 0) {
+      heap[0] = item;
+      down(0);
+    }
+  }
+  return heap.sort(compare);
 }

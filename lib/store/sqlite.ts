@@ -16,6 +16,14 @@
  * upgraded in place when it is opened, in one transaction that keeps every
  * item: its items load with no group or key, priority 0 and no creation time.
  *
+ * It also keeps each queue's counters (put, acked, nacked, expired, failed,
+ * dead) in a table of their own, so they survive a restart: each commit
+ * saves, in its transaction, the counters of the queues its changes touched
+ * (one row a queue, read from the engine through
+ * {@link SqliteStore.readCounters}); a commit whose changes cancelled out
+ * leaves them for the next one, or for {@link SqliteStore.close}. A database
+ * of schema 2 gains the table when opened; its queues count from zero.
+ *
  * A commit that fails (the disk is full, an I/O error) rolls its transaction
  * back and discards the batch: its changes are never written, not even with
  * a later commit, so the replies that waited for it can truthfully say "not
@@ -40,7 +48,7 @@ import { clearImmediate, setImmediate } from "node:timers";
 import { decode, encode } from "../model/codec.ts";
 import { ProtocolError } from "../errors.ts";
 import { StoreCorruptError, StoreError, StoreLockedError, StoreVersionError } from "./errors.ts";
-import type { LoadedState, Store, StoredItem } from "./store.ts";
+import type { LoadedState, Store, StoredCounters, StoredItem } from "./store.ts";
 
 /** File name of the database inside the data directory. */
 export const DATABASE_FILE = "taskq.db";
@@ -51,10 +59,11 @@ export const APPLICATION_ID = 0x74710001;
 /**
  * Version of the schema this release writes, in `PRAGMA user_version`:
  * 1 kept an item's value and delivery state; 2 adds its priority, group,
- * unique key, key hold and creation time. Older versions are upgraded when
- * opened ({@link MIGRATIONS}); newer ones are refused.
+ * unique key, key hold and creation time; 3 adds the queues' counters.
+ * Older versions are upgraded when opened ({@link MIGRATIONS}); newer ones
+ * are refused.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * The statements that upgrade a database from the version each is keyed by to
@@ -68,6 +77,17 @@ const MIGRATIONS: Readonly<Record<number, string>> = {
     ALTER TABLE items ADD COLUMN ukey TEXT;
     ALTER TABLE items ADD COLUMN key_hold INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE items ADD COLUMN created_at INTEGER;
+  `,
+  2: `
+    CREATE TABLE counters (
+      queue TEXT PRIMARY KEY,
+      put INTEGER NOT NULL DEFAULT 0,
+      acked INTEGER NOT NULL DEFAULT 0,
+      nacked INTEGER NOT NULL DEFAULT 0,
+      expired INTEGER NOT NULL DEFAULT 0,
+      failed INTEGER NOT NULL DEFAULT 0,
+      dead INTEGER NOT NULL DEFAULT 0
+    );
   `,
 };
 
@@ -183,6 +203,15 @@ const SCHEMA = `
     created_at INTEGER
   );
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+  CREATE TABLE counters (
+    queue TEXT PRIMARY KEY,
+    put INTEGER NOT NULL DEFAULT 0,
+    acked INTEGER NOT NULL DEFAULT 0,
+    nacked INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0
+  );
 `;
 
 /** Pages in the database file: 0 for a new, empty file. */
@@ -266,6 +295,12 @@ export class SqliteStore implements Store {
   readonly #delete: StatementSync;
   readonly #deleteMany: StatementSync;
   readonly #setNextId: StatementSync;
+  readonly #saveCounters: StatementSync;
+  readonly #deleteCounters: StatementSync;
+  /** Queues whose counters the next commit saves. */
+  #counted = new Set<string>();
+  /** The queue last added to {@link #counted} (most changes in a row are to one queue). */
+  #lastCounted: string | undefined = undefined;
   readonly #freelistCount: StatementSync;
   readonly #pageCount: StatementSync;
   /** Pending change per item, collapsed (insert+delete = nothing). */
@@ -279,6 +314,8 @@ export class SqliteStore implements Store {
   readonly commitTimes: number[] = [];
   /** Called after each commit with its duration in ms (the master's metrics). */
   onCommit: ((ms: number) => void) | undefined = undefined;
+  /** Set by the engine: a queue's counters as they are now (`undefined`: it is no more). */
+  readCounters: ((queue: string) => StoredCounters | undefined) | undefined = undefined;
   /** Called when a commit fails, with the items its discarded batch inserted. */
   onDiscard: ((inserted: readonly StoredItem[]) => void) | undefined = undefined;
 
@@ -334,6 +371,11 @@ export class SqliteStore implements Store {
     this.#setNextId = db.prepare(
       "INSERT INTO meta (key, value) VALUES ('next_id', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     );
+    this.#saveCounters = db.prepare(
+      `INSERT OR REPLACE INTO counters (queue, put, acked, nacked, expired, failed, dead)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#deleteCounters = db.prepare("DELETE FROM counters WHERE queue = ?");
   }
 
   #open(db: DatabaseSync): void {
@@ -500,7 +542,23 @@ export class SqliteStore implements Store {
       return item;
     });
     this.#nextId = this.#committedNextId = nextId;
-    return { items, nextId };
+    const counters = this.#db.prepare(
+      "SELECT queue, put, acked, nacked, expired, failed, dead FROM counters ORDER BY queue",
+    ).all() as unknown as StoredCounters[];
+    if (counters.length === 0) return { items, nextId };
+    return {
+      items,
+      nextId,
+      counters: counters.map((row) => ({
+        queue: String(row.queue),
+        put: Number(row.put),
+        acked: Number(row.acked),
+        nacked: Number(row.nacked),
+        expired: Number(row.expired),
+        failed: Number(row.failed),
+        dead: Number(row.dead),
+      })),
+    };
   }
 
   /**
@@ -523,7 +581,11 @@ export class SqliteStore implements Store {
     }
   }
 
-  #record(change: Change, item: StoredItem): void {
+  #record(change: Change, item: StoredItem, queue: string | undefined): void {
+    if (queue !== this.#lastCounted && queue !== undefined) {
+      this.#lastCounted = queue;
+      this.#counted.add(queue);
+    }
     const pending = this.#pending.get(item.id);
     if (pending === undefined) {
       this.#pending.set(item.id, { change, item });
@@ -542,17 +604,47 @@ export class SqliteStore implements Store {
   /** Records a new item. */
   insert(item: StoredItem): void {
     if (item.id >= this.#nextId) this.#nextId = item.id + 1;
-    this.#record("insert", item);
+    this.#record("insert", item, item.queue);
   }
 
   /** Records a changed item. */
   update(item: StoredItem): void {
-    this.#record("update", item);
+    this.#record("update", item, item.queue);
   }
 
-  /** Records that an item is gone. */
-  remove(id: number): void {
-    this.#record("delete", { id } as StoredItem);
+  /** Records that an item of `queue` (when given) is gone. */
+  remove(id: number, queue?: string): void {
+    this.#record("delete", { id } as StoredItem, queue);
+  }
+
+  /** Records that the counters of `queue` changed, or that it is no more. */
+  countersChanged(queue: string): void {
+    this.#counted.add(queue);
+    this.#lastCounted = queue;
+  }
+
+  /**
+   * Saves the counters of the queues {@link #counted} names (in the caller's
+   * transaction); returns the names, to be named again if it rolls back.
+   */
+  #writeCounters(): Set<string> {
+    const counted = this.#counted;
+    this.#counted = new Set();
+    this.#lastCounted = undefined;
+    const read = this.readCounters;
+    if (read === undefined) return counted;
+    for (const queue of counted) {
+      const c = read(queue);
+      if (c === undefined) this.#deleteCounters.run(queue);
+      else this.#saveCounters.run(queue, c.put, c.acked, c.nacked, c.expired, c.failed, c.dead);
+    }
+    return counted;
+  }
+
+  /** Names `queues` again, for the next commit to save (their commit failed). */
+  #recount(queues: Set<string>): void {
+    for (const queue of queues) this.#counted.add(queue);
+    this.#lastCounted = undefined;
   }
 
   #schedule(): void {
@@ -583,8 +675,10 @@ export class SqliteStore implements Store {
     const pending = this.#pending;
     this.#pending = new Map();
     const started = performance.now();
+    let counted = new Set<string>();
     try {
       this.#db.exec("BEGIN");
+      counted = this.#writeCounters();
       // Rows to insert, in the columns of ITEM_COLUMNS and of PLAIN_COLUMNS.
       const full: Param[] = [];
       const plain: Param[] = [];
@@ -651,6 +745,7 @@ export class SqliteStore implements Store {
       } catch {
         // the failed statement already ended the transaction
       }
+      this.#recount(counted);
       // The batch is discarded, never written later: the replies that waited
       // for it say "not stored", so a retry must not find it stored after all.
       const inserted: StoredItem[] = [];
@@ -726,6 +821,20 @@ export class SqliteStore implements Store {
     this.#timer = undefined;
     this.#flush();
     this.#closed = true;
+    if (this.#counted.size > 0) {
+      // Counters whose changes cancelled out in the last commits: saved before closing.
+      try {
+        this.#db.exec("BEGIN");
+        this.#writeCounters();
+        this.#db.exec("COMMIT");
+      } catch {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch {
+          // the failed statement already ended the transaction
+        }
+      }
+    }
     try {
       this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch {

@@ -45,12 +45,32 @@ export interface StoredItem {
   createdAt?: number;
 }
 
+/** A queue's counters as a durable store keeps them across restarts. */
+export interface StoredCounters {
+  /** The queue's name. */
+  queue: string;
+  /** Items ever put. */
+  put: number;
+  /** Items acked. */
+  acked: number;
+  /** Items nacked. */
+  nacked: number;
+  /** Leases that ran out or were dropped with their connection. */
+  expired: number;
+  /** Failures reported by workers. */
+  failed: number;
+  /** Items moved to the dead-letter queue. */
+  dead: number;
+}
+
 /** What a store hands the engine when the master starts. */
 export interface LoadedState {
   /** Items that outlived the previous run, in id order. */
   items: StoredItem[];
   /** The next id to hand out (above every id ever used). */
   nextId: number;
+  /** The queues' counters as the previous run left them (a store that keeps none: absent). */
+  counters?: StoredCounters[];
 }
 
 /** Persistence under the engine. */
@@ -63,8 +83,23 @@ export interface Store {
   insert(item: StoredItem): void;
   /** Records a changed item (attempts or readiness). */
   update(item: StoredItem): void;
-  /** Records that an item is settled and gone. */
-  remove(id: number): void;
+  /**
+   * Records that an item is settled and gone; `queue`, its queue, when the
+   * caller knows it (a store that keeps counters saves that queue's).
+   */
+  remove(id: number, queue?: string): void;
+  /**
+   * If set (by the engine), how a store that keeps counters reads a queue's
+   * when it commits: `undefined` for a queue that is no more. Such a store
+   * saves, with each commit, the counters of the queues whose items the
+   * commit's changes touched and of those named to {@link countersChanged}.
+   */
+  readCounters?: ((queue: string) => StoredCounters | undefined) | undefined;
+  /**
+   * Records that the counters of `queue` changed with no change to its items
+   * (or that it was forgotten), so the next commit saves them; optional.
+   */
+  countersChanged?(queue: string): void;
   /** Whether changes are recorded but not yet committed. */
   readonly dirty: boolean;
   /**
@@ -107,7 +142,7 @@ export class MemoryStore implements Store {
   update(_item: StoredItem): void {}
 
   /** Nothing to record. */
-  remove(_id: number): void {}
+  remove(_id: number, _queue?: string): void {}
 
   /** Resolves at once. */
   commit(): Promise<void> {

@@ -96,8 +96,12 @@ import type {
   BrokerSettings,
   BrokerStats,
   CancelOutcome,
+  ControlAction,
   Delivery,
   GetOptions,
+  HeldItem,
+  ItemPage,
+  ItemsQuery,
   JobOptions,
   PeekedItem,
   ProgressReport,
@@ -106,7 +110,7 @@ import type {
   SessionInfo,
   SessionView,
 } from "../broker.ts";
-import { STATS_QUEUE_LIMIT } from "../broker.ts";
+import { checkItemsQuery, CONTROL_ACTIONS, MAX_HELD_LISTED, STATS_QUEUE_LIMIT } from "../broker.ts";
 import {
   BrokerClosedError,
   DatabaseUnavailableError,
@@ -221,6 +225,18 @@ const EXPIRED_REASON = "its lease expired before it was acked";
  * a queue hint starts with the master's id, a digit.
  */
 const CANCEL_MARK = "!";
+
+/**
+ * Starts a notice that asks the master holding a session to pass an action
+ * to it (`?SESSION ACTION`, see {@link PostgresBroker.control}).
+ */
+const CONTROL_MARK = "?";
+
+/** Dead letters one transaction of a requeue of all of them moves. */
+const REQUEUE_CHUNK = 1_000;
+
+/** Sessions whose last control action this master remembers (those it sent or received). */
+const CONTROLLED_KEPT = 10_000;
 
 /** Most characters of ids in one cancel notice (a notification's payload is at most 8,000 bytes). */
 const NOTICE_IDS_CHARS = 7_000;
@@ -698,6 +714,13 @@ export class PostgresBroker implements Broker {
   /** Queues whose change {@link #tell} is to tell the other masters, and its timer. */
   readonly #toTell = new Set<string>();
   #tellTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * When this master started (ms since the epoch). Counters live in the
+   * database, shared by every master, so they outlive it.
+   */
+  readonly #startedAt = Date.now();
+  /** The last control action sent to sessions, by id, as this master knows it. */
+  readonly #controlled = new Map<string, ControlAction>();
 
   /** Wraps a connected, migrated database; use {@link openPostgresBroker}. */
   constructor(
@@ -822,6 +845,14 @@ export class PostgresBroker implements Broker {
 
   /** A hint from another master: queue `queue` changed, or items a session here held were cancelled. */
   #hint(payload: string): void {
+    if (payload.startsWith(CONTROL_MARK)) {
+      const space = payload.indexOf(" ");
+      if (space < 0) return;
+      const action = payload.slice(space + 1) as ControlAction;
+      if (!CONTROL_ACTIONS.includes(action)) return;
+      this.#sessions.get(payload.slice(CONTROL_MARK.length, space))?.control(action);
+      return;
+    }
     if (payload.startsWith(CANCEL_MARK)) {
       const space = payload.indexOf(" ");
       if (space < 0) return;
@@ -2276,6 +2307,7 @@ export class PostgresBroker implements Broker {
           itemLimitBytes: this.maxStoredBytes,
           limitBytes: this.settings.maxMemoryBytes ?? Infinity,
         },
+        startedAt: this.#startedAt,
       };
       if (queue === undefined && all.length > limit) {
         const depth = (x: QueueStats) => x.ready + x.leased + x.delayed;
@@ -2297,20 +2329,43 @@ export class PostgresBroker implements Broker {
   async sessions(): Promise<SessionView[]> {
     const s = this.#s;
     return await this.#db(async () => {
-      const [rows, leased] = await Promise.all([
+      const [rows, leased, oldest] = await Promise.all([
         this.sql.unsafe(`SELECT * FROM ${s}.sessions ORDER BY connected_at, id`),
         this.sql.unsafe(
           `SELECT lease_owner, count(*) AS n FROM ${s}.items WHERE lease_owner IS NOT NULL
            GROUP BY lease_owner`,
         ),
+        this.sql.unsafe(
+          `SELECT lease_owner, id, queue, leased_at, lease_until FROM (
+             SELECT lease_owner, id, queue, coalesce(leased_at, lease_until) AS leased_at,
+               lease_until,
+               row_number() OVER (PARTITION BY lease_owner
+                 ORDER BY coalesce(leased_at, lease_until), id) AS n
+             FROM ${s}.items WHERE lease_owner IS NOT NULL
+           ) x WHERE n <= $1 ORDER BY lease_owner, n`,
+          [MAX_HELD_LISTED],
+        ),
       ]);
       const held = new Map<string, number>();
       for (const r of leased) held.set(r.lease_owner, Number(r.n));
+      const holding = new Map<string, HeldItem[]>();
+      for (const r of oldest) {
+        let list = holding.get(r.lease_owner);
+        if (list === undefined) holding.set(r.lease_owner, list = []);
+        list.push({
+          id: Number(r.id),
+          queue: r.queue,
+          leasedAt: Number(r.leased_at),
+          leaseExpiresAt: Number(r.lease_until),
+        });
+      }
       const out: SessionView[] = [];
+      const seen = new Set<string>();
       for (const r of rows) {
         const local = this.#sessions.get(r.id);
         if (Number(r.master) === this.masterId && local === undefined) continue;
-        out.push({
+        seen.add(r.id);
+        const view: SessionView = {
           id: r.id,
           name: r.name,
           address: r.address,
@@ -2318,10 +2373,160 @@ export class PostgresBroker implements Broker {
           lastSeenAt: local === undefined ? Number(r.last_seen) : local.lastSeenAt + this.#skew,
           leased: held.get(r.id) ?? 0,
           waiting: local === undefined ? Number(r.waiting) : this.#waitingOf(local),
-        });
+          holding: holding.get(r.id) ?? [],
+        };
+        const controlled = local?.controlled ?? this.#controlled.get(r.id);
+        if (controlled !== undefined) view.controlled = controlled;
+        out.push(view);
       }
+      for (const id of this.#controlled.keys()) if (!seen.has(id)) this.#controlled.delete(id);
       return out;
     });
+  }
+
+  /**
+   * Sends `action` to a session: one of this master's at once; another
+   * master's through a notice on the channel every master listens to (as a
+   * cancellation reaches a holder), which that master passes on when it
+   * hears it. Resolves with false when no master has such a session.
+   */
+  async control(sessionId: string, action: ControlAction): Promise<boolean> {
+    if (!CONTROL_ACTIONS.includes(action)) {
+      throw new RangeError(`a control action is one of ${CONTROL_ACTIONS.join(", ")}`);
+    }
+    const local = this.#sessions.get(sessionId);
+    if (local !== undefined && !local.closed) {
+      local.control(action);
+      return true;
+    }
+    const found = await this.#db(async () => {
+      const rows = await this.sql.unsafe(
+        `SELECT pg_notify($1, $2) FROM ${this.#s}.sessions WHERE id = $3`,
+        [this.#channel, `${CONTROL_MARK}${sessionId} ${action}`, sessionId],
+      );
+      return rows.length > 0;
+    });
+    if (found) this.#remember(sessionId, action);
+    return found;
+  }
+
+  /** Remembers the last action sent to session `id` (bounded: the oldest are forgotten). */
+  #remember(id: string, action: ControlAction): void {
+    this.#controlled.delete(id);
+    this.#controlled.set(id, action);
+    if (this.#controlled.size > CONTROLLED_KEPT) {
+      const oldest = this.#controlled.keys().next().value;
+      if (oldest !== undefined) this.#controlled.delete(oldest);
+    }
+  }
+
+  async items(queue: string, query: ItemsQuery): Promise<ItemPage> {
+    const { state, offset, limit } = checkItemsQuery(query);
+    const s = this.#s;
+    const columns = `i.id, i.queue, i.attempts, i.priority, i.grp, i.ukey, i.value, i.last_error,
+      i.created_at, i.ready_at, i.lease_owner, i.leased_at, i.lease_until,
+      i.progress_percent, i.progress_message, i.progress_at`;
+    const end = offset + limit;
+    let text: string;
+    if (state === "ready") {
+      // As peek: the rows without a group and those with one, each from its own index.
+      text = `WITH now AS MATERIALIZED (SELECT ${s}.now_ms() AS t)
+        SELECT * FROM (
+          (SELECT ${columns}, i.seq FROM ${s}.items i
+           WHERE i.queue = $1 AND i.lease_owner IS NULL AND i.grp IS NULL
+             AND i.ready_at <= (SELECT t FROM now)
+           ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT $4)
+          UNION ALL
+          (SELECT ${columns}, i.seq FROM ${s}.items i
+           WHERE i.queue = $1 AND i.lease_owner IS NULL AND i.grp IS NOT NULL
+             AND i.ready_at <= (SELECT t FROM now)
+           ORDER BY i.priority DESC, i.ready_at, i.seq LIMIT $4)
+        ) x ORDER BY priority DESC, ready_at, seq OFFSET $2 LIMIT $3`;
+    } else if (state === "delayed") {
+      text = `SELECT ${columns} FROM ${s}.items i
+        WHERE i.queue = $1 AND i.lease_owner IS NULL AND i.ready_at > ${s}.now_ms()
+        ORDER BY i.ready_at, i.seq OFFSET $2 LIMIT $3`;
+    } else {
+      text = `SELECT ${columns}, x.name AS holder_name, x.address AS holder_address
+        FROM ${s}.items i LEFT JOIN ${s}.sessions x ON x.id = i.lease_owner
+        WHERE i.queue = $1 AND i.lease_owner IS NOT NULL
+        ORDER BY coalesce(i.leased_at, i.lease_until), i.id OFFSET $2 LIMIT $3`;
+    }
+    const [rows, stats] = await Promise.all([
+      this.#db(() =>
+        this.sql.unsafe(
+          text,
+          state === "ready" ? [queue, offset, limit, end] : [queue, offset, limit],
+        )
+      ),
+      this.stats(queue),
+    ]);
+    const row = stats.queues[0];
+    const items = rows.map((r) => {
+      const info = this.#jobInfo(r, state);
+      info.value = decode(plain(r.value), "trusted");
+      if (state === "delayed") info.readyAt = Number(r.ready_at);
+      if (state === "leased") {
+        const current = r.leased_at !== null && Number(r.progress_at) >= Number(r.leased_at);
+        if (!current) delete info.progress;
+        if (r.leased_at !== null) info.leasedAt = Number(r.leased_at);
+        info.leaseExpiresAt = Number(r.lease_until);
+        info.holder = {
+          session: r.lease_owner,
+          name: r.holder_name ?? "",
+          address: r.holder_address ?? "",
+        };
+      }
+      return info;
+    });
+    return { items, total: row === undefined ? 0 : row[state] };
+  }
+
+  async purge(queue: string): Promise<number> {
+    return await this.#removeWaiting(queue, undefined, false);
+  }
+
+  /**
+   * Removes items of `queue` that are not leased: those with the given ids
+   * (all when `undefined`), only ready ones unless `delayed`; counts them
+   * and tells every master. Resolves with how many went.
+   */
+  async #removeWaiting(
+    queue: string,
+    ids: readonly number[] | undefined,
+    readyOnly: boolean,
+  ): Promise<number> {
+    const s = this.#s;
+    const params: unknown[] = [queue];
+    let filter = "";
+    if (ids !== undefined) {
+      params.push(intArray(ids));
+      filter += ` AND id = ANY($${params.length}::bigint[])`;
+    }
+    if (readyOnly) filter += ` AND ready_at <= ${s}.now_ms()`;
+    let gone: number[] = [];
+    await this.#db(() =>
+      this.sql.begin(async (tx) => {
+        const rows = await tx.unsafe(
+          `DELETE FROM ${s}.items WHERE queue = $1 AND lease_owner IS NULL${filter}
+           RETURNING id, octet_length(value) AS bytes`,
+          params as never[],
+        );
+        gone = rows.map((r) => Number(r.id));
+        if (rows.length === 0) return;
+        const deltas = new Map<string, CounterDelta>();
+        const d = deltaOf(deltas, queue);
+        d.removed += rows.length;
+        for (const r of rows) d.bytes -= Number(r.bytes);
+        await this.#count(tx, deltas);
+        await this.#notify(tx, [queue]);
+      })
+    );
+    if (gone.length > 0) {
+      this.forgetOriginals(gone);
+      this.#changed(queue);
+    }
+    return gone.length;
   }
 
   async pause(queue: string): Promise<void> {
@@ -2625,43 +2830,63 @@ export class PostgresBroker implements Broker {
     }));
   }
 
-  async drop(queue: string, ids: readonly number[]): Promise<number> {
-    const s = this.#s;
-    let dropped = 0;
-    await this.#db(() =>
-      this.sql.begin(async (tx) => {
-        const rows = await tx.unsafe(
-          `DELETE FROM ${s}.items WHERE queue = $1 AND id = ANY($2::bigint[])
-             AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
-           RETURNING octet_length(value) AS bytes`,
-          [queue, intArray(ids)],
-        );
-        dropped = rows.length;
-        if (dropped === 0) return;
-        const deltas = new Map<string, CounterDelta>();
-        const d = deltaOf(deltas, queue);
-        d.removed += dropped;
-        for (const r of rows) d.bytes -= Number(r.bytes);
-        await this.#count(tx, deltas);
-        await this.#notify(tx, [queue]);
-      })
-    );
-    if (dropped > 0) this.#changed(queue);
-    return dropped;
+  async drop(queue: string, ids: readonly number[] | "all"): Promise<number> {
+    return await this.#removeWaiting(queue, ids === "all" ? undefined : ids, true);
   }
 
-  async requeueDead(deadQueue: string, ids: readonly number[]): Promise<number[]> {
+  async requeueDead(deadQueue: string, ids: readonly number[] | "all"): Promise<number[]> {
+    if (ids !== "all") return (await this.#requeueSome(deadQueue, ids)).added;
+    // In transactions of REQUEUE_CHUNK letters, by id; the items they become have ids above
+    // every letter's there was, so the walk stops before them.
+    const added: number[] = [];
+    let after = 0;
+    let below = Number.MAX_SAFE_INTEGER;
+    for (;;) {
+      const chunk = await this.#requeueSome(deadQueue, { after, below });
+      added.push(...chunk.added);
+      for (const id of chunk.added) below = Math.min(below, id);
+      if (chunk.scanned < REQUEUE_CHUNK) return added;
+      after = chunk.last;
+    }
+  }
+
+  /**
+   * Moves dead letters of `deadQueue` back, in one transaction: those with
+   * the given ids, or the next {@link REQUEUE_CHUNK} ready rows with ids
+   * between `after` and `below`. Resolves with the new ids, how many rows
+   * were looked at and the last one's id.
+   */
+  async #requeueSome(
+    deadQueue: string,
+    which: readonly number[] | { after: number; below: number },
+  ): Promise<{ added: number[]; scanned: number; last: number }> {
     const s = this.#s;
     let added: number[] = [];
+    let scanned = 0;
+    let last = 0;
     const touched = new Set<string>();
     await this.#db(() =>
       this.sql.begin(async (tx) => {
-        const rows = await tx.unsafe(
-          `SELECT id, value FROM ${s}.items WHERE queue = $1 AND id = ANY($2::bigint[])
-             AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
-           ORDER BY ready_at, seq FOR UPDATE`,
-          [deadQueue, intArray(ids)],
-        );
+        const rows = Array.isArray(which)
+          ? await tx.unsafe(
+            `SELECT id, value FROM ${s}.items WHERE queue = $1 AND id = ANY($2::bigint[])
+               AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
+             ORDER BY ready_at, seq FOR UPDATE`,
+            [deadQueue, intArray(which as readonly number[])],
+          )
+          : await tx.unsafe(
+            `SELECT id, value FROM ${s}.items WHERE queue = $1 AND id > $2 AND id < $3
+               AND lease_owner IS NULL AND ready_at <= ${s}.now_ms()
+             ORDER BY id LIMIT $4 FOR UPDATE`,
+            [
+              deadQueue,
+              (which as { after: number }).after,
+              (which as { below: number }).below,
+              REQUEUE_CHUNK,
+            ],
+          );
+        scanned = rows.length;
+        if (rows.length > 0) last = Number(rows[rows.length - 1].id);
         const taken: number[] = [];
         const queues: string[] = [];
         const values: Uint8Array[] = [];
@@ -2686,7 +2911,7 @@ export class PostgresBroker implements Broker {
       })
     );
     for (const q of touched) this.#changed(q);
-    return added;
+    return { added, scanned, last };
   }
 
   async waitEmpty(queue: string, signal?: AbortSignal): Promise<void> {
@@ -2781,6 +3006,9 @@ class PgSession implements BrokerSession {
   /** Its claims and acks in flight, which its close waits for. */
   readonly pending = new Set<Promise<unknown>>();
   closed = false;
+  /** The last action {@link PostgresBroker.control} passed it, if any. */
+  controlled: ControlAction | undefined = undefined;
+  #onControl: ((action: ControlAction) => void) | undefined = undefined;
   readonly #broker: PostgresBroker;
   #closing: Promise<void> | undefined;
 
@@ -2796,6 +3024,21 @@ class PgSession implements BrokerSession {
   touch(): void {
     this.lastSeenAt = Date.now();
     this.#broker.dirty(this);
+  }
+
+  onControl(handler: (action: ControlAction) => void): void {
+    this.#onControl = handler;
+  }
+
+  /** Called by the broker: passes `action` to the front-end's handler, if it set one. */
+  control(action: ControlAction): void {
+    this.controlled = action;
+    if (this.closed) return;
+    try {
+      this.#onControl?.(action);
+    } catch {
+      // The front-end's handler failing must not fail the admin's call; the session lives on.
+    }
   }
 
   async put(
