@@ -17,6 +17,18 @@ import { LIMIT_HELP, LIMIT_SUMMARY, runLimit } from "./lib/cli/limit.ts";
 import { DEMO_HELP, DEMO_SUMMARY, runDemo } from "./lib/cli/demo.ts";
 import { HTTP_TOKEN_HELP, HTTP_TOKEN_SUMMARY, runHttpToken } from "./lib/cli/http_token.ts";
 import { runTls, TLS_HELP, TLS_SUMMARY } from "./lib/cli/tls.ts";
+import { PEEK_HELP, PEEK_SUMMARY, runPeek } from "./lib/cli/peek.ts";
+import { DEAD_HELP, DEAD_SUMMARY, runDead } from "./lib/cli/dead.ts";
+import { PURGE_HELP, PURGE_SUMMARY, runPurge } from "./lib/cli/purge.ts";
+import { runWorkers, WORKERS_HELP, WORKERS_SUMMARY } from "./lib/cli/workers.ts";
+import {
+  QUIET_HELP,
+  QUIET_SUMMARY,
+  runQuiet,
+  runStop,
+  STOP_HELP,
+  STOP_SUMMARY,
+} from "./lib/cli/control.ts";
 import { TaskqError } from "./lib/errors.ts";
 import { errorLogLine, jsonLogsRequested } from "./lib/log.ts";
 import denoJson from "./deno.json" with { type: "json" };
@@ -46,6 +58,12 @@ const COMMANDS: Record<string, Command> = {
   },
   put: { summary: PUT_SUMMARY, help: PUT_HELP, run: runPut },
   get: { summary: GET_SUMMARY, help: GET_HELP, run: runGet },
+  peek: { summary: PEEK_SUMMARY, help: PEEK_HELP, run: runPeek },
+  dead: { summary: DEAD_SUMMARY, help: DEAD_HELP, run: runDead },
+  purge: { summary: PURGE_SUMMARY, help: PURGE_HELP, run: runPurge },
+  workers: { summary: WORKERS_SUMMARY, help: WORKERS_HELP, run: runWorkers },
+  quiet: { summary: QUIET_SUMMARY, help: QUIET_HELP, run: runQuiet },
+  stop: { summary: STOP_SUMMARY, help: STOP_HELP, run: runStop },
   status: { summary: STATUS_SUMMARY, help: STATUS_HELP, run: runStatus },
   job: { summary: JOB_SUMMARY, help: JOB_HELP, run: runJob },
   cancel: { summary: CANCEL_SUMMARY, help: CANCEL_HELP, run: runCancel },

@@ -185,6 +185,98 @@ const EXAMPLES: Array<{ name: string; direction: string; message: Record<string,
     direction: "master → client",
     message: { op: "ok", rid: 7, cancelled: [2], failed: [99] },
   },
+  // Version 3, on the same connection: item 1 (42) is still ready.
+  {
+    name: "items",
+    direction: "client → master",
+    message: { op: "items", rid: 8, queue: "tasks", state: "ready", limit: 10 },
+  },
+  {
+    name: "items_ok",
+    direction: "master → client",
+    message: {
+      op: "ok",
+      rid: 8,
+      items: [{
+        id: 1,
+        queue: "tasks",
+        state: "ready",
+        attempts: 0,
+        priority: 0,
+        createdAt: EXAMPLE_TIME,
+        value: 42,
+      }],
+      total: 1,
+    },
+  },
+  {
+    name: "sessions",
+    direction: "client → master",
+    message: { op: "sessions", rid: 9 },
+  },
+  {
+    name: "sessions_ok",
+    direction: "master → client",
+    message: {
+      op: "ok",
+      rid: 9,
+      sessions: [{
+        id: "1",
+        name: "example",
+        address: "127.0.0.1:50412",
+        connectedAt: EXAMPLE_TIME - 20,
+        lastSeenAt: EXAMPLE_TIME + 900,
+        leased: 0,
+        waiting: 0,
+        holding: [],
+      }],
+    },
+  },
+  {
+    name: "control",
+    direction: "client → master",
+    message: { op: "control", rid: 10, session: "1", action: "quiet" },
+  },
+  {
+    name: "control_notice",
+    direction: "master → client",
+    message: { op: "control", action: "quiet" },
+  },
+  {
+    name: "control_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 10, found: true },
+  },
+  {
+    name: "drop",
+    direction: "client → master",
+    message: { op: "drop", rid: 11, queue: "tasks", ids: [1] },
+  },
+  {
+    name: "drop_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 11, count: 1 },
+  },
+  {
+    name: "purge",
+    direction: "client → master",
+    message: { op: "purge", rid: 12, queue: "tasks" },
+  },
+  {
+    name: "purge_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 12, count: 0 },
+  },
+  {
+    name: "requeue",
+    direction: "client → master",
+    message: { op: "requeue", rid: 13, queue: "tasks.dead", all: true },
+  },
+  {
+    name: "requeue_ok",
+    direction: "master → client",
+    message: { op: "ok", rid: 13, ids: [] },
+  },
 ];
 
 const hex = (bytes: Uint8Array, sep = " ") =>

@@ -4,7 +4,9 @@
  * version 2 cancel, job, limit, progress and put's priority, group, keys and
  * keyHold) and every message a client receives (ok, error, challenge,
  * welcome, and since version 2 the `cancelled` notice and ok's existing,
- * cancelled, job and limits): accepted shapes, and refusal (ProtocolError
+ * cancelled, job and limits; and since version 3 items, requeue, drop,
+ * purge, sessions and control, their replies and the `control` notice):
+ * accepted shapes, and refusal (ProtocolError
  * "bad_request") of non-maps, missing or unknown ops, unknown fields, wrong
  * types, out-of-range numbers, bad queue names and oversized batches. Also
  * {@link limitChanges}, and that every job record the engine makes passes the
@@ -16,15 +18,29 @@
 import assert from "node:assert/strict";
 import {
   checkQueueName,
+  CONTROL_ACTIONS,
+  DEFAULT_ITEMS_PAGE,
   limitChanges,
   type LimitRequest,
+  LISTED_STATES,
   MAX_BATCH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
+  MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE,
   MAX_QUEUE_NAME_LENGTH,
+  MAX_SESSION_TEXT,
   parseClientMessage,
   parseServerMessage,
+  VERSION_3_OPS,
 } from "../lib/wire/messages.ts";
+import {
+  CONTROL_ACTIONS as BROKER_CONTROL_ACTIONS,
+  DEFAULT_ITEMS_PAGE as BROKER_DEFAULT_ITEMS_PAGE,
+  LISTED_STATES as BROKER_LISTED_STATES,
+  MAX_HELD_LISTED as BROKER_MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE as BROKER_MAX_ITEMS_PAGE,
+} from "../lib/broker/broker.ts";
 import {
   JOB_STATES,
   MAX_CONCURRENCY,
@@ -594,4 +610,222 @@ Deno.test("messages: every job record the engine makes passes the client's valid
     rid: 2,
     limits,
   });
+});
+
+// ------------------------------------------------------------------ version 3
+
+Deno.test("messages: version 3 requests are accepted as sent", () => {
+  const valid: Record<string, unknown>[] = [
+    { op: "items", rid: 1, queue: "q", state: "ready" },
+    { op: "items", rid: 1, queue: "q.dead", state: "delayed", offset: 0, limit: 1 },
+    {
+      op: "items",
+      rid: 1,
+      queue: "q",
+      state: "leased",
+      offset: Number.MAX_SAFE_INTEGER,
+      limit: MAX_ITEMS_PAGE,
+    },
+    { op: "requeue", rid: 2, queue: "q.dead", ids: [1, 2] },
+    { op: "requeue", rid: 2, queue: "q.dead", all: true },
+    { op: "drop", rid: 3, queue: "q", ids: [0] },
+    { op: "drop", rid: 3, queue: "q.dead", all: true },
+    { op: "purge", rid: 4, queue: "q" },
+    { op: "sessions", rid: 5 },
+    { op: "control", rid: 6, session: "1", action: "quiet" },
+    { op: "control", rid: 6, session: "m1.7".padEnd(MAX_SESSION_TEXT, "x"), action: "stop" },
+  ];
+  for (const message of valid) {
+    assert.deepEqual(parseClientMessage(wire(message)), message, Deno.inspect(message));
+  }
+  // Every version 3 op is among those tried.
+  assert.deepEqual(new Set(valid.map((m) => m.op)), VERSION_3_OPS);
+  // The wire's paging and listing bounds are the broker's.
+  assert.equal(MAX_ITEMS_PAGE, BROKER_MAX_ITEMS_PAGE);
+  assert.equal(DEFAULT_ITEMS_PAGE, BROKER_DEFAULT_ITEMS_PAGE);
+  assert.equal(MAX_HELD_LISTED, BROKER_MAX_HELD_LISTED);
+  assert.deepEqual(LISTED_STATES, BROKER_LISTED_STATES);
+  assert.deepEqual(CONTROL_ACTIONS, BROKER_CONTROL_ACTIONS);
+});
+
+Deno.test("messages: items fields are checked", () => {
+  const items = (fields: Record<string, unknown>) =>
+    defined({ op: "items", rid: 1, queue: "q", state: "ready", ...fields });
+  refusedByMaster(items({ queue: undefined }), /"items" needs a "queue" field/);
+  refusedByMaster(items({ queue: "" }), /queue name must be/);
+  refusedByMaster(items({ queue: 5 }), /queue name must be/);
+  refusedByMaster(items({ queue: "a\nb" }), /queue name must be/);
+  for (const state of [undefined, "done", "dead", "READY", "", 1, ["ready"]]) {
+    refusedByMaster(items({ state }), /"state" must be one of "ready", "delayed", "leased"/);
+  }
+  for (const offset of [-1, 1.5, "0", null, Number.MAX_SAFE_INTEGER + 2]) {
+    refusedByMaster(items({ offset }), /"offset" must be an integer from 0/);
+  }
+  refusedByMaster(items({ limit: 0 }), /"limit" must be from 1 to 500/);
+  for (const limit of [MAX_ITEMS_PAGE + 1, -1, 2.5, "10", true]) {
+    refusedByMaster(items({ limit }), /"limit" must be an integer from 0 to 500/);
+  }
+  refusedByMaster(items({ count: 5 }), /"items" message has unknown field "count"/);
+  refusedByMaster(items({ rid: -1 }), /"rid" must be an integer/);
+});
+
+Deno.test("messages: requeue and drop take exactly one of ids and all", () => {
+  for (const op of ["requeue", "drop"]) {
+    const msg = (fields: Record<string, unknown>) =>
+      defined({ op, rid: 1, queue: "q.dead", ...fields });
+    refusedByMaster(msg({}), new RegExp(`"${op}" needs exactly one of "ids" and "all"`));
+    refusedByMaster(
+      msg({ ids: [1], all: true }),
+      new RegExp(`"${op}" needs exactly one of "ids" and "all"`),
+    );
+    for (const all of [false, 1, "true", null]) {
+      refusedByMaster(msg({ all }), /"all" must be true/);
+    }
+    refusedByMaster(msg({ ids: [] }), /"ids" must be an array of 1–65536 elements/);
+    refusedByMaster(msg({ ids: 7 }), /"ids" must be an array/);
+    refusedByMaster(msg({ ids: "1,2" }), /"ids" must be an array/);
+    refusedByMaster(msg({ ids: [-1] }), /non-negative integer ids/);
+    refusedByMaster(msg({ ids: [1.5] }), /non-negative integer ids/);
+    refusedByMaster(msg({ ids: ["1"] }), /non-negative integer ids/);
+    refusedByMaster(msg({ ids: [2 ** 53] }), /non-negative integer ids/);
+    refusedByMaster(
+      msg({ ids: new Array(MAX_BATCH + 1).fill(1) }),
+      /"ids" must be an array of 1–65536 elements/,
+    );
+    refusedByMaster(msg({ queue: undefined, all: true }), new RegExp(`"${op}" needs a "queue"`));
+    refusedByMaster(msg({ queue: "", all: true }), /queue name must be/);
+    refusedByMaster(msg({ all: true, force: true }), /unknown field "force"/);
+  }
+  // A requeue names a dead-letter queue; a drop any queue.
+  refusedByMaster(
+    { op: "requeue", rid: 1, queue: "q", all: true },
+    /"requeue" field "queue" must name a dead-letter queue \(NAME\.dead\)/,
+  );
+  refusedByMaster(
+    { op: "requeue", rid: 1, queue: ".dead", all: true },
+    /must name a dead-letter queue/,
+  );
+  assert.deepEqual(parseClientMessage(wire({ op: "drop", rid: 1, queue: "q", all: true })), {
+    op: "drop",
+    rid: 1,
+    queue: "q",
+    all: true,
+  });
+});
+
+Deno.test("messages: purge, sessions and control fields are checked", () => {
+  refusedByMaster({ op: "purge", rid: 1 }, /"purge" needs a "queue" field/);
+  refusedByMaster({ op: "purge", rid: 1, queue: "x".repeat(201) }, /queue name must be/);
+  refusedByMaster({ op: "purge", rid: 1, queue: "q", all: true }, /unknown field "all"/);
+  refusedByMaster({ op: "sessions" }, /"rid" must be an integer/);
+  refusedByMaster({ op: "sessions", rid: 1, queue: "q" }, /unknown field "queue"/);
+  const control = (fields: Record<string, unknown>) =>
+    defined({ op: "control", rid: 1, session: "1", action: "quiet", ...fields });
+  for (const action of [undefined, "pause", "QUIET", "kill", "", 0, true]) {
+    refusedByMaster(control({ action }), /"action" must be one of "quiet", "stop"/);
+  }
+  for (const session of [undefined, 1, null, ["1"]]) {
+    refusedByMaster(control({ session }), /"session" must be a string of at most 400/);
+  }
+  refusedByMaster(control({ session: "" }), /"session" must not be empty/);
+  refusedByMaster(
+    control({ session: "s".repeat(MAX_SESSION_TEXT + 1) }),
+    /"session" must be a string of at most 400/,
+  );
+  refusedByMaster(control({ grace: 5 }), /unknown field "grace"/);
+});
+
+/** A session record with every field. */
+const FULL_SESSION = {
+  id: "m1.7",
+  name: "host:123",
+  address: "127.0.0.1:5123",
+  connectedAt: 1_767_225_600_000,
+  lastSeenAt: 1_767_225_600_900,
+  leased: 2,
+  waiting: 1,
+  holding: [
+    { id: 4, queue: "q", leasedAt: 1_767_225_600_100, leaseExpiresAt: 1_767_225_630_100 },
+    { id: 9, queue: "r.dead", leasedAt: 1_767_225_600_200, leaseExpiresAt: 1_767_225_630_200 },
+  ],
+  controlled: "quiet",
+};
+
+Deno.test("messages: version 3 replies and the control notice are accepted", () => {
+  const valid: Record<string, unknown>[] = [
+    { op: "ok", rid: 1, items: [], total: 0 },
+    { op: "ok", rid: 1, items: [FULL_JOB, { ...FULL_JOB, id: 2, state: "ready" }], total: 7 },
+    { op: "ok", rid: 2, ids: [] },
+    { op: "ok", rid: 3, count: 0 },
+    { op: "ok", rid: 3, count: 12 },
+    { op: "ok", rid: 4, sessions: [] },
+    {
+      op: "ok",
+      rid: 4,
+      sessions: [FULL_SESSION, defined({ ...FULL_SESSION, controlled: undefined, holding: [] })],
+    },
+    { op: "ok", rid: 4, sessions: [{ ...FULL_SESSION, controlled: "stop" }] },
+    { op: "ok", rid: 5, found: true },
+    { op: "ok", rid: 5, found: false },
+    { op: "control", action: "quiet" },
+    { op: "control", action: "stop" },
+  ];
+  for (const message of valid) {
+    assert.deepEqual(parseServerMessage(wire(message)), message, Deno.inspect(message));
+  }
+});
+
+Deno.test("messages: malformed version 3 replies and notices are refused", () => {
+  refusedByClient({ op: "ok", rid: 1, items: {} }, /"items" must be an array/);
+  refusedByClient(
+    { op: "ok", rid: 1, items: new Array(MAX_ITEMS_PAGE + 1).fill(FULL_JOB), total: 501 },
+    /"items" lists more than 500 items/,
+  );
+  refusedByClient({ op: "ok", rid: 1, items: [{ ...FULL_JOB, state: "gone" }] }, /unknown state/);
+  refusedByClient({ op: "ok", rid: 1, total: -1 }, /"total" must be an integer/);
+  refusedByClient({ op: "ok", rid: 1, count: "3" }, /"count" must be an integer/);
+  refusedByClient({ op: "ok", rid: 1, found: 1 }, /"found" must be a boolean/);
+  refusedByClient({ op: "ok", rid: 1, found: null }, /"found" must be a boolean/);
+  refusedByClient({ op: "ok", rid: 1, sessions: {} }, /"sessions" must be an array/);
+  refusedByClient({ op: "ok", rid: 1, sessions: [5] }, /must be a msgpack map/);
+
+  const session = (fields: Record<string, unknown>) => ({
+    op: "ok",
+    rid: 1,
+    sessions: [defined({ ...FULL_SESSION, ...fields })],
+  });
+  refusedByClient(session({ pid: 5 }), /session record has unknown field "pid"/);
+  for (const key of ["id", "name", "address"]) {
+    refusedByClient(session({ [key]: undefined }), new RegExp(`"${key}" must be a string`));
+    refusedByClient(session({ [key]: 7 }), new RegExp(`"${key}" must be a string`));
+    refusedByClient(
+      session({ [key]: "x".repeat(MAX_SESSION_TEXT + 1) }),
+      new RegExp(`"${key}" must be a string of at most 400`),
+    );
+  }
+  for (const key of ["connectedAt", "lastSeenAt", "leased", "waiting"]) {
+    refusedByClient(session({ [key]: undefined }), new RegExp(`"${key}" must be an integer`));
+    refusedByClient(session({ [key]: -1 }), new RegExp(`"${key}" must be an integer`));
+    refusedByClient(session({ [key]: 1.5 }), new RegExp(`"${key}" must be an integer`));
+  }
+  refusedByClient(session({ controlled: "pause" }), /"controlled" must be one of "quiet", "stop"/);
+  refusedByClient(session({ holding: undefined }), /"holding" must be an array/);
+  refusedByClient(session({ holding: "4" }), /"holding" must be an array/);
+  refusedByClient(
+    session({ holding: new Array(MAX_HELD_LISTED + 1).fill(FULL_SESSION.holding[0]) }),
+    /"holding" lists more than 100 items/,
+  );
+  const held = (fields: Record<string, unknown>) =>
+    session({ holding: [defined({ ...FULL_SESSION.holding[0], ...fields })] });
+  refusedByClient(held({ attempt: 1 }), /held item has unknown field "attempt"/);
+  refusedByClient(held({ id: -1 }), /"id" must be an integer/);
+  refusedByClient(held({ queue: "" }), /queue name must be/);
+  refusedByClient(held({ leasedAt: undefined }), /"leasedAt" must be an integer/);
+  refusedByClient(held({ leaseExpiresAt: "soon" }), /"leaseExpiresAt" must be an integer/);
+
+  // The control notice: an action, no rid, nothing else.
+  refusedByClient({ op: "control" }, /"action" must be one of "quiet", "stop"/);
+  refusedByClient({ op: "control", action: "halt" }, /"action" must be one of/);
+  refusedByClient({ op: "control", action: "quiet", rid: 1 }, /unknown field "rid"/);
+  refusedByClient({ op: "control", action: "quiet", session: "1" }, /unknown field "session"/);
 });

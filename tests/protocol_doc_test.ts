@@ -9,7 +9,9 @@
  * handshake and a put (§13.1–13.7) and every message version 2 added: a put
  * with priority, group and keys and its reply with `existing`, get, progress,
  * job (with a job information record), limit, cancel and the `cancelled`
- * notice (§13.8–13.13). These tests check that:
+ * notice (§13.8–13.13), and every message version 3 added: items, sessions,
+ * control and the `control` notice, drop, purge and requeue (§13.14–13.19).
+ * These tests check that:
  *
  * - each documented frame is well framed, is standard msgpack (read by a small
  *   independent reader below, not by msgpackr), decodes with lib/wire/codec.ts
@@ -24,13 +26,15 @@
  *   on "tasks") have exactly the documented structure: same keys, same msgpack
  *   type per field; the live proofs verify; the put and its reply are byte for
  *   byte the documented ones;
- * - the requests of §13.6–13.13, sent in that order on a fresh master over a
+ * - the requests of §13.6–13.19, sent in that order on a fresh master over a
  *   raw connection that opens with the documented `hello`, get exactly the
- *   documented frames back (the job record's times and holder address aside);
+ *   documented frames back (the records' times and addresses aside);
  * - the version negotiation of §6.6 holds on a real master: `hello` version 1
- *   gets `challenge` 1 and version 2 requests and `put` fields are refused
- *   (`bad_request`), and such a connection gets no `cancelled` notice; 2 gets
- *   2; a newer version (7) gets 2; 0 gets `unsupported_version`;
+ *   gets `challenge` 1 and version 2 and 3 requests and version 2 `put`
+ *   fields are refused (`bad_request`), and such a connection gets no
+ *   `cancelled` notice; 2 gets 2, its version 3 requests are refused and it
+ *   gets no `control` notice; 3 gets 3; a newer version (7) gets 3; 0 gets
+ *   `unsupported_version`;
  * - the error-code table and the limits table match the code (two limits rows
  *   are checked against behaviour instead of a constant: `maxQueueLength`
  *   against a default {@link Engine}, `ratePeriodMs` against
@@ -54,15 +58,20 @@ import {
 } from "../lib/wire/auth.ts";
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES } from "../lib/wire/frame.ts";
 import {
+  DEFAULT_ITEMS_PAGE,
   MAX_ATTEMPTS_LIMIT,
   MAX_BATCH,
   MAX_CLIENT_NAME_LENGTH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
+  MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE,
+  MAX_SESSION_TEXT,
   parseClientMessage,
   parseServerMessage,
   VERSION_2_OPS,
   VERSION_2_PUT_FIELDS,
+  VERSION_3_OPS,
 } from "../lib/wire/messages.ts";
 import { MAX_QUEUE_NAME_LENGTH } from "../lib/model/queue_names.ts";
 import {
@@ -434,13 +443,26 @@ const EXAMPLES = [
   { name: "cancel", op: "cancel", parse: CLIENT },
   { name: "cancelled", op: "cancelled", parse: MASTER },
   { name: "cancel_ok", op: "ok", parse: MASTER },
+  { name: "items", op: "items", parse: CLIENT },
+  { name: "items_ok", op: "ok", parse: MASTER },
+  { name: "sessions", op: "sessions", parse: CLIENT },
+  { name: "sessions_ok", op: "ok", parse: MASTER },
+  { name: "control", op: "control", parse: CLIENT },
+  { name: "control_notice", op: "control", parse: MASTER },
+  { name: "control_ok", op: "ok", parse: MASTER },
+  { name: "drop", op: "drop", parse: CLIENT },
+  { name: "drop_ok", op: "ok", parse: MASTER },
+  { name: "purge", op: "purge", parse: CLIENT },
+  { name: "purge_ok", op: "ok", parse: MASTER },
+  { name: "requeue", op: "requeue", parse: CLIENT },
+  { name: "requeue_ok", op: "ok", parse: MASTER },
 ] as const;
 
 /** The examples of the live handshake test: the opening and one put (§13.2–13.7). */
 const HANDSHAKE_EXAMPLES = ["hello", "challenge", "auth", "welcome", "put", "ok"] as const;
 
 /**
- * The requests of §13.6–13.13 in the order they are sent, each with the
+ * The requests of §13.6–13.19 in the order they are sent, each with the
  * documented frames the master answers it with, in order.
  */
 const SESSION: ReadonlyArray<{ request: string; answers: readonly string[] }> = [
@@ -451,6 +473,12 @@ const SESSION: ReadonlyArray<{ request: string; answers: readonly string[] }> = 
   { request: "job", answers: ["job_ok"] },
   { request: "limit", answers: ["limit_ok"] },
   { request: "cancel", answers: ["cancelled", "cancel_ok"] },
+  { request: "items", answers: ["items_ok"] },
+  { request: "sessions", answers: ["sessions_ok"] },
+  { request: "control", answers: ["control_notice", "control_ok"] },
+  { request: "drop", answers: ["drop_ok"] },
+  { request: "purge", answers: ["purge_ok"] },
+  { request: "requeue", answers: ["requeue_ok"] },
 ];
 
 // -------------------------------------------------------------------- tests
@@ -775,6 +803,52 @@ function assertDocumentedJobReply(live: Uint8Array, documented: Uint8Array, port
   assert.ok(Math.abs(got.times.createdAt - Date.now()) < 60_000, "createdAt is now, in ms");
 }
 
+/**
+ * Asserts that a live reply is the documented one but for the fields at
+ * `varying` (paths of map keys and array indexes), which differ from run to
+ * run: it has the documented shape (keys in order, msgpack types), and equals
+ * the documented value once those fields are blanked in both. Resolves with
+ * the live value.
+ */
+function assertDocumentedBut(
+  live: Uint8Array,
+  documented: Uint8Array,
+  varying: readonly (readonly (string | number)[])[],
+  what: string,
+): Record<string, unknown> {
+  assertSameShape(readMsgpack(live), readMsgpack(documented), what);
+  const blank = (value: unknown) => {
+    const copy = structuredClone(value) as Record<string | number, unknown>;
+    for (const path of varying) {
+      let at = copy;
+      for (const key of path.slice(0, -1)) at = at[key] as Record<string | number, unknown>;
+      at[path[path.length - 1]] = "(varies)";
+    }
+    return copy;
+  };
+  const got = toValue(readMsgpack(live));
+  assert.deepEqual(blank(got), blank(toValue(readMsgpack(documented))), what);
+  return got as Record<string, unknown>;
+}
+
+/** The checks of the live replies whose records hold times and addresses (§13.14, §13.15). */
+const VARYING_REPLIES: Readonly<
+  Record<string, (live: Uint8Array, documented: Uint8Array, port: number) => void>
+> = {
+  items_ok(live, documented) {
+    const reply = assertDocumentedBut(live, documented, [["items", 0, "createdAt"]], "items");
+    const [item] = reply.items as { createdAt: number }[];
+    assert.ok(Math.abs(item.createdAt - Date.now()) < 60_000, "createdAt is now, in ms");
+  },
+  sessions_ok(live, documented, port) {
+    const varying = ["address", "connectedAt", "lastSeenAt"].map((key) => ["sessions", 0, key]);
+    const reply = assertDocumentedBut(live, documented, varying, "sessions");
+    const [session] = reply.sessions as { address: string; connectedAt: number }[];
+    assert.equal(session.address, `127.0.0.1:${port}`, "the session's address is the client's");
+    assert.ok(Math.abs(session.connectedAt - Date.now()) < 60_000, "connectedAt is now, in ms");
+  },
+};
+
 Deno.test("the documented session replays byte for byte on a live master", async () => {
   const doc = await readDoc();
   const key = utf8.encode("abc");
@@ -801,22 +875,29 @@ Deno.test("the documented session replays byte for byte on a live master", async
       for (const answer of answers) {
         const live = await conn.frame();
         const documented = documentedPayload(doc, answer);
+        const varying = VARYING_REPLIES[answer];
         if (answer === "job_ok") assertDocumentedJobReply(live, documented, conn.localPort);
+        else if (varying !== undefined) varying(live, documented, conn.localPort);
         else assert.equal(hex(live), hex(documented), `answer to ${request}: ${answer}`);
       }
     }
 
     // What §13.13 says follows: the cancelled item's settling fails, and it is found cancelled.
-    await conn.send({ op: "ack", rid: 8, ids: [2] });
-    assert.deepEqual(await conn.message(), { op: "ok", rid: 8, failed: [2] });
-    await conn.send({ op: "job", rid: 9, id: 2 });
+    await conn.send({ op: "ack", rid: 14, ids: [2] });
+    assert.deepEqual(await conn.message(), { op: "ok", rid: 14, failed: [2] });
+    await conn.send({ op: "job", rid: 15, id: 2 });
     const after = await conn.message();
     assert.ok(after.op === "ok" && after.job !== undefined, show(after));
     assert.equal(after.job.state, "cancelled");
     assert.equal(typeof after.job.finishedAt, "number");
     // Its key stays taken for the put's keyHold after it finished (§10.11).
-    await conn.send({ op: "put", rid: 10, queue: "tasks", items: [0], keys: ["report-7"] });
-    assert.deepEqual(await conn.message(), { op: "ok", rid: 10, ids: [2], existing: [0] });
+    await conn.send({ op: "put", rid: 16, queue: "tasks", items: [0], keys: ["report-7"] });
+    assert.deepEqual(await conn.message(), { op: "ok", rid: 16, ids: [2], existing: [0] });
+    // What §13.16 says: the session asked to go quiet is recorded so, and still served.
+    await conn.send({ op: "sessions", rid: 17 });
+    const listed = await conn.message();
+    assert.ok(listed.op === "ok" && listed.sessions?.length === 1, show(listed));
+    assert.equal(listed.sessions[0].controlled, "quiet");
   } finally {
     await master.close();
   }
@@ -856,6 +937,16 @@ async function session(
   }
 }
 
+/** A valid request of each version 3 op. */
+const VERSION_3_REQUESTS: Record<string, Record<string, unknown>> = {
+  items: { op: "items", rid: 5, queue: "q", state: "ready" },
+  requeue: { op: "requeue", rid: 5, queue: "q.dead", all: true },
+  drop: { op: "drop", rid: 5, queue: "q", ids: [1] },
+  purge: { op: "purge", rid: 5, queue: "q" },
+  sessions: { op: "sessions", rid: 5 },
+  control: { op: "control", rid: 5, session: "1", action: "quiet" },
+};
+
 /** A valid request of each version 2 op, and of each version 2 `put` field. */
 const VERSION_2_REQUESTS: Record<string, Record<string, unknown>> = {
   cancel: { op: "cancel", rid: 5, ids: [1] },
@@ -888,6 +979,10 @@ Deno.test("the master negotiates versions as §6.6 says", async () => {
       assert.deepEqual(await raw.closedByPeer(), [], "the master closes after the error");
     }
 
+    // Every version-3 op is covered below.
+    assert.deepEqual(Object.keys(VERSION_3_REQUESTS).sort(), [...VERSION_3_OPS].sort());
+    for (const request of Object.values(VERSION_3_REQUESTS)) parseClientMessage(request);
+
     // Version 1: agreed; version 1 requests work; each version 2 request or field is refused.
     {
       const { raw, agreed } = await session(address, MIN_PROTOCOL_VERSION);
@@ -907,11 +1002,29 @@ Deno.test("the master negotiates versions as §6.6 says", async () => {
       assert.deepEqual(await raw.closedByPeer(), [], `the master closes after refusing ${what}`);
     }
 
-    // Version 2, and any newer version, agrees on 2; version 2 requests work.
-    for (const offered of [2, 7, Number.MAX_SAFE_INTEGER]) {
+    // Versions 1 and 2 refuse each version 3 request, naming version 3.
+    for (const offered of [1, 2]) {
+      for (const [what, request] of Object.entries(VERSION_3_REQUESTS)) {
+        const { raw, agreed } = await session(address, offered);
+        await using _ = raw;
+        assert.equal(agreed, offered);
+        await raw.send(request);
+        const error = asError(await raw.next(), "bad_request");
+        assert.equal(error.rid, 5, `the refusal of ${what} names its request`);
+        assert.match(
+          error.message,
+          new RegExp(`needs protocol version 3.*version ${offered}`),
+          what,
+        );
+        assert.deepEqual(await raw.closedByPeer(), [], `the master closes after refusing ${what}`);
+      }
+    }
+
+    // Version 2, and any newer version, speaks the version 2 requests.
+    for (const offered of [2, 3, 7, Number.MAX_SAFE_INTEGER]) {
       const { raw, agreed } = await session(address, offered);
       await using _ = raw;
-      assert.equal(agreed, PROTOCOL_VERSION, `offering ${offered}`);
+      assert.equal(agreed, Math.min(offered, PROTOCOL_VERSION), `offering ${offered}`);
       await raw.send({ op: "job", rid: 1, id: 12345 });
       assert.deepEqual(await raw.next(), { op: "ok", rid: 1 }, "no such item: no job field");
       await raw.send({ op: "limit", rid: 2, queue: "q" });
@@ -950,6 +1063,41 @@ Deno.test("the master negotiates versions as §6.6 says", async () => {
       assert.deepEqual(await holder.raw.next(), { op: "ok", rid: 3 }, "no notice first");
       await holder.raw.send({ op: "ack", rid: 4, ids: [id] });
       assert.deepEqual(await holder.raw.next(), { op: "ok", rid: 4, failed: [id] });
+    }
+
+    // Version 3, and any newer version, agrees on 3; version 3 requests work.
+    for (const offered of [3, 7, Number.MAX_SAFE_INTEGER]) {
+      const { raw, agreed } = await session(address, offered);
+      await using _ = raw;
+      assert.equal(agreed, 3, `offering ${offered}`);
+      await raw.send({ op: "items", rid: 1, queue: "empty", state: "delayed" });
+      assert.deepEqual(await raw.next(), { op: "ok", rid: 1, items: [], total: 0 });
+      await raw.send({ op: "control", rid: 2, session: "no-such-session", action: "stop" });
+      assert.deepEqual(await raw.next(), { op: "ok", rid: 2, found: false });
+    }
+
+    // A version 2 session gets no `control` notice; a version 3 one does.
+    for (const offered of [2, 3]) {
+      const target = await session(address, offered);
+      await using _target = target.raw;
+      const admin = await session(address, 3);
+      await using _admin = admin.raw;
+      await admin.raw.send({ op: "sessions", rid: 1 });
+      const listed = parseServerMessage(await admin.raw.next());
+      assert.ok(listed.op === "ok" && listed.sessions !== undefined, show(listed));
+      // The target's session is the one at its address.
+      const where = `127.0.0.1:${target.raw.conn.localAddr.port}`;
+      const id = listed.sessions.find((s) => s.address === where)?.id;
+      assert.ok(id !== undefined, show(listed));
+      await admin.raw.send({ op: "control", rid: 2, session: id, action: "quiet" });
+      assert.deepEqual(await admin.raw.next(), { op: "ok", rid: 2, found: true });
+      // A notice would have been written before the control's reply, so before this ping's.
+      await target.raw.send({ op: "ping", rid: 3 });
+      assert.deepEqual(
+        await target.raw.next(),
+        offered === 3 ? { op: "control", action: "quiet" } : { op: "ok", rid: 3 },
+        `a version ${offered} session`,
+      );
     }
   } finally {
     await master.close();
@@ -1015,6 +1163,10 @@ Deno.test("documented limits and defaults match the code", async () => {
     DEFAULT_HISTORY_MS,
     MAX_HISTORY_BYTES,
     MAX_HISTORY_VALUE_BYTES,
+    DEFAULT_ITEMS_PAGE,
+    MAX_ITEMS_PAGE,
+    MAX_HELD_LISTED,
+    MAX_SESSION_TEXT,
   };
   const rows = tableAfter(doc.text, "<!-- limits -->");
   const seen = new Set<string>();

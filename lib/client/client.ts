@@ -37,7 +37,7 @@
  */
 
 import { checkItemArgument } from "../model/codec.ts";
-import { checkQueueNameArgument } from "../model/queue_names.ts";
+import { checkQueueNameArgument, deadLetterQueue } from "../model/queue_names.ts";
 import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
 import {
   checkLabel,
@@ -52,20 +52,29 @@ import {
   type NamedQueueLimits,
 } from "../model/jobs.ts";
 import {
+  CONTROL_ACTIONS,
+  type ControlAction,
   type ExtendRequest,
+  type HeldItemRecord,
+  type ItemsRequest,
   type JobRecord,
   type LimitRequest,
+  LISTED_STATES,
+  type ListedState,
   MAX_ATTEMPTS_LIMIT,
   MAX_BATCH,
   MAX_CLIENT_NAME_LENGTH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
+  MAX_ITEMS_PAGE,
+  MAX_SESSION_TEXT,
   type OkReply,
   type ProgressRequest,
   type PutRequest,
   type QueueStats,
   type Request,
   type ServerMessage,
+  type SessionRecord,
 } from "../wire/messages.ts";
 import {
   type Address,
@@ -104,6 +113,35 @@ const RID_MODULUS = 2 ** 32;
  */
 const JOBS_PROTOCOL_VERSION = 2;
 const JOBS_RELEASE = "0.2";
+
+/**
+ * The protocol version that brought listing items, bulk dead-letter handling,
+ * purging, listing sessions and controlling them, and its taskq release.
+ */
+const OPS_PROTOCOL_VERSION = 3;
+const OPS_RELEASE = "0.3";
+
+/** What an operator may ask of a client ({@link Client.control}, {@link Client.onControl}). */
+export type { ControlAction, HeldItemRecord, ListedState, SessionRecord };
+export { CONTROL_ACTIONS, LISTED_STATES, MAX_ITEMS_PAGE };
+
+/** What {@link Client.items} lists. */
+export interface ItemsQuery {
+  /** Which items: `ready` in serve order, `delayed` by when they become ready, `leased` by lease start. */
+  state: ListedState;
+  /** How many to skip (default 0). */
+  offset?: number;
+  /** How many to list, 1 to {@link MAX_ITEMS_PAGE} (the master's default, 50, when absent). */
+  limit?: number;
+}
+
+/** A page of a queue's items, as {@link Client.items} resolves it. */
+export interface ItemPage {
+  /** The items, in the state's order, as {@link Client.job} describes them. */
+  items: JobInfo[];
+  /** How many items of that state the queue holds. */
+  total: number;
+}
 
 /**
  * How long after its lease ran out (as far as this client knows) a job it
@@ -146,6 +184,13 @@ export interface ConnectOptions {
    * refuses or resets (a master restarting), within {@link timeoutMs}.
    */
   reconnect?: boolean;
+  /**
+   * Whether {@link connect} retries a first connection the master's port
+   * refuses or resets, within {@link timeoutMs}: as {@link reconnect} by
+   * default. `false` fails at once (`taskq worker --fail-fast`) while still
+   * reconnecting later when {@link reconnect} is on.
+   */
+  retryFirstConnection?: boolean;
   /**
    * Called after each successful reconnection (for logs), with the number of
    * connection attempts it took (one per master tried) and the master it
@@ -1107,6 +1152,8 @@ export class Client {
   readonly #held = new Map<number, Lease>();
   /** {@link #held}'s size at which it is next swept of jobs whose lease ran out. */
   #sweepAt = MIN_SWEEP_SIZE;
+  /** Called with each `control` notice (see {@link onControl}). */
+  #controlHandler: ((action: ControlAction) => void) | undefined;
 
   /**
    * Use {@link connect}. `masters` are the masters to reconnect to (the
@@ -1146,6 +1193,11 @@ export class Client {
   /** Lease length the master grants by default. */
   get defaultLeaseMs(): number {
     return this.#session.welcome.leaseMs;
+  }
+
+  /** Largest frame the master takes, in bytes (a request with larger results is refused here). */
+  get maxFrameBytes(): number {
+    return this.#session.welcome.maxFrameBytes;
   }
 
   /**
@@ -1328,6 +1380,258 @@ export class Client {
   }
 
   /**
+   * Lists a page of a queue's live items without taking them: `ready` ones
+   * in the order they will be served, `delayed` ones by when they become
+   * ready, `leased` ones by when their lease began (with their holder).
+   * Resolves with the page and how many items of that state the queue holds.
+   * The dead letters of a queue are the ready items of `NAME.dead`.
+   * @throws {TypeError | RangeError} for a bad queue name, state, offset or
+   *   limit (1 to {@link MAX_ITEMS_PAGE}).
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.3.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * await client.queue("tasks").putMany(["a", "b", "c"]);
+   * const page = await client.items("tasks", { state: "ready", offset: 1, limit: 1 });
+   * console.log(page.total, page.items.map((item) => item.value)); // 3 [ "b" ]
+   * console.log(await client.queue("tasks").size()); // 3: nothing was taken
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async items(queue: string, query: ItemsQuery): Promise<ItemPage> {
+    checkOptionsObject("items", query);
+    const { state, offset, limit } = query;
+    if (!LISTED_STATES.includes(state)) {
+      throw new TypeError(
+        `items state must be one of ${LISTED_STATES.join(", ")}, not ${describeValue(state)}`,
+      );
+    }
+    const request: ItemsRequest = {
+      op: "items",
+      rid: 0,
+      queue: checkQueueNameArgument(queue),
+      state,
+    };
+    if (offset !== undefined) {
+      request.offset = checkIntegerArgument("offset", offset, 0, Number.MAX_SAFE_INTEGER);
+    }
+    if (limit !== undefined) {
+      request.limit = checkIntegerArgument("limit", limit, 1, MAX_ITEMS_PAGE);
+    }
+    const reply = await this.#request(request, "listing items", OPS_PROTOCOL_VERSION);
+    return { items: expect(reply, "items"), total: expect(reply, "total") };
+  }
+
+  /**
+   * Moves dead letters back to the queue they failed in, as new items (with
+   * fresh attempts): those with the given ids (as {@link items} of
+   * `NAME.dead` lists them), or `"all"` of them. `queue` names the queue or
+   * its dead-letter queue (`tasks` and `tasks.dead` are the same here).
+   * Resolves with the new items' ids; an id that is not a dead letter there
+   * is skipped.
+   * @throws {TypeError | RangeError} for a bad queue name or id, or more
+   *   than {@link MAX_BATCH} ids.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.3.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const tasks = client.queue("tasks");
+   * await tasks.put("flaky", { maxAttempts: 1 });
+   * await tasks.fail((await tasks.get(1000))!, "it broke");
+   * const dead = await client.items("tasks.dead", { state: "ready" });
+   * console.log(dead.total); // 1
+   * const ids = await client.requeueDead("tasks", "all");
+   * console.log(ids.length, await tasks.size()); // 1 1
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async requeueDead(queue: string, ids: readonly number[] | "all"): Promise<number[]> {
+    const dead = deadLetterQueue(checkQueueNameArgument(queue));
+    const request: Request = ids === "all"
+      ? { op: "requeue", rid: 0, queue: dead, all: true }
+      : { op: "requeue", rid: 0, queue: dead, ids: idsOf(ids as readonly number[]) };
+    if (request.ids?.length === 0) return [];
+    const reply = await this.#request(request, "re-queueing dead letters", OPS_PROTOCOL_VERSION);
+    return expect(reply, "ids");
+  }
+
+  /**
+   * Removes ready items of a queue for good: those with the given ids, or
+   * `"all"` of them (delayed and leased items stay; see {@link purge}).
+   * Dead letters are dropped from `NAME.dead`. Resolves with how many went.
+   * @throws {TypeError | RangeError} for a bad queue name or id, or more
+   *   than {@link MAX_BATCH} ids.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.3.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * const [first] = await client.queue("tasks").putMany(["a", "b", "c"]);
+   * console.log(await client.drop("tasks", [first])); // 1
+   * console.log(await client.drop("tasks", "all")); // 2
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async drop(queue: string, ids: readonly number[] | "all"): Promise<number> {
+    const name = checkQueueNameArgument(queue);
+    const request: Request = ids === "all"
+      ? { op: "drop", rid: 0, queue: name, all: true }
+      : { op: "drop", rid: 0, queue: name, ids: idsOf(ids as readonly number[]) };
+    if (request.ids?.length === 0) return 0;
+    const reply = await this.#request(request, "dropping items", OPS_PROTOCOL_VERSION);
+    return expect(reply, "count");
+  }
+
+  /**
+   * Removes every ready and delayed item of a queue; leased items finish as
+   * usual. Resolves with how many went.
+   * @throws {TypeError | RangeError} for a bad queue name.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.3.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * await client.queue("tasks").putMany(["now", "now"]);
+   * await client.queue("tasks").put("later", { delayMs: 60_000 });
+   * console.log(await client.purge("tasks")); // 3
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async purge(queue: string): Promise<number> {
+    const request: Request = { op: "purge", rid: 0, queue: checkQueueNameArgument(queue) };
+    const reply = await this.#request(request, "purging a queue", OPS_PROTOCOL_VERSION);
+    return expect(reply, "count");
+  }
+
+  /**
+   * The master's connected sessions (workers and other clients): name,
+   * address, times, how many items each holds and the oldest of them, and
+   * the last {@link control} action sent to it.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.3.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc", name: "me" });
+   * const [me] = await client.sessions();
+   * console.log(me.name, me.leased, me.holding); // me 0 []
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  async sessions(): Promise<SessionRecord[]> {
+    const reply = await this.#request(
+      { op: "sessions", rid: 0 },
+      "listing sessions",
+      OPS_PROTOCOL_VERSION,
+    );
+    return expect(reply, "sessions");
+  }
+
+  /**
+   * Asks the client of one session (an id {@link sessions} lists) to go
+   * `quiet` (take no more work, finish what it holds, then exit) or `stop`
+   * (stop as on SIGTERM, within its grace). The master tells that client at
+   * once (its {@link onControl} handler; `taskq worker` acts on it); resolves
+   * with false when no such session is connected.
+   * @throws {TypeError} for a session id that is not a non-empty string, or
+   *   an unknown action.
+   * @throws {UnsupportedError} on a connection to a master older than taskq 0.3.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const worker = await connect({ address: master.address, authkey: "abc", name: "w" });
+   * const told = Promise.withResolvers<string>();
+   * worker.onControl((action) => told.resolve(action));
+   * const admin = await connect({ address: master.address, authkey: "abc" });
+   * const session = (await admin.sessions()).find((s) => s.name === "w")!;
+   * console.log(await admin.control(session.id, "quiet")); // true
+   * console.log(await told.promise); // quiet
+   * console.log(await admin.control("no-such-session", "stop")); // false
+   * await admin.close();
+   * await worker.close();
+   * await master.close();
+   * ```
+   */
+  async control(sessionId: string, action: ControlAction): Promise<boolean> {
+    if (typeof sessionId !== "string" || sessionId.length === 0) {
+      throw new TypeError(
+        `a session id must be a non-empty string, not ${describeValue(sessionId)}`,
+      );
+    }
+    if (sessionId.length > MAX_SESSION_TEXT) {
+      throw new RangeError(
+        `a session id is at most ${MAX_SESSION_TEXT} characters, not ${sessionId.length}`,
+      );
+    }
+    if (!CONTROL_ACTIONS.includes(action)) {
+      throw new TypeError(
+        `a control action is one of ${CONTROL_ACTIONS.join(", ")}, not ${describeValue(action)}`,
+      );
+    }
+    const reply = await this.#request(
+      { op: "control", rid: 0, session: sessionId, action },
+      "controlling a session",
+      OPS_PROTOCOL_VERSION,
+    );
+    return expect(reply, "found");
+  }
+
+  /**
+   * Registers `handler` for what an operator asks of this client through
+   * the master ({@link control}, `taskq quiet`, `taskq stop`, the
+   * dashboard): `quiet` (take no more work, finish what is held, then exit)
+   * or `stop` (stop as on SIGTERM). One handler: a later call replaces it,
+   * `undefined` removes it. A master older than taskq 0.3 never asks, so
+   * the handler is never called on such a connection (registering does not
+   * throw).
+   *
+   * @example
+   * ```ts
+   * import { serve } from "../server/master.ts";
+   * import { connect } from "./client.ts";
+   * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+   * const client = await connect({ address: master.address, authkey: "abc" });
+   * let asked: string | undefined;
+   * client.onControl((action) => asked = action);
+   * const [me] = await client.sessions();
+   * await client.control(me.id, "stop");
+   * console.log(asked); // stop: the notice comes before the reply
+   * await client.close();
+   * await master.close();
+   * ```
+   */
+  onControl(handler: ((action: ControlAction) => void) | undefined): void {
+    if (handler !== undefined && typeof handler !== "function") {
+      throw new TypeError(`onControl takes a function, not ${describeValue(handler)}`);
+    }
+    this.#controlHandler = handler;
+  }
+
+  /**
    * Sends a request (its `rid` is assigned here) and resolves with the reply.
    * While reconnecting, waits for the new connection first.
    * @throws {ConnectionLostError} if the connection drops before the reply
@@ -1336,15 +1640,19 @@ export class Client {
    * @throws {UnsupportedError} when `feature` is given (the request needs
    *   protocol version 2) and the connection speaks an older version.
    */
-  async #request(request: Request, feature?: string): Promise<OkReply> {
+  async #request(
+    request: Request,
+    feature?: string,
+    needs = JOBS_PROTOCOL_VERSION,
+  ): Promise<OkReply> {
     while (this.#reconnecting !== undefined) await this.#reconnecting;
     if (this.#closeReason) throw this.#closeReason;
-    if (feature !== undefined && this.#session.version < JOBS_PROTOCOL_VERSION) {
+    if (feature !== undefined && this.#session.version < needs) {
       throw new UnsupportedError(
         feature,
         this.#session.version,
-        JOBS_PROTOCOL_VERSION,
-        JOBS_RELEASE,
+        needs,
+        needs === OPS_PROTOCOL_VERSION ? OPS_RELEASE : JOBS_RELEASE,
       );
     }
     const rid = this.#nextRid;
@@ -1379,6 +1687,11 @@ export class Client {
     if (msg.op === "cancelled" && session.version >= JOBS_PROTOCOL_VERSION) {
       // Unasked: the master revoked leases. Those of a connection since replaced are gone anyway.
       if (session === this.#session) this.#onCancelled(msg.ids);
+      return;
+    }
+    if (msg.op === "control" && session.version >= OPS_PROTOCOL_VERSION) {
+      // Unasked: an operator asked this client to go quiet or stop.
+      if (session === this.#session) this.#controlHandler?.(msg.action);
       return;
     }
     if (msg.op === "ok" || (msg.op === "error" && msg.rid !== undefined)) {
@@ -1732,7 +2045,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
     params,
     masters,
     start,
-    options.reconnect !== false,
+    options.retryFirstConnection ?? options.reconnect !== false,
   );
   return new Client(session, params, options, masters, index);
 }

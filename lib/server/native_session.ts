@@ -18,7 +18,7 @@
  * @module
  */
 
-import type { Broker, BrokerSession, Delivery } from "../broker/broker.ts";
+import type { Broker, BrokerSession, Delivery, ItemsQuery, SessionView } from "../broker/broker.ts";
 import {
   MemoryFullError,
   NotSavedError,
@@ -32,12 +32,15 @@ import {
   type ErrorMessage,
   type JobRecord,
   limitChanges,
+  MAX_HELD_LISTED,
   type OkReply,
   parseClientMessage,
   type PutRequest,
   type Request,
+  type SessionRecord,
   VERSION_2_OPS,
   VERSION_2_PUT_FIELDS,
+  VERSION_3_OPS,
 } from "../wire/messages.ts";
 import {
   clientProof,
@@ -48,7 +51,8 @@ import {
   serverProof,
 } from "../wire/auth.ts";
 import type { PutOptions } from "../broker/broker.ts";
-import { type ErrorCode, ProtocolError, TaskqError } from "../errors.ts";
+import { type ErrorCode, FrameTooLargeError, ProtocolError, TaskqError } from "../errors.ts";
+import { answerHttpOnNativePort, isHttpRequestStart } from "../wire/wrong_port.ts";
 import type { Logger } from "../log.ts";
 import type { AuthThrottle } from "./auth_throttle.ts";
 import { printable } from "../util/printable.ts";
@@ -89,6 +93,32 @@ function toJobs(items: readonly Delivery[]): JobRecord[] {
     jobs[i] = { id: item.id, attempt: item.attempts, value: item.value };
   }
   return jobs;
+}
+
+/**
+ * Sessions as the `sessions` reply lists them: only the record's fields (a
+ * broker may know more), each held list cut to {@link MAX_HELD_LISTED}.
+ */
+function sessionRecords(views: readonly SessionView[]): SessionRecord[] {
+  return views.map((view) => {
+    const record: SessionRecord = {
+      id: view.id,
+      name: view.name,
+      address: view.address,
+      connectedAt: view.connectedAt,
+      lastSeenAt: view.lastSeenAt,
+      leased: view.leased,
+      waiting: view.waiting,
+      holding: (view.holding ?? []).slice(0, MAX_HELD_LISTED).map((held) => ({
+        id: held.id,
+        queue: held.queue,
+        leasedAt: held.leasedAt,
+        leaseExpiresAt: held.leaseExpiresAt,
+      })),
+    };
+    if (view.controlled !== undefined) record.controlled = view.controlled;
+    return record;
+  });
 }
 
 /** The broker's put options a `put` request asks for. */
@@ -149,8 +179,18 @@ export class NativeSession {
     try {
       await this.conn.pump((raw) => this.#onMessage(raw));
     } catch (error) {
-      // Let the error reply go out before the connection is closed below.
-      await this.#fail(error, undefined);
+      if (
+        this.#phase === "hello" && error instanceof FrameTooLargeError &&
+        isHttpRequestStart(error.length)
+      ) {
+        // An HTTP client or a browser: told so in HTTP; worth a debug line, never a warning.
+        this.#phase = "closed";
+        this.#ctx.log.debug("an HTTP client reached the native port", { peer: this.conn.peer });
+        await answerHttpOnNativePort(this.conn.conn);
+      } else {
+        // Let the error reply go out before the connection is closed below.
+        await this.#fail(error, undefined);
+      }
     } finally {
       clearTimeout(this.#deadline);
       if (this.#session !== undefined) {
@@ -208,6 +248,7 @@ export class NativeSession {
             throw new ProtocolError(`"${msg.op}" is only valid during the handshake`);
           }
           if (this.#version < 2) this.#checkVersion1(msg);
+          if (this.#version < 3) this.#checkVersion2(msg);
           return this.#onRequest(msg);
       }
     } catch (error) {
@@ -225,6 +266,15 @@ export class NativeSession {
     if (newer !== undefined) {
       throw new ProtocolError(
         `${newer} needs protocol version 2; this connection agreed on version 1`,
+      );
+    }
+  }
+
+  /** Refuses the version 3 ops on a connection that agreed on an older version. */
+  #checkVersion2(msg: Request): void {
+    if (VERSION_3_OPS.has(msg.op)) {
+      throw new ProtocolError(
+        `"${msg.op}" needs protocol version 3; this connection agreed on version ${this.#version}`,
       );
     }
   }
@@ -309,6 +359,12 @@ export class NativeSession {
       session.onCancel = (ids) => {
         if (this.#phase === "ready") this.conn.send({ op: "cancelled", ids });
       };
+    }
+    if (this.#version >= 3) {
+      // Told when an operator asks its client to go quiet or stop (taskq quiet, taskq stop).
+      session.onControl((action) => {
+        if (this.#phase === "ready") this.conn.send({ op: "control", action });
+      });
     }
     if (this.#phase === "closed") {
       // The connection ended while the session opened.
@@ -447,6 +503,35 @@ export class NativeSession {
         );
         return { op: "ok", rid, failed: held ? [] : [msg.id] };
       }
+      case "items": {
+        const query: ItemsQuery = { state: msg.state };
+        if (msg.offset !== undefined) query.offset = msg.offset;
+        if (msg.limit !== undefined) query.limit = msg.limit;
+        const page = await this.#ctx.broker.items(msg.queue, query);
+        return { op: "ok", rid, items: page.items, total: page.total };
+      }
+      case "requeue":
+        return {
+          op: "ok",
+          rid,
+          ids: await this.#ctx.broker.requeueDead(msg.queue, msg.all ? "all" : msg.ids ?? []),
+        };
+      case "drop":
+        return {
+          op: "ok",
+          rid,
+          count: await this.#ctx.broker.drop(msg.queue, msg.all ? "all" : msg.ids ?? []),
+        };
+      case "purge":
+        return { op: "ok", rid, count: await this.#ctx.broker.purge(msg.queue) };
+      case "sessions":
+        return { op: "ok", rid, sessions: sessionRecords(await this.#ctx.broker.sessions()) };
+      case "control":
+        return {
+          op: "ok",
+          rid,
+          found: await this.#ctx.broker.control(msg.session, msg.action),
+        };
     }
   }
 }

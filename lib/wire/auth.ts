@@ -18,9 +18,11 @@ import { createHmac, timingSafeEqual } from "node:crypto";
  * offers it in `hello`, and the master answers in `challenge` with the
  * version the connection then speaks (the lower of the two). Version 2
  * added priorities, groups, unique keys, cancellation, job lookup, limits
- * and progress (docs/PROTOCOL.md §7).
+ * and progress; version 3 added listing items without taking them, bulk
+ * dead-letter handling, purging, listing sessions and asking one to go quiet
+ * or stop (docs/PROTOCOL.md §6.6).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Oldest version of the wire protocol this build still speaks. */
 export const MIN_PROTOCOL_VERSION = 1;

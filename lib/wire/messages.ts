@@ -28,7 +28,12 @@ import {
   type NamedQueueLimits,
   NO_LIMITS,
 } from "../model/jobs.ts";
-import { checkQueueName, MAX_QUEUE_NAME_LENGTH } from "../model/queue_names.ts";
+import {
+  checkQueueName,
+  DEAD_LETTER_SUFFIX,
+  isDeadLetterQueue,
+  MAX_QUEUE_NAME_LENGTH,
+} from "../model/queue_names.ts";
 
 export { checkQueueName, MAX_QUEUE_NAME_LENGTH };
 
@@ -49,6 +54,41 @@ export const MAX_ATTEMPTS_LIMIT = 1_000_000;
 
 /** Longest error message text accepted from a peer. */
 const MAX_ERROR_TEXT = 4096;
+
+/** Items an `items` request lists when it names no `limit` (version 3). */
+export const DEFAULT_ITEMS_PAGE = 50;
+
+/** Most items one `items` request may list (version 3). */
+export const MAX_ITEMS_PAGE = 500;
+
+/** Most held items one session record lists (version 3). */
+export const MAX_HELD_LISTED = 100;
+
+/**
+ * Longest session id, client name or address a reply may carry (a holder of
+ * a `job` reply, a `sessions` record), and longest session id a `control`
+ * request may name.
+ */
+export const MAX_SESSION_TEXT = 400;
+
+/**
+ * Which live items an `items` request lists (version 3): `ready` in serve
+ * order, `delayed` by when they become ready, `leased` by when their lease began.
+ */
+export type ListedState = "ready" | "delayed" | "leased";
+
+/** Every {@link ListedState}. */
+export const LISTED_STATES: readonly ListedState[] = ["ready", "delayed", "leased"];
+
+/**
+ * What a `control` request asks of a session's client (version 3): `quiet`
+ * stops it taking work (it finishes what it holds, then exits), `stop` stops
+ * it as SIGTERM would.
+ */
+export type ControlAction = "quiet" | "stop";
+
+/** Every {@link ControlAction}. */
+export const CONTROL_ACTIONS: readonly ControlAction[] = ["quiet", "stop"];
 
 /** Client → master: opens the handshake. */
 export interface HelloMessage {
@@ -227,6 +267,69 @@ export interface ProgressRequest {
   lease?: number;
 }
 
+/**
+ * Lists a page of a queue's ready, delayed or leased items without taking
+ * them (version 3).
+ */
+export interface ItemsRequest {
+  op: "items";
+  rid: number;
+  queue: string;
+  state: ListedState;
+  /** How many to skip; 0 when absent. */
+  offset?: number;
+  /** How many to list, 1 to {@link MAX_ITEMS_PAGE}; {@link DEFAULT_ITEMS_PAGE} when absent. */
+  limit?: number;
+}
+
+/**
+ * Moves dead letters of a dead-letter queue (`NAME.dead`) back to the queue
+ * they failed in, as new items: those of `ids`, or `all` of them (exactly one
+ * of the two; version 3).
+ */
+export interface RequeueRequest {
+  op: "requeue";
+  rid: number;
+  /** The dead-letter queue, `NAME.dead`. */
+  queue: string;
+  ids?: number[];
+  all?: true;
+}
+
+/**
+ * Removes ready items of a queue for good: those of `ids`, or `all` of them
+ * (exactly one of the two; version 3).
+ */
+export interface DropRequest {
+  op: "drop";
+  rid: number;
+  queue: string;
+  ids?: number[];
+  all?: true;
+}
+
+/** Removes every ready and delayed item of a queue (version 3). */
+export interface PurgeRequest {
+  op: "purge";
+  rid: number;
+  queue: string;
+}
+
+/** Lists the master's connected sessions and what each holds (version 3). */
+export interface SessionsRequest {
+  op: "sessions";
+  rid: number;
+}
+
+/** Asks one session's client to go quiet or stop (version 3). */
+export interface ControlRequest {
+  op: "control";
+  rid: number;
+  /** The session's id, as `sessions` lists it. */
+  session: string;
+  action: ControlAction;
+}
+
 /** Any request a client may send after the handshake. */
 export type Request =
   | PutRequest
@@ -240,13 +343,29 @@ export type Request =
   | CancelRequest
   | JobRequest
   | LimitRequest
-  | ProgressRequest;
+  | ProgressRequest
+  | ItemsRequest
+  | RequeueRequest
+  | DropRequest
+  | PurgeRequest
+  | SessionsRequest
+  | ControlRequest;
 
 /** The ops a connection may send only once it speaks version 2 or later. */
 export const VERSION_2_OPS: ReadonlySet<string> = new Set(["cancel", "job", "limit", "progress"]);
 
 /** The `put` fields a connection may send only once it speaks version 2 or later. */
 export const VERSION_2_PUT_FIELDS: readonly string[] = ["priority", "group", "keys", "keyHold"];
+
+/** The ops a connection may send only once it speaks version 3 or later. */
+export const VERSION_3_OPS: ReadonlySet<string> = new Set([
+  "items",
+  "requeue",
+  "drop",
+  "purge",
+  "sessions",
+  "control",
+]);
 
 /** Any message a client may send. */
 export type ClientMessage = HelloMessage | AuthMessage | Request;
@@ -261,6 +380,40 @@ export interface JobRecord {
 
 /** Statistics of one queue, as the `stats` reply carries them (see docs/PROTOCOL.md §8.3). */
 export type { QueueStats };
+
+/** One item a session holds, as a {@link SessionRecord} lists it (version 3). */
+export interface HeldItemRecord {
+  /** The item's id. */
+  id: number;
+  /** Its queue. */
+  queue: string;
+  /** When its current lease began (ms since the epoch). */
+  leasedAt: number;
+  /** When its current lease runs out (ms since the epoch). */
+  leaseExpiresAt: number;
+}
+
+/** One connected session, as the `sessions` reply lists it (version 3). */
+export interface SessionRecord {
+  /** Its id: what `control` names. */
+  id: string;
+  /** The name its client gave. */
+  name: string;
+  /** Its peer's address, or empty. */
+  address: string;
+  /** When it opened (ms since the epoch). */
+  connectedAt: number;
+  /** When it was last heard from (ms since the epoch). */
+  lastSeenAt: number;
+  /** How many items it holds leases on. */
+  leased: number;
+  /** How many gets it is waiting on. */
+  waiting: number;
+  /** Items it holds, oldest lease first, at most {@link MAX_HELD_LISTED}. */
+  holding: HeldItemRecord[];
+  /** The last action `control` sent it, if any. */
+  controlled?: ControlAction;
+}
 
 /** Master → client: a request succeeded. Which fields are present depends on the request. */
 export interface OkReply {
@@ -284,6 +437,16 @@ export interface OkReply {
   job?: JobInfo;
   /** limit (version 2): the queue's limits now in force. */
   limits?: NamedQueueLimits;
+  /** items (version 3): the page of items listed, in the state's order. */
+  items?: JobInfo[];
+  /** items (version 3): how many items of that state the queue holds. */
+  total?: number;
+  /** drop, purge (version 3): how many items were removed. */
+  count?: number;
+  /** sessions (version 3): the connected sessions. */
+  sessions?: SessionRecord[];
+  /** control (version 3): whether the session was found (and told). */
+  found?: boolean;
 }
 
 /**
@@ -295,13 +458,23 @@ export interface CancelledNotice {
   ids: number[];
 }
 
+/**
+ * Master → client, unasked (version 3): an operator asked this connection's
+ * client to go quiet or stop (`taskq quiet`, `taskq stop`, the dashboard).
+ */
+export interface ControlNotice {
+  op: "control";
+  action: ControlAction;
+}
+
 /** Any message a master may send. */
 export type ServerMessage =
   | ChallengeMessage
   | WelcomeMessage
   | ErrorMessage
   | OkReply
-  | CancelledNotice;
+  | CancelledNotice
+  | ControlNotice;
 
 // ---------------------------------------------------------------- validation
 
@@ -423,6 +596,30 @@ function time(msg: Fields, key: string): number {
   return uint(msg, key);
 }
 
+/** A string field that must be one of `choices`. */
+function oneOf<T extends string>(msg: Fields, key: string, choices: readonly T[]): T {
+  const value = msg[key];
+  if (typeof value !== "string" || !choices.includes(value as T)) {
+    fail(`"${msg.op}" field "${key}" must be one of ${choices.map((c) => `"${c}"`).join(", ")}`);
+  }
+  return value as T;
+}
+
+/**
+ * The items a `requeue` or `drop` names: exactly one of `ids` (1 to
+ * {@link MAX_BATCH} ids) and `all` (true).
+ */
+function idsOrAll(msg: Fields): { ids: number[] } | { all: true } {
+  const hasIds = msg.ids !== undefined;
+  const hasAll = msg.all !== undefined;
+  if (hasIds === hasAll) fail(`"${msg.op}" needs exactly one of "ids" and "all"`);
+  if (hasAll) {
+    if (msg.all !== true) fail(`"${msg.op}" field "all" must be true (give "ids" otherwise)`);
+    return { all: true };
+  }
+  return { ids: ids(msg, "ids", 1) };
+}
+
 const fieldSets = (...names: string[]) => new Set(["op", ...names]);
 const HELLO_FIELDS = fieldSets("version", "nonce", "name");
 const CHALLENGE_FIELDS = fieldSets("version", "nonce");
@@ -458,6 +655,13 @@ const LIMIT_FIELDS = fieldSets(
   "groupConcurrency",
 );
 const PROGRESS_FIELDS = fieldSets("rid", "id", "percent", "message", "lease");
+const ITEMS_FIELDS = fieldSets("rid", "queue", "state", "offset", "limit");
+const REQUEUE_FIELDS = fieldSets("rid", "queue", "ids", "all");
+const DROP_FIELDS = REQUEUE_FIELDS;
+const PURGE_FIELDS = fieldSets("rid", "queue");
+const SESSIONS_FIELDS = fieldSets("rid");
+const CONTROL_FIELDS = fieldSets("rid", "session", "action");
+const CONTROL_NOTICE_FIELDS = fieldSets("action");
 const OK_FIELDS = fieldSets(
   "rid",
   "ids",
@@ -469,6 +673,11 @@ const OK_FIELDS = fieldSets(
   "cancelled",
   "job",
   "limits",
+  "items",
+  "total",
+  "count",
+  "sessions",
+  "found",
 );
 const CANCELLED_FIELDS = fieldSets("ids");
 const JOB_INFO_FIELDS = new Set([
@@ -500,8 +709,18 @@ const LIMITS_FIELDS = new Set([
   "concurrency",
   "groupConcurrency",
 ]);
-/** Longest holder name or address a `job` reply may carry. */
-const MAX_HOLDER_TEXT = 400;
+const SESSION_RECORD_FIELDS = new Set([
+  "id",
+  "name",
+  "address",
+  "connectedAt",
+  "lastSeenAt",
+  "leased",
+  "waiting",
+  "holding",
+  "controlled",
+]);
+const HELD_ITEM_FIELDS = new Set(["id", "queue", "leasedAt", "leaseExpiresAt"]);
 const JOB_FIELDS = new Set(["id", "attempt", "value"]);
 const STATS_NUMBER_FIELDS = [
   "ready",
@@ -656,6 +875,48 @@ export function parseClientMessage(value: unknown): ClientMessage {
       if (lease !== undefined) progress.lease = lease;
       return progress;
     }
+    case "items": {
+      onlyFields(msg, ITEMS_FIELDS);
+      const items: ItemsRequest = {
+        op: "items",
+        rid: uint(msg, "rid"),
+        queue: queue(msg),
+        state: oneOf(msg, "state", LISTED_STATES),
+      };
+      const offset = optUint(msg, "offset");
+      if (offset !== undefined) items.offset = offset;
+      const limit = optUint(msg, "limit", MAX_ITEMS_PAGE);
+      if (limit !== undefined) {
+        if (limit === 0) fail(`"items" field "limit" must be from 1 to ${MAX_ITEMS_PAGE}`);
+        items.limit = limit;
+      }
+      return items;
+    }
+    case "requeue": {
+      onlyFields(msg, REQUEUE_FIELDS);
+      const rid = uint(msg, "rid");
+      const name = queue(msg);
+      if (!isDeadLetterQueue(name)) {
+        fail(`"requeue" field "queue" must name a dead-letter queue (NAME${DEAD_LETTER_SUFFIX})`);
+      }
+      return { op: "requeue", rid, queue: name, ...idsOrAll(msg) };
+    }
+    case "drop":
+      onlyFields(msg, DROP_FIELDS);
+      return { op: "drop", rid: uint(msg, "rid"), queue: queue(msg), ...idsOrAll(msg) };
+    case "purge":
+      onlyFields(msg, PURGE_FIELDS);
+      return { op: "purge", rid: uint(msg, "rid"), queue: queue(msg) };
+    case "sessions":
+      onlyFields(msg, SESSIONS_FIELDS);
+      return { op: "sessions", rid: uint(msg, "rid") };
+    case "control": {
+      onlyFields(msg, CONTROL_FIELDS);
+      const rid = uint(msg, "rid");
+      const session = text(msg, "session", MAX_SESSION_TEXT);
+      if (session.length === 0) fail(`"control" field "session" must not be empty`);
+      return { op: "control", rid, session, action: oneOf(msg, "action", CONTROL_ACTIONS) };
+    }
     default:
       return fail(
         typeof msg.op === "string"
@@ -728,12 +989,44 @@ function parseJobInfo(value: unknown): JobInfo {
   if (job.holder !== undefined) {
     const holder = nested(job.holder, "holder", HOLDER_FIELDS);
     info.holder = {
-      session: text(holder, "session", MAX_HOLDER_TEXT),
-      name: text(holder, "name", MAX_HOLDER_TEXT),
-      address: text(holder, "address", MAX_HOLDER_TEXT),
+      session: text(holder, "session", MAX_SESSION_TEXT),
+      name: text(holder, "name", MAX_SESSION_TEXT),
+      address: text(holder, "address", MAX_SESSION_TEXT),
     };
   }
   return info;
+}
+
+function parseHeldItem(value: unknown): HeldItemRecord {
+  const held = nested(value, "held item", HELD_ITEM_FIELDS);
+  return {
+    id: uint(held, "id"),
+    queue: checkQueueName(held.queue),
+    leasedAt: time(held, "leasedAt"),
+    leaseExpiresAt: time(held, "leaseExpiresAt"),
+  };
+}
+
+function parseSessionRecord(value: unknown): SessionRecord {
+  const session = nested(value, "session record", SESSION_RECORD_FIELDS);
+  const holding = list(session, "holding", 0);
+  if (holding.length > MAX_HELD_LISTED) {
+    fail(`session record field "holding" lists more than ${MAX_HELD_LISTED} items`);
+  }
+  const record: SessionRecord = {
+    id: text(session, "id", MAX_SESSION_TEXT),
+    name: text(session, "name", MAX_SESSION_TEXT),
+    address: text(session, "address", MAX_SESSION_TEXT),
+    connectedAt: time(session, "connectedAt"),
+    lastSeenAt: time(session, "lastSeenAt"),
+    leased: uint(session, "leased"),
+    waiting: uint(session, "waiting"),
+    holding: holding.map(parseHeldItem),
+  };
+  if (session.controlled !== undefined) {
+    record.controlled = oneOf(session, "controlled", CONTROL_ACTIONS);
+  }
+  return record;
 }
 
 function parseLimits(value: unknown): NamedQueueLimits {
@@ -791,11 +1084,30 @@ export function parseServerMessage(value: unknown): ServerMessage {
       if (msg.cancelled !== undefined) ok.cancelled = ids(msg, "cancelled", 0);
       if (msg.job !== undefined) ok.job = parseJobInfo(msg.job);
       if (msg.limits !== undefined) ok.limits = parseLimits(msg.limits);
+      if (msg.items !== undefined) {
+        const items = list(msg, "items", 0);
+        if (items.length > MAX_ITEMS_PAGE) {
+          fail(`"ok" field "items" lists more than ${MAX_ITEMS_PAGE} items`);
+        }
+        ok.items = items.map(parseJobInfo);
+      }
+      if (msg.total !== undefined) ok.total = uint(msg, "total");
+      if (msg.count !== undefined) ok.count = uint(msg, "count");
+      if (msg.sessions !== undefined) {
+        ok.sessions = list(msg, "sessions", 0).map(parseSessionRecord);
+      }
+      if (msg.found !== undefined) {
+        if (typeof msg.found !== "boolean") fail(`"ok" field "found" must be a boolean`);
+        ok.found = msg.found;
+      }
       return ok;
     }
     case "cancelled":
       onlyFields(msg, CANCELLED_FIELDS);
       return { op: "cancelled", ids: ids(msg, "ids", 1) };
+    case "control":
+      onlyFields(msg, CONTROL_NOTICE_FIELDS);
+      return { op: "control", action: oneOf(msg, "action", CONTROL_ACTIONS) };
     case "error": {
       onlyFields(msg, ERROR_FIELDS);
       const code = msg.code;
