@@ -248,8 +248,11 @@ Deno.test("failover: taskq worker --connect A,B moves to B when A dies and carri
     "--results",
     "results",
     "--",
-    "echo",
-    "done {}",
+    "sh",
+    "-c",
+    'echo "done $1"',
+    "sh",
+    "{}",
   ]);
   try {
     // The worker starts at a random one of the two: find which.

@@ -1,8 +1,10 @@
 /**
- * Tests of lib/worker/command.ts, running real (tiny) programs: `{}` in the
- * arguments replaced by the item's text with each argument staying one
- * argument, the text on stdin, TASKQ_TASK_ID/TASKQ_ATTEMPT/TASKQ_QUEUE in the
- * environment, output less one trailing newline, a non-zero exit or a signal
+ * Tests of lib/worker/command.ts, running real (tiny) programs: an argument
+ * that is exactly `{}` replaced by the item's text (inside larger arguments
+ * only with `embedItem`), each argument staying one argument, the text on
+ * stdin and in TASKQ_ITEM, TASKQ_JOB_ID/TASKQ_TASK_ID/TASKQ_ATTEMPT/TASKQ_QUEUE
+ * in the environment, output over `maxOutputBytes` failing the run,
+ * `findCommand`, output less one trailing newline, a non-zero exit or a signal
  * as a CommandFailedError with the tail of stderr, a timeout killing the
  * command (SIGTERM, then SIGKILL for one that ignores SIGTERM, and whatever
  * it started too), an abort signal killing it, a missing program, and the
@@ -14,8 +16,18 @@
 import assert from "node:assert/strict";
 import type { Job } from "../lib/client/client.ts";
 import { TaskqError } from "../lib/errors.ts";
-import { type CommandSpec, itemText, runCommand } from "../lib/worker/command.ts";
-import { CommandFailedError } from "../lib/worker/errors.ts";
+import {
+  type CommandSpec,
+  findCommand,
+  itemText,
+  MAX_ENV_ITEM_BYTES,
+  runCommand,
+} from "../lib/worker/command.ts";
+import {
+  CommandFailedError,
+  CommandNotFoundError,
+  OutputTooLargeError,
+} from "../lib/worker/errors.ts";
 import { waitFor } from "./_helpers.ts";
 
 /** A job as the worker would pass it. */
@@ -68,9 +80,19 @@ function splitNul(output: string): string[] {
   return output.slice(0, -1).split("\0");
 }
 
-Deno.test("command: {} is replaced inside arguments and each argument stays one argument", async () => {
+Deno.test("command: only a whole {} argument is replaced by default, each argument one argument", async () => {
   const nasty = `a b; echo "$HOME" | cat * && rm -rf / $(id) \`id\` 'q' > out`;
   const spec = sh(PRINT_ARGS, ["sh", "pre-{}-post", "{}", "{}{}", "plain", ""]);
+  const outcome = await runCommand(spec, job(nasty));
+  assert.deepEqual(splitNul(outcome.output), ["pre-{}-post", nasty, "{}{}", "plain", ""]);
+});
+
+Deno.test("command: with embedItem, {} is replaced inside arguments too", async () => {
+  const nasty = `a b; echo "$HOME" | cat * && rm -rf / $(id) \`id\` 'q' > out`;
+  const spec = {
+    ...sh(PRINT_ARGS, ["sh", "pre-{}-post", "{}", "{}{}", "plain", ""]),
+    embedItem: true,
+  };
   const outcome = await runCommand(spec, job(nasty));
   assert.equal(outcome.exitCode, 0);
   assert.deepEqual(splitNul(outcome.output), [
@@ -86,7 +108,7 @@ Deno.test("command: an item with newlines and no text at all are still one argum
   const multiline = "line one\nline two\n";
   let outcome = await runCommand(sh(PRINT_ARGS, ["sh", "{}"]), job(multiline));
   assert.deepEqual(splitNul(outcome.output), [multiline]);
-  outcome = await runCommand(sh(PRINT_ARGS, ["sh", "<{}>"]), job(""));
+  outcome = await runCommand({ ...sh(PRINT_ARGS, ["sh", "<{}>"]), embedItem: true }, job(""));
   assert.deepEqual(splitNul(outcome.output), ["<>"]);
 });
 
@@ -110,9 +132,55 @@ Deno.test("command: a command that never reads a large stdin still succeeds", as
 });
 
 Deno.test("command: the task id, attempt and queue are in the environment", async () => {
-  const spec = sh('printf "%s|%s|%s" "$TASKQ_TASK_ID" "$TASKQ_ATTEMPT" "$TASKQ_QUEUE"');
+  const spec = sh(
+    'printf "%s|%s|%s|%s" "$TASKQ_JOB_ID" "$TASKQ_TASK_ID" "$TASKQ_ATTEMPT" "$TASKQ_QUEUE"',
+  );
   const outcome = await runCommand(spec, job("v", { id: 12345, attempt: 3, queue: "my queue" }));
-  assert.equal(outcome.output, "12345|3|my queue");
+  assert.equal(outcome.output, "12345|12345|3|my queue");
+});
+
+Deno.test("command: the item is in TASKQ_ITEM when it fits, never run as code", async () => {
+  const spec = sh('printf "%s|%s" "$TASKQ_ITEM" "${TASKQ_ITEM+set}"');
+  const nasty = "$(echo INJECTED) `id` ; done";
+  assert.equal((await runCommand(spec, job(nasty))).output, `${nasty}|set`);
+  assert.equal((await runCommand(spec, job({ n: 1 }))).output, '{"n":1}|set');
+  const big = "x".repeat(MAX_ENV_ITEM_BYTES + 1);
+  assert.equal((await runCommand(spec, job(big))).output, "|", "too large: not set");
+  assert.equal((await runCommand(spec, job("a\0b"))).output, "|", "a NUL byte: not set");
+  const widest = "é".repeat(MAX_ENV_ITEM_BYTES / 2);
+  assert.equal((await runCommand(spec, job(widest))).output, `${widest}|set`, "bytes, not units");
+});
+
+Deno.test("command: output over maxOutputBytes fails the run once the command ends", async () => {
+  const print = (bytes: number) => sh(`head -c ${bytes} /dev/zero | tr '\\0' x; echo done >&2`);
+  const ok = await runCommand({ ...print(1000), maxOutputBytes: 1000 }, job(1));
+  assert.equal(ok.output, "x".repeat(1000));
+  const error = await failure(runCommand({ ...print(300_000), maxOutputBytes: 1000 }, job(1)));
+  assert.ok(error instanceof OutputTooLargeError);
+  assert.equal(error.bytes, 300_000, "what it printed beyond was read (and counted)");
+  assert.match(error.message, /^command printed 300000 bytes on stdout, more than the 1000 bytes/);
+  const dropped = await runCommand({ ...print(300_000), discardOutput: true }, job(1));
+  assert.equal(dropped.output, "", "discarded output is not kept");
+});
+
+Deno.test("command: findCommand finds a program on PATH or by path, and names what is wrong", async () => {
+  assert.match(await findCommand("sh"), /\/sh$/);
+  assert.equal(await findCommand("/bin/sh"), "/bin/sh");
+  const missing = await findCommand("taskq-no-such-program").catch((error) => error);
+  assert.ok(missing instanceof CommandNotFoundError);
+  assert.equal(missing.exitCode, 2);
+  assert.match(missing.message, /^command "taskq-no-such-program" not found on PATH/);
+  await withTempDir(async (dir) => {
+    const script = `${dir}/script.sh`;
+    await Deno.writeTextFile(script, "#!/bin/sh\necho hi\n");
+    const notExecutable = await findCommand(script).catch((error) => error);
+    assert.equal(notExecutable.message, `command "${script}" is not executable`);
+    await Deno.chmod(script, 0o755);
+    assert.equal(await findCommand(script), script);
+    const directory = await findCommand(dir).catch((error) => error);
+    assert.equal(directory.message, `command "${dir}" is not a file`);
+    assert.match((await findCommand(`${dir}/nope`).catch((e) => e)).message, /does not exist$/);
+  });
 });
 
 Deno.test("command: a non-zero exit is a CommandFailedError with the exit code and stderr", async () => {
@@ -213,6 +281,6 @@ Deno.test("command: byte and JSON items reach the command as their text", async 
     "from bytes",
   );
   assert.equal((await runCommand(cat, job({ a: [1, 2] }))).output, '{"a":[1,2]}');
-  const outcome = await runCommand(sh(PRINT_ARGS, ["sh", "n={}"]), job(99));
+  const outcome = await runCommand({ ...sh(PRINT_ARGS, ["sh", "n={}"]), embedItem: true }, job(99));
   assert.deepEqual(splitNul(outcome.output), ["n=99"]);
 });

@@ -86,7 +86,7 @@ Deno.test("worker log lines: JSON, one per failure, a periodic summary, quiet an
   assert.equal(verbose.filter((l) => l.msg === "progress").length, 0, "--summary-every 0: none");
 });
 
-Deno.test("with --log-format json, a command's fatal error is one JSON line too", async () => {
+Deno.test("with --log-format json, a command's fatal error (--fail-fast, no master) is one JSON line too", async () => {
   const port = freeLoopbackPort(); // nothing listens there now
   const out = await runTaskq([
     "worker",
@@ -96,6 +96,7 @@ Deno.test("with --log-format json, a command's fatal error is one JSON line too"
     "q",
     "--log-format",
     "json",
+    "--fail-fast",
     "--",
     "true",
   ]);

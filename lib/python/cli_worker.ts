@@ -11,16 +11,22 @@
 import {
   authKey,
   type FlagSpec,
+  GRACE_RANGE,
   intFlag,
   logSettings,
   type Parsed,
   secondsFlag,
   stringFlag,
+  WAIT_RANGE,
 } from "../cli/args.ts";
 import { PythonManagerClient } from "./client.ts";
 import { runPythonWorker } from "./worker.ts";
 import { DEFAULT_GRACE_MS } from "../worker/worker.ts";
-import { runCommand } from "../worker/command.ts";
+import { type CommandSpec, findCommand, runCommand } from "../worker/command.ts";
+import { Shutdown } from "../worker/shutdown.ts";
+import { Watchdog } from "../worker/watchdog.ts";
+import { stopWorkerProcess, warnOfEmbeddedPlaceholders } from "../cli/worker.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../wire/frame.ts";
 import { defaultClientName, type Job } from "../client/client.ts";
 import { DEFAULT_MAX_ATTEMPTS } from "../model/types.ts";
 import { MAX_ATTEMPTS_LIMIT } from "../wire/messages.ts";
@@ -48,7 +54,10 @@ export const PYTHON_WORKER_HELP = `Serving a Python master (multiprocessing.mana
                             there as a str
   --max-attempts N          runs of a failing command before its item is
                             dropped: a Python master cannot retry (default ${DEFAULT_MAX_ATTEMPTS})
-  --concurrency, --timeout, --exit-when-idle, --grace and --name apply too.
+  --concurrency, --timeout, --exit-when-idle, --grace, --embed-item,
+  --fail-fast and --name apply too; an output over ${
+  DEFAULT_MAX_FRAME_BYTES / 1024 / 1024
+} MiB fails its item.
   Example, for the classic task_master.py (authkey b'abc'):
     TASKQ_AUTHKEY=abc taskq worker --python-master 10.0.0.5:5000 \\
       --python-queue get_task_queue --python-results get_result_queue -- \\
@@ -59,8 +68,6 @@ const NATIVE_ONLY = ["queue", "results", "prefetch", "lease", "connect"];
 
 /** Most commands run at once. */
 const MAX_CONCURRENCY = 1024;
-
-const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 
 /**
  * Runs `taskq worker --python-master ...` with flags already parsed by `taskq
@@ -86,11 +93,11 @@ export async function runPythonWorkerCommand(parsed: Parsed): Promise<number> {
   if (command === undefined) {
     throw new ConfigError("give the command to run after --, e.g. -- echo {}");
   }
-  const timeoutMs = secondsFlag(parsed, "timeout", undefined);
-  const exitWhenIdleMs = secondsFlag(parsed, "exit-when-idle", undefined);
+  const timeoutMs = secondsFlag(parsed, "timeout", undefined, WAIT_RANGE);
+  const exitWhenIdleMs = secondsFlag(parsed, "exit-when-idle", undefined, WAIT_RANGE);
   const concurrency = intFlag(parsed, "concurrency", 1, 1, MAX_CONCURRENCY);
   const maxAttempts = intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT);
-  const graceMs = secondsFlag(parsed, "grace", DEFAULT_GRACE_MS);
+  const graceMs = secondsFlag(parsed, "grace", DEFAULT_GRACE_MS, GRACE_RANGE);
   const log = createLogger(logSettings(parsed));
   const name = stringFlag(parsed, "name") ?? defaultClientName();
   const manager = new PythonManagerClient({
@@ -98,12 +105,12 @@ export async function runPythonWorkerCommand(parsed: Parsed): Promise<number> {
     authkey: authKey(parsed) ?? new Uint8Array(0),
   });
 
-  const stop = new AbortController();
-  const onSignal = () => {
-    log.info("stopping: finishing running commands");
-    stop.abort();
-  };
-  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
+  const embedItem = parsed.values["embed-item"] === true;
+  await findCommand(command);
+  warnOfEmbeddedPlaceholders(commandArgs, embedItem, log);
+  const shutdown = new Shutdown({ graceMs, log });
+  const watchdog = Watchdog.start(log);
+  shutdown.watchdog = watchdog;
   log.info("worker started", {
     pythonMaster: formatAddress(address),
     queue,
@@ -111,6 +118,16 @@ export async function runPythonWorkerCommand(parsed: Parsed): Promise<number> {
     concurrency,
     name,
   });
+  const spec: CommandSpec = {
+    command,
+    args: commandArgs,
+    timeoutMs,
+    embedItem,
+    watchdog,
+    ...(results === undefined
+      ? { discardOutput: true }
+      : { maxOutputBytes: DEFAULT_MAX_FRAME_BYTES }),
+  };
   try {
     const summary = await runPythonWorker({
       manager,
@@ -120,15 +137,16 @@ export async function runPythonWorkerCommand(parsed: Parsed): Promise<number> {
       maxAttempts,
       exitWhenIdleMs,
       graceMs,
-      signal: stop.signal,
+      signal: shutdown.stop.signal,
       name,
       log,
+      failFast: parsed.values["fail-fast"] === true,
       handler: async (job: Job, signal: AbortSignal) =>
-        (await runCommand({ command, args: commandArgs, timeoutMs }, job, signal)).output,
+        (await runCommand(spec, job, signal)).output,
     });
     log.info("worker stopped", { ...summary });
     return 0;
   } finally {
-    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    await stopWorkerProcess(shutdown, watchdog, undefined);
   }
 }

@@ -13,7 +13,11 @@
  * `maxAttempts`, with doubling backoff) and then logs and drops the item; it
  * keeps a result until the master has it, reconnecting if need be; and on a
  * stop it puts the items it could not finish back on the master's queue.
- * When the master goes away, the slots reconnect with capped backoff.
+ * When the master goes away (or is not up yet), the slots reconnect with
+ * capped backoff, logged once per outage; an idle exit (`exitWhenIdleMs`)
+ * counts that time too. After a stop it resolves within the grace period
+ * plus `STOP_SETTLE_MS`, master or not (handlers still running then are
+ * left to their aborted signal).
  *
  * @module
  */
@@ -27,13 +31,16 @@ import {
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_MAX_ATTEMPTS,
 } from "../model/types.ts";
-import { DEFAULT_GRACE_MS } from "../worker/worker.ts";
+import { DEFAULT_GRACE_MS, STOP_SETTLE_MS } from "../worker/worker.ts";
 import { ConnectionLostError } from "../errors.ts";
 import { PickleError } from "./errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 
 /** Seconds each `get` waits at the master for an item. */
 export const PYTHON_POLL_SECONDS = 1;
+
+/** Milliseconds per second. */
+const MS_PER_SECOND = 1_000;
 
 /** Time allowed beyond a call's own wait before its connection is given up. */
 const CALL_MARGIN_MS = 30_000;
@@ -73,6 +80,8 @@ export interface PythonWorkerOptions {
   name?: string;
   /** Where progress and trouble are logged. */
   log?: Logger;
+  /** Throw when the master cannot be reached at first, instead of waiting for it. */
+  failFast?: boolean;
 }
 
 /** What a Python-master worker did, returned when it stops. */
@@ -163,17 +172,33 @@ export async function runPythonWorker(options: PythonWorkerOptions): Promise<Pyt
   const quit = new AbortController();
   /** Aborted on a fatal error: nothing more can be done. */
   const dead = new AbortController();
+  /** Aborted {@link STOP_SETTLE_MS} after the grace period: the loop returns, done or not. */
+  const over = new AbortController();
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  let overTimer: ReturnType<typeof setTimeout> | undefined;
   const onStop = () => {
     halt.abort();
+    const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     graceTimer = setTimeout(() => {
       if (running.size > 0) {
         log.warn("grace period over; stopping the work still running", { running: running.size });
       }
       for (const abort of running) abort.abort(SHUTDOWN);
       quit.abort();
-    }, options.graceMs ?? DEFAULT_GRACE_MS);
+    }, graceMs);
+    overTimer = setTimeout(() => over.abort(), graceMs + STOP_SETTLE_MS);
   };
+  /** Whether the master was ever reached; whether it is away now (logged once per outage). */
+  let reached = false;
+  let away = false;
+  /** Ends the loop once idle for `exitWhenIdleMs`, checked even while the master is away. */
+  const idleCheck = options.exitWhenIdleMs === undefined ? undefined : setInterval(() => {
+    const quiet = Date.now() - lastItemAt;
+    if (working === 0 && quiet >= (options.exitWhenIdleMs as number) && !halt.signal.aborted) {
+      log.info("no item came for a while; exiting", { idleMs: quiet });
+      halt.abort();
+    }
+  }, Math.max(1, Math.min(options.exitWhenIdleMs, PYTHON_POLL_SECONDS * MS_PER_SECOND) / 2));
   if (options.signal?.aborted) onStop();
   else options.signal?.addEventListener("abort", onStop, { once: true });
   const fail = (error: unknown) => {
@@ -213,10 +238,29 @@ export async function runPythonWorker(options: PythonWorkerOptions): Promise<Pyt
           link ??= await open();
           const result = await call(link);
           backoff = RECONNECT_BASE_MS;
+          reached = true;
+          if (away) {
+            away = false;
+            log.info("reconnected to the Python master");
+          }
           return result;
         } catch (error) {
           if (!(error instanceof ConnectionLostError)) throw error;
-          log.warn("lost the Python master; reconnecting", { slot: index, error: describe(error) });
+          if (!reached && options.failFast) throw error;
+          if (away) {
+            log.debug("the Python master still cannot be reached", {
+              slot: index,
+              error: describe(error),
+            });
+          } else {
+            away = true;
+            log.warn(
+              reached
+                ? "lost the Python master; reconnecting"
+                : "the Python master cannot be reached; waiting for it",
+              { error: describe(error) },
+            );
+          }
           link?.calls.close();
           link = undefined;
           await sleep(backoff * (0.5 + Math.random() / 2), until);
@@ -231,7 +275,7 @@ export async function runPythonWorker(options: PythonWorkerOptions): Promise<Pyt
       const timer = setTimeout(() => window.abort(), PUT_BACK_MS);
       const back = await withLink(
         (l) => l.calls.call(l.task, "put", [value]),
-        AbortSignal.any([window.signal, dead.signal]),
+        AbortSignal.any([window.signal, dead.signal, over.signal]),
       ).catch((error) => {
         log.error("put back failed", { error: describe(error) });
         return undefined;
@@ -315,17 +359,8 @@ export async function runPythonWorker(options: PythonWorkerOptions): Promise<Pyt
             halt.signal,
           );
         } catch (error) {
-          if (isEmptyError(error)) {
-            const quiet = Date.now() - lastItemAt;
-            if (
-              options.exitWhenIdleMs !== undefined && working === 0 &&
-              quiet >= options.exitWhenIdleMs
-            ) {
-              log.info("no item came for a while; exiting", { idleMs: quiet });
-              halt.abort();
-            }
-            continue;
-          }
+          // Nothing came within the poll; an idle exit is the idle check's to make.
+          if (isEmptyError(error)) continue;
           if (error instanceof PickleError) {
             summary.failed++;
             log.error("dropped an item taskq refuses to read", { error: describe(error) });
@@ -360,9 +395,15 @@ export async function runPythonWorker(options: PythonWorkerOptions): Promise<Pyt
   };
 
   try {
-    await Promise.all(Array.from({ length: concurrency }, (_, i) => slot(i + 1)));
+    const slots = Promise.all(Array.from({ length: concurrency }, (_, i) => slot(i + 1)));
+    const late = new Promise<void>((resolve) =>
+      over.signal.addEventListener("abort", () => resolve())
+    );
+    await Promise.race([slots, late]);
   } finally {
     clearTimeout(graceTimer);
+    clearTimeout(overTimer);
+    clearInterval(idleCheck);
     options.signal?.removeEventListener("abort", onStop);
   }
   if (fatal !== undefined) throw fatal.error;

@@ -1,17 +1,24 @@
 /**
  * Runs one external command for one item, without a shell.
  *
- * Every `{}` in the arguments is replaced by the item's text, and the text is
- * also written to the command's standard input; each argument stays exactly
- * one argument, so an item can never inject shell syntax. The task id, attempt
- * and queue are in the environment. Standard output becomes the result; a
- * non-zero exit, a signal, a timeout or a failure to start is a
+ * The item reaches the command three ways: on its standard input, in the
+ * environment (`TASKQ_ITEM`, when it fits: {@link MAX_ENV_ITEM_BYTES}, no NUL
+ * byte), and as an argument wherever an argument is exactly `{}`. Each
+ * argument stays exactly one argument, so an item can never inject shell
+ * syntax. A `{}` inside a larger argument (`sh -c 'echo {}'`) is left as it is
+ * unless {@link CommandSpec.embedItem} asks for it to be replaced too: that
+ * puts the item's text inside the argument, where a shell would run what it
+ * says. The job id (`TASKQ_JOB_ID`, and `TASKQ_TASK_ID` as before), attempt
+ * and queue are in the environment. Standard output becomes the result (at
+ * most {@link CommandSpec.maxOutputBytes} of it); a non-zero exit, a signal, a
+ * timeout, output over the limit or a failure to start is a
  * {@link CommandFailedError}.
  *
  * The command runs in a process group of its own, so that a stop (a timeout,
  * the item cancelled, the worker's grace period over) reaches whatever it
  * started too: the whole group gets SIGTERM, then SIGKILL
- * {@link KILL_GRACE_MS} later.
+ * {@link KILL_GRACE_MS} later. With a {@link CommandSpec.watchdog}, the group
+ * is also killed if the worker itself dies (see lib/worker/watchdog.ts).
  *
  * Progress: a line on the command's standard error of the form
  * `taskq-progress PERCENT [MESSAGE]` ({@link parseProgressLine}, at most
@@ -24,10 +31,22 @@
 import type { Job } from "../client/client.ts";
 import { JobCancelledError } from "../errors.ts";
 import { MAX_PROGRESS_MESSAGE } from "../model/jobs.ts";
-import { CommandFailedError } from "./errors.ts";
+import { CommandFailedError, CommandNotFoundError, OutputTooLargeError } from "./errors.ts";
+import type { Watchdog } from "./watchdog.ts";
 
 /** Placeholder in a command's arguments that stands for the item's text. */
 export const ITEM_PLACEHOLDER = "{}";
+
+/** The environment variable that holds the item's text (when it fits). */
+export const ITEM_ENV = "TASKQ_ITEM";
+
+/**
+ * Largest item text passed in {@link ITEM_ENV}, in UTF-8 bytes: Linux refuses
+ * to start a program with one environment string over 128 KiB
+ * (MAX_ARG_STRLEN), name and `=` included; a larger item is only on stdin
+ * (and in a `{}` argument, which has the same limit).
+ */
+export const MAX_ENV_ITEM_BYTES = 128 * 1024 - 64;
 
 /**
  * Time between asking a stopped command's process group to stop (SIGTERM:
@@ -62,10 +81,26 @@ const PERCENT_TEXT = /^(?:\d+(?:\.\d*)?|\.\d+)$/;
 export interface CommandSpec {
   /** Program to run (looked up on PATH). */
   command: string;
-  /** Its arguments; `{}` stands for the item's text. */
+  /** Its arguments; an argument that is exactly `{}` stands for the item's text. */
   args: readonly string[];
   /** Kill it after this long (default: no limit). */
   timeoutMs?: number;
+  /**
+   * Also replace `{}` inside larger arguments (default false). Unsafe with a
+   * shell: in `sh -c 'echo {}'` an item `$(rm -rf ~)` runs. Prefer `"$1"`
+   * with `{}` as its own argument, or `$TASKQ_ITEM`.
+   */
+  embedItem?: boolean;
+  /**
+   * Most bytes of standard output kept; a command that prints more fails
+   * with an {@link OutputTooLargeError} once it ends (what it printed beyond
+   * is read and dropped, so it is not blocked). No limit by default.
+   */
+  maxOutputBytes?: number;
+  /** Read standard output and drop it, the output being unused (default: keep it). */
+  discardOutput?: boolean;
+  /** Told of the command's process group, so the group dies with the worker. */
+  watchdog?: Watchdog;
 }
 
 /** A successful run. */
@@ -131,14 +166,33 @@ export function parseProgressLine(line: string): CommandProgress | undefined {
   return report;
 }
 
-/** Reads a stream to its end, into one array of bytes. */
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+/** What {@link readAll} read: the bytes kept, and how many there were in all. */
+interface ReadOutput {
+  bytes: Uint8Array;
+  total: number;
+}
+
+/**
+ * Reads a stream to its end, into one array of bytes: the first `keep` bytes
+ * of it; the rest is read and dropped (so the writer is never blocked), and
+ * only counted.
+ */
+async function readAll(stream: ReadableStream<Uint8Array>, keep: number): Promise<ReadOutput> {
   const chunks: Uint8Array[] = [];
   let length = 0;
+  let total = 0;
   for await (const chunk of stream) {
-    chunks.push(chunk);
-    length += chunk.length;
+    total += chunk.length;
+    if (length >= keep) continue;
+    const kept = length + chunk.length > keep ? chunk.subarray(0, keep - length) : chunk;
+    chunks.push(kept);
+    length += kept.length;
   }
+  return { bytes: join(chunks, length), total };
+}
+
+/** The chunks as one array of bytes (`length` in all). */
+function join(chunks: readonly Uint8Array[], length: number): Uint8Array {
   if (chunks.length === 1) return chunks[0];
   const out = new Uint8Array(length);
   let at = 0;
@@ -237,9 +291,16 @@ export async function runCommand(
   onProgress?: (report: CommandProgress) => void,
 ): Promise<CommandOutcome> {
   const text = itemText(job.value);
-  const args = spec.args.map((arg) => arg.replaceAll(ITEM_PLACEHOLDER, text));
+  const args = itemArguments(spec, text);
   // An abort listener added now would never fire: do not start at all.
   if (signal?.aborted) throw stoppedError(signal);
+  const env: Record<string, string> = {
+    TASKQ_JOB_ID: String(job.id),
+    TASKQ_TASK_ID: String(job.id),
+    TASKQ_ATTEMPT: String(job.attempt),
+    TASKQ_QUEUE: job.queue,
+  };
+  if (fitsEnvironment(text)) env[ITEM_ENV] = text;
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(spec.command, {
@@ -250,15 +311,13 @@ export async function runCommand(
       // A session and process group of its own (setsid), so a stop reaches whatever it
       // started too: a grandchild left running would hold the pipes open and the run with them.
       detached: true,
-      env: {
-        TASKQ_TASK_ID: String(job.id),
-        TASKQ_ATTEMPT: String(job.attempt),
-        TASKQ_QUEUE: job.queue,
-      },
+      env,
     }).spawn();
   } catch (error) {
     throw new CommandFailedError(`cannot run "${spec.command}": ${(error as Error).message}`);
   }
+  // The group dies with the worker (its leader's pid is the group's id).
+  spec.watchdog?.add(child.pid);
 
   let timedOut = false;
   let killTimer: ReturnType<typeof setTimeout> | undefined;
@@ -296,11 +355,13 @@ export async function runCommand(
       // the command does not read its input: fine
     }
   })();
+  const keep = spec.discardOutput ? 0 : spec.maxOutputBytes ?? Infinity;
   const [status, stdout, stderr] = await Promise.all([
     child.status,
-    readAll(child.stdout),
+    readAll(child.stdout, keep),
     readStderr(child.stderr, onProgress),
   ]);
+  spec.watchdog?.remove(child.pid);
   await feed;
   clearTimeout(timer);
   clearTimeout(killTimer);
@@ -319,8 +380,114 @@ export async function runCommand(
       `command exited with code ${status.code}${tail ? `: ${tail}` : ""}`,
     );
   }
-  return { output: trimNewline(decoder.decode(stdout)), exitCode: 0 };
+  if (!spec.discardOutput && stdout.total > keep) {
+    throw new OutputTooLargeError(stdout.total, keep);
+  }
+  return { output: trimNewline(decoder.decode(stdout.bytes)), exitCode: 0 };
 }
+
+/**
+ * The arguments `spec` runs with for an item whose text is `text`: each
+ * argument that is exactly `{}` becomes the text; with
+ * {@link CommandSpec.embedItem}, every `{}` inside an argument too.
+ *
+ * @example
+ * ```ts
+ * import { itemArguments } from "./command.ts";
+ * const args = ["-c", "echo {}", "sh", "{}"];
+ * console.log(itemArguments({ command: "sh", args }, "$(id)"));
+ * // [ "-c", "echo {}", "sh", "$(id)" ]
+ * console.log(itemArguments({ command: "sh", args, embedItem: true }, "x"));
+ * // [ "-c", "echo x", "sh", "x" ]
+ * ```
+ */
+export function itemArguments(spec: CommandSpec, text: string): string[] {
+  return spec.embedItem
+    ? spec.args.map((arg) => arg.replaceAll(ITEM_PLACEHOLDER, text))
+    : spec.args.map((arg) => arg === ITEM_PLACEHOLDER ? text : arg);
+}
+
+/**
+ * The arguments that hold `{}` inside a larger text: left as they are unless
+ * {@link CommandSpec.embedItem} is on (a worker warns of them at start).
+ *
+ * @example
+ * ```ts
+ * import { embeddedPlaceholders } from "./command.ts";
+ * console.log(embeddedPlaceholders(["-c", "echo {}", "sh", "{}"])); // [ "echo {}" ]
+ * ```
+ */
+export function embeddedPlaceholders(args: readonly string[]): string[] {
+  return args.filter((arg) => arg !== ITEM_PLACEHOLDER && arg.includes(ITEM_PLACEHOLDER));
+}
+
+const encoder = new TextEncoder();
+
+/** Whether `text` can go in the environment: no NUL byte, at most {@link MAX_ENV_ITEM_BYTES}. */
+function fitsEnvironment(text: string): boolean {
+  // Cheap bounds first: UTF-8 takes 1 to 3 bytes per UTF-16 unit.
+  if (text.length > MAX_ENV_ITEM_BYTES || text.includes("\0")) return false;
+  return text.length * 3 <= MAX_ENV_ITEM_BYTES || encoder.encode(text).length <= MAX_ENV_ITEM_BYTES;
+}
+
+/**
+ * Finds the program `command` names as a command runner would: a name with
+ * a `/` as a path, any other on `PATH`. Resolves with its path.
+ * @throws {CommandNotFoundError} when there is no such file, it is not a
+ *   regular file, or it is not executable.
+ *
+ * @example
+ * ```ts
+ * import { findCommand } from "./command.ts";
+ * console.log((await findCommand("sh")).endsWith("/sh")); // true
+ * try {
+ *   await findCommand("taskq-no-such-program");
+ * } catch (error) {
+ *   console.log((error as Error).message);
+ *   // command "taskq-no-such-program" not found on PATH: check its spelling, or give its full path
+ * }
+ * ```
+ */
+export async function findCommand(command: string): Promise<string> {
+  if (command === "") throw new CommandNotFoundError(`the command is empty`);
+  if (command.includes("/")) {
+    const problem = await notExecutable(command);
+    if (problem !== undefined) throw new CommandNotFoundError(`command "${command}" ${problem}`);
+    return command;
+  }
+  const path = Deno.env.get("PATH") ?? "";
+  const windows = Deno.build.os === "windows";
+  const dirs = path.split(windows ? ";" : ":").map((dir) => dir === "" ? "." : dir);
+  for (const dir of dirs) {
+    const candidates = windows
+      ? ["", ".exe", ".cmd", ".bat"].map((ext) => `${dir}\\${command}${ext}`)
+      : [`${dir}/${command}`];
+    for (const candidate of candidates) {
+      if (await notExecutable(candidate) === undefined) return candidate;
+    }
+  }
+  throw new CommandNotFoundError(
+    `command "${command}" not found on PATH: check its spelling, or give its full path`,
+  );
+}
+
+/** Why `path` cannot be run (`undefined`: it can): missing, not a file, not executable. */
+async function notExecutable(path: string): Promise<string | undefined> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "does not exist";
+    return `cannot be read: ${(error as Error).message}`;
+  }
+  if (!info.isFile) return "is not a file";
+  // No execute bit for anyone (mode is null on Windows: the extension decides there).
+  if (info.mode !== null && (info.mode & EXECUTE_BITS) === 0) return "is not executable";
+  return undefined;
+}
+
+/** The execute bits of a file's mode (owner, group, others). */
+const EXECUTE_BITS = 0o111;
 
 /** The error of a command stopped by its signal: the item cancelled, or the work abandoned. */
 function stoppedError(signal: AbortSignal): CommandFailedError {

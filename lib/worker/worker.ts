@@ -25,7 +25,13 @@
  *
  * Stopping (the `signal` option) takes no more items, gives back prefetched
  * ones, and lets running handlers finish within a grace period; those still
- * running then are aborted and their items given back to the queue.
+ * running then are aborted and their items given back to the queue. A stop
+ * never waits for the master: while it is away, whatever the worker held went
+ * back to the queue with the connection, and {@link runWorker} resolves at
+ * most the grace period plus {@link STOP_SETTLE_MS} after the stop, connected
+ * or not. Going quiet (the `quiet` option) also takes no more items but lets
+ * running handlers finish however long they take. An idle exit
+ * (`exitWhenIdleMs`) counts time while the master is away too.
  *
  * @module
  */
@@ -38,7 +44,8 @@ import {
   wasCancelled,
   whenCancelled,
 } from "../client/client.ts";
-import { ConnectionLostError, LeaseLostError, RemoteError } from "../errors.ts";
+import { ConnectionLostError, FrameTooLargeError, LeaseLostError, RemoteError } from "../errors.ts";
+import { ResultTooLargeError } from "./errors.ts";
 import { checkQueueNameArgument } from "../model/queue_names.ts";
 import { checkIntegerArgument, describeValue } from "../util/arguments.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -50,6 +57,20 @@ export const WORKER_POLL_MS = 1_000;
 
 /** Time running handlers get to finish after a stop, by default. */
 export const DEFAULT_GRACE_MS = 30_000;
+
+/**
+ * Time handlers aborted at the end of the grace period have to end (and
+ * their items to be given back) before {@link runWorker} resolves anyway, in
+ * ms. A command runner gets its command's process group to stop within it
+ * (SIGTERM at the grace's end); what still runs then is the caller's to kill.
+ */
+export const STOP_SETTLE_MS = 500;
+
+/**
+ * Time a get may go unanswered beyond its own wait before the loop looks up
+ * again (to notice an idle exit while the master is away), in ms.
+ */
+const GET_SLACK_MS = 250;
 
 /** Milliseconds per second, for rates. */
 const MS_PER_SECOND = 1000;
@@ -94,6 +115,12 @@ export interface WorkerOptions<T = unknown> {
   leaseMs?: number;
   /** Aborting it stops taking items; running handlers get {@link graceMs} to finish. */
   signal?: AbortSignal;
+  /**
+   * Aborting it stops taking items (giving back prefetched ones) and lets
+   * running handlers finish however long they take; the worker then returns.
+   * A stop ({@link signal}) meanwhile still applies its grace period.
+   */
+  quiet?: AbortSignal;
   /** Time running handlers get after a stop before they are aborted (default 30 s). */
   graceMs?: number;
   /** Where failures and lost leases are logged (and, at debug level, every item done). */
@@ -213,6 +240,11 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   const running = new Map<LeasedJob<T>, AbortController>();
   /** Leased jobs waiting for a slot. */
   const buffered = new Deque<LeasedJob<T>>();
+  /** The connection (its {@link Client.sessionNumber}) each held job came on. */
+  const cameOn = new WeakMap<LeasedJob<T>, number>();
+  /** Whether the connection `job` came on has dropped since (its lease went with it). */
+  const droppedSince = (job: LeasedJob<T>) =>
+    !client.connected || cameOn.get(job) !== client.sessionNumber;
   /** Every job's settling (handler and ack), awaited before returning. */
   const settling = new Set<Promise<void>>();
   let lastItemAt = Date.now();
@@ -220,11 +252,20 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   let fatal: { error: unknown } | undefined;
   /** Settles when the get waiting at the master (if any) has been answered. */
   let outstandingGet: Promise<unknown> | undefined;
-  const stopped = () => options.signal?.aborted === true || fatal !== undefined;
+  const stopped = () =>
+    options.signal?.aborted === true || options.quiet?.aborted === true || fatal !== undefined;
 
-  const lost = (job: LeasedJob<T>, why: string) => {
+  /**
+   * A job's lease ended before its work was settled: the master serves the
+   * item again. When the connection dropped (the client logs that once), it
+   * is logged at info level, one line per item; otherwise as a warning.
+   */
+  const lost = (job: LeasedJob<T>, why: string, disconnected = droppedSince(job)) => {
     summary.lost++;
-    log.warn("lease lost; the item will be served again", { id: job.id, why });
+    const fields = { id: job.id, attempt: job.attempt, why };
+    if (disconnected) {
+      log.info("the lease ended before the work did: the connection to the master dropped", fields);
+    } else log.warn("the lease ended before the work did; the item will be served again", fields);
   };
 
   const cancelled = (job: LeasedJob<T>, what: string) => {
@@ -245,11 +286,12 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
         cancelled(job, "its work was stopped");
       } else if (abort.signal.reason === SHUTDOWN) {
         // A get still waiting at the master would take the item straight back.
-        await outstandingGet;
+        // Nothing is given back while the master is away: it took the item back itself.
+        if (client.mayHoldLease(job)) await outstandingGet;
         if (client.mayHoldLease(job)) await source.nack(job);
         summary.returned++;
       } else if (abort.signal.aborted || !client.mayHoldLease(job)) {
-        lost(job, "the work was abandoned");
+        lost(job, `its work was stopped, and failed: ${describe(error)}`);
       } else {
         summary.failed++;
         log.warn("task failed", { id: job.id, attempt: job.attempt, error: describe(error) });
@@ -264,13 +306,21 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       return;
     }
     if (abort.signal.reason === ABANDONED || !client.mayHoldLease(job)) {
-      lost(job, "the lease ended before the work did; its result was dropped");
+      lost(job, "its result was dropped");
       return;
     }
     let completion: Completion;
     try {
       completion = await completions.complete(job, result);
     } catch (error) {
+      if (error instanceof FrameTooLargeError) {
+        // This result alone is too large to send: this item fails, the others go on.
+        const failure = new ResultTooLargeError(error.length, error.max);
+        summary.failed++;
+        log.warn("task failed", { id: job.id, attempt: job.attempt, error: failure.message });
+        if (client.mayHoldLease(job)) await source.fail(job, failure.message);
+        return;
+      }
       if (!isDisconnect(error) && !isUnavailable(error)) throw error;
       // The ack and its result were sent together: either both took effect,
       // or neither did and the item will run again.
@@ -290,7 +340,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     } else if (wasCancelled(job)) {
       cancelled(job, "it was cancelled before its ack; its result was dropped");
     } else {
-      lost(job, "the lease ended before the ack; its result was dropped");
+      lost(job, "the lease ended before the ack came; its result was dropped");
     }
   };
 
@@ -303,10 +353,12 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       .catch((error) => {
         if (wasCancelled(job) && error instanceof LeaseLostError) {
           cancelled(job, "it was cancelled while being settled");
-        } else if (
-          error instanceof LeaseLostError || isDisconnect(error) || isUnavailable(error)
-        ) {
-          lost(job, describe(error));
+        } else if (error instanceof LeaseLostError) {
+          lost(job, "the master no longer held it leased to this worker");
+        } else if (isDisconnect(error)) {
+          lost(job, "the connection to the master dropped while it was settled", true);
+        } else if (isUnavailable(error)) {
+          lost(job, `the master could not settle it: ${describe(error)}`);
         } else fatal ??= { error };
       })
       .finally(() => {
@@ -329,6 +381,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       if (old.id === job.id && !abort.signal.aborted) abort.abort(ABANDONED);
     }
     buffered.removeWhere((old) => old.id === job.id);
+    cameOn.set(job, client.sessionNumber);
     buffered.push(job);
   };
 
@@ -337,7 +390,10 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     while (running.size < concurrency && buffered.length > 0 && !stopped()) {
       const job = buffered.shift() as LeasedJob<T>;
       if (wasCancelled(job)) cancelled(job, "it was cancelled before it started");
-      else start(job);
+      else if (!client.mayHoldLease(job)) {
+        // Its connection dropped while it waited: the master serves it again; no work is wasted.
+        log.debug("a prefetched item went back with the connection", { id: job.id });
+      } else start(job);
     }
     wake.resolve();
   }
@@ -380,17 +436,61 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     reportedAt = now;
   }, options.summaryIntervalMs);
 
-  const stopWaiting = new Promise<void>((resolve) => {
-    if (options.signal?.aborted) resolve();
-    options.signal?.addEventListener("abort", () => resolve(), { once: true });
+  /** When the stop came (the grace period runs from it). */
+  let stopAt: number | undefined;
+  const stopSignal = new Promise<void>((resolve) => {
+    const now = () => {
+      stopAt ??= Date.now();
+      resolve();
+    };
+    if (options.signal?.aborted) now();
+    else options.signal?.addEventListener("abort", now, { once: true });
   });
+  /** Resolves on a stop or on going quiet. */
+  const stopWaiting = Promise.race([
+    stopSignal,
+    new Promise<void>((resolve) => {
+      if (options.quiet?.aborted) resolve();
+      options.quiet?.addEventListener("abort", () => resolve(), { once: true });
+    }),
+  ]);
+  /**
+   * Ends the loop's current wait for a get (a fresh one per wait: racing
+   * `stopWaiting` itself in every turn would pile reactions onto it).
+   */
+  let interruptGet: ((why: "stop" | "tick") => void) | undefined;
+  stopWaiting.then(() => {
+    wake.resolve();
+    interruptGet?.("stop");
+  });
+  /** A get sent (or waiting for the connection to come back) and not answered yet. */
+  let getting: Promise<LeasedJob<T>[]> | undefined;
+  /** Whether the master said it cannot serve now, and that was logged (once per episode). */
+  let unavailable = false;
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Resolves with `value` after `ms` (cleared when the worker returns). */
+  const after = <V>(ms: number, value: V) =>
+    new Promise<V>((resolve) => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        resolve(value);
+      }, ms);
+      timers.add(timer);
+    });
   try {
     while (!stopped()) {
       fillSlots();
+      if (options.exitWhenIdleMs !== undefined) {
+        const idleFor = Date.now() - lastItemAt;
+        if (running.size === 0 && settling.size === 0 && idleFor >= options.exitWhenIdleMs) {
+          log.info("no item came for a while; exiting", { idleMs: idleFor });
+          break;
+        }
+      }
       const want = concurrency + prefetch - running.size - buffered.length;
-      if (want <= 0) {
+      if (want <= 0 && getting === undefined) {
         wake = Promise.withResolvers<void>();
-        await Promise.race([wake.promise, stopWaiting]);
+        if (!stopped()) await wake.promise; // a stop resolves it too
         continue;
       }
       let wait = WORKER_POLL_MS;
@@ -400,47 +500,73 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
       }
       if (options.exitWhenIdleMs !== undefined) {
         const idleFor = Date.now() - lastItemAt;
-        if (running.size === 0 && settling.size === 0 && idleFor >= options.exitWhenIdleMs) break;
         wait = Math.max(1, Math.min(wait, options.exitWhenIdleMs - idleFor));
       }
-      let jobs: LeasedJob<T>[] | undefined;
-      const getting = source.getMany<T>(want, Math.round(wait), { leaseMs });
-      outstandingGet = getting.catch(() => {});
-      try {
-        jobs = await Promise.race([getting, stopWaiting.then(() => undefined)]);
-      } catch (error) {
+      // While the master is away, a get waits for the connection to come back: it is
+      // kept (not sent twice) and the loop looks up now and then, for an idle exit.
+      if (getting === undefined) {
+        getting = source.getMany<T>(want, Math.round(wait), { leaseMs });
+        outstandingGet = getting.catch(() => {});
+      }
+      const current = getting;
+      type Outcome = { jobs: LeasedJob<T>[] } | { error: unknown } | "stop" | "tick";
+      let tick: ReturnType<typeof setTimeout> | undefined;
+      const interrupted = new Promise<"stop" | "tick">((resolve) => {
+        interruptGet = resolve;
+        tick = setTimeout(() => resolve("tick"), wait + GET_SLACK_MS);
+      });
+      if (stopped()) interruptGet?.("stop");
+      const outcome: Outcome = await Promise.race([
+        current.then((jobs) => ({ jobs }), (error) => ({ error })),
+        interrupted,
+      ]);
+      clearTimeout(tick);
+      interruptGet = undefined;
+      if (outcome === "tick") continue;
+      if (outcome === "stop") break;
+      getting = undefined;
+      if ("error" in outcome) {
+        const { error } = outcome;
         if (isUnavailable(error) && !client.closed) {
-          log.warn("the master cannot serve now; asking again shortly", { error: describe(error) });
-          await Promise.race([
-            new Promise((resolve) => setTimeout(resolve, UNAVAILABLE_PAUSE_MS)),
-            stopWaiting,
-          ]);
+          if (unavailable) log.debug("the master still cannot serve", { error: describe(error) });
+          else {
+            log.warn("the master cannot serve now; asking again shortly", {
+              error: describe(error),
+            });
+          }
+          unavailable = true;
+          await Promise.race([after(UNAVAILABLE_PAUSE_MS, undefined), stopWaiting]);
           continue;
         }
         if (isDisconnect(error) && !client.closed) {
-          log.warn("connection to the master lost; reconnecting", { error: describe(error) });
+          // The client logs the disconnect (once) and reconnects by itself.
+          log.debug("a get was cut off by the connection dropping", { error: describe(error) });
           // Prefetched items were returned by the master with the connection.
           buffered.removeWhere(() => true);
           continue;
         }
         throw error;
       }
-      if (jobs === undefined) {
-        // Stopped while waiting: whatever the get still brings goes back.
-        const returning = getting.then(async (late) => {
-          if (late.length === 0) return;
-          await source.nack(late);
-          summary.returned += late.length;
-        }).catch(() => {});
-        settling.add(returning);
-        break;
-      }
+      if (unavailable) log.info("the master serves again");
+      unavailable = false;
+      const { jobs } = outcome;
       if (jobs.length === 0) continue;
       lastItemAt = Date.now();
       for (const job of jobs) take(job);
     }
+    if (getting !== undefined) {
+      // Stopped while a get waits: whatever it still brings goes back. Only
+      // awaited while connected (it is answered within its wait then).
+      const returning = getting.then(async (late) => {
+        if (late.length === 0) return;
+        await source.nack(late);
+        summary.returned += late.length;
+      }).catch(() => {});
+      if (client.connected) settling.add(returning);
+    }
     // Give back what was prefetched but not started (once no get is waiting at
-    // the master, which would take it straight back).
+    // the master, which would take it straight back). While the master is
+    // away, there is nothing to give back: it took back every lease.
     const unstarted = [...buffered];
     buffered.removeWhere(() => true);
     for (const job of unstarted) {
@@ -448,27 +574,36 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     }
     const returning = unstarted.filter((job) => !wasCancelled(job));
     if (returning.length > 0) {
-      await outstandingGet;
-      await source.nack(returning.filter((job) => client.mayHoldLease(job))).catch(() => {});
       summary.returned += returning.length;
-    }
-    if (running.size > 0 && options.signal?.aborted) {
-      const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const graceOver = new Promise<boolean>((resolve) =>
-        timer = setTimeout(() => resolve(true), graceMs)
-      );
-      const finished = Promise.all(settling).then(() => false);
-      if (await Promise.race([finished, graceOver])) {
-        log.warn("grace period over; stopping the work still running", { running: running.size });
-        for (const abort of running.values()) abort.abort(SHUTDOWN);
+      if (client.connected) {
+        await Promise.race([outstandingGet, after(WORKER_POLL_MS + GET_SLACK_MS, undefined)]);
+        const held = returning.filter((job) => client.mayHoldLease(job));
+        if (held.length > 0) await source.nack(held).catch(() => {});
       }
-      clearTimeout(timer);
+    }
+    if (running.size > 0 && fatal === undefined) {
+      // Quiet: the running handlers finish, however long they take, unless a stop comes.
+      if (!options.signal?.aborted) await Promise.race([Promise.all(settling), stopSignal]);
+      if (running.size > 0 && options.signal?.aborted) {
+        const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+        const left = Math.max(0, (stopAt ?? Date.now()) + graceMs - Date.now());
+        const finished = Promise.all(settling).then(() => false);
+        if (await Promise.race([finished, after(left, true)])) {
+          log.warn("grace period over; stopping the work still running", {
+            running: running.size,
+          });
+          for (const abort of running.values()) abort.abort(SHUTDOWN);
+        }
+      }
     }
   } finally {
-    await Promise.allSettled(settling);
+    // Bounded once stopped: what has not settled STOP_SETTLE_MS after the grace is left behind.
+    const settled = Promise.allSettled(settling);
+    if (stopAt === undefined) await settled;
+    else await Promise.race([settled, after(STOP_SETTLE_MS, undefined)]);
     clearInterval(renew);
     clearInterval(report);
+    for (const timer of timers) clearTimeout(timer);
   }
   if (fatal !== undefined) throw fatal.error;
   return summary;
