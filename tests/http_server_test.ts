@@ -357,7 +357,11 @@ Deno.test("bad action bodies are refused with a reason", async () => {
     ["/api/queues/pause", { queue: "" }, 400],
     ["/api/queues/pause", { queue: "q", extra: 1 }, 400],
     ["/api/queues/pause", ["q"], 400],
-    ["/api/dead/requeue", { queue: "jobs", ids: [1] }, 400],
+    // A queue's name stands for its dead-letter queue: no letter 1 in jobs.dead.
+    ["/api/dead/requeue", { queue: "jobs", ids: [1] }, 404],
+    ["/api/dead/requeue", { queue: "jobs.dead", ids: [1], all: true }, 400],
+    ["/api/dead/requeue", { queue: "jobs.dead" }, 400],
+    ["/api/dead/drop", { queue: "jobs.dead", all: false }, 400],
     ["/api/dead/requeue", { queue: "jobs.dead", ids: [] }, 400],
     ["/api/dead/requeue", { queue: "jobs.dead", ids: ["1"] }, 400],
     ["/api/dead/drop", { queue: "jobs.dead", ids: [12345] }, 404],

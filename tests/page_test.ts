@@ -20,6 +20,16 @@
  * page does not scroll sideways. Screenshots: dashboard-job.png and
  * dashboard-narrow.png.
  *
+ * The operations console, against a master in this process: a queue's items
+ * page by page (ready in serve order, delayed, leased with their holder), a
+ * listed item opening the job panel, a worker's row listing what it holds
+ * with Quiet and Stop (which asks first) reaching its session, dead letters
+ * whose Item column is the id the API takes, filtered by queue, two selected
+ * and then all the rest re-queued, a queue purged (after a second click), the
+ * chart switched to an hour on a log scale, and at 400 px wide no sideways
+ * scroll and no queue name broken inside a word. Screenshots:
+ * console-items.png, console-job.png, console-dead.png, console-narrow.png.
+ *
  * Then, from a page of another origin: a cross-origin form post to an action,
  * and a script's fetch carrying the token, are both refused.
  *
@@ -167,6 +177,12 @@ const DONE = 10;
 const STATE = 12;
 const LIMITS = 13;
 
+/** Columns of the dead letters table (the first holds the selection's checkbox). */
+const DEAD_QUEUE = 1;
+const DEAD_ITEM = 2;
+const DEAD_ERROR = 5;
+const DEAD_VALUE = 6;
+
 /** Viewport of a phone held upright, in CSS pixels. */
 const NARROW_VIEWPORT = { width: 375, height: 812 };
 
@@ -238,10 +254,10 @@ browserTest(
 
       const dead = await waitFor("the dead letter", async () => {
         const rows = await tableRows(page, "dead");
-        return rows.find((cells) => cells[5] === '"poison"');
+        return rows.find((cells) => cells[DEAD_VALUE] === '"poison"');
       }, { timeoutMs: UI_WAIT_MS });
-      assert.equal(dead[0], "tasks");
-      assert.match(dead[4], /poisoned item/);
+      assert.equal(dead[DEAD_QUEUE], "tasks");
+      assert.match(dead[DEAD_ERROR], /poisoned item/);
       await Deno.mkdir(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: `${ARTIFACTS}/dashboard-working.png`, fullPage: true });
 
@@ -456,6 +472,249 @@ browserTest(
     } finally {
       await browser.dispose();
       await worker.close();
+      await http.close();
+      await master.close();
+    }
+  },
+);
+
+/** Width of the narrow layout the console must work at, in CSS pixels. */
+const CONSOLE_NARROW = { width: 400, height: 900 };
+
+/** A queue name with separators to break at, long enough to wrap in a narrow cell. */
+const LONG_QUEUE = "billing.invoices-monthly_reminders.europe-west";
+
+/** The pager's text of the element `id` ("1–50 of 120"). */
+function pagerText(page: Page, id: string): Promise<string | null> {
+  return page.locator(`#${id} .pager-text`).textContent();
+}
+
+browserTest(
+  "the console browses items, shows a job, handles workers, bulk re-queues and fits 400 px",
+  async () => {
+    const master = await serve({
+      listen: "127.0.0.1:0",
+      authkey: KEY,
+      retry: { maxAttempts: 1, backoffBaseMs: 0 },
+    });
+    const http = await serveHttp({ source: master, listen: "127.0.0.1:0", authkey: KEY });
+    const producer = await master.broker.open({ name: "producer", address: "10.0.0.2:5000" });
+    const worker = await master.broker.open({ name: "worker-a", address: "10.0.0.9:4000" });
+    const told: string[] = [];
+    worker.onControl((action) => told.push(action));
+    const ids = await producer.put(LONG_QUEUE, Array.from({ length: 120 }, (_, i) => ({ n: i })));
+    const delayed = await producer.put(LONG_QUEUE, ["later-1", "later-2", "later-3"], {
+      delayMs: 600_000,
+    });
+    const held = await worker.get(LONG_QUEUE, { max: 2, timeoutMs: 0, leaseMs: 600_000 });
+    assert.deepEqual(held.map((d) => d.id), ids.slice(0, 2));
+    // 60 dead letters of "reports".
+    await producer.put("reports", Array.from({ length: 60 }, (_, i) => `report-${i}`));
+    const failing = await producer.get("reports", { max: 60, timeoutMs: 0, leaseMs: 600_000 });
+    await producer.fail(failing.map((d) => d.id), "renderer crashed");
+    const letters = (await master.broker.items("reports.dead", { state: "ready", limit: 500 }))
+      .items.map((info) => info.id);
+    assert.equal(letters.length, 60);
+
+    const browser = await launch();
+    try {
+      const page = await browser.context.newPage();
+      const dialogs: string[] = [];
+      const errors: string[] = [];
+      page.on("dialog", (dialog) => {
+        dialogs.push(dialog.message());
+        void dialog.dismiss();
+      });
+      page.on("pageerror", (error) => errors.push(error.message));
+      await page.goto(`${http.url}#token=${httpToken(KEY)}`);
+      await waitFor("the long queue's row", () => queueRow(page, LONG_QUEUE), {
+        timeoutMs: UI_WAIT_MS,
+      });
+
+      // Browse its ready items, page by page.
+      await page.locator("#queues tbody tr", { hasText: LONG_QUEUE }).locator("button.browse")
+        .click();
+      await page.locator("#browse").waitFor({ timeout: UI_WAIT_MS });
+      assert.equal(await page.locator("#browse-queue").textContent(), LONG_QUEUE);
+      await waitFor(
+        "the first page of ready items",
+        async () => (await pagerText(page, "items-pager")) === "1–50 of 118",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      let rows = await tableRows(page, "items");
+      assert.equal(rows.length, 50);
+      assert.equal(rows[0][0], String(ids[2]), "serve order: the first not taken");
+      assert.equal(rows[0][4], '{"n":2}');
+      assert.match(
+        await page.locator("#browse-tabs").textContent() ?? "",
+        /Ready 118.*Delayed 3.*Leased 2.*Dead 0/s,
+      );
+      await page.locator("#items-pager").getByRole("button", { name: /Next/ }).click();
+      await waitFor(
+        "the second page",
+        async () => (await pagerText(page, "items-pager")) === "51–100 of 118",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      rows = await tableRows(page, "items");
+      assert.equal(rows[0][0], String(ids[52]));
+      await Deno.mkdir(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: `${ARTIFACTS}/console-items.png`, fullPage: true });
+
+      // Delayed, then leased: who holds them.
+      await page.locator("#browse-tabs").getByRole("tab", { name: /Delayed/ }).click();
+      await waitFor("the delayed items", async () => {
+        const shown = (await tableRows(page, "items")).map((cells) => Number(cells[0]));
+        return shown.length === 3 && delayed.every((id) => shown.includes(id));
+      }, { timeoutMs: UI_WAIT_MS });
+      await page.locator("#browse-tabs").getByRole("tab", { name: /Leased/ }).click();
+      await waitFor("the leased items", async () => {
+        const shown = await tableRows(page, "items");
+        return shown.length === 2 &&
+          shown.every((cells) => /^worker-a \(10\.0\.0\.9:4000\)/.test(cells[3]));
+      }, { timeoutMs: UI_WAIT_MS });
+
+      // A listed item opens the job panel.
+      await page.locator("#items tbody tr").first().locator("button.job-link").click();
+      await waitFor(
+        "the job panel on the leased item",
+        async () =>
+          (await page.locator("#job-title").textContent()) === `Job ${ids[0]} in ${LONG_QUEUE}`,
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.equal(await page.locator("#job-state").textContent(), "leased");
+      const details = await page.locator("#job-fields").textContent() ?? "";
+      assert.match(details, /Attempts1/);
+      assert.match(details, /Held byworker-a \(10\.0\.0\.9:4000\), since /);
+      assert.match(details, /Value\{"n":0\}/);
+      assert.match(details, /Put.+ago/);
+      await page.screenshot({ path: `${ARTIFACTS}/console-job.png`, fullPage: true });
+
+      // The worker's row shows what it holds; Quiet reaches it, Stop asks first.
+      const workerRow = page.locator("#workers tbody tr", { hasText: "worker-a" });
+      await waitFor(
+        "what the worker holds",
+        async () => new RegExp(`#${ids[0]}.*for \\d+ s`).test(await workerRow.textContent() ?? ""),
+        { timeoutMs: UI_WAIT_MS },
+      );
+      await workerRow.getByRole("button", { name: "Quiet" }).click();
+      await waitFor("quiet to reach the worker", () => told.includes("quiet"));
+      const stop = workerRow.locator("button.stop");
+      await stop.click();
+      assert.equal(await stop.textContent(), "Stop it?");
+      assert.deepEqual(told, ["quiet"], "one click does not stop it");
+      await stop.click();
+      await waitFor("stop to reach the worker", () => told.includes("stop"));
+      await waitFor(
+        "the worker's row to say so",
+        async () => /stop asked/.test(await workerRow.textContent() ?? ""),
+        { timeoutMs: UI_WAIT_MS },
+      );
+
+      // Dead letters: the Item column is the id the API takes; page, filter, bulk re-queue.
+      await waitFor(
+        "the dead letters' first page",
+        async () => (await pagerText(page, "dead-pager")) === "1–50 of 60",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      const deadRows = await tableRows(page, "dead");
+      assert.equal(deadRows[0][DEAD_QUEUE], "reports");
+      assert.match(
+        deadRows[0][DEAD_ITEM],
+        new RegExp(`^${letters[0]} \\(was ${failing[0].id}\\)$`),
+      );
+      assert.match(deadRows[0][DEAD_ERROR], /renderer crashed/);
+      await page.locator("#dead-queue").selectOption("reports.dead");
+      const checks = page.locator("#dead tbody tr input[type=checkbox]");
+      await checks.nth(0).check();
+      await checks.nth(1).check();
+      await page.getByRole("button", { name: "Re-queue 2" }).click();
+      await waitFor("two letters back in reports", async () => {
+        const [stats] = (await master.broker.stats("reports")).queues;
+        return stats.ready === 2;
+      }, { timeoutMs: UI_WAIT_MS });
+      assert.deepEqual(
+        (await master.broker.items("reports.dead", { state: "ready", limit: 500 })).items.map((i) =>
+          i.id
+        ),
+        letters.slice(2),
+        "the two selected went, by the ids shown",
+      );
+      await waitFor(
+        "the page to show 58 left",
+        async () => (await pagerText(page, "dead-pager")) === "1–50 of 58",
+        { timeoutMs: UI_WAIT_MS },
+      );
+      const requeueAll = page.locator("#dead-requeue-all");
+      await requeueAll.click();
+      assert.equal(await requeueAll.textContent(), "Re-queue all 58?");
+      await page.screenshot({ path: `${ARTIFACTS}/console-dead.png`, fullPage: true });
+      await requeueAll.click();
+      await waitFor("every letter back in reports", async () => {
+        const [stats] = (await master.broker.stats("reports")).queues;
+        return stats.ready === 60;
+      }, { timeoutMs: UI_WAIT_MS });
+      await waitFor(
+        "no dead letters on the page",
+        async () => await page.locator("#dead-empty").isVisible(),
+        { timeoutMs: UI_WAIT_MS },
+      );
+      assert.match(await page.locator("#toast").textContent() ?? "", /Re-queued 58 dead letters/);
+
+      // Purge a queue: asks first.
+      const purge = page.locator("#queues tbody tr", { hasText: "reports" }).locator(
+        "button.purge",
+      );
+      await purge.click();
+      assert.equal(await purge.textContent(), "Purge 60?");
+      await purge.click();
+      await waitFor("reports purged", async () => {
+        const [stats] = (await master.broker.stats("reports")).queues;
+        return stats.ready === 0;
+      }, { timeoutMs: UI_WAIT_MS });
+
+      // The chart on a log scale over the last hour says so.
+      await page.locator("#chart-range").selectOption("long");
+      await page.locator("#chart-scale").selectOption("log");
+      assert.match(
+        await page.locator("#chart-caption").textContent() ?? "",
+        /minute's average.*logarithmic/,
+      );
+
+      // 400 px wide: nothing scrolls sideways but the tables, and names break only at separators.
+      await page.setViewportSize(CONSOLE_NARROW);
+      await page.locator("#chart-range").selectOption("short");
+      const overflow = await page.evaluate(() => {
+        const root = (globalThis as unknown as {
+          document: { documentElement: { scrollWidth: number; clientWidth: number } };
+        }).document.documentElement;
+        return root.scrollWidth - root.clientWidth;
+      });
+      assert.equal(overflow, 0, "the page does not scroll sideways at 400 px");
+      // Each piece of a name between two break points (<wbr>) sits on one line.
+      const brokenWords = await page.evaluate(`(() => {
+        const broken = [];
+        for (const name of document.querySelectorAll(".qname")) {
+          for (const node of name.childNodes) {
+            if (node.nodeType !== Node.TEXT_NODE || !node.textContent) continue;
+            const range = document.createRange();
+            range.selectNodeContents(node);
+            const tops = new Set(Array.from(range.getClientRects(), (r) => Math.round(r.top)));
+            if (tops.size > 1) broken.push(node.textContent);
+          }
+        }
+        return broken;
+      })()`) as string[];
+      assert.deepEqual(brokenWords, [], "no name breaks inside a word");
+      const browse = await page.locator("#browse").boundingBox();
+      assert.ok(browse && browse.x >= 0 && browse.x + browse.width <= CONSOLE_NARROW.width);
+      await page.screenshot({ path: `${ARTIFACTS}/console-narrow.png`, fullPage: true });
+
+      assert.deepEqual(dialogs, [], "no dialog opened");
+      assert.deepEqual(errors, [], "no error in the page");
+    } finally {
+      await browser.dispose();
+      await worker.close();
+      await producer.close();
       await http.close();
       await master.close();
     }

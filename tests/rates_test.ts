@@ -1,13 +1,20 @@
 /**
  * Tests of lib/http/rates.ts: per-queue rates over the last samples, the
- * throughput history (dead letters not counted as puts), and its length cap.
+ * throughput history (dead letters not counted as puts), its length cap, and
+ * the coarse history of a point per minute over the last hour.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import type { QueueSnapshot } from "../lib/engine/engine.ts";
-import { HISTORY_POINTS, RATE_WINDOW_SAMPLES, RateTracker } from "../lib/http/rates.ts";
+import {
+  HISTORY_POINTS,
+  LONG_HISTORY_INTERVAL_MS,
+  LONG_HISTORY_POINTS,
+  RATE_WINDOW_SAMPLES,
+  RateTracker,
+} from "../lib/http/rates.ts";
 
 function queue(name: string, put: number, acked: number, failed = 0): QueueSnapshot {
   return {
@@ -58,4 +65,22 @@ Deno.test("the history sums all queues, leaves dead letters out of puts, and is 
   for (let i = 2; i < HISTORY_POINTS + 10; i++) rates.sample(i * 1000, [queue("a", 5 + i, 3)]);
   assert.equal(rates.history().put.length, HISTORY_POINTS);
   assert.equal(rates.history().put.at(-1), 1);
+});
+
+Deno.test("the coarse history keeps a minute's average per point, an hour of them", () => {
+  const rates = new RateTracker(1000);
+  // 10 puts a second for 3 minutes, sampled every second.
+  for (let s = 0; s <= 180; s++) rates.sample(s * 1000, [queue("q", s * 10, s * 5)]);
+  const long = rates.history().long;
+  assert.equal(long.intervalMs, LONG_HISTORY_INTERVAL_MS);
+  assert.deepEqual(long.put, [10, 10, 10]);
+  assert.deepEqual(long.done, [5, 5, 5]);
+  assert.equal(long.endsAt, 180_000);
+  assert.deepEqual(rates.totalRates(), { put: 10, done: 5, failed: 0 });
+  // Capped at an hour of minutes.
+  for (let m = 4; m <= LONG_HISTORY_POINTS + 10; m++) {
+    rates.sample(m * 60_000, [queue("q", m * 600, 0)]);
+  }
+  assert.equal(rates.history().long.put.length, LONG_HISTORY_POINTS);
+  assert.equal(rates.history().long.put.at(-1), 10);
 });

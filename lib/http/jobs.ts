@@ -98,9 +98,10 @@ export interface LimitsView extends NamedQueueLimits {
 }
 
 /**
- * A looked-up job as the API shows it: its value and result as shortened
- * JSON text, its error shortened, absent fields left out (`error` and
- * `result` are null instead).
+ * A looked-up job as the API shows it: its value and result as JSON text
+ * shortened to `valueChars` ({@link JOB_VALUE_CHARS} by default; a listing
+ * of many items passes less), its error shortened, absent fields left out
+ * (`error` and `result` are null instead).
  *
  * @example
  * ```ts
@@ -113,7 +114,7 @@ export interface LimitsView extends NamedQueueLimits {
  * console.log(view.holder?.name, view.leaseExpiresAt, view.result); // worker-1 30002 null
  * ```
  */
-export function jobView(info: JobInfo): JobView {
+export function jobView(info: JobInfo, valueChars: number = JOB_VALUE_CHARS): JobView {
   const view: JobView = {
     id: info.id,
     queue: info.queue,
@@ -121,13 +122,13 @@ export function jobView(info: JobInfo): JobView {
     attempts: info.attempts,
     priority: info.priority,
     error: info.error === undefined ? null : shorten(info.error, ERROR_PREVIEW_CHARS),
-    result: info.result !== undefined ? previewValue(info.result, JOB_VALUE_CHARS) : null,
+    result: info.result !== undefined ? previewValue(info.result, valueChars) : null,
     createdAt: info.createdAt,
   };
   if (info.group !== undefined) view.group = info.group;
   if (info.key !== undefined) view.key = info.key;
   if (info.value !== undefined) {
-    view.value = previewValue(info.value, JOB_VALUE_CHARS);
+    view.value = previewValue(info.value, valueChars);
   }
   if (info.progress !== undefined) {
     const progress: JobProgress = { at: info.progress.at };

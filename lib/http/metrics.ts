@@ -1,8 +1,16 @@
 /**
  * `/metrics`: the master's state in the Prometheus text exposition format
- * (version 0.0.4): queue depths and totals per queue, connected clients,
- * error replies by wire code, HTTP refusals, and the store's commit latency
- * histogram.
+ * (version 0.0.4): queue depths and totals per queue, the age of each
+ * queue's oldest ready item, connected clients, error replies by wire code,
+ * HTTP refusals, the store's commit latency and the jobs' run times as
+ * histograms, the build (`taskq_build_info`), when the master started, and
+ * the process's memory and CPU time.
+ *
+ * The per-queue counters (`taskq_items_put_total`, ...) count since this
+ * master started, unless its store is a durable SQLite file, which keeps them
+ * across restarts; their help texts say so, and `taskq_start_time_seconds`
+ * tells when that was. Counters of the master itself (connections, errors,
+ * HTTP refusals, histograms) always count since it started.
  *
  * Queue series carry a `queue` label holding the queue's exact name (escaped
  * as the format requires), dead-letter queues included; `taskq_queue_dead_letters`
@@ -19,14 +27,53 @@
  * @module
  */
 
+import process from "node:process";
 import { type BrokerStats, STATS_QUEUE_LIMIT } from "../broker/broker.ts";
 import { ERROR_CODES, type ErrorCode } from "../errors.ts";
 import type { Histogram, Telemetry } from "../broker/telemetry.ts";
 import { statusRows } from "../model/status_rows.ts";
 import type { NamedQueueLimits } from "../model/jobs.ts";
+import { TASKQ_VERSION } from "./version.ts";
 
 /** Milliseconds per second, to give a rate limit per second. */
 const MS_PER_SECOND = 1_000;
+
+/** Microseconds per second, to give CPU time in seconds. */
+const US_PER_SECOND = 1_000_000;
+
+/** What the help text of a per-queue counter adds about when it started counting. */
+const SINCE_START = " Counted since this master started (a durable SQLite store keeps the count " +
+  "across restarts); see taskq_start_time_seconds.";
+
+/** The process's own figures, as `/metrics` reports them. */
+export interface ProcessFigures {
+  /** Resident memory, in bytes. */
+  residentBytes: number;
+  /** CPU time used (user and system), in seconds. */
+  cpuSeconds: number;
+  /** When the process started, in seconds since the epoch. */
+  startTimeSeconds: number;
+}
+
+/**
+ * This process's memory, CPU time and start time, read now (no permission
+ * needed).
+ *
+ * @example
+ * ```ts
+ * import { processFigures } from "./metrics.ts";
+ * const figures = processFigures();
+ * console.log(figures.residentBytes > 0, figures.startTimeSeconds > 0); // true true
+ * ```
+ */
+export function processFigures(): ProcessFigures {
+  const cpu = process.cpuUsage();
+  return {
+    residentBytes: Deno.memoryUsage().rss,
+    cpuSeconds: (cpu.user + cpu.system) / US_PER_SECOND,
+    startTimeSeconds: performance.timeOrigin / MS_PER_SECOND,
+  };
+}
 
 /** The Content-Type of the text exposition format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,6 +143,21 @@ export interface MetricsInput {
    * when absent, the limit families are left out.
    */
   limits?: readonly NamedQueueLimits[];
+  /**
+   * When the oldest ready item of each queue was put (ms since the epoch),
+   * by queue name (queues with ready items only); with {@link now} it gives
+   * `taskq_queue_oldest_ready_age_seconds`. When absent, that family is left out.
+   */
+  oldestReadyAt?: ReadonlyMap<string, number>;
+  /** The time the ages are measured at (ms since the epoch); `Date.now()` when absent. */
+  now?: number;
+  /** The process's figures; when absent, the `process_*` families are left out. */
+  process?: ProcessFigures;
+  /**
+   * When the master started (ms since the epoch), if not in {@link stats}
+   * (`startedAt`); the process's start when neither says.
+   */
+  startedAt?: number;
 }
 
 /**
@@ -135,7 +197,21 @@ function renderLimits(
   }
 }
 
-/** Renders the metrics text. */
+/**
+ * Renders the metrics text.
+ *
+ * @example
+ * ```ts
+ * import { renderMetrics } from "./metrics.ts";
+ * import { Telemetry } from "../broker/telemetry.ts";
+ * const text = renderMetrics({
+ *   stats: { queues: [], clients: 0, paused: [] },
+ *   telemetry: new Telemetry(),
+ *   httpRefused: new Map(),
+ * });
+ * console.log(text.includes("taskq_build_info{")); // true
+ * ```
+ */
 export function renderMetrics(input: MetricsInput): string {
   const { stats, telemetry } = input;
   const queues = stats.queues;
@@ -155,6 +231,20 @@ export function renderMetrics(input: MetricsInput): string {
   );
   for (const row of statusRows(queues)) {
     out.sample("taskq_queue_dead_letters", { queue: row.name }, row.deadLetters);
+  }
+  if (input.oldestReadyAt !== undefined) {
+    const now = input.now ?? Date.now();
+    out.family(
+      "taskq_queue_oldest_ready_age_seconds",
+      "gauge",
+      "Seconds since the item at the front of a queue's ready items was put (the next one " +
+        "served; with priorities, of the highest priority); 0 when none is ready.",
+    );
+    for (const q of queues) {
+      const at = input.oldestReadyAt.get(q.name);
+      const age = at === undefined || q.ready === 0 ? 0 : Math.max(0, now - at) / MS_PER_SECOND;
+      out.sample("taskq_queue_oldest_ready_age_seconds", { queue: q.name }, age);
+    }
   }
   out.family("taskq_queue_waiting_gets", "gauge", "Gets waiting for an item of a queue.");
   for (const q of queues) out.sample("taskq_queue_waiting_gets", { queue: q.name }, q.waiting);
@@ -185,7 +275,7 @@ export function renderMetrics(input: MetricsInput): string {
     ["taskq_items_dead_lettered_total", "Items moved to the dead-letter queue.", (q) => q.dead],
   ];
   for (const [name, help, value] of counters) {
-    out.family(name, "counter", help);
+    out.family(name, "counter", help + SINCE_START);
     for (const q of queues) out.sample(name, { queue: q.name }, value(q));
   }
 
@@ -245,5 +335,43 @@ export function renderMetrics(input: MetricsInput): string {
     "Time the store took to commit a group of changes to disk.",
   );
   out.histogram("taskq_store_commit_seconds", telemetry.commitSeconds);
+  out.family(
+    "taskq_job_duration_seconds",
+    "histogram",
+    "Run time of acked jobs, from the start of the lease they were acked under to the ack " +
+      "(jobs acked through this master, since it started).",
+  );
+  out.histogram("taskq_job_duration_seconds", telemetry.jobSeconds);
+
+  out.family("taskq_build_info", "gauge", "Always 1; the labels name taskq's version and Deno's.");
+  out.sample("taskq_build_info", { version: TASKQ_VERSION, deno: Deno.version.deno }, 1);
+  const figures = input.process;
+  const startedAt = stats.startedAt ?? input.startedAt;
+  out.family(
+    "taskq_start_time_seconds",
+    "gauge",
+    "When this master started, in seconds since the epoch: what counters count since.",
+  );
+  out.sample(
+    "taskq_start_time_seconds",
+    {},
+    startedAt !== undefined ? startedAt / MS_PER_SECOND : figures?.startTimeSeconds ?? 0,
+  );
+  if (figures !== undefined) {
+    out.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    out.sample("process_resident_memory_bytes", {}, figures.residentBytes);
+    out.family(
+      "process_cpu_seconds_total",
+      "counter",
+      "Total user and system CPU time spent in seconds.",
+    );
+    out.sample("process_cpu_seconds_total", {}, figures.cpuSeconds);
+    out.family(
+      "process_start_time_seconds",
+      "gauge",
+      "Start time of the process since unix epoch in seconds.",
+    );
+    out.sample("process_start_time_seconds", {}, figures.startTimeSeconds);
+  }
   return out.toString();
 }

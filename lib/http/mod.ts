@@ -31,8 +31,16 @@ export {
   serveHttp,
 } from "./server.ts";
 export { httpToken } from "./token.ts";
+export type { DeadQueueCount, DeadReply, ItemsReply } from "./server.ts";
 export type { JobView, LimitsView } from "./jobs.ts";
 export type { ByteStream, HttpLimits, StreamListener } from "./http1.ts";
-export type { ClientRow, DashboardSource, DashboardState, DeadItem, QueueRow } from "./state.ts";
-export type { History, Rates } from "./rates.ts";
+export type {
+  ClientRow,
+  DashboardSource,
+  DashboardState,
+  DeadItem,
+  QueueRow,
+  StateQuery,
+} from "./state.ts";
+export type { History, HistorySeries, Rates } from "./rates.ts";
 export type { StatusRow } from "../model/status_rows.ts";

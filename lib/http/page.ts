@@ -8,7 +8,8 @@
  * when this module loads.
  *
  * No framework: the script polls `GET /api/state` every second with the token
- * in a header and updates the tables in place. It builds every piece of text
+ * in a header (one page of queue rows), and the dead letters and the items of
+ * the queue being browsed when those panels show, and updates the tables in place. It builds every piece of text
  * with `textContent` (never HTML), so queue names, errors and values always
  * show as text; the page's Content-Security-Policy (see server.ts) forbids
  * inline script besides.
@@ -23,7 +24,12 @@
 import pageHtml from "./page/page.html" with { type: "text" };
 import pageCss from "./page/page.css" with { type: "text" };
 import pageJs from "./page/page.js" with { type: "text" };
-import { DEFAULT_SAMPLE_MS, HISTORY_POINTS } from "./rates.ts";
+import {
+  DEFAULT_SAMPLE_MS,
+  HISTORY_POINTS,
+  LONG_HISTORY_INTERVAL_MS,
+  LONG_HISTORY_POINTS,
+} from "./rates.ts";
 
 /** Milliseconds per minute. */
 const MS_PER_MINUTE = 60_000;
@@ -33,6 +39,12 @@ export const PAGE_POLL_MS = 1_000;
 
 /** Milliseconds a "drop" button waits for its confirming second click. */
 const CONFIRM_MS = 4_000;
+
+/** Queue rows the page shows at a time (it asks `/api/state` for one page of them). */
+export const PAGE_QUEUE_ROWS = 50;
+
+/** Items (of a queue, or dead letters) the page lists at a time. */
+export const PAGE_ITEM_ROWS = 50;
 
 /** A placeholder: `{{NAME}}`, with spaces allowed inside the braces. */
 const PLACEHOLDER = /\{\{\s*([A-Z_]+)\s*\}\}/g;
@@ -56,6 +68,7 @@ function fill(file: string, text: string, values: Record<string, number>): strin
 /** The page. */
 export const PAGE_HTML: string = fill("page.html", pageHtml, {
   HISTORY_MINUTES: HISTORY_POINTS * DEFAULT_SAMPLE_MS / MS_PER_MINUTE,
+  LONG_HISTORY_MINUTES: LONG_HISTORY_POINTS * LONG_HISTORY_INTERVAL_MS / MS_PER_MINUTE,
 });
 
 /** The stylesheet. */
@@ -66,4 +79,7 @@ export const PAGE_JS: string = fill("page.js", pageJs, {
   POLL_MS: PAGE_POLL_MS,
   CONFIRM_MS,
   HISTORY_POINTS,
+  LONG_HISTORY_POINTS,
+  QUEUE_ROWS: PAGE_QUEUE_ROWS,
+  ITEM_ROWS: PAGE_ITEM_ROWS,
 });

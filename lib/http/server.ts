@@ -1,26 +1,38 @@
 /**
  * The master's HTTP side (`taskq master --http`): the dashboard page, the
- * JSON state API, job lookup, `/metrics` for Prometheus, and the dashboard's
- * actions (pause or resume a queue, re-queue or drop dead letters, cancel
- * jobs, change a queue's delivery limits).
+ * JSON state API, job lookup, a queue's items page by page, dead letters,
+ * the workers and what they hold, `/metrics` for Prometheus, and the
+ * dashboard's actions (pause, resume or purge a queue, re-queue or drop dead
+ * letters by id or all at once, cancel jobs, change a queue's delivery
+ * limits, quiet or stop a worker).
  *
  * Routes (every one behind the host and cross-site checks of guard.ts):
  *
- * | method | path                     | token | what                                              |
- * | ------ | ------------------------ | ----- | ------------------------------------------------- |
- * | GET    | `/`                      | no    | the page (holds no data)                          |
- * | GET    | `/app.js`, `/app.css`    | no    | its script and stylesheet                         |
- * | GET    | `/api/state`             | yes   | {@link DashboardState} as JSON                    |
- * | GET    | `/metrics`               | yes   | Prometheus text format                            |
- * | GET    | `/api/jobs/ID`           | yes   | the job as a `JobView` (jobs.ts); 404 if unknown  |
- * | GET    | `/api/limits`            | yes   | `{limits: [LimitsView]}`: queues with any limit   |
- * | GET    | `/api/limits?queue=NAME` | yes   | that queue's `LimitsView` (zeros: none)           |
- * | POST   | `/api/queues/pause`      | yes   | `{queue}`: the queue serves no gets               |
- * | POST   | `/api/queues/resume`     | yes   | `{queue}`: it serves them again                   |
- * | POST   | `/api/dead/requeue`      | yes   | `{queue: "NAME.dead", ids}`: back to NAME         |
- * | POST   | `/api/dead/drop`         | yes   | `{queue: "NAME.dead", ids}`: gone for good        |
- * | POST   | `/api/jobs/cancel`       | yes   | `{ids}`: answers `{cancelled, missing}`           |
- * | POST   | `/api/limits`            | yes   | `{queue, rate?, concurrency?, groupConcurrency?}` |
+ * | method | path                     | token | what                                                   |
+ * | ------ | ------------------------ | ----- | ------------------------------------------------------ |
+ * | GET    | `/`                      | no    | the page (holds no data)                               |
+ * | GET    | `/app.js`, `/app.css`    | no    | its script and stylesheet                              |
+ * | GET    | `/api/state`             | yes   | {@link DashboardState}; `?offset=&limit=&filter=&dead=` |
+ * | GET    | `/metrics`               | yes   | Prometheus text format                                 |
+ * | GET    | `/api/jobs/ID`           | yes   | the job as a `JobView` (jobs.ts); 404 if unknown       |
+ * | GET    | `/api/queues/items`      | yes   | `?queue=&state=&offset=&limit=`: {@link ItemsReply}    |
+ * | GET    | `/api/dead`              | yes   | `?queue=&offset=&limit=`: {@link DeadReply}            |
+ * | GET    | `/api/sessions`          | yes   | `{sessions: [ClientRow]}`: what each holds             |
+ * | GET    | `/api/limits`            | yes   | `{limits: [LimitsView]}`: queues with any limit        |
+ * | GET    | `/api/limits?queue=NAME` | yes   | that queue's `LimitsView` (zeros: none)                |
+ * | POST   | `/api/queues/pause`      | yes   | `{queue}`: the queue serves no gets                    |
+ * | POST   | `/api/queues/resume`     | yes   | `{queue}`: it serves them again                        |
+ * | POST   | `/api/queues/purge`      | yes   | `{queue}`: its ready and delayed items go: `{purged}`  |
+ * | POST   | `/api/dead/requeue`      | yes   | `{queue, ids}` or `{queue, all: true}`: back to NAME   |
+ * | POST   | `/api/dead/drop`         | yes   | `{queue, ids}` or `{queue, all: true}`: gone for good  |
+ * | POST   | `/api/jobs/cancel`       | yes   | `{ids}`: answers `{cancelled, missing}`                |
+ * | POST   | `/api/limits`            | yes   | `{queue, rate?, concurrency?, groupConcurrency?}`      |
+ * | POST   | `/api/sessions/control`  | yes   | `{session, action: "quiet" \| "stop"}`                 |
+ *
+ * The dead-letter routes take a queue's name or its dead-letter queue's
+ * (`NAME` or `NAME.dead`), and the ids of the dead letters in `NAME.dead`:
+ * the `id` that `GET /api/dead` and `/api/state` list (not `failedId`, the
+ * item's id in the queue it failed in).
  *
  * `POST /api/limits` takes the rate as the CLI writes it (`"rate": "50/s"`,
  * `"0"` lifts it) or as `rateCount` and `ratePeriodMs`; fields left out stay
@@ -41,18 +53,47 @@
 import { type Address, formatAddress, isLoopback, parseAddress } from "../config.ts";
 import { ConfigError, ProtocolError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { checkQueueName, isDeadLetterQueue } from "../model/queue_names.ts";
+import {
+  checkQueueName,
+  DEAD_LETTER_SUFFIX,
+  deadLetterQueue,
+  isDeadLetterQueue,
+} from "../model/queue_names.ts";
 import { NO_LIMITS } from "../model/jobs.ts";
-import { jobView, limitsView, parseJobId, parseLimitChanges } from "./jobs.ts";
+import {
+  type Broker,
+  CONTROL_ACTIONS,
+  type ControlAction,
+  DEFAULT_ITEMS_PAGE,
+  LISTED_STATES,
+  type ListedState,
+  MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE,
+} from "../broker/broker.ts";
+import { type JobView, jobView, limitsView, parseJobId, parseLimitChanges } from "./jobs.ts";
 import { Guard, type Refusal } from "./guard.ts";
-import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { METRICS_CONTENT_TYPE, processFigures, renderMetrics } from "./metrics.ts";
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.ts";
 import { DEFAULT_SAMPLE_MS, RateTracker } from "./rates.ts";
-import { type DashboardSource, type DashboardState, takeState } from "./state.ts";
+import {
+  type ClientRow,
+  clientRow,
+  type DashboardSource,
+  type DashboardState,
+  DEAD_LIST_LIMIT,
+  type DeadItem,
+  deadItem,
+  MAX_FILTER_CHARS,
+  MAX_STATE_QUEUES,
+  type StateQuery,
+  takeState,
+} from "./state.ts";
+import { VALUE_PREVIEW_CHARS } from "./preview.ts";
 import { httpToken } from "./token.ts";
 import { Http1Server, type HttpLimits, listenHttp, type StreamListener } from "./http1.ts";
 import type { FrontEndFactory } from "../server/front_end.ts";
 import { openListener, type TlsServerOptions } from "../server/master.ts";
+import { refuseNativeClients } from "../wire/wrong_port.ts";
 
 /** Host the HTTP side listens on when `--http` names only a port. */
 export const DEFAULT_HTTP_HOST = "127.0.0.1";
@@ -69,6 +110,57 @@ export const HEADER_TIMEOUT_ENV = "TASKQ_HTTP_HEADER_TIMEOUT_MS";
 
 /** Most ids one action may name. */
 export const MAX_ACTION_IDS = 1_000;
+
+/** Longest session id an action may name, in characters. */
+const MAX_SESSION_ID_CHARS = 200;
+
+/** Queues whose oldest ready item one `/metrics` scrape looks up at once. */
+const OLDEST_READY_BATCH = 32;
+
+/** Largest offset a listing takes (items of a queue, dead letters, rows). */
+const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
+
+/** A page of a queue's items, as `GET /api/queues/items` answers it. */
+export interface ItemsReply {
+  /** The queue. */
+  queue: string;
+  /** Which of its items. */
+  state: ListedState;
+  /** Items skipped before this page. */
+  offset: number;
+  /** Most items the page could hold. */
+  limit: number;
+  /** How many items of that state the queue holds. */
+  total: number;
+  /** The page's items (values shortened to `VALUE_PREVIEW_CHARS`; `/api/jobs/ID` shows more). */
+  items: JobView[];
+}
+
+/** A dead-letter queue as `GET /api/dead` lists it among the choices of its filter. */
+export interface DeadQueueCount {
+  /** The dead-letter queue, `NAME.dead`. */
+  queue: string;
+  /** The queue its letters failed in, `NAME`. */
+  failedIn: string;
+  /** Dead letters it holds ready (those re-queue and drop act on). */
+  count: number;
+}
+
+/** A page of dead letters, as `GET /api/dead` answers it. */
+export interface DeadReply {
+  /** The dead-letter queue asked for (`NAME.dead`), or null for all of them. */
+  queue: string | null;
+  /** Letters skipped before this page. */
+  offset: number;
+  /** Most letters the page could hold. */
+  limit: number;
+  /** Ready dead letters in the queue asked for, or in all of them. */
+  total: number;
+  /** The page's letters, dead-letter queues in name order, each in serve order. */
+  items: DeadItem[];
+  /** Every dead-letter queue with ready letters, by name (the filter's choices). */
+  queues: DeadQueueCount[];
+}
 
 const STATUS_OK = 200;
 const STATUS_NO_CONTENT = 204;
@@ -103,20 +195,34 @@ const STATIC_FILES: Readonly<Record<string, { type: string; body: string }>> = {
 const ACTIONS = new Set([
   "/api/queues/pause",
   "/api/queues/resume",
+  "/api/queues/purge",
   "/api/dead/requeue",
   "/api/dead/drop",
   "/api/jobs/cancel",
   "/api/limits",
+  "/api/sessions/control",
 ]);
 
 /** Paths that are read: GETs (and HEADs). */
-const READS = new Set(["/api/state", "/metrics", "/api/limits"]);
+const READS = new Set([
+  "/api/state",
+  "/metrics",
+  "/api/limits",
+  "/api/queues/items",
+  "/api/dead",
+  "/api/sessions",
+]);
 
 /** A job's path, `/api/jobs/ID` (a read; `/api/jobs/cancel` is an action). */
 const JOB_PATH = /^\/api\/jobs\/([^/]*)$/;
 
-/** Query parameters `GET /api/limits` takes. */
-const LIMITS_PARAMS: ReadonlySet<string> = new Set(["queue"]);
+/** Query parameters each read takes (a read not listed takes none). */
+const READ_PARAMS: Readonly<Record<string, readonly string[]>> = {
+  "/api/limits": ["queue"],
+  "/api/state": ["offset", "limit", "filter", "dead"],
+  "/api/queues/items": ["queue", "state", "offset", "limit"],
+  "/api/dead": ["queue", "offset", "limit"],
+};
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {
@@ -146,6 +252,11 @@ export interface HttpOptions {
    * http1.ts); `maxBodyBytes` defaults to {@link MAX_BODY_BYTES}.
    */
   limits?: Partial<HttpLimits>;
+  /**
+   * The master's native address: a taskq client that reaches this port by
+   * mistake is told it there (lib/wire/wrong_port.ts).
+   */
+  nativeAddress?: string;
 }
 
 /** A request refused for what it asks (a read or an action): answered with its status. */
@@ -208,6 +319,9 @@ export class HttpServer {
     let listener: StreamListener;
     try {
       listener = options.listener ?? listenHttp(address);
+      if (options.nativeAddress !== undefined) {
+        listener = refuseNativeClients(listener, options.nativeAddress, this.#log);
+      }
     } catch (cause) {
       clearInterval(this.#sampler);
       throw new ConfigError(
@@ -238,9 +352,9 @@ export class HttpServer {
     });
   }
 
-  /** The current state, as `GET /api/state` returns it. */
-  state(): Promise<DashboardState> {
-    return takeState(this.#source, this.#rates, Date.now());
+  /** The current state, as `GET /api/state` returns it (the first rows by default). */
+  state(query: StateQuery = {}): Promise<DashboardState> {
+    return takeState(this.#source, this.#rates, Date.now(), query);
   }
 
   /**
@@ -317,24 +431,41 @@ export class HttpServer {
   /** Answers a read (its token already checked). */
   async #read(path: string, params: URLSearchParams): Promise<Response> {
     const broker = this.#source.broker;
+    checkParams(params, READ_PARAMS[path] ?? []);
     if (path === "/metrics") {
       const [stats, limits] = await Promise.all([broker.stats(), broker.limits()]);
+      const oldestReadyAt = await oldestReady(broker, stats.queues);
       const text = renderMetrics({
         stats,
         limits,
         telemetry: broker.telemetry,
         httpRefused: this.#refused,
+        oldestReadyAt,
+        now: Date.now(),
+        process: processFigures(),
       });
       return respond(STATUS_OK, text, { "content-type": METRICS_CONTENT_TYPE });
     }
-    if (path === "/api/state") return json(STATUS_OK, await this.state());
+    if (path === "/api/state") {
+      return json(
+        STATUS_OK,
+        await this.state({
+          offset: intParam(params, "offset", 0, MAX_OFFSET),
+          limit: intParam(params, "limit", 1, MAX_STATE_QUEUES),
+          filter: stringParam(params, "filter", MAX_FILTER_CHARS),
+          dead: intParam(params, "dead", 0, DEAD_LIST_LIMIT),
+        }),
+      );
+    }
+    if (path === "/api/queues/items") return json(STATUS_OK, await this.#items(params));
+    if (path === "/api/dead") return json(STATUS_OK, await this.#dead(params));
+    if (path === "/api/sessions") {
+      const sessions: ClientRow[] = (await broker.sessions()).map((s) =>
+        clientRow(s, MAX_HELD_LISTED)
+      );
+      return json(STATUS_OK, { sessions });
+    }
     if (path === "/api/limits") {
-      for (const name of params.keys()) {
-        if (!LIMITS_PARAMS.has(name)) {
-          throw new BadAction(`unknown parameter "${name.slice(0, 40)}" (only "queue")`);
-        }
-      }
-      if (params.getAll("queue").length > 1) throw new BadAction(`name one "queue" at most`);
       const named = params.get("queue");
       if (named === null) {
         return json(STATUS_OK, { limits: (await broker.limits()).map(limitsView) });
@@ -355,6 +486,77 @@ export class HttpServer {
     return json(STATUS_OK, jobView(info));
   }
 
+  /** `GET /api/queues/items`: a page of one queue's items of one state. */
+  async #items(params: URLSearchParams): Promise<ItemsReply> {
+    const named = params.get("queue");
+    if (named === null) throw new BadAction(`name the queue: ?queue=NAME`);
+    const queue = checkQueueName(named);
+    const stateText = params.get("state") ?? "ready";
+    if (!(LISTED_STATES as readonly string[]).includes(stateText)) {
+      throw new BadAction(
+        `"state" is one of ${LISTED_STATES.join(", ")}, not ${
+          JSON.stringify(stateText.slice(0, 40))
+        }`,
+      );
+    }
+    const state = stateText as ListedState;
+    const offset = intParam(params, "offset", 0, MAX_OFFSET) ?? 0;
+    const limit = intParam(params, "limit", 1, MAX_ITEMS_PAGE) ?? DEFAULT_ITEMS_PAGE;
+    const page = await badRequestOnAsync(() =>
+      this.#source.broker.items(queue, { state, offset, limit })
+    );
+    return {
+      queue,
+      state,
+      offset,
+      limit,
+      total: page.total,
+      items: page.items.map((info) => jobView(info, VALUE_PREVIEW_CHARS)),
+    };
+  }
+
+  /** `GET /api/dead`: a page of the dead letters of one queue or of all. */
+  async #dead(params: URLSearchParams): Promise<DeadReply> {
+    const broker = this.#source.broker;
+    const named = params.get("queue");
+    const only = named === null || named === "" ? null : deadQueueOf(checkQueueName(named));
+    const offset = intParam(params, "offset", 0, MAX_OFFSET) ?? 0;
+    const limit = intParam(params, "limit", 1, MAX_ITEMS_PAGE) ?? DEFAULT_ITEMS_PAGE;
+    const stats = await broker.stats();
+    const queues: DeadQueueCount[] = stats.queues
+      .filter((q) => isDeadLetterQueue(q.name) && q.ready > 0)
+      .map((q) => ({
+        queue: q.name,
+        failedIn: q.name.slice(0, -DEAD_LETTER_SUFFIX.length),
+        count: q.ready,
+      }))
+      .sort((a, b) => a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0);
+    const items: DeadItem[] = [];
+    if (only !== null) {
+      const page = await broker.items(only, { state: "ready", offset, limit });
+      for (const info of page.items) items.push(deadItem(only, info.id, info.value));
+      return { queue: only, offset, limit, total: page.total, items, queues };
+    }
+    let total = 0;
+    let skip = offset;
+    for (const q of queues) {
+      total += q.count;
+      if (items.length >= limit) continue;
+      if (skip >= q.count) {
+        skip -= q.count;
+        continue;
+      }
+      const page = await broker.items(q.queue, {
+        state: "ready",
+        offset: skip,
+        limit: Math.min(MAX_ITEMS_PAGE, limit - items.length),
+      });
+      skip = 0;
+      for (const info of page.items) items.push(deadItem(q.queue, info.id, info.value));
+    }
+    return { queue: null, offset, limit, total, items, queues };
+  }
+
   async #act(path: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
     const broker = this.#source.broker;
     if (path === "/api/jobs/cancel") {
@@ -362,7 +564,32 @@ export class HttpServer {
       const outcome = await broker.cancel(checkIds(body.ids));
       return { cancelled: outcome.cancelled, missing: outcome.missing };
     }
+    if (path === "/api/sessions/control") {
+      onlyKeys(body, ["session", "action"]);
+      const session = body.session;
+      if (
+        typeof session !== "string" || session === "" || session.length > MAX_SESSION_ID_CHARS
+      ) {
+        throw new BadAction(`"session" must be a session's id (as GET /api/sessions lists it)`);
+      }
+      const action = body.action;
+      if (!(CONTROL_ACTIONS as readonly unknown[]).includes(action)) {
+        throw new BadAction(`"action" must be one of ${CONTROL_ACTIONS.join(", ")}`);
+      }
+      const found = await broker.control(session, action as ControlAction);
+      if (!found) {
+        throw new BadAction(
+          `no session ${JSON.stringify(session)} (gone already?)`,
+          STATUS_NOT_FOUND,
+        );
+      }
+      return { session, action, found };
+    }
     const queue = checkQueueName(body.queue);
+    if (path === "/api/queues/purge") {
+      onlyKeys(body, ["queue"]);
+      return { queue, purged: await broker.purge(queue) };
+    }
     if (path === "/api/limits") {
       const changes = badRequestOn(() => parseLimitChanges(body));
       const limits = await broker.setLimits(queue, changes);
@@ -374,19 +601,21 @@ export class HttpServer {
       else await broker.resume(queue);
       return { queue, paused: (await broker.stats(queue)).paused.includes(queue) };
     }
-    onlyKeys(body, ["queue", "ids"]);
-    if (!isDeadLetterQueue(queue)) {
-      throw new BadAction(`"${queue}" is not a dead-letter queue (NAME.dead)`);
+    onlyKeys(body, ["queue", "ids", "all"]);
+    const deadQueue = deadQueueOf(queue);
+    if (body.all !== undefined && body.all !== true) throw new BadAction(`"all" can only be true`);
+    if ((body.all === true) === (body.ids !== undefined)) {
+      throw new BadAction(`give either "ids" or "all": true`);
     }
-    const ids = checkIds(body.ids);
+    const ids = body.all === true ? "all" : checkIds(body.ids);
     if (path === "/api/dead/requeue") {
-      const newIds = await broker.requeueDead(queue, ids);
-      if (newIds.length === 0) throw notFound();
-      return { queue, requeued: newIds.length, ids: newIds };
+      const newIds = await broker.requeueDead(deadQueue, ids);
+      if (newIds.length === 0 && ids !== "all") throw notFound();
+      return { queue: deadQueue, requeued: newIds.length, ids: newIds };
     }
-    const dropped = await broker.drop(queue, ids);
-    if (dropped === 0) throw notFound();
-    return { queue, dropped };
+    const dropped = await broker.drop(deadQueue, ids);
+    if (dropped === 0 && ids !== "all") throw notFound();
+    return { queue: deadQueue, dropped };
   }
 
   #refuse(kind: string, refusal: Refusal, request: Request, path: string): Response {
@@ -408,6 +637,85 @@ export class HttpServer {
       await this.#server.close();
     })();
     return this.#closing;
+  }
+}
+
+/** The dead-letter queue a route names: `NAME.dead` as given, or `NAME`'s. */
+function deadQueueOf(queue: string): string {
+  return isDeadLetterQueue(queue) ? queue : deadLetterQueue(queue);
+}
+
+/**
+ * When the item at the front of each queue with ready items was put, by
+ * queue name: a page of one ready item per queue, a batch of queues at a time.
+ */
+async function oldestReady(
+  broker: Broker,
+  queues: readonly { name: string; ready: number }[],
+): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const withReady = queues.filter((q) => q.ready > 0);
+  for (let i = 0; i < withReady.length; i += OLDEST_READY_BATCH) {
+    const batch = withReady.slice(i, i + OLDEST_READY_BATCH);
+    const pages = await Promise.all(
+      batch.map((q) => broker.items(q.name, { state: "ready", limit: 1 })),
+    );
+    pages.forEach((page, j) => {
+      const first = page.items[0];
+      if (first !== undefined) out.set(batch[j].name, first.createdAt);
+    });
+  }
+  return out;
+}
+
+/** Refuses a parameter not in `allowed`, and any given twice. */
+function checkParams(params: URLSearchParams, allowed: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const name of params.keys()) {
+    if (!allowed.includes(name)) {
+      const known = allowed.length === 0
+        ? "it takes none"
+        : `only ${allowed.map((a) => `"${a}"`).join(", ")}`;
+      throw new BadAction(`unknown parameter "${name.slice(0, 40)}" (${known})`);
+    }
+    if (seen.has(name)) throw new BadAction(`name "${name}" once at most`);
+    seen.add(name);
+  }
+}
+
+/** An integer parameter in `[min, max]`, or undefined when absent. */
+function intParam(
+  params: URLSearchParams,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const text = params.get(name);
+  if (text === null) return undefined;
+  const value = Number(text);
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new BadAction(`"${name}" must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** A text parameter of at most `max` characters, or undefined when absent. */
+function stringParam(params: URLSearchParams, name: string, max: number): string | undefined {
+  const text = params.get(name);
+  if (text === null) return undefined;
+  if (text.length > max) throw new BadAction(`"${name}" must be at most ${max} characters`);
+  return text;
+}
+
+/** As {@link badRequestOn}, for a check that resolves later. */
+async function badRequestOnAsync<T>(check: () => Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (error) {
+    if (error instanceof RangeError || error instanceof TypeError) {
+      throw new BadAction(error.message);
+    }
+    throw error;
   }
 }
 
@@ -638,6 +946,7 @@ export function httpFrontEnd(options: HttpFrontEndOptions): FrontEndFactory {
         sampleMs: options.sampleMs,
         limits: { headerTimeoutMs: headerTimeoutFromEnv(), ...options.limits },
         tls: options.tls,
+        nativeAddress: host.nativeAddress,
       });
       return {
         name: "http",

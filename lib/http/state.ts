@@ -6,13 +6,30 @@
  * show this.
  *
  * Bounded whatever the number of queues: the broker lists the deepest
- * queues only, and the state adds up the rest in {@link DashboardState.others}.
+ * queues only, and the state adds up the rest in {@link DashboardState.others};
+ * of those listed, one page of rows is built ({@link StateQuery}: offset,
+ * limit and a name filter), while {@link DashboardState.totals} adds up all
+ * of them without building a row each.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../server/master.ts";
+ * import { RateTracker } from "./rates.ts";
+ * import { takeState } from "./state.ts";
+ * const master = await serve({ listen: "127.0.0.1:0", authkey: "abc" });
+ * const session = await master.broker.open({ name: "example", address: "" });
+ * await session.put("mail", ["a", "b"]);
+ * const state = await takeState(master, new RateTracker(), Date.now(), { limit: 10 });
+ * console.log(state.queues[0].name, state.queues[0].ready, state.totals.ready); // mail 2 2
+ * await session.close();
+ * await master.close();
+ * ```
  *
  * @module
  */
 
 import type { DeadLetter } from "../model/types.ts";
-import type { Broker } from "../broker/broker.ts";
+import type { Broker, ControlAction, HeldItem, SessionView } from "../broker/broker.ts";
 import { type StatusRow, statusRows } from "../model/status_rows.ts";
 import { hasLimits } from "../model/jobs.ts";
 import { deadLetterQueue, isDeadLetterQueue } from "../model/queue_names.ts";
@@ -25,6 +42,30 @@ export { ERROR_PREVIEW_CHARS, previewValue, shorten, VALUE_PREVIEW_CHARS } from 
 
 /** Dead letters listed at most, over all queues (the counts cover all of them). */
 export const DEAD_LIST_LIMIT = 100;
+
+/** Queue rows one state lists when its query names no limit. */
+export const DEFAULT_STATE_QUEUES = 100;
+
+/** Most queue rows one state lists. */
+export const MAX_STATE_QUEUES = 1_000;
+
+/** Held items each client row of the state lists (`GET /api/sessions` lists more). */
+export const HELD_IN_STATE = 10;
+
+/** Longest name filter a state query takes, in characters. */
+export const MAX_FILTER_CHARS = 200;
+
+/** Which queue rows a state lists, and how many dead letters. */
+export interface StateQuery {
+  /** Rows to skip (after the filter), default 0. */
+  offset?: number;
+  /** Rows to list, default {@link DEFAULT_STATE_QUEUES}, at most {@link MAX_STATE_QUEUES}. */
+  limit?: number;
+  /** Only queues whose name holds this text (case-insensitive). */
+  filter?: string;
+  /** Dead letters to list, default (and at most) {@link DEAD_LIST_LIMIT}; 0 lists none. */
+  dead?: number;
+}
 
 /** What the HTTP side reads and acts on: a running master is one. */
 export interface DashboardSource {
@@ -56,6 +97,15 @@ export interface ClientRow {
   connectedAt: number;
   /** When it last sent anything (ms since the epoch). */
   lastSeenAt: number;
+  /** Gets it is waiting on (always given by the HTTP side; optional for other sources). */
+  waiting?: number;
+  /**
+   * Items it holds, oldest lease first (the first {@link HELD_IN_STATE} in a
+   * state; always given by the HTTP side, optional for other sources).
+   */
+  holding?: HeldItem[];
+  /** The last action sent to it (quiet or stop), if any. */
+  controlled?: ControlAction;
 }
 
 /** An item of a dead-letter queue. */
@@ -86,8 +136,27 @@ export interface DashboardState {
   now: number;
   /** Authenticated connections. */
   clients: number;
-  /** One row per queue listed (the deepest), dead-letter queues folded in. */
+  /**
+   * One page of rows (see {@link StateQuery}) of the queues listed (the
+   * deepest), dead-letter queues folded in, deepest first.
+   */
   queues: QueueRow[];
+  /** Where the page starts among the rows that pass the filter, and how many there are. */
+  page: { offset: number; limit: number; total: number; filter: string };
+  /** Every listed row added up (paged or not), and the rates over all queues. */
+  totals: {
+    rows: number;
+    ready: number;
+    leased: number;
+    delayed: number;
+    deadLetters: number;
+    rates: Rates;
+  };
+  /**
+   * When the master started (ms since the epoch), when its broker says; the
+   * counters count since then unless the store keeps them (durable SQLite).
+   */
+  startedAt?: number;
   /** The queues not listed: how many, and their items added up. */
   others: { queues: number; ready: number; leased: number; delayed: number };
   /** The connected clients, oldest first. */
@@ -98,7 +167,20 @@ export interface DashboardState {
   history: History;
 }
 
-function deadItem(queue: string, id: number, value: unknown): DeadItem {
+/**
+ * A dead-letter queue's item as the dashboard lists it: `id` is its id in
+ * `queue` (what re-queue and drop take), the letter's fields unpacked.
+ *
+ * @example
+ * ```ts
+ * import { deadItem } from "./state.ts";
+ * const item = deadItem("mail.dead", 9, {
+ *   queue: "mail", id: 4, value: "x", attempts: 5, error: "boom", failedAt: 1,
+ * });
+ * console.log(item.id, item.failedId, item.letter); // 9 4 true
+ * ```
+ */
+export function deadItem(queue: string, id: number, value: unknown): DeadItem {
   const letter = value as Partial<DeadLetter> | null;
   const isLetter = typeof letter === "object" && letter !== null &&
     typeof letter.queue === "string" && deadLetterQueue(letter.queue) === queue &&
@@ -129,11 +211,51 @@ function deadItem(queue: string, id: number, value: unknown): DeadItem {
   };
 }
 
-/** Takes the state of `source` now, with rates and history from `rates`. */
+/**
+ * A session as the dashboard lists it: its peer's name with control
+ * characters escaped, and the first `held` items it holds.
+ *
+ * @example
+ * ```ts
+ * import { clientRow } from "./state.ts";
+ * const row = clientRow({
+ *   id: "s1", name: "w\x07", address: "127.0.0.1:1", connectedAt: 0, lastSeenAt: 0,
+ *   leased: 1, waiting: 0, holding: [{ id: 3, queue: "q", leasedAt: 5, leaseExpiresAt: 9 }],
+ * }, 10);
+ * console.log(row.name, row.held, row.holding?.length); // w\x07 1 1
+ * ```
+ */
+export function clientRow(s: SessionView, held: number): ClientRow {
+  const row: ClientRow = {
+    id: s.id,
+    name: printable(s.name), // a peer's text: control characters escaped
+    address: s.address,
+    held: s.leased,
+    connectedAt: s.connectedAt,
+    lastSeenAt: s.lastSeenAt,
+    waiting: s.waiting,
+    holding: (s.holding ?? []).slice(0, held),
+  };
+  if (s.controlled !== undefined) row.controlled = s.controlled;
+  return row;
+}
+
+/** A count asked for in a state query, clamped to `[0, max]`, or `fallback` when absent. */
+function clamp(value: number | undefined, fallback: number, max: number): number {
+  if (value === undefined || !Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(0, Math.floor(value)));
+}
+
+/**
+ * Takes the state of `source` now, with rates and history from `rates`:
+ * the page of queue rows `query` asks for (the first
+ * {@link DEFAULT_STATE_QUEUES} by default).
+ */
 export async function takeState(
   source: DashboardSource,
   rates: RateTracker,
   now: number,
+  query: StateQuery = {},
 ): Promise<DashboardState> {
   const broker = source.broker;
   const [stats, sessions, limits] = await Promise.all([
@@ -143,35 +265,53 @@ export async function takeState(
   ]);
   const paused = new Set(stats.paused);
   const limitsOf = new Map(limits.map((l) => [l.queue, l]));
-  const queues: QueueRow[] = statusRows(stats.queues).map((row) => {
+  const offset = clamp(query.offset, 0, Number.MAX_SAFE_INTEGER);
+  const limit = clamp(query.limit, DEFAULT_STATE_QUEUES, MAX_STATE_QUEUES);
+  const filter = (query.filter ?? "").slice(0, MAX_FILTER_CHARS);
+  const needle = filter.toLowerCase();
+  const allRows = statusRows(stats.queues);
+  const totals = {
+    rows: allRows.length,
+    ready: 0,
+    leased: 0,
+    delayed: 0,
+    deadLetters: 0,
+    rates: rates.totalRates(),
+  };
+  for (const row of allRows) {
+    totals.ready += row.ready;
+    totals.leased += row.leased;
+    totals.delayed += row.delayed;
+    totals.deadLetters += row.deadLetters;
+  }
+  const matching = needle === ""
+    ? allRows
+    : allRows.filter((row) => row.name.toLowerCase().includes(needle));
+  const queues: QueueRow[] = matching.slice(offset, offset + limit).map((row) => {
     const shown: QueueRow = { ...row, paused: paused.has(row.name), rates: rates.rates(row.name) };
     const queueLimits = limitsOf.get(row.name);
     if (queueLimits !== undefined && hasLimits(queueLimits)) shown.limits = limitsView(queueLimits);
     return shown;
   });
-  const workers: ClientRow[] = sessions.map((s) => ({
-    id: s.id,
-    name: printable(s.name), // a peer's text: control characters escaped
-    address: s.address,
-    held: s.leased,
-    connectedAt: s.connectedAt,
-    lastSeenAt: s.lastSeenAt,
-  }));
+  const workers: ClientRow[] = sessions.map((s) => clientRow(s, HELD_IN_STATE));
+  const deadWanted = clamp(query.dead, DEAD_LIST_LIMIT, DEAD_LIST_LIMIT);
   let total = 0;
   const items: DeadItem[] = [];
   for (const queue of stats.queues) {
     if (!isDeadLetterQueue(queue.name)) continue;
     total += queue.ready + queue.leased + queue.delayed;
-    if (items.length >= DEAD_LIST_LIMIT) continue;
-    for (const item of await broker.peek(queue.name, DEAD_LIST_LIMIT - items.length)) {
+    if (items.length >= deadWanted || queue.ready === 0) continue;
+    for (const item of await broker.peek(queue.name, deadWanted - items.length)) {
       items.push(deadItem(queue.name, item.id, item.value));
     }
   }
   const rest = stats.rest;
-  return {
+  const state: DashboardState = {
     now,
     clients: stats.clients,
     queues,
+    page: { offset, limit, total: matching.length, filter },
+    totals,
     others: {
       queues: Math.max(0, (stats.queueCount ?? stats.queues.length) - stats.queues.length),
       ready: rest?.ready ?? 0,
@@ -182,4 +322,6 @@ export async function takeState(
     dead: { total, items },
     history: rates.history(),
   };
+  if (stats.startedAt !== undefined) state.startedAt = stats.startedAt;
+  return state;
 }

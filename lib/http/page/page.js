@@ -5,8 +5,17 @@
  * as HTML. The placeholders in double braces are filled in by page.ts.
  *
  * Besides the tables it has a job lookup (`GET /api/jobs/ID`, shown in a
- * panel that follows a live job while it is open, with a Cancel button) and
- * a form that changes a queue's limits (`POST /api/limits`).
+ * panel that follows a live job while it is open, with a Cancel button),
+ * reachable from the search box and from every item listed; a form that
+ * changes a queue's limits (`POST /api/limits`); a panel that browses a
+ * queue's ready, delayed, leased and dead items page by page
+ * (`GET /api/queues/items`, `GET /api/dead?queue=`); dead letters page by
+ * page with a queue filter, re-queued or dropped one by one, as selected or
+ * all at once (`GET /api/dead`, `POST /api/dead/requeue|drop`); a queue's
+ * Purge button and a client's Quiet and Stop buttons (`POST
+ * /api/queues/purge`, `POST /api/sessions/control`). What destroys work asks
+ * for a second click first. Queue rows come a page at a time
+ * (`/api/state?offset=&limit=&filter=`).
  *
  * It runs in the browser. Its JSDoc types name the DOM's types and the
  * server's own types for what `/api/state` returns; they hold under `checkJs`
@@ -16,7 +25,8 @@
  * @module
  */
 
-/** @import { DashboardState, DeadItem, QueueRow } from "../state.ts" */
+/** @import { ClientRow, DashboardState, DeadItem, QueueRow } from "../state.ts" */
+/** @import { DeadReply } from "../server.ts" */
 /** @import { History } from "../rates.ts" */
 /** @import { JobView, LimitsView } from "../jobs.ts" */
 
@@ -38,6 +48,18 @@
   const POLL_MS = Number("{{POLL_MS}}");
   const CONFIRM_MS = Number("{{CONFIRM_MS}}");
   const HISTORY_POINTS = Number("{{HISTORY_POINTS}}");
+  const LONG_HISTORY_POINTS = Number("{{LONG_HISTORY_POINTS}}");
+  /** Queue rows asked for at a time. */
+  const QUEUE_ROWS = Number("{{QUEUE_ROWS}}");
+  /** Items and dead letters asked for at a time. */
+  const ITEM_ROWS = Number("{{ITEM_ROWS}}");
+  /** On the auto scale, how many times one series must outpeak another for a log scale. */
+  const AUTO_LOG_RATIO = 20;
+  /** Least room between two labels of the chart's scale, in CSS pixels. */
+  const MIN_TICK_GAP_PX = 14;
+  /** Milliseconds the queue filter waits for typing to pause. */
+  const FILTER_WAIT_MS = 250;
+  const CHART_KEY = "taskq-chart";
   const TOKEN_KEY = "taskq-token";
   /** @type {(id: string) => HTMLElement} */
   const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -59,6 +81,25 @@
   let jobGeneration = 0;
   /** @type {string | null} the queue whose limits the form edits */
   let limitsQueue = null;
+  /** Where the queue table's page starts, and the text its names must hold. */
+  let queueOffset = 0;
+  let queueFilter = "";
+  /** @type {Timer} */
+  let filterTimer = 0;
+  /** @type {string | null} the queue whose items the items panel shows */
+  let browseQueue = null;
+  /** Which of its items: ready, delayed, leased or dead. */
+  let browseState = "ready";
+  let browseOffset = 0;
+  let browseGeneration = 0;
+  /** The dead letters' page and filter (a dead-letter queue, or "" for all). */
+  let deadOffset = 0;
+  let deadFilter = "";
+  let deadGeneration = 0;
+  /** @type {DeadReply | null} */
+  let lastDead = null;
+  /** @type {Set<string>} the selected dead letters, as `QUEUE#ID` */
+  const selected = new Set();
   /** @type {readonly string[]} states in which a job may still be cancelled */
   const LIVE_STATES = ["ready", "delayed", "leased"];
 
@@ -226,20 +267,127 @@
     return classes.map((className) => tr.appendChild(el("td", className)));
   }
 
+  /**
+   * A queue's name as a node that a line may break only after `.`, `-`, `_`,
+   * `/`, `:` or `@`, never inside a word.
+   *
+   * @param {string} name
+   */
+  function nameNode(name) {
+    const span = el("span", "qname");
+    name.split(/(?<=[.\-_/:@])/).forEach((part, i) => {
+      if (i > 0) span.append(el("wbr"));
+      span.append(document.createTextNode(part));
+    });
+    return span;
+  }
+  /**
+   * Shows `name` in `node` (as {@link nameNode}), leaving it alone when it already does.
+   *
+   * @param {HTMLElement} node
+   * @param {string} name
+   */
+  function setName(node, name) {
+    if (node.textContent !== name || !node.firstChild) node.replaceChildren(nameNode(name));
+  }
+
+  /**
+   * A pager in the element `id`: Prev, "1–50 of 120", Next.
+   *
+   * @param {string} id
+   * @param {(offset: number) => void} go called with the offset a button asks for
+   */
+  function makePager(id, go) {
+    const box = $(id);
+    const prev = el("button", "prev", "‹ Prev");
+    prev.type = "button";
+    const text = el("span", "pager-text");
+    const next = el("button", "next", "Next ›");
+    next.type = "button";
+    box.append(prev, text, next);
+    const at = { offset: 0, limit: 1, total: 0 };
+    prev.addEventListener("click", () => go(Math.max(0, at.offset - at.limit)));
+    next.addEventListener("click", () => go(at.offset + at.limit));
+    return {
+      /**
+       * @param {number} offset
+       * @param {number} limit
+       * @param {number} total
+       */
+      show(offset, limit, total) {
+        at.offset = offset;
+        at.limit = limit;
+        at.total = total;
+        setText(
+          text,
+          total === 0 ? "none" : fmtCount(Math.min(offset + 1, total)) + "–" +
+            fmtCount(Math.min(offset + limit, total)) + " of " + fmtCount(total),
+        );
+        prev.disabled = offset <= 0;
+        next.disabled = offset + limit >= total;
+        box.hidden = total <= limit && offset === 0;
+      },
+    };
+  }
+
+  /**
+   * Makes `button` ask for a second click (within CONFIRM_MS) before it runs `run`.
+   *
+   * @param {HTMLButtonElement} button
+   * @param {() => string} confirmText what the button says while it waits
+   * @param {() => void} run
+   */
+  function confirmButton(button, confirmText, run) {
+    /** @type {Timer} */
+    let armed = 0;
+    let label = "";
+    const disarm = () => {
+      clearTimeout(armed);
+      armed = 0;
+      button.classList.remove("confirm");
+      if (label) button.textContent = label;
+    };
+    button.addEventListener("click", () => {
+      if (!armed) {
+        label = button.textContent || "";
+        button.classList.add("confirm");
+        button.textContent = confirmText();
+        armed = setTimeout(disarm, CONFIRM_MS);
+        return;
+      }
+      disarm();
+      run();
+    });
+  }
+
+  /**
+   * A button that opens the job panel on job `id`.
+   *
+   * @param {number} id
+   * @param {string} [text]
+   */
+  function jobButton(id, text) {
+    const button = el("button", "link job-link", text === undefined ? String(id) : text);
+    button.type = "button";
+    button.title = "show job " + id;
+    button.addEventListener("click", () => showJob(id));
+    return button;
+  }
+
   /** @param {DashboardState} state */
   function renderCards(state) {
-    /** @type {(f: (q: QueueRow) => number) => number} */
-    const sum = (f) => state.queues.reduce((acc, q) => acc + f(q), 0);
+    const t = state.totals;
+    const others = state.others;
     const cards = [
-      ["Queues", fmtCount(state.queues.length)],
-      ["Ready", fmtCount(sum((q) => q.ready))],
-      ["Leased", fmtCount(sum((q) => q.leased))],
-      ["Delayed", fmtCount(sum((q) => q.delayed))],
+      ["Queues", fmtCount(t.rows + others.queues)],
+      ["Ready", fmtCount(t.ready + others.ready)],
+      ["Leased", fmtCount(t.leased + others.leased)],
+      ["Delayed", fmtCount(t.delayed + others.delayed)],
       ["Dead letters", fmtCount(state.dead.total)],
       ["Clients", fmtCount(state.clients)],
-      ["Put/s", fmtRate(sum((q) => q.rates.put))],
-      ["Done/s", fmtRate(sum((q) => q.rates.done))],
-      ["Failed/s", fmtRate(sum((q) => q.rates.failed))],
+      ["Put/s", fmtRate(t.rates.put)],
+      ["Done/s", fmtRate(t.rates.done)],
+      ["Failed/s", fmtRate(t.rates.failed)],
     ];
     syncRows($("cards"), cards, (c) => c[0], (c) => {
       const card = el("div", "card");
@@ -247,6 +395,11 @@
       return card;
     }, (card, c) => setText(/** @type {Node} */ (card.firstChild), c[1]));
   }
+
+  const queuesPager = makePager("queues-pager", (offset) => {
+    queueOffset = offset;
+    refresh();
+  });
 
   /** @param {DashboardState} state */
   function renderQueues(state) {
@@ -259,16 +412,22 @@
         "num",
         "num",
         "num",
+        "num wide",
         "num",
         "num",
         "num",
-        "num",
-        "num",
-        "num",
-        "num",
+        "num wide",
+        "num wide",
+        "num wide",
         "state",
         "limits",
+        "actions",
       ]);
+      const browse = el("button", "link browse");
+      browse.type = "button";
+      browse.title = "browse its items";
+      browse.addEventListener("click", () => openBrowse(tr.item.name, "ready"));
+      tr.cells[0].append(browse);
       const stateCell = tr.cells[12];
       stateCell.append(el("span", "badge"));
       const button = el("button", "toggle");
@@ -283,10 +442,24 @@
       limitsButton.type = "button";
       limitsButton.addEventListener("click", () => openLimits(tr.item));
       tr.cells[13].append(el("span"), limitsButton);
+      const purge = el("button", "danger purge", "Purge");
+      purge.type = "button";
+      confirmButton(
+        purge,
+        () => "Purge " + fmtCount(tr.item.ready + tr.item.delayed) + "?",
+        () => {
+          const name = tr.item.name;
+          act("/api/queues/purge", { queue: name }, (reply) => [
+            "Purged " + fmtCount(reply.purged) + " items of " + name,
+            false,
+          ]);
+        },
+      );
+      tr.cells[14].append(purge);
       return tr;
     }, (tr, q) => {
+      setName(/** @type {HTMLElement} */ (tr.cells[0].firstChild), q.name);
       const values = [
-        q.name,
         fmtCount(q.ready),
         fmtCount(q.leased),
         fmtCount(q.delayed),
@@ -299,7 +472,7 @@
         fmtCount(q.acked),
         fmtCount(q.failed),
       ];
-      values.forEach((v, i) => setText(tr.cells[i], v));
+      values.forEach((v, i) => setText(tr.cells[i + 1], v));
       tr.cells[4].classList.toggle("hot", q.deadLetters > 0);
       tr.classList.toggle("paused", q.paused);
       setText(/** @type {Node} */ (tr.cells[12].firstChild), q.paused ? "paused" : "serving");
@@ -308,7 +481,24 @@
       setText(limitsText, fmtLimits(q.limits));
       limitsText.classList.toggle("muted", !q.limits);
     });
-    $("queues-empty").hidden = state.queues.length > 0;
+    const page = state.page;
+    queuesPager.show(page.offset, page.limit, page.total);
+    setText(
+      $("queues-count"),
+      page.filter
+        ? fmtCount(page.total) + " of " + fmtCount(state.totals.rows) + " match"
+        : (state.totals.rows > 0 ? fmtCount(state.totals.rows) : ""),
+    );
+    const others = $("queues-others");
+    others.hidden = state.others.queues === 0;
+    setText(
+      others,
+      state.others.queues === 0 ? "" : fmtCount(state.others.queues) +
+        " more queues, not listed (only the deepest are): " + fmtCount(state.others.ready) +
+        " ready, " + fmtCount(state.others.leased) + " leased, " +
+        fmtCount(state.others.delayed) + " delayed",
+    );
+    $("queues-empty").hidden = state.queues.length > 0 || page.total > 0 || page.filter !== "";
     table.hidden = state.queues.length === 0;
   }
 
@@ -316,35 +506,288 @@
   function renderWorkers(state) {
     const table = /** @type {HTMLTableElement} */ ($("workers"));
     syncRows(table.tBodies[0], state.workers, (w) => String(w.id), () => {
-      const tr = el("tr");
-      cells(tr, ["name", "", "num", "num", "num"]);
+      const tr = /** @type {Row<ClientRow>} */ (el("tr"));
+      cells(tr, ["name", "", "num", "holding", "num", "num", "actions"]);
+      tr.cells[3].append(el("div", "held-list"), el("span", "muted more"));
+      const quiet = el("button", "quiet", "Quiet");
+      quiet.type = "button";
+      quiet.title = "stop taking work; finish what it holds, then exit";
+      quiet.addEventListener("click", () => control(tr.item, "quiet"));
+      const stop = el("button", "danger stop", "Stop");
+      stop.type = "button";
+      stop.title = "stop as on SIGTERM (its running work gets its grace)";
+      confirmButton(stop, () => "Stop it?", () => control(tr.item, "stop"));
+      tr.cells[6].append(quiet, stop, el("span", "badge told"));
       return tr;
     }, (tr, w) => {
       setText(tr.cells[0], w.name);
       setText(tr.cells[1], w.address);
       setText(tr.cells[2], fmtCount(w.held));
-      setText(tr.cells[3], fmtDuration(state.now - w.connectedAt));
-      setText(tr.cells[4], fmtAgo(state.now - w.lastSeenAt));
+      const holding = w.holding || [];
+      syncRows(
+        /** @type {HTMLElement} */ (tr.cells[3].firstChild),
+        holding,
+        (h) => String(h.id),
+        (h) => {
+          const line = el("div", "held");
+          line.append(jobButton(h.id, "#" + h.id), el("span", "held-queue"), el("span", "muted"));
+          return line;
+        },
+        (line, h) => {
+          setName(/** @type {HTMLElement} */ (line.children[1]), h.queue);
+          setText(
+            line.children[2],
+            " for " + fmtDuration(state.now - h.leasedAt) +
+              (h.leaseExpiresAt > state.now
+                ? ", lease ends in " + fmtDuration(h.leaseExpiresAt - state.now)
+                : ""),
+          );
+        },
+      );
+      const more = w.held - holding.length;
+      setText(/** @type {Node} */ (tr.cells[3].lastChild), more > 0 ? "and " + more + " more" : "");
+      setText(tr.cells[4], fmtDuration(state.now - w.connectedAt));
+      setText(tr.cells[5], fmtAgo(state.now - w.lastSeenAt));
+      const told = /** @type {HTMLElement} */ (tr.cells[6].lastChild);
+      setText(told, w.controlled ? w.controlled + " asked" : "");
+      told.hidden = !w.controlled;
     });
     $("workers-empty").hidden = state.workers.length > 0;
     table.hidden = state.workers.length === 0;
   }
 
-  /** @param {DashboardState} state */
-  function renderDead(state) {
+  /**
+   * Asks a client to go quiet or stop.
+   *
+   * @param {ClientRow} w
+   * @param {"quiet" | "stop"} action
+   */
+  function control(w, action) {
+    act(
+      "/api/sessions/control",
+      { session: w.id, action },
+      action === "quiet" ? "Asked " + w.name + " to go quiet" : "Asked " + w.name + " to stop",
+    );
+  }
+
+  // ------------------------------------------------------------ a queue's items
+
+  const itemsPager = makePager("items-pager", (offset) => {
+    browseOffset = offset;
+    loadItems();
+  });
+
+  /**
+   * Opens the items panel on `queue`, at the first page of `state`.
+   *
+   * @param {string} queue
+   * @param {string} state ready, delayed, leased or dead
+   */
+  function openBrowse(queue, state) {
+    const fresh = browseQueue !== queue;
+    browseQueue = queue;
+    browseState = state;
+    browseOffset = 0;
+    $("browse").hidden = false;
+    setName($("browse-queue"), queue);
+    if (fresh) /** @type {HTMLTableElement} */ ($("items")).tBodies[0].replaceChildren();
+    renderTabs();
+    loadItems();
+    if (fresh) $("browse").scrollIntoView({ block: "nearest" });
+  }
+
+  function renderTabs() {
+    const row = lastState && lastState.queues.find((q) => q.name === browseQueue);
+    for (const tab of Array.from($("browse-tabs").querySelectorAll("button"))) {
+      const state = tab.dataset.state || "";
+      tab.classList.toggle("active", state === browseState);
+      tab.setAttribute("aria-selected", String(state === browseState));
+      /** @type {Record<string, number>} */
+      const counts = row
+        ? { ready: row.ready, delayed: row.delayed, leased: row.leased, dead: row.deadLetters }
+        : {};
+      const count = counts[state];
+      setText(/** @type {Node} */ (tab.lastChild), count === undefined ? "" : fmtCount(count));
+    }
+    const when = { ready: "Put", delayed: "Ready in", leased: "Held for", dead: "Failed" };
+    setText($("items-when"), when[/** @type {keyof typeof when} */ (browseState)] || "");
+  }
+
+  /**
+   * Fetches `path` with the token; resolves with its JSON, or null when it
+   * failed (said in a toast when `loud`).
+   *
+   * @param {string} path
+   * @param {boolean} [loud]
+   * @returns {Promise<any>}
+   */
+  async function getJson(path, loud) {
+    try {
+      const response = await fetch(path, {
+        headers: { "Authorization": "Bearer " + token },
+        cache: "no-store",
+      });
+      if (response.status === 401) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        showLogin("The master refused that token.");
+        return null;
+      }
+      const reply = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        if (loud) toast(reply.error || "HTTP " + response.status, true);
+        return null;
+      }
+      return reply;
+    } catch {
+      if (loud) toast("master unreachable", true);
+      return null;
+    }
+  }
+
+  async function loadItems() {
+    if (browseQueue === null) return;
+    const mine = ++browseGeneration;
+    const queue = browseQueue;
+    const state = browseState;
+    const offset = browseOffset;
+    const query = new URLSearchParams({
+      queue,
+      offset: String(offset),
+      limit: String(ITEM_ROWS),
+    });
+    if (state !== "dead") query.set("state", state);
+    const path = (state === "dead" ? "/api/dead?" : "/api/queues/items?") + query;
+    const reply = await getJson(path, true);
+    if (mine !== browseGeneration || reply === null || browseQueue !== queue) return;
+    if (reply.total > 0 && offset >= reply.total) {
+      browseOffset = Math.floor((reply.total - 1) / ITEM_ROWS) * ITEM_ROWS;
+      loadItems();
+      return;
+    }
+    renderItems(state, reply);
+  }
+
+  /**
+   * @typedef {{ key: string, id: number, attempts: number, when: string, detail: string,
+   *   bad: boolean, value: string }} ItemLine
+   */
+
+  /**
+   * Shows a page of items (or of dead letters) in the items panel.
+   *
+   * @param {string} state
+   * @param {{ total: number, offset: number, limit: number, items: any[] }} reply
+   */
+  function renderItems(state, reply) {
+    const now = masterNow();
+    /** @type {ItemLine[]} */
+    const lines = state === "dead"
+      ? reply.items.map((/** @type {DeadItem} */ d) => ({
+        key: d.queue + "#" + d.id,
+        id: d.id,
+        attempts: d.attempts,
+        when: d.failedAt ? fmtAgo(now - d.failedAt) : "",
+        detail: d.letter ? d.error + " (was item " + d.failedId + ")" : "(not a dead letter)",
+        bad: true,
+        value: d.value,
+      }))
+      : reply.items.map((/** @type {JobView} */ j) => {
+        let when = fmtAgo(now - j.createdAt);
+        let detail = "priority " + j.priority + (j.group !== undefined ? ", group " + j.group : "");
+        if (state === "delayed" && j.readyAt !== undefined) {
+          when = j.readyAt > now ? fmtDuration(j.readyAt - now) : "now";
+        }
+        if (state === "leased") {
+          when = j.leasedAt !== undefined ? fmtDuration(now - j.leasedAt) : "";
+          detail = (j.holder
+            ? j.holder.name + (j.holder.address ? " (" + j.holder.address + ")" : "")
+            : "?") +
+            (j.leaseExpiresAt !== undefined
+              ? ", lease ends in " + fmtDuration(j.leaseExpiresAt - now)
+              : "");
+          if (j.progress && j.progress.percent !== undefined) {
+            detail += ", " + Math.round(j.progress.percent) + "%";
+          }
+        }
+        if (j.error !== null && state !== "leased") detail += " · last error: " + j.error;
+        return {
+          key: String(j.id),
+          id: j.id,
+          attempts: j.attempts,
+          when,
+          detail,
+          bad: false,
+          value: j.value === undefined ? "(not kept)" : j.value,
+        };
+      });
+    const table = /** @type {HTMLTableElement} */ ($("items"));
+    syncRows(table.tBodies[0], lines, (l) => state + ":" + l.key, () => {
+      const tr = /** @type {Row<ItemLine>} */ (el("tr"));
+      cells(tr, ["num", "num", "num", "detail", "value"]);
+      tr.cells[4].append(el("code"));
+      return tr;
+    }, (tr, l) => {
+      if (!tr.cells[0].firstChild) tr.cells[0].append(jobButton(l.id));
+      setText(tr.cells[1], String(l.attempts));
+      setText(tr.cells[2], l.when);
+      setText(tr.cells[3], l.detail);
+      tr.cells[3].classList.toggle("error", l.bad);
+      setText(/** @type {Node} */ (tr.cells[4].firstChild), l.value);
+    });
+    itemsPager.show(reply.offset, reply.limit, reply.total);
+    renderTabs();
+    const empty = $("items-empty");
+    empty.hidden = reply.total > 0;
+    setText(empty, "No " + (state === "dead" ? "dead letters" : state + " items") + " here.");
+    table.hidden = lines.length === 0;
+  }
+
+  // ------------------------------------------------------------ dead letters
+
+  const deadPager = makePager("dead-pager", (offset) => {
+    deadOffset = offset;
+    loadDead();
+  });
+
+  async function loadDead() {
+    const mine = ++deadGeneration;
+    const query = new URLSearchParams({ offset: String(deadOffset), limit: String(ITEM_ROWS) });
+    if (deadFilter) query.set("queue", deadFilter);
+    const reply = await getJson("/api/dead?" + query);
+    if (mine !== deadGeneration || reply === null) return;
+    if (reply.total > 0 && deadOffset >= reply.total) {
+      deadOffset = Math.floor((reply.total - 1) / ITEM_ROWS) * ITEM_ROWS;
+      loadDead();
+      return;
+    }
+    renderDead(reply);
+  }
+
+  /** @param {DeadReply} reply */
+  function renderDead(reply) {
+    lastDead = reply;
     const table = /** @type {HTMLTableElement} */ ($("dead"));
-    const shown = state.dead.items.length;
     setText(
       $("dead-count"),
-      state.dead.total === 0
-        ? ""
-        : (shown < state.dead.total
-          ? "first " + shown + " of " + fmtCount(state.dead.total)
-          : fmtCount(state.dead.total) + " in all"),
+      reply.total === 0 ? "" : fmtCount(reply.total) + (deadFilter ? " in this queue" : " in all"),
     );
-    syncRows(table.tBodies[0], state.dead.items, (d) => d.queue + "#" + d.id, () => {
+    const select = /** @type {HTMLSelectElement} */ ($("dead-queue"));
+    const choices = reply.queues.map((q) => [q.queue, q.failedIn + " (" + fmtCount(q.count) + ")"]);
+    if (deadFilter && !reply.queues.some((q) => q.queue === deadFilter)) {
+      choices.push([deadFilter, deadFilter.replace(/\.dead$/, "") + " (0)"]);
+    }
+    syncRows(select, [["", "all queues"], ...choices], (c) => c[0], (c) => {
+      const option = el("option");
+      option.value = c[0];
+      return option;
+    }, (option, c) => setText(option, c[1]));
+    if (select.value !== deadFilter) select.value = deadFilter;
+    const shownKeys = new Set(reply.items.map((d) => d.queue + "#" + d.id));
+    for (const key of Array.from(selected)) if (!shownKeys.has(key)) selected.delete(key);
+    syncRows(table.tBodies[0], reply.items, (d) => d.queue + "#" + d.id, () => {
       const tr = /** @type {Row<DeadItem>} */ (el("tr"));
-      const [, , , , , value, actions] = cells(tr, [
+      const [check, , item, , , , value, actions] = cells(tr, [
+        "check",
         "name",
         "num",
         "num",
@@ -353,6 +796,17 @@
         "value",
         "actions",
       ]);
+      const box = el("input");
+      box.type = "checkbox";
+      box.setAttribute("aria-label", "select this letter");
+      box.addEventListener("change", () => {
+        const key = tr.item.queue + "#" + tr.item.id;
+        if (box.checked) selected.add(key);
+        else selected.delete(key);
+        renderSelection();
+      });
+      check.append(box);
+      item.append(el("span"));
       value.append(el("code"));
       const requeue = el("button", "requeue", "Re-queue");
       requeue.type = "button";
@@ -361,43 +815,110 @@
         act(
           "/api/dead/requeue",
           { queue: d.queue, ids: [d.id] },
-          "Re-queued item " + d.failedId + " to " + d.failedIn,
+          "Re-queued item " + d.id + " to " + d.failedIn,
         );
       });
       const drop = el("button", "danger drop", "Drop");
       drop.type = "button";
-      /** @type {Timer} */
-      let armed = 0;
-      drop.addEventListener("click", () => {
+      confirmButton(drop, () => "Drop for good?", () => {
         const d = tr.item;
-        if (!armed) {
-          drop.classList.add("confirm");
-          drop.textContent = "Drop for good?";
-          armed = setTimeout(() => {
-            armed = 0;
-            drop.classList.remove("confirm");
-            drop.textContent = "Drop";
-          }, CONFIRM_MS);
-          return;
-        }
-        clearTimeout(armed);
-        armed = 0;
         act("/api/dead/drop", { queue: d.queue, ids: [d.id] }, "Dropped item " + d.id);
       });
       actions.append(requeue, drop);
       return tr;
     }, (tr, d) => {
-      setText(tr.cells[0], d.letter ? d.failedIn : d.queue);
-      setText(tr.cells[1], String(d.letter ? d.failedId : d.id));
-      setText(tr.cells[2], d.letter ? String(d.attempts) : "");
-      setText(tr.cells[3], d.failedAt ? fmtAgo(state.now - d.failedAt) : "");
-      setText(tr.cells[4], d.letter ? d.error : "(not a dead letter)");
-      setText(/** @type {Node} */ (tr.cells[5].firstChild), d.value);
-      /** @type {HTMLButtonElement} */ (tr.cells[6].firstChild).disabled = !d.letter;
+      /** @type {HTMLInputElement} */ (tr.cells[0].firstChild).checked = selected.has(
+        d.queue + "#" + d.id,
+      );
+      setName(tr.cells[1], d.letter ? d.failedIn : d.queue);
+      const idCell = tr.cells[2];
+      if (!idCell.querySelector("button")) idCell.prepend(jobButton(d.id));
+      setText(
+        /** @type {Node} */ (idCell.lastChild),
+        d.letter ? " (was " + d.failedId + ")" : "",
+      );
+      setText(tr.cells[3], d.letter ? String(d.attempts) : "");
+      setText(tr.cells[4], d.failedAt ? fmtAgo(masterNow() - d.failedAt) : "");
+      setText(tr.cells[5], d.letter ? d.error : "(not a dead letter)");
+      setText(/** @type {Node} */ (tr.cells[6].firstChild), d.value);
+      /** @type {HTMLButtonElement} */ (tr.cells[7].firstChild).disabled = !d.letter;
     });
-    $("dead-empty").hidden = state.dead.total > 0;
-    table.hidden = state.dead.items.length === 0;
+    deadPager.show(reply.offset, reply.limit, reply.total);
+    renderSelection();
+    $("dead-empty").hidden = reply.total > 0;
+    setText(
+      $("dead-empty"),
+      deadFilter ? "No dead letters in this queue." : "No dead letters.",
+    );
+    table.hidden = reply.items.length === 0;
+    $("dead-requeue-all").hidden = reply.total === 0;
+    $("dead-drop-all").hidden = reply.total === 0;
   }
+
+  function renderSelection() {
+    const any = selected.size > 0;
+    /** @type {HTMLButtonElement} */ ($("dead-requeue-selected")).disabled = !any;
+    /** @type {HTMLButtonElement} */ ($("dead-drop-selected")).disabled = !any;
+    setText($("dead-requeue-selected"), any ? "Re-queue " + selected.size : "Re-queue selected");
+    if (!$("dead-drop-selected").classList.contains("confirm")) {
+      setText($("dead-drop-selected"), any ? "Drop " + selected.size : "Drop selected");
+    }
+    const all = /** @type {HTMLInputElement} */ ($("dead-select-all"));
+    const shown = lastDead ? lastDead.items.length : 0;
+    all.checked = shown > 0 && selected.size === shown;
+    all.indeterminate = any && selected.size < shown;
+  }
+
+  /**
+   * Posts a dead-letter action to every queue it names, then tells how it went.
+   *
+   * @param {"requeue" | "drop"} what
+   * @param {{ queue: string, ids?: number[], all?: true }[]} bodies
+   */
+  async function deadBulk(what, bodies) {
+    let count = 0;
+    let failures = 0;
+    /** @type {string} */
+    let error = "";
+    for (const body of bodies) {
+      const outcome = await post("/api/dead/" + what, body);
+      if (outcome.ok) count += what === "requeue" ? outcome.reply.requeued : outcome.reply.dropped;
+      else {
+        failures++;
+        error = outcome.error;
+      }
+    }
+    selected.clear();
+    if (failures > 0) toast(error, true);
+    else {toast(
+        (what === "requeue" ? "Re-queued " : "Dropped ") + fmtCount(count) + " dead letters",
+      );}
+    refresh();
+  }
+
+  /** The selected letters as one body per dead-letter queue. */
+  function selectedBodies() {
+    /** @type {Map<string, number[]>} */
+    const byQueue = new Map();
+    for (const key of selected) {
+      const at = key.lastIndexOf("#");
+      const queue = key.slice(0, at);
+      const ids = byQueue.get(queue) || [];
+      ids.push(Number(key.slice(at + 1)));
+      byQueue.set(queue, ids);
+    }
+    return Array.from(byQueue, ([queue, ids]) => ({ queue, ids }));
+  }
+
+  /** Every dead letter the filter covers, as one body per dead-letter queue. */
+  function allBodies() {
+    const queues = deadFilter
+      ? [deadFilter]
+      : (lastDead ? lastDead.queues.map((q) => q.queue) : []);
+    return queues.map((queue) => ({ queue, all: /** @type {true} */ (true) }));
+  }
+
+  // ------------------------------------------------------------ the chart
 
   /**
    * The round number at or above `value` that the chart's scale goes up to.
@@ -410,8 +931,25 @@
     return 10 * exp;
   }
 
-  /** @param {History} history */
-  function drawChart(history) {
+  /**
+   * Whether the chart is on a log scale: as chosen, or (auto) when one series
+   * peaks at least AUTO_LOG_RATIO times higher than another that moved.
+   *
+   * @param {number[]} peaks
+   */
+  function logScale(peaks) {
+    const chosen = /** @type {HTMLSelectElement} */ ($("chart-scale")).value;
+    if (chosen !== "auto") return chosen === "log";
+    const moved = peaks.filter((p) => p > 0);
+    if (moved.length < 2) return false;
+    return Math.max(...moved) >= AUTO_LOG_RATIO * Math.min(...moved);
+  }
+
+  /** @param {History} full */
+  function drawChart(full) {
+    const long = /** @type {HTMLSelectElement} */ ($("chart-range")).value === "long";
+    const history = long ? full.long : full;
+    const points = long ? LONG_HISTORY_POINTS : HISTORY_POINTS;
     const canvas = /** @type {HTMLCanvasElement} */ ($("chart"));
     const ratio = globalThis.devicePixelRatio || 1;
     const width = canvas.clientWidth;
@@ -421,52 +959,85 @@
     const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    const left = 48, right = 12, top = 8, bottom = 22;
+    const left = 52, right = 12, top = 8, bottom = 22;
     const plotW = width - left - right, plotH = height - top - bottom;
     /** @type {["put" | "done" | "failed", string][]} */
     const series = [["put", "#2563eb"], ["done", "#16a34a"], ["failed", "#dc2626"]];
-    let max = 1;
-    for (const [name] of series) for (const v of history[name]) if (v > max) max = v;
-    max = niceMax(max);
+    const peaks = series.map(([name]) => history[name].reduce((a, v) => Math.max(a, v), 0));
+    const log = logScale(peaks);
+    const peak = Math.max(1, ...peaks);
+    /** The top of the scale and the value each tick shows. */
+    let max;
+    /** @type {number[]} */
+    const ticks = [];
+    if (log) {
+      max = Math.pow(10, Math.ceil(Math.log10(peak)));
+      ticks.push(0);
+      for (let v = 1; v <= max; v *= 10) ticks.push(v);
+    } else {
+      max = niceMax(peak);
+      for (let i = 0; i <= 4; i++) ticks.push((max * i) / 4);
+    }
+    /** @type {(v: number) => number} */
+    const yOf = log
+      ? (v) => top + plotH - (plotH * Math.log10(1 + v)) / Math.log10(1 + max)
+      : (v) => top + plotH - (plotH * v) / max;
+    setText(
+      $("chart-caption"),
+      "items per second" + (long ? ", each point a minute's average" : "") +
+        (log ? " · logarithmic scale" : ""),
+    );
     ctx.font = "11px system-ui, sans-serif";
     ctx.fillStyle = "#616e7c";
     ctx.strokeStyle = "#e4e7eb";
     ctx.lineWidth = 1;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let i = 0; i <= 4; i++) {
-      const y = top + plotH - (plotH * i) / 4;
+    /** Where the last label went: a label closer than MIN_TICK_GAP_PX to it is left out. */
+    let lastLabelY = Infinity;
+    for (const v of ticks) {
+      const y = yOf(v);
       ctx.beginPath();
       ctx.moveTo(left, Math.round(y) + 0.5);
       ctx.lineTo(left + plotW, Math.round(y) + 0.5);
       ctx.stroke();
-      ctx.fillText(fmtRate((max * i) / 4), left - 6, y);
+      if (lastLabelY - y < MIN_TICK_GAP_PX) continue;
+      ctx.fillText(Number.isInteger(v) ? fmtCount(v) : fmtRate(v), left - 6, y);
+      lastLabelY = y;
     }
-    ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    const spanMs = history.intervalMs * HISTORY_POINTS;
+    ctx.textAlign = "center";
+    const spanMs = history.intervalMs * points;
     /** @type {(agoMs: number) => number} */
     const xOf = (agoMs) => left + plotW * (1 - agoMs / spanMs);
     const minutes = Math.floor(spanMs / 60000);
-    for (let m = minutes; m >= 0; m--) {
+    const step = minutes <= 10 ? 1 : minutes <= 30 ? 5 : 10;
+    for (let m = minutes - (minutes % step); m >= 0; m -= step) {
       ctx.fillText(m === 0 ? "now" : "-" + m + " min", xOf(m * 60000), top + plotH + 6);
     }
+    // Points are placed by their time: the last at its distance from the master's now.
+    const lastAgo = history.endsAt ? Math.max(0, masterNow() - history.endsAt) : 0;
     const n = history.put.length;
     ctx.lineWidth = 2;
     ctx.lineJoin = "round";
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left, 0, plotW, height);
+    ctx.clip();
     for (const [name, color] of series) {
       const values = history[name];
       if (values.length < 2) continue;
       ctx.strokeStyle = color;
       ctx.beginPath();
       values.forEach((v, i) => {
-        const x = xOf((n - 1 - i) * history.intervalMs);
-        const y = top + plotH - (plotH * v) / max;
+        const x = xOf(lastAgo + (n - 1 - i) * history.intervalMs);
+        const y = yOf(v);
         if (i === 0) ctx.moveTo(x, y);
         else ctx.lineTo(x, y);
       });
       ctx.stroke();
     }
+    ctx.restore();
   }
 
   /** @param {DashboardState} state */
@@ -478,7 +1049,7 @@
     renderCards(state);
     renderQueues(state);
     renderWorkers(state);
-    renderDead(state);
+    if (browseQueue !== null) renderTabs();
     drawChart(state.history);
     setText($("updated"), "updated " + new Date(state.now).toLocaleTimeString());
   }
@@ -487,7 +1058,13 @@
     clearTimeout(timer);
     const mine = ++generation;
     try {
-      const response = await fetch("/api/state", {
+      const query = new URLSearchParams({
+        offset: String(queueOffset),
+        limit: String(QUEUE_ROWS),
+        dead: "0",
+      });
+      if (queueFilter) query.set("filter", queueFilter);
+      const response = await fetch("/api/state?" + query, {
         headers: { "Authorization": "Bearer " + token },
         cache: "no-store",
       });
@@ -498,8 +1075,17 @@
         return;
       }
       if (!response.ok) throw new Error("HTTP " + response.status);
-      render(await response.json());
+      /** @type {DashboardState} */
+      const state = await response.json();
+      if (state.page.total > 0 && queueOffset >= state.page.total) {
+        queueOffset = Math.floor((state.page.total - 1) / QUEUE_ROWS) * QUEUE_ROWS;
+        refresh();
+        return;
+      }
+      render(state);
       setConn("live", "live");
+      loadDead();
+      if (browseQueue !== null) loadItems();
       if (shownJob !== null && shownView !== null && LIVE_STATES.includes(shownView.state)) {
         lookUp(shownJob, false);
       }
@@ -508,6 +1094,32 @@
       setConn("down", "master unreachable");
     }
     timer = setTimeout(refresh, POLL_MS);
+  }
+
+  /**
+   * Posts an action; resolves with whether the master took it, its reply, and its error.
+   *
+   * @param {string} path
+   * @param {unknown} body
+   * @returns {Promise<{ ok: boolean, reply: any, error: string }>}
+   */
+  async function post(path, body) {
+    try {
+      const response = await fetch(path, {
+        method: "POST",
+        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        cache: "no-store",
+      });
+      const reply = await response.json().catch(() => ({}));
+      return {
+        ok: response.ok,
+        reply,
+        error: response.ok ? "" : reply.error || "HTTP " + response.status,
+      };
+    } catch {
+      return { ok: false, reply: {}, error: "master unreachable" };
+    }
   }
 
   /**
@@ -520,25 +1132,13 @@
    * @returns {Promise<boolean>} whether the master took it
    */
   async function act(path, body, done) {
-    try {
-      const response = await fetch(path, {
-        method: "POST",
-        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-        cache: "no-store",
-      });
-      const reply = await response.json().catch(() => ({}));
-      if (response.ok) {
-        if (typeof done === "string") toast(done);
-        else toast(...done(reply));
-      } else toast(reply.error || "HTTP " + response.status, true);
-      refresh();
-      return response.ok;
-    } catch {
-      toast("master unreachable", true);
-      refresh();
-      return false;
-    }
+    const outcome = await post(path, body);
+    if (outcome.ok) {
+      if (typeof done === "string") toast(done);
+      else toast(...done(outcome.reply));
+    } else toast(outcome.error, true);
+    refresh();
+    return outcome.ok;
   }
 
   /**
@@ -549,7 +1149,7 @@
   function openLimits(row) {
     limitsQueue = row.name;
     const limits = row.limits;
-    $("limits-queue").textContent = row.name;
+    setName($("limits-queue"), row.name);
     /** @type {HTMLInputElement} */ ($("limits-rate")).value = limits && limits.rateCount > 0
       ? limits.rate
       : "";
@@ -613,7 +1213,10 @@
     shownView = job;
     $("job-message").hidden = true;
     $("job").hidden = false;
-    setText($("job-title"), "Job " + job.id + " in " + job.queue);
+    const title = $("job-title");
+    if (title.textContent !== "Job " + job.id + " in " + job.queue) {
+      title.replaceChildren("Job " + job.id + " in ", nameNode(job.queue));
+    }
     const badge = $("job-state");
     badge.className = "state " + job.state;
     setText(badge, job.state);
@@ -712,6 +1315,18 @@
     sessionStorage.setItem(TOKEN_KEY, token);
     refresh();
   });
+  /**
+   * Opens the job panel on job `id` and brings it into view.
+   *
+   * @param {number} id
+   */
+  function showJob(id) {
+    /** @type {HTMLInputElement} */ ($("job-id")).value = String(id);
+    shownJob = id;
+    disarmCancel();
+    lookUp(id, true);
+    $("lookup").scrollIntoView({ block: "nearest" });
+  }
   $("job-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = /** @type {HTMLInputElement} */ ($("job-id")).value.trim().replace(/^#/, "");
@@ -764,6 +1379,67 @@
   globalThis.addEventListener("resize", () => {
     if (lastState) drawChart(lastState.history);
   });
+  for (const id of ["chart-range", "chart-scale"]) {
+    $(id).addEventListener("change", () => {
+      const range = /** @type {HTMLSelectElement} */ ($("chart-range")).value;
+      const scale = /** @type {HTMLSelectElement} */ ($("chart-scale")).value;
+      sessionStorage.setItem(CHART_KEY, range + " " + scale);
+      if (lastState) drawChart(lastState.history);
+    });
+  }
+  const chartChoice = (sessionStorage.getItem(CHART_KEY) || "").split(" ");
+  if (chartChoice.length === 2) {
+    /** @type {HTMLSelectElement} */ ($("chart-range")).value = chartChoice[0];
+    /** @type {HTMLSelectElement} */ ($("chart-scale")).value = chartChoice[1];
+  }
+  $("queue-filter").addEventListener("input", () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => {
+      queueFilter = /** @type {HTMLInputElement} */ ($("queue-filter")).value.trim();
+      queueOffset = 0;
+      refresh();
+    }, FILTER_WAIT_MS);
+  });
+  for (const tab of Array.from($("browse-tabs").querySelectorAll("button"))) {
+    tab.addEventListener("click", () => {
+      if (browseQueue !== null) openBrowse(browseQueue, tab.dataset.state || "ready");
+    });
+  }
+  $("browse-close").addEventListener("click", () => {
+    browseQueue = null;
+    ++browseGeneration;
+    $("browse").hidden = true;
+  });
+  $("dead-queue").addEventListener("change", () => {
+    deadFilter = /** @type {HTMLSelectElement} */ ($("dead-queue")).value;
+    deadOffset = 0;
+    selected.clear();
+    loadDead();
+  });
+  $("dead-select-all").addEventListener("change", () => {
+    const all = /** @type {HTMLInputElement} */ ($("dead-select-all")).checked;
+    selected.clear();
+    if (all && lastDead) {
+      for (const d of lastDead.items) if (d.letter) selected.add(d.queue + "#" + d.id);
+    }
+    if (lastDead) renderDead(lastDead);
+  });
+  $("dead-requeue-selected").addEventListener("click", () => deadBulk("requeue", selectedBodies()));
+  confirmButton(
+    /** @type {HTMLButtonElement} */ ($("dead-drop-selected")),
+    () => "Drop " + selected.size + " for good?",
+    () => deadBulk("drop", selectedBodies()),
+  );
+  confirmButton(
+    /** @type {HTMLButtonElement} */ ($("dead-requeue-all")),
+    () => "Re-queue all " + fmtCount(lastDead ? lastDead.total : 0) + "?",
+    () => deadBulk("requeue", allBodies()),
+  );
+  confirmButton(
+    /** @type {HTMLButtonElement} */ ($("dead-drop-all")),
+    () => "Drop all " + fmtCount(lastDead ? lastDead.total : 0) + " for good?",
+    () => deadBulk("drop", allBodies()),
+  );
 
   document.title = "taskq · " + location.host;
   $("where").textContent = location.host;
