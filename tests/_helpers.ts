@@ -116,17 +116,21 @@ export class Proc implements AsyncDisposable {
   #stderr = "";
   #exit: Deno.CommandStatus | undefined;
 
-  /** Spawns `args` of the deno executable (or of `executable`) with the given environment. */
+  /**
+   * Spawns `args` of the deno executable (or of `executable`) with the given
+   * environment, in `cwd` (the repository by default).
+   */
   constructor(
     label: string,
     args: string[],
     env: Record<string, string>,
     executable: string = Deno.execPath(),
+    cwd: string = REPO_ROOT,
   ) {
     this.label = label;
     this.#child = new Deno.Command(executable, {
       args,
-      cwd: REPO_ROOT,
+      cwd,
       env,
       clearEnv: true,
       stdin: "null",

@@ -65,7 +65,7 @@ Deno.test("a store that is not PostgreSQL, and database flags without one, are r
   assert.throws(() => fromArgs(["--store", "postgres://db/x", "--max-stored", "10"]), /at least/);
   assert.throws(
     () => fromArgs(["--store", "postgres://db/x", "--master-timeout", "0.5"]),
-    /at least 1 second/,
+    /--master-timeout takes seconds from 1 to 3600, not "0.5"/,
   );
 });
 

@@ -121,9 +121,19 @@ export function queueFlag(parsed: Parsed, name: string): string | undefined {
   );
 }
 
+/** A whole number as a flag's value: digits, with a sign for negative ones (no `0x`, `1e3` or ""). */
+const WHOLE_NUMBER = /^-?\d+$/;
+
 /**
  * A whole-number flag's value, or `fallback`.
- * @throws {ConfigError} when the value is not a whole number within range.
+ * @throws {ConfigError} naming the flag and its range when the value is not a
+ *   whole number from `min` to `max`.
+ *
+ * @example
+ * ```ts
+ * import { intFlag } from "./args.ts";
+ * console.log(intFlag({ values: { count: "5" }, positionals: [] }, "count", 1, 1, 100)); // 5
+ * ```
  */
 export function intFlag(
   parsed: Parsed,
@@ -134,33 +144,98 @@ export function intFlag(
 ): number {
   const text = stringFlag(parsed, name);
   if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) {
+  const value = WHOLE_NUMBER.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new ConfigError(`--${name} must be a whole number from ${min} to ${max}, not "${text}"`);
   }
   return value;
 }
 
+/** The range a duration flag accepts, in ms; each bound inclusive. */
+export interface DurationRange {
+  /** Shortest value accepted (default 0). */
+  minMs?: number;
+  /** Longest value accepted (default {@link MAX_DURATION_MS}, about 24.8 days). */
+  maxMs?: number;
+  /** Whether 0 is accepted even below `minMs` (it means "off" or "never" for that flag). */
+  zeroOff?: boolean;
+}
+
+/** Shortest lease a master or worker may be given, in ms: shorter ones expire before work starts. */
+export const MIN_LEASE_MS = 100;
+
+/** Longest lease a master or worker may be given, in ms (a day; a running command renews its lease). */
+export const MAX_LEASE_MS = 86_400_000;
+
+/** Shortest command timeout, idle exit, status refresh or handshake deadline, in ms. */
+export const MIN_WAIT_MS = 100;
+
+/** Longest shutdown grace or handshake deadline, in ms (an hour). */
+export const MAX_GRACE_MS = 3_600_000;
+
+/** `--lease` (master and worker): {@link MIN_LEASE_MS} to {@link MAX_LEASE_MS}. */
+export const LEASE_RANGE: Readonly<DurationRange> = { minMs: MIN_LEASE_MS, maxMs: MAX_LEASE_MS };
+
+/** A worker's `--timeout` and `--exit-when-idle`: at least {@link MIN_WAIT_MS}. */
+export const WAIT_RANGE: Readonly<DurationRange> = { minMs: MIN_WAIT_MS };
+
+/** A worker's `--grace`: 0 (kill at once) to {@link MAX_GRACE_MS}. */
+export const GRACE_RANGE: Readonly<DurationRange> = { maxMs: MAX_GRACE_MS };
+
+/** Refresh periods (`status --interval`, `worker --summary-every`, 0: never): {@link MIN_WAIT_MS} to {@link MAX_GRACE_MS}. */
+export const PERIOD_RANGE: Readonly<DurationRange> = {
+  minMs: MIN_WAIT_MS,
+  maxMs: MAX_GRACE_MS,
+  zeroOff: true,
+};
+
+/** A duration in ms as seconds, for messages: `0.1`, `86400`. */
+function secondsText(ms: number): string {
+  return String(ms / MS_PER_SECOND);
+}
+
+/** The part of a message naming `range`: `from 0.1 to 86400` (`, or 0 for off`). */
+function rangeText(range: DurationRange): string {
+  const min = range.minMs ?? 0;
+  return `from ${secondsText(min)} to ${secondsText(range.maxMs ?? MAX_DURATION_MS)}` +
+    (range.zeroOff && min > 0 ? " (or 0: off)" : "");
+}
+
+/** Whether `ms` lies within `range`. */
+function inRange(ms: number, range: DurationRange): boolean {
+  if (ms === 0 && range.zeroOff) return true;
+  return ms >= (range.minMs ?? 0) && ms <= (range.maxMs ?? MAX_DURATION_MS);
+}
+
 /**
  * A duration flag given in seconds (decimals allowed), as milliseconds;
  * `fallbackMs` (which may be `undefined`, for "not given") when it is absent.
- * @throws {ConfigError} when the value is not a number from 0 to the longest
- *   duration ({@link MAX_DURATION_MS}, about 24.8 days).
+ * @throws {ConfigError} naming the flag and its range when the value is not a
+ *   number of seconds within `range` (0 to {@link MAX_DURATION_MS} by default).
+ *
+ * @example
+ * ```ts
+ * import { secondsFlag } from "./args.ts";
+ * const parsed = { values: { lease: "0" }, positionals: [] };
+ * try {
+ *   secondsFlag(parsed, "lease", 30_000, { minMs: 100, maxMs: 86_400_000 });
+ * } catch (error) {
+ *   console.log((error as Error).message); // --lease takes seconds from 0.1 to 86400, not "0"
+ * }
+ * ```
  */
 export function secondsFlag<F extends number | undefined>(
   parsed: Parsed,
   name: string,
   fallbackMs: F,
+  range: DurationRange = {},
 ): number | F {
   const text = stringFlag(parsed, name);
   if (text === undefined) return fallbackMs;
   const value = Number(text);
   const ms = Math.round(value * MS_PER_SECOND);
-  if (!Number.isFinite(value) || value < 0 || ms > MAX_DURATION_MS) {
-    throw new ConfigError(
-      `--${name} takes seconds, a number from 0 to ${MAX_DURATION_MS / MS_PER_SECOND}, ` +
-        `not "${text}"`,
-    );
+  if (text.trim() === "" || !Number.isFinite(value) || value < 0 || !inRange(ms, range)) {
+    throw new ConfigError(`--${name} takes seconds ${rangeText(range)}, not "${text}"`);
   }
   return ms;
 }
@@ -203,8 +278,8 @@ export function parseDuration(text: string): number | undefined {
 /**
  * A duration flag's value ({@link parseDuration}: seconds, or with a unit),
  * in milliseconds; `fallbackMs` when it is absent.
- * @throws {ConfigError} when the value is not a duration from 0 to
- *   {@link MAX_DURATION_MS}.
+ * @throws {ConfigError} naming the flag and its range when the value is not
+ *   a duration within `range` (0 to {@link MAX_DURATION_MS} by default).
  *
  * @example
  * ```ts
@@ -216,14 +291,14 @@ export function durationFlag<F extends number | undefined>(
   parsed: Parsed,
   name: string,
   fallbackMs: F,
+  range: DurationRange = {},
 ): number | F {
   const text = stringFlag(parsed, name);
   if (text === undefined) return fallbackMs;
   const ms = parseDuration(text);
-  if (ms === undefined) {
+  if (ms === undefined || !inRange(ms, range)) {
     throw new ConfigError(
-      `--${name} takes a duration (${DURATION_RULE}) of at most ` +
-        `${Math.floor(MAX_DURATION_MS / MS_PER_SECOND)} s, not "${text}"`,
+      `--${name} takes a duration (${DURATION_RULE}) ${rangeText(range)} s, not "${text}"`,
     );
   }
   return ms;

@@ -12,6 +12,10 @@ import {
   intFlag,
   LOG_FLAGS,
   logSettings,
+  MAX_GRACE_MS,
+  MAX_LEASE_MS,
+  MIN_LEASE_MS,
+  MIN_WAIT_MS,
   type Parsed,
   parseFlags,
   secondsFlag,
@@ -40,6 +44,9 @@ import {
 
 /** Most queues by default (as the engine's own default). */
 const DEFAULT_MAX_QUEUES = 100_000;
+
+/** Largest `--max-queue-length`, `--max-queues` and `--keep-jobs` accepted, in items. */
+const MAX_ITEM_COUNT_FLAG = 1_000_000_000;
 
 /** `--max-memory` in bytes, or `undefined` for the default. */
 function maxMemoryFlag(parsed: Parsed): number | undefined {
@@ -87,13 +94,17 @@ ${TLS_MASTER_HELP}
   --memory                  keep items in memory only: faster, but everything
                             queued is lost when the master stops
 ${PG_HELP}
-  --lease SECONDS           default lease of a taken item (default ${DEFAULT_LEASE_MS / 1000})
+  --lease SECONDS           default lease of a taken item, ${MIN_LEASE_MS / 1000} to ${
+    MAX_LEASE_MS / 1000
+  } (default ${DEFAULT_LEASE_MS / 1000})
   --max-attempts N          deliveries before a failing item goes to the
                             dead-letter queue NAME.dead (default ${DEFAULT_MAX_ATTEMPTS})
   --queue-max-attempts NAME=N
                             the same for one queue (repeatable)
-  --retry-backoff SECONDS   first retry delay after a failure; doubles per
-                            attempt up to ${DEFAULT_BACKOFF_MAX_MS / 1000} s (default ${
+  --retry-backoff SECONDS   first retry delay after a failure, at most ${
+    DEFAULT_BACKOFF_MAX_MS / 1000
+  };
+                            doubles per attempt up to ${DEFAULT_BACKOFF_MAX_MS / 1000} s (default ${
     DEFAULT_BACKOFF_BASE_MS / 1000
   })
   --max-queue-length N      items a queue may hold before puts to it wait
@@ -124,8 +135,10 @@ ${PG_HELP}
                             DURATION is ${DURATION_RULE}
   --max-frame BYTES         largest message accepted (default ${DEFAULT_MAX_FRAME_BYTES})
   --handshake-timeout SECONDS
-                            time a new connection has to authenticate
-                            (default ${DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000})
+                            time a new connection has to authenticate,
+                            ${MIN_WAIT_MS / 1000} to ${MAX_GRACE_MS / 1000} (default ${
+    DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000
+  })
 ${more}  --log-level LEVEL         debug, info, warn or error (default info)
   --http [HOST:]PORT        also serve the dashboard, a JSON API and /metrics
                             over HTTP (off by default; PORT alone means
@@ -177,7 +190,9 @@ function queueMaxAttempts(parsed: Parsed): Record<string, number> {
     const match = /^(.+)=(\d+)$/.exec(String(entry));
     const n = match ? Number(match[2]) : 0;
     if (!match || n < 1 || n > MAX_ATTEMPTS_LIMIT) {
-      throw new ConfigError(`--queue-max-attempts takes NAME=N with N ≥ 1, not "${entry}"`);
+      throw new ConfigError(
+        `--queue-max-attempts takes NAME=N with N from 1 to ${MAX_ATTEMPTS_LIMIT}, not "${entry}"`,
+      );
     }
     if (!isValidQueueName(match[1])) {
       throw new ConfigError(
@@ -260,7 +275,7 @@ function jobOptions(parsed: Parsed): JobOptions {
     // Absent: each store's own default (none on PostgreSQL, where it costs a row per ack).
     historyCount: stringFlag(parsed, "keep-jobs") === undefined
       ? undefined
-      : intFlag(parsed, "keep-jobs", DEFAULT_HISTORY_COUNT, 0),
+      : intFlag(parsed, "keep-jobs", DEFAULT_HISTORY_COUNT, 0, MAX_ITEM_COUNT_FLAG),
     historyMs: durationFlag(parsed, "keep-jobs-for", DEFAULT_HISTORY_MS),
     limits: queueLimits(parsed),
   };
@@ -317,18 +332,26 @@ export async function runMaster(
   const master = await serve({
     listen,
     authkey,
-    defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS),
-    maxQueueLength: intFlag(parsed, "max-queue-length", 0, 0),
+    defaultLeaseMs: secondsFlag(parsed, "lease", DEFAULT_LEASE_MS, {
+      minMs: MIN_LEASE_MS,
+      maxMs: MAX_LEASE_MS,
+    }),
+    maxQueueLength: intFlag(parsed, "max-queue-length", 0, 0, MAX_ITEM_COUNT_FLAG),
     maxMemoryBytes: maxMemoryFlag(parsed),
-    maxQueues: intFlag(parsed, "max-queues", DEFAULT_MAX_QUEUES, 0),
+    maxQueues: intFlag(parsed, "max-queues", DEFAULT_MAX_QUEUES, 0, MAX_ITEM_COUNT_FLAG),
     jobs,
     retry: {
       maxAttempts: intFlag(parsed, "max-attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS_LIMIT),
-      backoffBaseMs: secondsFlag(parsed, "retry-backoff", DEFAULT_BACKOFF_BASE_MS),
+      backoffBaseMs: secondsFlag(parsed, "retry-backoff", DEFAULT_BACKOFF_BASE_MS, {
+        maxMs: DEFAULT_BACKOFF_MAX_MS,
+      }),
       maxAttemptsByQueue: queueMaxAttempts(parsed),
     },
     maxFrameBytes: intFlag(parsed, "max-frame", DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 32 - 1),
-    handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS),
+    handshakeTimeoutMs: secondsFlag(parsed, "handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT_MS, {
+      minMs: MIN_WAIT_MS,
+      maxMs: MAX_GRACE_MS,
+    }),
     logger: log,
     tls,
     frontEnds,

@@ -23,7 +23,10 @@
 import { ConfigError } from "../errors.ts";
 import type { PostgresChoice } from "../server/master.ts";
 import { MIB, parseByteSize } from "../util/memory.ts";
-import { type FlagSpec, type Parsed, secondsFlag, stringFlag } from "./args.ts";
+import { type FlagSpec, MAX_GRACE_MS, type Parsed, secondsFlag, stringFlag } from "./args.ts";
+
+/** Shortest `--master-timeout`, in ms. */
+const MIN_MASTER_TIMEOUT_MS = 1_000;
 
 /** Environment variable naming the store, as `--store` does. */
 export const STORE_ENV = "TASKQ_STORE";
@@ -187,10 +190,10 @@ export function postgresFromFlags(parsed: Parsed): PostgresChoice | undefined {
     }
     choice.maxStoredBytes = bytes;
   }
-  const timeout = secondsFlag(parsed, "master-timeout", undefined);
-  if (timeout !== undefined) {
-    if (timeout < 1_000) throw new ConfigError("--master-timeout must be at least 1 second");
-    choice.masterTimeoutMs = timeout;
-  }
+  const timeout = secondsFlag(parsed, "master-timeout", undefined, {
+    minMs: MIN_MASTER_TIMEOUT_MS,
+    maxMs: MAX_GRACE_MS,
+  });
+  if (timeout !== undefined) choice.masterTimeoutMs = timeout;
   return choice;
 }

@@ -15,6 +15,7 @@ import {
   type FlagSpec,
   type Parsed,
   parseFlags,
+  PERIOD_RANGE,
   secondsFlag,
   stringFlag,
 } from "./args.ts";
@@ -266,7 +267,10 @@ export async function runStatus(args: string[]): Promise<number> {
     return 0;
   }
   const watch = parsed.values.watch === true;
-  const intervalMs = secondsFlag(parsed, "interval", DEFAULT_WATCH_MS);
+  const intervalMs = secondsFlag(parsed, "interval", DEFAULT_WATCH_MS, {
+    ...PERIOD_RANGE,
+    zeroOff: false,
+  });
   if (intervalMs < MIN_WATCH_MS) {
     throw new ConfigError(`--interval must be at least ${MIN_WATCH_MS / MS_PER_SECOND} seconds`);
   }

@@ -40,6 +40,7 @@ import {
   serverProof,
 } from "../wire/auth.ts";
 import { type Address, formatAddress } from "../config.ts";
+import { isHttpResponseStart, NOT_A_MASTER } from "../wire/wrong_port.ts";
 import {
   AuthenticationError,
   ConnectionLostError,
@@ -82,6 +83,9 @@ function tlsExplanation(error: unknown, stream: ByteStream, where: string): Erro
   const failure = (stream as Partial<DialedTlsStream>).failure;
   if (failure !== undefined) return failure;
   if (error instanceof FrameTooLargeError) {
+    if (isHttpResponseStart(error.length)) {
+      return new NotATaskqMasterError(where, undefined, { cause: error });
+    }
     const first = error.length >>> FIRST_BYTE_SHIFT;
     if (first === TLS_ALERT_RECORD || first === TLS_HANDSHAKE_RECORD) {
       return new TlsHandshakeError(
@@ -93,6 +97,35 @@ function tlsExplanation(error: unknown, stream: ByteStream, where: string): Erro
   }
   return undefined;
 }
+
+/**
+ * The address a client was given is not a taskq master's native port: it
+ * answered like an HTTP server (a master's `--http` port, or something else).
+ * Not retried: the address needs fixing.
+ *
+ * @example
+ * ```ts
+ * import { NotATaskqMasterError } from "./handshake.ts";
+ * const error = new NotATaskqMasterError("127.0.0.1:8080", "127.0.0.1:7070");
+ * console.log(error.message.startsWith("127.0.0.1:8080 is not a taskq master")); // true
+ * ```
+ */
+export class NotATaskqMasterError extends AuthenticationError {
+  /** Explains that `where` is no master, naming the native port when it is known. */
+  constructor(where: string, nativeAddress?: string, options?: ErrorOptions) {
+    super(
+      `${where} is not a taskq master (it answered like an HTTP server` +
+        (nativeAddress === undefined
+          ? `; a master's native port is the one it prints as "taskq master listening on ` +
+            `HOST:PORT", not its --http port)`
+          : `: it is a master's --http port; the native port is ${nativeAddress})`),
+      options,
+    );
+  }
+}
+
+/** Where a master's HTTP port says its native port is, in the message of its refusal. */
+const NATIVE_PORT_NAMED = /the native port is (\S+)$/;
 
 /** An authenticated connection, ready for requests. */
 export interface Session {
@@ -130,6 +163,9 @@ function handshakeError(msg: ErrorMessage, where: string): Error {
     return new AuthenticationError(
       `master ${where} rejected the key (${msg.message}); check TASKQ_AUTHKEY or --authkey-file`,
     );
+  }
+  if (msg.code === "bad_request" && msg.message.startsWith(NOT_A_MASTER)) {
+    return new NotATaskqMasterError(where, NATIVE_PORT_NAMED.exec(msg.message)?.[1]);
   }
   if (msg.code === "unsupported_version") {
     return new VersionRefusedError(`master ${where} refused the protocol version: ${msg.message}`);

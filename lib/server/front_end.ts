@@ -48,6 +48,11 @@ export interface HostContext {
    * holding bytes stop reading ahead.
    */
   readonly buffers: ByteBudget;
+  /**
+   * The native port's address (`HOST:PORT`), for front-ends that tell a
+   * taskq client which reached them where to go instead.
+   */
+  readonly nativeAddress?: string;
 }
 
 /** A running front-end. */

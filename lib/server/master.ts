@@ -228,6 +228,7 @@ export class Master {
       logger: this.#log,
       authThrottle: this.authThrottle,
       buffers: this.buffers,
+      nativeAddress: formatAddress(this.address),
     };
     for (const factory of factories) this.#started.push(await factory.start(host));
   }
