@@ -60,15 +60,27 @@
  * comparison 3 times over (each round in the same order) and compares the
  * medians: on a small machine single runs vary by ±20%.
  *
+ * With `--peers` (or the part `peers`, only when named), the same seed
+ * workload, same N and worker counts, on the peers a user would pick instead
+ * (scripts/peers_bench.ts): Redis lists (pipelined LPUSH batches, BRPOP
+ * workers), Redis Streams with a consumer group (XADD, XREADGROUP COUNT
+ * BLOCK, XACK) and beanstalkd (put, reserve, delete), each on a throwaway
+ * server without persistence (Debian's redis-server and beanstalkd, installed
+ * with apt-get when missing: it says so), then "taskq / best peer" for each
+ * worker count, from taskq's memory and durable rows of the same run (the
+ * memory seed workload runs for it when the run has none).
+ *
  * Each scenario of these parts is bounded in time (60 s plus 1 ms per task;
  * TASKQ_BENCH_TIMEOUT_S overrides): one that runs over is stopped, its
  * processes killed, reported as FAILED, and the bench goes on (and exits 1).
  *
- * Usage: deno task bench [--store memory|durable|postgres] [N]   (default N = 100000)
+ * Usage: deno task bench [--store memory|durable|postgres] [--peers] [N]   (default N = 100000)
  * TASKQ_BENCH_ONLY=tls,raw deno task bench   runs only the named parts, of:
  * raw, memory, durable, python, rss, tls, features, postgres (all by
- * default), and pgsize and features-postgres (only when named).
- * `--store NAME` adds that store's part to them (and, alone, runs only it).
+ * default), and pgsize, features-postgres and peers (only when named).
+ * `--store NAME` adds that store's part to them (and, alone, runs only it);
+ * `--peers` adds the part `peers` (TASKQ_BENCH_ONLY=memory deno task bench
+ * --peers: taskq in memory and the peers).
  *
  * @module
  */
@@ -78,6 +90,7 @@ import postgres from "postgres";
 import { type Client, connect, type Queue } from "../lib/mod.ts";
 import { makeTlsMaterial, writeTlsMaterial } from "../lib/cli/tls.ts";
 import { connectOn } from "./bench_worker.ts";
+import { type Peer, peerRatios, runPeers } from "./peers_bench.ts";
 import {
   clockTicks,
   type CpuSplit,
@@ -130,11 +143,11 @@ const STOP_GRACE_MS = 5_000;
 /** The stores `--store` selects, as parts. */
 const STORE_PARTS = ["memory", "durable", "postgres"];
 /** Parts that run only when named. */
-const OPT_IN_PARTS = ["pgsize", "features-postgres"];
+const OPT_IN_PARTS = ["pgsize", "features-postgres", "peers"];
 
 const { values: flags, positionals } = parseArgs({
   args: Deno.args,
-  options: { store: { type: "string" } },
+  options: { store: { type: "string" }, peers: { type: "boolean" } },
   allowPositionals: true,
 });
 const N = Number(positionals[0] ?? DEFAULT_N);
@@ -158,6 +171,8 @@ const FEATURES_WITH_STORE = flags.store === "postgres" && ENV_ONLY?.includes("fe
 const FEATURES_ON_POSTGRES = runs("features-postgres") || FEATURES_WITH_STORE;
 /** Whether the PostgreSQL comparison runs. */
 const PG_COMPARISON = runs("postgres") && !(FEATURES_WITH_STORE && !ENV_ONLY?.includes("postgres"));
+/** Whether the peers run (`--peers`, or the part `peers` named). */
+const PEERS_RUN = flags.peers === true || runs("peers");
 const TIMEOUT_OVERRIDE_S = Deno.env.get("TASKQ_BENCH_TIMEOUT_S");
 /** Time a bounded scenario of `n` tasks may take, in ms. */
 const scenarioMs = (n: number) =>
@@ -225,7 +240,7 @@ await client.close();
 
 interface Row {
   scenario: string;
-  store?: Store | "python" | "memory-tls" | "postgres";
+  store?: Store | "python" | "memory-tls" | "postgres" | Peer;
   masters?: number;
   workers?: number;
   value: number;
@@ -930,6 +945,42 @@ async function pythonWorkload(workers: number): Promise<void> {
   });
 }
 
+/**
+ * The seed workload on the peers (scripts/peers_bench.ts), after taskq's in
+ * memory for the worker counts this run has not measured yet.
+ */
+async function peersWorkload(): Promise<void> {
+  const missing = WORKER_COUNTS.filter((w) => find("seed-workload", "memory", w) === undefined);
+  if (missing.length > 0) {
+    console.log(`peers: taskq's memory seed workload first (${missing.join(", ")} workers)`);
+    await bounded(
+      "memory seed workload (for the peers)",
+      scenarioMs(N) * missing.length,
+      async (scope) => {
+        const master = await startMaster("memory", undefined, scope);
+        for (const workers of missing) {
+          await seedWorkload({
+            address: master.address,
+            store: "memory",
+            workers,
+            cpu: { masters: [master.pid] },
+            scope,
+          });
+        }
+      },
+    );
+  }
+  failures.push(
+    ...await runPeers({
+      n: N,
+      workerCounts: WORKER_COUNTS,
+      report,
+      scenarioMs: scenarioMs(N),
+      progress,
+    }),
+  );
+}
+
 async function rssOf(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
@@ -1428,12 +1479,13 @@ for (const store of ["memory", "durable"] as const) {
   }
 }
 if (runs("python")) { for (const workers of WORKER_COUNTS) await pythonWorkload(workers); }
+if (PEERS_RUN) await peersWorkload();
 if (runs("rss")) await memoryFootprint();
 if (runs("tls")) await tlsWorkload();
 if (runs("features")) await featureWorkloads(MEMORY_FEATURES);
 if (PG_COMPARISON || FEATURES_ON_POSTGRES || runs("pgsize")) await postgresParts();
 
-console.log("\nscenario                   store     masters workers        value  unit");
+console.log("\nscenario                   store         masters workers        value  unit");
 for (const row of rows) {
   const notes = [
     ...(row.variant === undefined ? [] : [String(row.variant)]),
@@ -1441,7 +1493,7 @@ for (const row of rows) {
     ...(row.round === undefined ? [] : [`round ${row.round}`]),
   ];
   console.log(
-    `${row.scenario.padEnd(25)} ${String(row.store ?? "").padEnd(9)} ${
+    `${row.scenario.padEnd(25)} ${String(row.store ?? "").padEnd(13)} ${
       String(row.masters ?? "").padStart(7)
     } ${String(row.workers ?? "").padStart(7)} ${String(row.value).padStart(12)}  ${row.unit}${
       notes.length > 0 ? `  (${notes.join(", ")})` : ""
@@ -1459,6 +1511,29 @@ for (const workers of WORKER_COUNTS) {
   }
   console.log(`  ${workers} workers: memory ${ratios.memory}×, durable ${ratios.durable}×`);
   report({ scenario: "ratio-vs-python", workers, value: ratios.memory, unit: "×", ...ratios });
+}
+if (PEERS_RUN) {
+  console.log("\nseed workload, taskq / best peer (same run):");
+  for (
+    const r of peerRatios((store, workers) => find("seed-workload", store, workers), WORKER_COUNTS)
+  ) {
+    const taskq = ["memory", "durable"].filter((store) => r.ratios[store] !== undefined)
+      .map((store) => `${store} ${r.ratios[store]}×`);
+    console.log(
+      `  ${r.workers} workers: best peer ${r.bestPeer} ${r.bestPeerValue} tasks/s; ${
+        taskq.join(", ")
+      }`,
+    );
+    report({
+      scenario: "ratio-vs-best-peer",
+      workers: r.workers,
+      value: r.ratios.memory,
+      unit: "×",
+      bestPeer: r.bestPeer,
+      bestPeerValue: r.bestPeerValue,
+      ...r.ratios,
+    });
+  }
 }
 await Deno.mkdir(`${root}bench-results`, { recursive: true });
 const file = `${root}bench-results/bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
