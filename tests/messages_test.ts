@@ -18,11 +18,8 @@
 import assert from "node:assert/strict";
 import {
   checkQueueName,
-  CONTROL_ACTIONS,
-  DEFAULT_ITEMS_PAGE,
   limitChanges,
   type LimitRequest,
-  LISTED_STATES,
   MAX_BATCH,
   MAX_DURATION_MS,
   MAX_FAILURE_TEXT,
@@ -34,13 +31,6 @@ import {
   parseServerMessage,
   VERSION_3_OPS,
 } from "../lib/wire/messages.ts";
-import {
-  CONTROL_ACTIONS as BROKER_CONTROL_ACTIONS,
-  DEFAULT_ITEMS_PAGE as BROKER_DEFAULT_ITEMS_PAGE,
-  LISTED_STATES as BROKER_LISTED_STATES,
-  MAX_HELD_LISTED as BROKER_MAX_HELD_LISTED,
-  MAX_ITEMS_PAGE as BROKER_MAX_ITEMS_PAGE,
-} from "../lib/broker/broker.ts";
 import {
   JOB_STATES,
   MAX_CONCURRENCY,
@@ -640,12 +630,6 @@ Deno.test("messages: version 3 requests are accepted as sent", () => {
   }
   // Every version 3 op is among those tried.
   assert.deepEqual(new Set(valid.map((m) => m.op)), VERSION_3_OPS);
-  // The wire's paging and listing bounds are the broker's.
-  assert.equal(MAX_ITEMS_PAGE, BROKER_MAX_ITEMS_PAGE);
-  assert.equal(DEFAULT_ITEMS_PAGE, BROKER_DEFAULT_ITEMS_PAGE);
-  assert.equal(MAX_HELD_LISTED, BROKER_MAX_HELD_LISTED);
-  assert.deepEqual(LISTED_STATES, BROKER_LISTED_STATES);
-  assert.deepEqual(CONTROL_ACTIONS, BROKER_CONTROL_ACTIONS);
 });
 
 Deno.test("messages: items fields are checked", () => {

@@ -43,6 +43,17 @@
  */
 
 import type { QueueStats } from "../model/types.ts";
+import {
+  CONTROL_ACTIONS,
+  type ControlAction,
+  DEFAULT_ITEMS_PAGE,
+  type HeldItem,
+  LISTED_STATES,
+  type ListedState,
+  MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE,
+  type SessionView,
+} from "../model/admin.ts";
 import type {
   JobInfo,
   LimitChanges,
@@ -52,6 +63,8 @@ import type {
 } from "../model/jobs.ts";
 
 export type { PutIds };
+export type { ControlAction, HeldItem, ListedState, SessionView };
+export { CONTROL_ACTIONS, DEFAULT_ITEMS_PAGE, LISTED_STATES, MAX_HELD_LISTED, MAX_ITEMS_PAGE };
 import type { Telemetry } from "./telemetry.ts";
 
 /** Who opens a session: a connection, named by its peer. */
@@ -225,42 +238,6 @@ export interface BrokerSession {
   close(): Promise<void>;
 }
 
-/**
- * What {@link Broker.control} asks of a session's client: `quiet` stops it
- * taking work (it finishes what it holds), `stop` stops it as on SIGTERM.
- */
-export type ControlAction = "quiet" | "stop";
-
-/** Every {@link ControlAction}. */
-export const CONTROL_ACTIONS: readonly ControlAction[] = ["quiet", "stop"];
-
-/** Most held items a {@link SessionView} lists (oldest lease first). */
-export const MAX_HELD_LISTED = 100;
-
-/** One item a session holds a lease on, as {@link SessionView.holding} lists it. */
-export interface HeldItem {
-  /** The item's id. */
-  id: number;
-  /** Its queue. */
-  queue: string;
-  /** When its current lease began (ms since the epoch). */
-  leasedAt: number;
-  /** When its current lease runs out (ms since the epoch). */
-  leaseExpiresAt: number;
-}
-
-/** Which live items {@link Broker.items} lists. */
-export type ListedState = "ready" | "delayed" | "leased";
-
-/** Every {@link ListedState}. */
-export const LISTED_STATES: readonly ListedState[] = ["ready", "delayed", "leased"];
-
-/** Items {@link Broker.items} lists when its query names no limit. */
-export const DEFAULT_ITEMS_PAGE = 50;
-
-/** Most items one {@link Broker.items} call lists. */
-export const MAX_ITEMS_PAGE = 500;
-
 /** What {@link Broker.items} lists. */
 export interface ItemsQuery {
   /**
@@ -312,28 +289,6 @@ export interface ItemPage {
   items: JobInfo[];
   /** How many items of that state the queue holds. */
   total: number;
-}
-
-/** A connected session as the admin side sees it. */
-export interface SessionView {
-  /** Its id. */
-  id: string;
-  /** Name the client gave. */
-  name: string;
-  /** Its address, or empty. */
-  address: string;
-  /** When it opened (ms since the epoch). */
-  connectedAt: number;
-  /** When it was last heard from (ms since the epoch). */
-  lastSeenAt: number;
-  /** Items it holds leases on. */
-  leased: number;
-  /** Gets it is waiting on. */
-  waiting: number;
-  /** Items it holds, oldest lease first, at most {@link MAX_HELD_LISTED}. */
-  holding: HeldItem[];
-  /** The last action {@link Broker.control} sent it, if any. */
-  controlled?: ControlAction;
 }
 
 /**

@@ -13,6 +13,17 @@ import { NONCE_BYTES, PROOF_BYTES } from "./auth.ts";
 import { checkItem } from "../model/codec.ts";
 import type { QueueStats } from "../model/types.ts";
 import {
+  CONTROL_ACTIONS,
+  type ControlAction,
+  DEFAULT_ITEMS_PAGE,
+  type HeldItem,
+  LISTED_STATES,
+  type ListedState,
+  MAX_HELD_LISTED,
+  MAX_ITEMS_PAGE,
+  type SessionView,
+} from "../model/admin.ts";
+import {
   checkLabel,
   checkLimits,
   checkPriority,
@@ -55,40 +66,12 @@ export const MAX_ATTEMPTS_LIMIT = 1_000_000;
 /** Longest error message text accepted from a peer. */
 const MAX_ERROR_TEXT = 4096;
 
-/** Items an `items` request lists when it names no `limit` (version 3). */
-export const DEFAULT_ITEMS_PAGE = 50;
-
-/** Most items one `items` request may list (version 3). */
-export const MAX_ITEMS_PAGE = 500;
-
-/** Most held items one session record lists (version 3). */
-export const MAX_HELD_LISTED = 100;
-
 /**
  * Longest session id, client name or address a reply may carry (a holder of
  * a `job` reply, a `sessions` record), and longest session id a `control`
  * request may name.
  */
 export const MAX_SESSION_TEXT = 400;
-
-/**
- * Which live items an `items` request lists (version 3): `ready` in serve
- * order, `delayed` by when they become ready, `leased` by when their lease began.
- */
-export type ListedState = "ready" | "delayed" | "leased";
-
-/** Every {@link ListedState}. */
-export const LISTED_STATES: readonly ListedState[] = ["ready", "delayed", "leased"];
-
-/**
- * What a `control` request asks of a session's client (version 3): `quiet`
- * stops it taking work (it finishes what it holds, then exits), `stop` stops
- * it as SIGTERM would.
- */
-export type ControlAction = "quiet" | "stop";
-
-/** Every {@link ControlAction}. */
-export const CONTROL_ACTIONS: readonly ControlAction[] = ["quiet", "stop"];
 
 /** Client → master: opens the handshake. */
 export interface HelloMessage {
@@ -382,38 +365,13 @@ export interface JobRecord {
 export type { QueueStats };
 
 /** One item a session holds, as a {@link SessionRecord} lists it (version 3). */
-export interface HeldItemRecord {
-  /** The item's id. */
-  id: number;
-  /** Its queue. */
-  queue: string;
-  /** When its current lease began (ms since the epoch). */
-  leasedAt: number;
-  /** When its current lease runs out (ms since the epoch). */
-  leaseExpiresAt: number;
-}
+export type HeldItemRecord = HeldItem;
 
 /** One connected session, as the `sessions` reply lists it (version 3). */
-export interface SessionRecord {
-  /** Its id: what `control` names. */
-  id: string;
-  /** The name its client gave. */
-  name: string;
-  /** Its peer's address, or empty. */
-  address: string;
-  /** When it opened (ms since the epoch). */
-  connectedAt: number;
-  /** When it was last heard from (ms since the epoch). */
-  lastSeenAt: number;
-  /** How many items it holds leases on. */
-  leased: number;
-  /** How many gets it is waiting on. */
-  waiting: number;
-  /** Items it holds, oldest lease first, at most {@link MAX_HELD_LISTED}. */
-  holding: HeldItemRecord[];
-  /** The last action `control` sent it, if any. */
-  controlled?: ControlAction;
-}
+export type SessionRecord = SessionView;
+
+export type { ControlAction, ListedState };
+export { CONTROL_ACTIONS, DEFAULT_ITEMS_PAGE, LISTED_STATES, MAX_HELD_LISTED, MAX_ITEMS_PAGE };
 
 /** Master → client: a request succeeded. Which fields are present depends on the request. */
 export interface OkReply {
