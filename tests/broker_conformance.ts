@@ -731,6 +731,25 @@ export function brokerConformance(factory: BrokerFactory): void {
     assert.deepEqual(await getNow(s, "q"), []);
   });
 
+  test("each acked item's run time, lease to ack, goes into the job histogram", {}, async (h) => {
+    const s = await h.session();
+    const before = h.broker.telemetry.jobSeconds.count;
+    await s.put("q", ["a", "b", "c"]);
+    const [a, b, c] = await getNow(s, "q", 3);
+    await s.nack([c.id]);
+    assert.deepEqual(await s.ack([a.id, b.id, UNKNOWN_ID]), [UNKNOWN_ID]);
+    const after = h.broker.telemetry.jobSeconds;
+    assert.equal(
+      after.count - before,
+      2,
+      "one observation per item acked, none for nack or refusal",
+    );
+    assert.ok(
+      after.sum >= 0 && after.sum < 60,
+      `run times are seconds from lease to ack: ${after.sum}`,
+    );
+  });
+
   test(
     "an expired lease returns its items to the front, in put order, attempts counted",
     {},

@@ -2978,6 +2978,8 @@ interface HeldLease {
   until: number;
   /** The item's unique key stays taken after it finishes (a key hold): its ack records that. */
   readonly hold: boolean;
+  /** When this master handed it out (`performance.now()`): its run time ends at the ack. */
+  readonly since: number;
 }
 
 /** Leases a session records before it first forgets those long run out. */
@@ -3101,7 +3103,7 @@ class PgSession implements BrokerSession {
 
   /** Records a lease handed to this session, forgetting long-expired ones now and then. */
   hold(id: number, attempt: number, until: number, keyHold: boolean): void {
-    this.leases.set(id, { attempt, until, hold: keyHold });
+    this.leases.set(id, { attempt, until, hold: keyHold, since: performance.now() });
     if (this.leases.size <= this.#pruneAt) return;
     const before = this.#broker.localNow() - FORGET_LEASE_MS;
     for (const [held, lease] of this.leases) if (lease.until < before) this.leases.delete(held);
@@ -3151,7 +3153,11 @@ class PgSession implements BrokerSession {
       this.#restore(held, leases);
       throw error;
     }
-    for (const id of held) if (!done.has(id)) refused.push(id);
+    const now = performance.now();
+    held.forEach((id, i) => {
+      if (done.has(id)) this.#broker.telemetry.observeJob(now - leases[i].since);
+      else refused.push(id);
+    });
     return refused;
   }
 
