@@ -85,7 +85,13 @@ export {
 } from "./server/master.ts";
 export { type TlsClientOptions, TlsHandshakeError, type TlsServerOptions } from "./wire/tls.ts";
 export { makeTlsMaterial, type TlsMaterial, type TlsMaterialOptions } from "./cli/tls.ts";
-export { type LoadedState, type Store, type StoreChoice, type StoredItem } from "./broker/local.ts";
+export {
+  type LoadedState,
+  type Store,
+  type StoreChoice,
+  type StoredCounters,
+  type StoredItem,
+} from "./broker/local.ts";
 export type { FrontEnd, FrontEndFactory, HostContext } from "./server/front_end.ts";
 export {
   type AuthRefusal,
@@ -101,6 +107,7 @@ export type {
   CancelOutcome as BrokerCancelOutcome,
   Delivery,
   GetOptions as BrokerGetOptions,
+  HeldItem,
   JobOptions,
   MemoryStats,
   PeekedItem,

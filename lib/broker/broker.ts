@@ -48,6 +48,8 @@ import {
   type ControlAction,
   DEFAULT_ITEMS_PAGE,
   type HeldItem,
+  type ItemPage,
+  type ItemsQuery,
   LISTED_STATES,
   type ListedState,
   MAX_HELD_LISTED,
@@ -63,7 +65,7 @@ import type {
 } from "../model/jobs.ts";
 
 export type { PutIds };
-export type { ControlAction, HeldItem, ListedState, SessionView };
+export type { ControlAction, HeldItem, ItemPage, ItemsQuery, ListedState, SessionView };
 export { CONTROL_ACTIONS, DEFAULT_ITEMS_PAGE, LISTED_STATES, MAX_HELD_LISTED, MAX_ITEMS_PAGE };
 import type { Telemetry } from "./telemetry.ts";
 
@@ -238,19 +240,6 @@ export interface BrokerSession {
   close(): Promise<void>;
 }
 
-/** What {@link Broker.items} lists. */
-export interface ItemsQuery {
-  /**
-   * Which items: `ready` in serve order, `delayed` by when they become
-   * ready, `leased` by when their lease began.
-   */
-  state: ListedState;
-  /** How many of them to skip (default 0). */
-  offset?: number;
-  /** How many to list: 1 to {@link MAX_ITEMS_PAGE}, {@link DEFAULT_ITEMS_PAGE} by default. */
-  limit?: number;
-}
-
 /**
  * Checks an {@link ItemsQuery} (what a front-end validated already; a
  * program calling the broker directly may not have) and fills in its
@@ -281,14 +270,6 @@ export function checkItemsQuery(query: ItemsQuery): Required<ItemsQuery> {
     );
   }
   return { state, offset, limit };
-}
-
-/** A page of a queue's items, as {@link Broker.items} resolves it. */
-export interface ItemPage {
-  /** The items, in the order the state is listed in (the shape {@link Broker.job} answers). */
-  items: JobInfo[];
-  /** How many items of that state the queue holds. */
-  total: number;
 }
 
 /**

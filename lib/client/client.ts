@@ -76,6 +76,7 @@ import {
   type ServerMessage,
   type SessionRecord,
 } from "../wire/messages.ts";
+import type { ItemPage, ItemsQuery } from "../model/admin.ts";
 import {
   type Address,
   ADDRESS_ENV,
@@ -122,26 +123,8 @@ const OPS_PROTOCOL_VERSION = 3;
 const OPS_RELEASE = "0.3";
 
 /** What an operator may ask of a client ({@link Client.control}, {@link Client.onControl}). */
-export type { ControlAction, HeldItemRecord, ListedState, SessionRecord };
+export type { ControlAction, HeldItemRecord, ItemPage, ItemsQuery, ListedState, SessionRecord };
 export { CONTROL_ACTIONS, LISTED_STATES, MAX_ITEMS_PAGE };
-
-/** What {@link Client.items} lists. */
-export interface ItemsQuery {
-  /** Which items: `ready` in serve order, `delayed` by when they become ready, `leased` by lease start. */
-  state: ListedState;
-  /** How many to skip (default 0). */
-  offset?: number;
-  /** How many to list, 1 to {@link MAX_ITEMS_PAGE} (the master's default, 50, when absent). */
-  limit?: number;
-}
-
-/** A page of a queue's items, as {@link Client.items} resolves it. */
-export interface ItemPage {
-  /** The items, in the state's order, as {@link Client.job} describes them. */
-  items: JobInfo[];
-  /** How many items of that state the queue holds. */
-  total: number;
-}
 
 /**
  * How long after its lease ran out (as far as this client knows) a job it

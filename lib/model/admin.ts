@@ -14,6 +14,8 @@
  * @module
  */
 
+import type { JobInfo } from "./jobs.ts";
+
 /**
  * What a session's client is asked to do: `quiet` stops it taking work (it
  * finishes what it holds, then exits), `stop` stops it as SIGTERM would.
@@ -52,6 +54,27 @@ export const DEFAULT_ITEMS_PAGE = 50;
 
 /** Most items one page lists. */
 export const MAX_ITEMS_PAGE = 500;
+
+/** A query for a page of a queue's live items. */
+export interface ItemsQuery {
+  /**
+   * Which items: `ready` in serve order, `delayed` by when they become
+   * ready, `leased` by when their lease began.
+   */
+  state: ListedState;
+  /** How many of them to skip (default 0). */
+  offset?: number;
+  /** How many to list: 1 to {@link MAX_ITEMS_PAGE}, {@link DEFAULT_ITEMS_PAGE} by default. */
+  limit?: number;
+}
+
+/** A page of a queue's live items. */
+export interface ItemPage {
+  /** The items, in the order their state is listed in, as a job lookup describes them. */
+  items: JobInfo[];
+  /** How many items of that state the queue holds. */
+  total: number;
+}
 
 /** A connected session as the operations side sees it. */
 export interface SessionView {
