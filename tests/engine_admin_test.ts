@@ -19,7 +19,13 @@ import {
   IDLE_QUEUE_SWEEP_THRESHOLD,
   type Item,
 } from "../lib/engine/engine.ts";
-import type { LoadedState, Store, StoredCounters, StoredItem } from "../lib/store/store.ts";
+import {
+  batchesOf,
+  type LoadedState,
+  type Store,
+  type StoredCounters,
+  type StoredItem,
+} from "../lib/store/store.ts";
 
 const START = 1_000_000;
 
@@ -35,7 +41,7 @@ class RecordingStore implements Store {
     this.forgotten.push(queue);
   }
   load(): Promise<LoadedState> {
-    return Promise.resolve({ items: [], nextId: 1 });
+    return Promise.resolve({ batches: [], nextId: 1 });
   }
   insert(item: StoredItem): void {
     this.inserted.push(item.id);
@@ -217,7 +223,7 @@ Deno.test("restore brings back counters, and the queue a loaded dead-letter queu
     failedAt: START,
   };
   e.restore({
-    items: [{ id: 2, queue: "a.dead", value: letter, attempts: 0, readyAt: 0 }],
+    batches: batchesOf([{ id: 2, queue: "a.dead", value: letter, attempts: 0, readyAt: 0 }]),
     nextId: 3,
     counters: [
       { queue: "a", put: 1, acked: 0, nacked: 0, expired: 0, failed: 1, dead: 1 },
@@ -232,7 +238,7 @@ Deno.test("restore brings back counters, and the queue a loaded dead-letter queu
   ]);
   const fresh = engine().engine;
   fresh.restore({
-    items: [{ id: 5, queue: "c.dead", value: "v", attempts: 0, readyAt: 0 }],
+    batches: batchesOf([{ id: 5, queue: "c.dead", value: "v", attempts: 0, readyAt: 0 }]),
     nextId: 6,
   });
   assert.deepEqual(fresh.stats().map((r) => r.name), ["c", "c.dead"], "with no counters kept too");

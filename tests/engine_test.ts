@@ -12,7 +12,8 @@
 
 import assert from "node:assert/strict";
 import { type Consumer, Engine, type EngineOptions, type Item } from "../lib/engine/engine.ts";
-import type { LoadedState, Store, StoredItem } from "../lib/store/store.ts";
+import { batchesOf, type LoadedState, type Store, type StoredItem } from "../lib/store/store.ts";
+import { itemCost } from "../lib/engine/item_cost.ts";
 
 const START = 1_000_000;
 const LEASE = 1_000;
@@ -483,7 +484,7 @@ class RecordingStore implements Store {
   readonly durable = false;
   readonly dirty = false;
   readonly events: string[] = [];
-  constructor(readonly state: LoadedState = { items: [], nextId: 1 }) {}
+  constructor(readonly state: LoadedState = { batches: [], nextId: 1 }) {}
   load(): Promise<LoadedState> {
     return Promise.resolve(this.state);
   }
@@ -522,11 +523,11 @@ Deno.test("engine: restore loads ready and delayed items and continues the ids",
   const h = new Harness();
   h.engine.restore({
     nextId: 100,
-    items: [
+    batches: batchesOf([
       { id: 7, queue: "q", value: "old", attempts: 2, readyAt: 0 },
       { id: 8, queue: "q", value: "soon", attempts: 0, readyAt: START + 100 },
       { id: 9, queue: "q", value: "past", attempts: 0, readyAt: START - 100 },
-    ],
+    ]),
   });
   assert.equal(h.stats().ready, 2);
   assert.equal(h.stats().delayed, 1);
@@ -537,4 +538,44 @@ Deno.test("engine: restore loads ready and delayed items and continues the ids",
   assert.deepEqual(items.map((item) => [item.id, item.attempts]), [[7, 3], [9, 1], [100, 1]]);
   h.advance(100);
   assert.deepEqual(h.take(c, "q").map((item) => item.value), ["soon"]);
+});
+
+Deno.test("engine: restored plain items keep their values, costs and order (compact entries)", () => {
+  const h = new Harness();
+  const values = [
+    0,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2 ** 32 - 1,
+    -1,
+    -32,
+    -33,
+    2 ** 31,
+    1.5,
+    "s",
+    { a: [1] },
+    null,
+    true,
+    "",
+  ];
+  h.engine.restore({
+    nextId: 100,
+    batches: batchesOf(
+      values.map((value, i) => ({ id: 10 + i, queue: "q", value, attempts: 0, readyAt: 0 })),
+    ),
+  });
+  const expected = values.reduce((sum: number, value) => sum + itemCost(value), 0);
+  assert.equal(h.engine.heldBytes, expected);
+  assert.deepEqual(h.engine.peek("q", 100).map((item) => item.value), values);
+  assert.deepEqual(h.engine.peek("q", 100).map((item) => item.id), values.map((_, i) => 10 + i));
+  assert.equal(h.engine.job(12)?.value, 128);
+  const c = h.engine.connect("c");
+  const got = h.take(c, "q", values.length);
+  assert.deepEqual(got.map((item) => item.value), values);
+  assert.equal(h.engine.ack(c, got.map((item) => item.id)).length, 0);
+  assert.equal(h.engine.heldBytes, 0);
 });

@@ -26,6 +26,7 @@
 
 import { Deque } from "../util/deque.ts";
 import { ReadySet } from "./ready_set.ts";
+import type { MakeItem } from "./compact_lane.ts";
 import { History } from "./history.ts";
 import {
   DEFAULT_HISTORY_COUNT,
@@ -42,7 +43,13 @@ import {
   RATE_BURST_MS,
 } from "../model/jobs.ts";
 import { NOT_SCHEDULED, type Timed, TimerHeap } from "./timer_heap.ts";
-import { type LoadedState, MemoryStore, type Store, type StoredItem } from "../store/store.ts";
+import {
+  type ItemBatch,
+  type LoadedState,
+  MemoryStore,
+  type Store,
+  type StoredItem,
+} from "../store/store.ts";
 import {
   DEAD_LETTER_SUFFIX,
   deadLetterQueue,
@@ -50,6 +57,7 @@ import {
   isDeadLetterQueue,
 } from "../model/queue_names.ts";
 import { itemCost } from "./item_cost.ts";
+import { decode } from "../model/codec.ts";
 import {
   type DeadLetter,
   DEFAULT_BACKOFF_BASE_MS,
@@ -293,7 +301,8 @@ export class Consumer {
 
 /** Counters and contents of one named queue. */
 class QueueState implements Timed {
-  readonly ready: ReadySet<Item> = new ReadySet();
+  /** Its ready items; plain ones as compact entries (see compact_lane.ts). */
+  readonly ready: ReadySet<Item>;
   readonly waiters: Deque<Waiter> = new Deque();
   liveWaiters = 0;
   leased = 0;
@@ -322,12 +331,29 @@ class QueueState implements Timed {
   deadline = 0;
   /** Timer heap position of the rate limit's wake-up. */
   heapIndex: number = NOT_SCHEDULED;
-  constructor(readonly name: string, readonly maxAttempts: number) {}
+  constructor(readonly name: string, readonly maxAttempts: number) {
+    this.ready = new ReadySet(itemMaker(name));
+  }
 
   /** Items in the queue: ready, delayed and leased. */
   get length(): number {
     return this.ready.length + this.delayed + this.leased;
   }
+}
+
+/**
+ * How the ready items of queue `queue` kept as compact entries become items
+ * again: a plain item is a fresh put (no attempts, priority, group, key,
+ * original, own maximum of attempts or error), so its id, creation time,
+ * value and cost are all it has.
+ */
+function itemMaker(queue: string): MakeItem<Item> {
+  return (id, createdAt, value, cost) => {
+    const item = new Item(id, queue, value);
+    item.createdAt = createdAt;
+    item.cost = cost;
+    return item;
+  };
 }
 
 /** Statistics of one queue, as {@link Engine.stats} reports them. */
@@ -381,6 +407,8 @@ export class Engine {
   /** Most queues at once (0: no limit). */
   readonly maxQueues: number;
   readonly #clock: () => number;
+  /** Whether the store records anything (not a {@link MemoryStore}): puts then make its items. */
+  readonly #storeKeeps: boolean;
   #heldBytes = 0;
   /** Queue count at which empty, unused queues are next swept away. */
   #sweepAt = IDLE_QUEUE_SWEEP_THRESHOLD;
@@ -399,6 +427,7 @@ export class Engine {
   /** Creates an empty engine; call {@link restore} to load a store's items. */
   constructor(options: EngineOptions = {}) {
     this.store = options.store ?? new MemoryStore();
+    this.#storeKeeps = !(this.store instanceof MemoryStore);
     this.#clock = options.clock ?? Date.now;
     this.defaultLeaseMs = options.defaultLeaseMs ?? DEFAULT_LEASE_MS;
     // Fields given as undefined take their defaults too (a spread would copy the undefined).
@@ -469,35 +498,56 @@ export class Engine {
       queue.failed = counted.failed;
       queue.dead = counted.dead;
     }
-    let lastDead = "";
-    for (const stored of state.items) {
-      if (stored.queue !== lastDead && isDeadLetterQueue(stored.queue)) {
-        lastDead = stored.queue;
-        this.#queue(stored.queue.slice(0, -DEAD_LETTER_SUFFIX.length));
-      }
+    for (const batch of state.batches) this.#restoreBatch(batch, now);
+  }
+
+  /**
+   * Loads one page of stored items: plain ready ones (no attempts, rare
+   * fields, own maximum of attempts or delay) straight into their queue's
+   * compact entries, the others as items.
+   */
+  #restoreBatch(batch: ItemBatch, now: number): void {
+    for (const name of batch.queues) {
+      if (isDeadLetterQueue(name)) this.#queue(name.slice(0, -DEAD_LETTER_SUFFIX.length));
     }
-    for (const stored of state.items) {
-      const item = new Item(stored.id, stored.queue, stored.value);
-      item.attempts = stored.attempts;
-      item.maxAttempts = stored.maxAttempts ?? 0;
-      item.lastError = stored.lastError;
-      if (
-        stored.priority !== undefined || stored.group !== undefined || stored.key !== undefined
-      ) {
-        const extra = item.extras();
-        extra.priority = stored.priority ?? 0;
-        extra.group = stored.group ?? "";
-        extra.keyHoldMs = stored.keyHoldMs ?? 0;
-        extra.key = stored.key;
+    const queues = batch.queues.map((name) => this.#queue(name));
+    const { ids, queueOf, values, valueEnds, attempts, maxAttempts, readyAt, createdAt, rare } =
+      batch;
+    let start = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const end = valueEnds[i];
+      const value = decodeStored(values, start, end);
+      start = end;
+      const queue = queues[queueOf[i]];
+      const id = ids[i];
+      const created = Number.isNaN(createdAt[i]) ? now : createdAt[i];
+      const cost = itemCost(value);
+      this.#heldBytes += cost;
+      const fields = rare?.get(i);
+      const at = readyAt[i];
+      if (fields === undefined && attempts[i] === 0 && maxAttempts[i] === 0 && !(at > now)) {
+        queue.ready.pushPlain(id, created, value, cost);
+        continue;
       }
-      item.createdAt = stored.createdAt ?? now;
-      item.cost = itemCost(item.value);
-      this.#heldBytes += item.cost;
-      const queue = this.#queue(item.queue);
-      if (stored.key !== undefined) {
-        (queue.keys ??= new Map()).set(stored.key, item);
+      const item = new Item(id, queue.name, value);
+      item.attempts = attempts[i];
+      item.maxAttempts = maxAttempts[i];
+      item.createdAt = created;
+      item.cost = cost;
+      if (fields !== undefined) {
+        item.lastError = fields.lastError;
+        if (
+          fields.priority !== undefined || fields.group !== undefined || fields.key !== undefined
+        ) {
+          const extra = item.extras();
+          extra.priority = fields.priority ?? 0;
+          extra.group = fields.group ?? "";
+          extra.keyHoldMs = fields.keyHoldMs ?? 0;
+          extra.key = fields.key;
+          if (fields.key !== undefined) (queue.keys ??= new Map()).set(fields.key, item);
+        }
       }
-      if (stored.readyAt > now) this.#delay(queue, item, stored.readyAt);
+      if (at > now) this.#delay(queue, item, at);
       else queue.ready.push(item);
     }
   }
@@ -564,9 +614,28 @@ export class Engine {
     const now = this.#clock();
     const readyAt = delayMs > 0 ? now + delayMs : 0;
     const keys = extras?.keys;
+    // Items that are only an id, a time, a value and a cost: kept compact while ready.
+    const plain = readyAt === 0 && maxAttempts === 0 &&
+      (extras === undefined || ((extras.priority ?? 0) === 0 && (extras.group ?? "") === ""));
     let added = 0;
     for (let i = 0; i < values.length; i++) {
       const key = keys?.[i];
+      if (plain && key === undefined && (originals === undefined || originals[i] === undefined)) {
+        const id = this.#nextId++;
+        const value = values[i];
+        const cost = costs !== undefined ? costs[i] : itemCost(value);
+        this.#heldBytes += cost;
+        ids[i] = id;
+        queue.ready.pushPlain(id, now, value, cost);
+        added++;
+        if (this.#storeKeeps) {
+          const item = new Item(id, name, value);
+          item.createdAt = now;
+          item.cost = cost;
+          this.store.insert(item);
+        }
+        continue;
+      }
       if (key !== undefined) {
         const taken = this.#keyTaken(queue, key, now);
         if (taken !== undefined) {
@@ -1234,9 +1303,12 @@ export class Engine {
    * removed.
    */
   discard(items: Iterable<StoredItem>): number {
-    const ready = new Map<QueueState, Set<Item>>();
+    // By id: a plain put's item was given to the store, but what is live now
+    // may be another object for it (its queue keeps plain ready items compact).
+    const wanted = new Map<QueueState, Set<number>>();
     const touched = new Set<QueueState>();
     let removed = 0;
+    let left = 0;
     const forget = (queue: QueueState, item: Item) => {
       this.#heldBytes -= item.cost;
       this.#releaseKey(queue, item, false);
@@ -1246,30 +1318,45 @@ export class Engine {
     };
     for (const stored of items) {
       if (!(stored instanceof Item)) continue;
-      const item = stored;
-      const queue = this.#queues.get(item.queue);
+      const queue = this.#queues.get(stored.queue);
       if (queue === undefined) continue;
-      if (this.#leased.get(item.id) === item) {
-        item.owner?.leases.delete(item);
-        this.#unlease(queue, item);
-        forget(queue, item);
-      } else if (item.state === "delayed" && item.heapIndex !== NOT_SCHEDULED) {
-        this.#timers.cancel(item);
+      const leased = this.#leased.get(stored.id);
+      if (leased !== undefined && leased.queue === stored.queue) {
+        leased.owner?.leases.delete(leased);
+        this.#unlease(queue, leased);
+        forget(queue, leased);
+      } else if (stored.state === "delayed" && stored.heapIndex !== NOT_SCHEDULED) {
+        this.#timers.cancel(stored);
         queue.delayed--;
-        item.state = "ready";
-        forget(queue, item);
-      } else if (item.state === "ready") {
-        let set = ready.get(queue);
-        if (set === undefined) ready.set(queue, set = new Set());
-        set.add(item);
+        stored.state = "ready";
+        forget(queue, stored);
+      } else if (stored.state === "ready") {
+        let set = wanted.get(queue);
+        if (set === undefined) wanted.set(queue, set = new Set());
+        set.add(stored.id);
+        left++;
       }
     }
-    for (const [queue, set] of ready) {
+    for (const [queue, set] of wanted) {
       queue.ready.removeWhere((item) => {
-        if (!set.has(item)) return false;
+        if (!set.has(item.id)) return false;
+        set.delete(item.id);
+        left--;
         forget(queue, item);
         return true;
       });
+    }
+    if (left > 0) {
+      // Not ready any more: delayed since (a nack or a failure with a delay), if live at all.
+      for (const entry of [...this.#timers.entries()]) {
+        if (!(entry instanceof Item) || entry.state !== "delayed") continue;
+        const queue = this.#queues.get(entry.queue);
+        if (queue === undefined || wanted.get(queue)?.has(entry.id) !== true) continue;
+        this.#timers.cancel(entry);
+        queue.delayed--;
+        entry.state = "ready";
+        forget(queue, entry);
+      }
     }
     for (const queue of touched) {
       if (queue.roomWaiters.length > 0) this.#wakeRoomWaiters(queue);
@@ -1563,6 +1650,43 @@ export class Engine {
       queue.waiters.removeWhere((w) => w.done);
     }
   }
+}
+
+/** msgpack's first byte of an unsigned integer of 1, 2 and 4 bytes. */
+const MSGPACK_UINT8 = 0xcc;
+const MSGPACK_UINT16 = 0xcd;
+const MSGPACK_UINT32 = 0xce;
+/** msgpack's first byte of the negative fixints (-32 to -1). */
+const MSGPACK_NEGATIVE_FIXINT = 0xe0;
+/** msgpack's largest positive fixint (a one-byte value, 0 to 127). */
+const MSGPACK_POSITIVE_FIXINT_MAX = 0x7f;
+
+/**
+ * The value stored as `bytes[start..end)` (one msgpack value, checked by
+ * the store): small unsigned and fixint integers read here, anything else
+ * through the codec.
+ */
+function decodeStored(bytes: Uint8Array, start: number, end: number): unknown {
+  const first = bytes[start];
+  switch (end - start) {
+    case 1:
+      if (first <= MSGPACK_POSITIVE_FIXINT_MAX) return first;
+      if (first >= MSGPACK_NEGATIVE_FIXINT) return first - 0x100;
+      break;
+    case 2:
+      if (first === MSGPACK_UINT8) return bytes[start + 1];
+      break;
+    case 3:
+      if (first === MSGPACK_UINT16) return (bytes[start + 1] << 8) | bytes[start + 2];
+      break;
+    case 5:
+      if (first === MSGPACK_UINT32) {
+        return ((bytes[start + 1] << 24) >>> 0) +
+          ((bytes[start + 2] << 16) | (bytes[start + 3] << 8) | bytes[start + 4]);
+      }
+      break;
+  }
+  return decode(bytes.subarray(start, end), "trusted");
 }
 
 /** What a lookup tells of `item`, live or finished. */

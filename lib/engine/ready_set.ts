@@ -9,6 +9,11 @@
  * exist only while they hold items, so a queue that saw a million groups
  * keeps only those that still have ready items.
  *
+ * Made with a `make` function, the default priority's lane of items without
+ * a group is a {@link CompactLane}: plain items added with
+ * {@link ReadySet.pushPlain} are kept there as compact entries (no object
+ * each) and made into items by `make` when taken or looked at.
+ *
  * @example
  * ```ts
  * import { ReadySet } from "./ready_set.ts";
@@ -24,6 +29,7 @@
  */
 
 import { Deque } from "../util/deque.ts";
+import { CompactLane, type MakeItem } from "./compact_lane.ts";
 
 /** The priority whose level is always kept: the default one. */
 const DEFAULT_LEVEL = 0;
@@ -36,24 +42,34 @@ export interface Ranked {
   readonly group: string;
 }
 
+/** What a lane keeps its items in: a deque, or a {@link CompactLane}. */
+interface LaneItems<T> extends Iterable<T> {
+  readonly length: number;
+  push(item: T): void;
+  unshift(item: T): void;
+  shift(): T | undefined;
+  removeWhere(drop: (item: T) => boolean): number;
+}
+
 /** The items of one group within one priority. */
 class Lane<T> {
-  readonly items: Deque<T> = new Deque();
   /** Whether it is in its level's rotation (exactly when it holds items). */
   inRing = false;
-  constructor(readonly group: string) {}
+  constructor(readonly group: string, readonly items: LaneItems<T> = new Deque()) {}
 }
 
 /** The items of one priority: lanes by group, and the rotation of those that hold items. */
 class Level<T> {
   /** The lane of items without a group: kept while the level lives. */
-  readonly home: Lane<T> = new Lane("");
+  readonly home: Lane<T>;
   /** The other lanes that hold items, by group. */
   readonly lanes = new Map<string, Lane<T>>();
   /** Lanes with items, in the order they are next served. */
   readonly ring: Deque<Lane<T>> = new Deque();
   length = 0;
-  constructor(readonly priority: number) {}
+  constructor(readonly priority: number, home: LaneItems<T> = new Deque()) {
+    this.home = new Lane("", home);
+  }
 
   lane(group: string): Lane<T> {
     if (group === "") return this.home;
@@ -78,8 +94,20 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
    * Levels, highest priority first: those that hold items, and always the
    * default priority's (so a queue that keeps draining allocates nothing).
    */
-  readonly #levels: Level<T>[] = [new Level(DEFAULT_LEVEL)];
+  readonly #levels: Level<T>[];
+  /** The default priority's lane of items without a group, when it keeps plain items compact. */
+  readonly #plain: CompactLane<T> | undefined;
   #length = 0;
+
+  /**
+   * An empty set. With `make`, plain items (default priority, no group) may
+   * be added as compact entries ({@link pushPlain}), which `make` turns into
+   * items when they are taken or looked at.
+   */
+  constructor(make?: MakeItem<T>) {
+    this.#plain = make === undefined ? undefined : new CompactLane(make);
+    this.#levels = [new Level(DEFAULT_LEVEL, this.#plain)];
+  }
 
   /** How many items it holds. */
   get length(): number {
@@ -97,6 +125,24 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
     const level = this.#level(item.priority);
     const lane = level.lane(item.group);
     lane.items.push(item);
+    if (!lane.inRing) {
+      lane.inRing = true;
+      level.ring.push(lane);
+    }
+    level.length++;
+    this.#length++;
+  }
+
+  /**
+   * Adds a plain item (default priority, no group) at the back of its lane,
+   * as a compact entry: its id, creation time, value and cost, no object
+   * (see {@link CompactLane}). Only for a set made with `make`.
+   */
+  pushPlain(id: number, createdAt: number, value: unknown, cost: number): void {
+    const plain = this.#plain as CompactLane<T>;
+    const level = this.#level(DEFAULT_LEVEL);
+    const lane = level.home;
+    plain.pushPlain(id, createdAt, value, cost);
     if (!lane.inRing) {
       lane.inRing = true;
       level.ring.push(lane);
