@@ -86,7 +86,9 @@ export {
 export { type TlsClientOptions, TlsHandshakeError, type TlsServerOptions } from "./wire/tls.ts";
 export { makeTlsMaterial, type TlsMaterial, type TlsMaterialOptions } from "./cli/tls.ts";
 export {
+  type ItemBatch,
   type LoadedState,
+  type RareFields,
   type Store,
   type StoreChoice,
   type StoredCounters,

@@ -21,7 +21,7 @@
 
 import assert from "node:assert/strict";
 import { SqliteStore } from "../lib/store/sqlite.ts";
-import type { StoredItem } from "../lib/store/store.ts";
+import { type StoredItem, storedItemsOf } from "../lib/store/store.ts";
 import { openLocalBroker } from "../lib/broker/local.ts";
 import { NotSavedError } from "../lib/broker/errors.ts";
 import { serve } from "../lib/server/master.ts";
@@ -48,7 +48,7 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 async function storedValues(dir: string): Promise<unknown[]> {
   const store = new SqliteStore(dir);
   try {
-    return (await store.load()).items.map((item) => item.value);
+    return [...storedItemsOf((await store.load()).batches)].map((item) => item.value);
   } finally {
     await store.close();
   }

@@ -11,6 +11,10 @@
  * on a directory in use is refused until the first one closes. Queues'
  * counters are saved with the commits that touch their queue (those of a
  * failed commit by the next one), loaded, and a schema 2 database gains them.
+ * The load streams: pages of items in columns, every field and the value's
+ * bytes as stored, in id order across dense, sparse and mixed-queue pages;
+ * only the items there were at load, a page as it is pulled; a damaged value
+ * in a later page is named.
  *
  * @module
  */
@@ -30,7 +34,12 @@ import {
   StoreLockedError,
   StoreVersionError,
 } from "../lib/store/errors.ts";
-import type { StoredCounters, StoredItem } from "../lib/store/store.ts";
+import {
+  type StoredCounters,
+  type StoredItem,
+  storedItemsOf,
+  valueBytes,
+} from "../lib/store/store.ts";
 import { encode } from "../lib/model/codec.ts";
 import { EXIT_DATA, ProtocolError } from "../lib/errors.ts";
 import { plain, randomBytes, seededRandom } from "./_helpers.ts";
@@ -93,9 +102,22 @@ async function withStore<T>(dir: string, body: (store: SqliteStore) => Promise<T
   }
 }
 
+/** What a store loads, with its items read out of the batches as objects. */
+interface Loaded {
+  items: StoredItem[];
+  nextId: number;
+  counters?: StoredCounters[];
+}
+
+/** What `store` loads, its items read out (while it is open) as objects. */
+async function loadAll(store: SqliteStore): Promise<Loaded> {
+  const { batches, ...rest } = await store.load();
+  return { items: [...storedItemsOf(batches)], ...rest };
+}
+
 /** The items and next id a fresh store on `dir` loads. */
-function reload(dir: string) {
-  return withStore(dir, (store) => store.load());
+function reload(dir: string): Promise<Loaded> {
+  return withStore(dir, loadAll);
 }
 
 /** Total size of the database files (the database and its WAL, when present). */
@@ -125,23 +147,43 @@ function item(id: number, value: unknown, extra: Partial<StoredItem> = {}): Stor
 /**
  * Checks that opening a store on `dir` fails with `kind` (a data error, exit
  * code 3, one line naming the file) and leaves every file's bytes and the
- * directory's listing as they were.
+ * directory's listing as they were. With `atLoad`, opening may pass and
+ * loading must fail (the items' pages are checked as the load reads them).
  */
 async function assertRefusedUntouched(
   dir: string,
   kind: new (...args: never[]) => StoreError,
   pattern: RegExp,
+  atLoad = false,
 ): Promise<void> {
   const names = await listing(dir);
   const before = await Promise.all(names.map((name) => Deno.readFile(`${dir}/${name}`)));
-  assert.throws(() => new SqliteStore(dir), (error: unknown) => {
+  const refused = (error: unknown) => {
     assert.ok(error instanceof kind, `expected ${kind.name}, got ${error}`);
     assert.equal(error.exitCode, EXIT_DATA);
     assert.ok(error.message.includes(`${dir}/${DATABASE_FILE}`), error.message);
     assert.match(error.message, pattern);
     assert.ok(!error.message.includes("\n"), "one line");
     return true;
-  });
+  };
+  if (atLoad) {
+    // The items' pages are checked as the load reads them: opening may pass.
+    let store: SqliteStore | undefined;
+    try {
+      store = new SqliteStore(dir);
+    } catch (error) {
+      refused(error);
+    }
+    if (store !== undefined) {
+      try {
+        await assert.rejects(loadAll(store), refused);
+      } finally {
+        await store.close();
+      }
+    }
+  } else {
+    assert.throws(() => new SqliteStore(dir), refused);
+  }
   assert.deepEqual(await listing(dir), names, "no file was created or removed");
   for (const [i, name] of names.entries()) {
     assert.deepEqual(await Deno.readFile(`${dir}/${name}`), before[i], `${name} is unchanged`);
@@ -185,7 +227,7 @@ Deno.test("sqlite: items of every value type survive commit, close and reopen", 
       })
     );
     await withStore(dir, async (store) => {
-      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      assert.deepEqual(await loadAll(store), { items: [], nextId: 1 });
       for (const it of items) store.insert(it);
       assert.ok(store.dirty);
       await store.commit();
@@ -208,7 +250,7 @@ Deno.test("sqlite: items of every value type survive commit, close and reopen", 
 Deno.test("sqlite: close commits what is pending; updates and removals persist", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       for (let id = 1; id <= 4; id++) store.insert(item(id, `v${id}`));
       await store.commit();
       store.update(item(2, "v2", { attempts: 2, readyAt: 1234, lastError: "late" }));
@@ -229,7 +271,7 @@ Deno.test("sqlite: an item put and removed before a commit never reaches the dis
   await withTempDir(async (dir) => {
     const big = new Uint8Array(2 * 1024 * 1024).fill(0x5a);
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       await store.commit();
       const before = await databaseBytes(dir);
       store.insert(item(1, big));
@@ -251,7 +293,7 @@ Deno.test("sqlite: an item put and removed before a commit never reaches the dis
 Deno.test("sqlite: the latest state of an item wins, before and after its insert is written", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       // Updated before its insert was written: one insert with the new state.
       store.insert(item(1, "a"));
       store.update(item(1, "a", { attempts: 3, readyAt: 99, lastError: "e1" }));
@@ -276,7 +318,7 @@ Deno.test("sqlite: the latest state of an item wins, before and after its insert
 Deno.test("sqlite: the next id never goes back, even once every item is gone", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       for (let id = 1; id <= 10; id++) store.insert(item(id, id));
       await store.commit();
       for (let id = 1; id <= 10; id++) store.remove(id);
@@ -285,7 +327,7 @@ Deno.test("sqlite: the next id never goes back, even once every item is gone", a
     assert.deepEqual(await reload(dir), { items: [], nextId: 11 });
     // Again after a reopen, with ids handed out past the loaded next id.
     await withStore(dir, async (store) => {
-      assert.equal((await store.load()).nextId, 11);
+      assert.equal((await loadAll(store)).nextId, 11);
       store.insert(item(11, "x"));
       store.insert(item(20, "y"));
       store.remove(11);
@@ -302,13 +344,13 @@ Deno.test("sqlite: a fill-and-drain of 100,000 items gives the space back", asyn
     const dataDir = `${dir}/data`;
     // A fresh empty store, open and committed, as the baseline.
     const emptyBytes = await withStore(emptyDir, async (store) => {
-      await store.load();
+      await loadAll(store);
       await store.commit();
       return await databaseBytes(emptyDir);
     });
     const payload = "p".repeat(60);
     await withStore(dataDir, async (store) => {
-      await store.load();
+      await loadAll(store);
       for (let first = 1; first <= FILL_ITEMS; first += FILL_BATCH) {
         for (let id = first; id < first + FILL_BATCH; id++) {
           store.insert(item(id, { n: id, payload }));
@@ -351,7 +393,7 @@ Deno.test("sqlite: a text file in place of the database is refused and left unto
 Deno.test("sqlite: a taskq database with damaged pages in the middle is refused, untouched", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       for (let id = 1; id <= 2_000; id++) store.insert(item(id, { id, text: "t".repeat(100) }));
       await store.commit();
     });
@@ -363,7 +405,7 @@ Deno.test("sqlite: a taskq database with damaged pages in the middle is refused,
     const junk = randomBytes(seededRandom(3), 2 * PAGE_BYTES);
     bytes.set(junk, Math.floor(pages / 2) * PAGE_BYTES);
     await Deno.writeFile(path, bytes);
-    await assertRefusedUntouched(dir, StoreCorruptError, /damaged/);
+    await assertRefusedUntouched(dir, StoreCorruptError, /damaged/, true);
   });
 });
 
@@ -393,7 +435,7 @@ Deno.test("sqlite: an empty file is a new store", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeFile(`${dir}/${DATABASE_FILE}`, new Uint8Array(0));
     await withStore(dir, async (store) => {
-      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      assert.deepEqual(await loadAll(store), { items: [], nextId: 1 });
       store.insert(item(1, "first"));
     });
     assert.deepEqual((await reload(dir)).items, [item(1, "first", { maxAttempts: 0 })]);
@@ -403,7 +445,7 @@ Deno.test("sqlite: an empty file is a new store", async () => {
 Deno.test("sqlite: a database from a newer schema is refused with StoreVersionError", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       store.insert(item(1, "kept"));
     });
     const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
@@ -421,7 +463,7 @@ Deno.test("sqlite: a second store on a directory in use is refused until the fir
   await withTempDir(async (dir) => {
     const first = new SqliteStore(dir);
     try {
-      await first.load();
+      await loadAll(first);
       first.insert(item(1, "held"));
       await first.commit();
       assert.throws(() => new SqliteStore(dir), (error: unknown) => {
@@ -446,7 +488,7 @@ Deno.test("sqlite: a fresh store's directory is created, nested", async () => {
   await withTempDir(async (dir) => {
     const nested = `${dir}/a/b/c`;
     await withStore(nested, async (store) => {
-      await store.load();
+      await loadAll(store);
       assert.equal(store.path, `${nested}/${DATABASE_FILE}`);
     });
     assert.ok((await Deno.stat(`${nested}/${DATABASE_FILE}`)).isFile);
@@ -456,7 +498,7 @@ Deno.test("sqlite: a fresh store's directory is created, nested", async () => {
 Deno.test("sqlite: a database file emptied to 0 bytes is refused and left untouched", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       store.insert(item(1, "lost if the file is emptied"));
     });
     await Deno.truncate(`${dir}/${DATABASE_FILE}`, 0);
@@ -470,11 +512,11 @@ Deno.test("sqlite: a database file emptied to 0 bytes is refused and left untouc
 Deno.test("sqlite: a missing database file, in a new or an existing directory, is a new store", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      assert.deepEqual(await loadAll(store), { items: [], nextId: 1 });
     });
     await Deno.remove(`${dir}/${DATABASE_FILE}`);
     await withStore(dir, async (store) => {
-      assert.deepEqual(await store.load(), { items: [], nextId: 1 });
+      assert.deepEqual(await loadAll(store), { items: [], nextId: 1 });
       store.insert(item(1, "first"));
     });
     assert.deepEqual((await reload(dir)).items, [item(1, "first", { maxAttempts: 0 })]);
@@ -484,7 +526,7 @@ Deno.test("sqlite: a missing database file, in a new or an existing directory, i
 Deno.test("sqlite: a stored value that cannot be decoded is a StoreError (exit 3), not a ProtocolError", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       store.insert(item(1, "fine"));
       store.insert(item(2, "about to be damaged"));
     });
@@ -494,7 +536,7 @@ Deno.test("sqlite: a stored value that cannot be decoded is a StoreError (exit 3
     db.close();
     const store = new SqliteStore(dir);
     try {
-      await assert.rejects(store.load(), (error: unknown) => {
+      await assert.rejects(loadAll(store), (error: unknown) => {
         assert.ok(error instanceof StoreCorruptError, `expected StoreCorruptError, got ${error}`);
         assert.ok(error instanceof StoreError);
         assert.ok(!(error instanceof ProtocolError), "not a protocol error");
@@ -593,7 +635,7 @@ Deno.test("sqlite: priority, group, key, key hold and creation time survive clos
     const items: StoredItem[] = [];
     for (let id = 1; id <= FIELD_ITEMS; id++) items.push(engineItem(id, fieldsOf(id)));
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       for (const it of items) store.insert(it);
       await store.commit();
     });
@@ -626,7 +668,7 @@ Deno.test("sqlite: priority, group, key, key hold and creation time survive clos
       engineItem(3, { priority: -1, group: "", key: undefined, createdAt: 42 }),
     ];
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       for (const it of updated) store.update(it);
       // One inserted and updated in the same window: its latest state is inserted.
       const late = engineItem(FIELD_ITEMS + 1);
@@ -693,7 +735,7 @@ Deno.test("sqlite: a version 1 database is upgraded in place, keeping every item
 
     // Opened by this release: every item loads as it was, with none of the new fields.
     await withStore(dir, async (store) => {
-      const loaded = await store.load();
+      const loaded = await loadAll(store);
       assert.equal(loaded.nextId, V1_NEXT_ID);
       assert.deepEqual(loaded.items.map((it) => ({ ...it, value: plain(it.value) })), want);
       for (const it of loaded.items) {
@@ -728,7 +770,7 @@ Deno.test("sqlite: a version 1 database is upgraded in place, keeping every item
     const added = engineItem(V1_NEXT_ID, { priority: -2, key: "new", createdAt: 1_234 });
     const addedPlain = engineItem(V1_NEXT_ID + 1);
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       store.update(updated);
       store.remove(2);
       store.insert(added);
@@ -763,7 +805,7 @@ Deno.test("sqlite: counters are saved with the commits that touch their queue, a
   await withTempDir(async (dir) => {
     const live = new Map<string, StoredCounters>();
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       store.readCounters = (queue) => live.get(queue);
       live.set("q", counted("q", { put: 2 }));
       store.insert(item(1, "a"));
@@ -803,7 +845,7 @@ Deno.test("sqlite: a failed commit's counters are saved by the next one", async 
     const live = new Map<string, StoredCounters>([["q", counted("q", { put: 1 })]]);
     const store = new SqliteStore(dir, { maxPageCount: SMALL_DB_PAGES });
     try {
-      await store.load();
+      await loadAll(store);
       store.readCounters = (queue) => live.get(queue);
       store.insert(item(1, new Uint8Array(SMALL_DB_PAGES * PAGE_BYTES)));
       await assert.rejects(store.commit(), StoreError, "the database is full");
@@ -822,7 +864,7 @@ Deno.test("sqlite: a failed commit's counters are saved by the next one", async 
 Deno.test("sqlite: a version 2 database is upgraded in place to keep counters", async () => {
   await withTempDir(async (dir) => {
     await withStore(dir, async (store) => {
-      await store.load();
+      await loadAll(store);
       store.insert(item(1, "kept"));
     });
     // Back to schema 2, as the release before counters wrote it.
@@ -832,7 +874,7 @@ Deno.test("sqlite: a version 2 database is upgraded in place to keep counters", 
     db.close();
     const live = new Map([["q", counted("q", { put: 5, failed: 2 })]]);
     await withStore(dir, async (store) => {
-      const loaded = await store.load();
+      const loaded = await loadAll(store);
       assert.deepEqual(loaded.items.map((it) => it.value), ["kept"]);
       assert.equal(loaded.counters, undefined, "its queues count from zero");
       store.readCounters = (queue) => live.get(queue);
@@ -840,5 +882,169 @@ Deno.test("sqlite: a version 2 database is upgraded in place to keep counters", 
     });
     assert.equal(userVersion(dir), SCHEMA_VERSION);
     assert.deepEqual((await reload(dir)).counters, [counted("q", { put: 5, failed: 2 })]);
+  });
+});
+
+/** Rows a load reads per page (lib/store/sqlite.ts's LOAD_PAGE_ROWS), to span pages. */
+const PAGE_ROWS = 8_192;
+
+/** Items of the streaming-load test: three full pages and a partial one. */
+const STREAM_ITEMS = 3 * PAGE_ROWS + 123;
+
+/** The value of item `id` of the streaming-load test: each kind, binary with every byte. */
+function streamValue(id: number, random: () => number): unknown {
+  switch (id % 6) {
+    case 0:
+      return id;
+    case 1:
+      return `s${id}`;
+    case 2:
+      return randomBytes(random, id % 300); // every byte value, 0x00 and invalid UTF-8 included
+    case 3:
+      return { id, list: [id, "\u0000 and 🎉", null], blob: new Uint8Array([0, 255, 0xc1]) };
+    case 4:
+      return -id / 4;
+    default:
+      return id % 1000 === 5 ? "x".repeat(70_000) : [];
+  }
+}
+
+/** The queue of item `id` of the streaming-load test: one queue a page, or a mix. */
+function streamQueue(id: number): string {
+  if (id <= PAGE_ROWS || id > 2 * PAGE_ROWS) return "q";
+  // The second page mixes queues, one with the separator the load uses between names.
+  return ["a", "bé", "c\u001fd"][id % 3];
+}
+
+/** The rare fields and state of item `id` of the streaming-load test. */
+function streamFields(id: number): Partial<StoredItem> {
+  const fields: Partial<StoredItem> = {};
+  if (id % 11 === 0) Object.assign(fields, { attempts: 2, lastError: `boom ${id}` });
+  if (id % 13 === 0) fields.readyAt = 1_800_000_000_000 + id;
+  if (id % 17 === 0) fields.priority = id % 2 === 0 ? -3 : 1000;
+  if (id % 19 === 0) fields.group = `g${id % 4}`;
+  if (id % 23 === 0) Object.assign(fields, { key: `k${id}`, keyHoldMs: 500 });
+  if (id % 29 === 0) fields.maxAttempts = 7;
+  if (id % 31 !== 0) fields.createdAt = 1_700_000_000_000 + id; // else none (NULL)
+  return fields;
+}
+
+Deno.test("sqlite: a streaming load reads every field back over many pages, in id order", async () => {
+  await withTempDir(async (dir) => {
+    const random = seededRandom(15);
+    const want: StoredItem[] = [];
+    await withStore(dir, async (store) => {
+      await loadAll(store);
+      for (let id = 1; id <= STREAM_ITEMS; id++) {
+        const it = item(id, streamValue(id, random), {
+          queue: streamQueue(id),
+          ...streamFields(id),
+        });
+        store.insert(it);
+        // Gaps in the third page: its ids are not consecutive.
+        if (id > 2 * PAGE_ROWS && id % 7 === 0) store.remove(id, it.queue);
+        else want.push(asLoaded(it));
+      }
+      await store.commit();
+    });
+    await withStore(dir, async (store) => {
+      const state = await store.load();
+      assert.equal(state.nextId, STREAM_ITEMS + 1);
+      let previous = 0;
+      let batches = 0;
+      let at = 0;
+      for (const batch of state.batches) {
+        batches++;
+        assert.ok(batch.length >= 1 && batch.length <= PAGE_ROWS, `${batch.length} rows`);
+        assert.equal(batch.ids.length, batch.length);
+        assert.equal(batch.valueEnds[batch.length - 1], batch.values.length);
+        for (let i = 0; i < batch.length; i++, at++) {
+          assert.ok(batch.ids[i] > previous, "ids ascend across batches");
+          previous = batch.ids[i];
+          assert.equal(batch.ids[i], want[at].id);
+          assert.equal(batch.queues[batch.queueOf[i]], want[at].queue);
+          // The bytes as they were stored: nothing decoded and encoded again.
+          assert.deepEqual(
+            valueBytes(batch, i),
+            new Uint8Array(encode(want[at].value)),
+            `value of ${want[at].id}`,
+          );
+        }
+      }
+      assert.equal(at, want.length, "every item");
+      assert.equal(batches, Math.ceil(want.length / PAGE_ROWS), "full pages but the last");
+    });
+    const loaded = await reload(dir);
+    assert.equal(loaded.items.length, want.length);
+    for (const [i, got] of loaded.items.entries()) {
+      assert.deepEqual(got, want[i], `item ${want[i].id}`);
+    }
+  });
+});
+
+Deno.test("sqlite: a streaming load reads the items there were at load, a page as it is pulled", async () => {
+  await withTempDir(async (dir) => {
+    const before = 2 * PAGE_ROWS + 10;
+    await withStore(dir, async (store) => {
+      await loadAll(store);
+      for (let id = 1; id <= before; id++) store.insert(item(id, id));
+      await store.commit();
+    });
+    await withStore(dir, async (store) => {
+      const state = await store.load();
+      const pages = state.batches[Symbol.iterator]();
+      const firstPage = pages.next();
+      assert.ok(!firstPage.done);
+      assert.equal(firstPage.value.length, PAGE_ROWS);
+      // Changes the engine makes while the rest is still to be read: new items
+      // (above every stored id) and the removal of a loaded one.
+      for (let id = before + 1; id <= before + 100; id++) store.insert(item(id, id));
+      store.remove(1, "q");
+      await store.commit();
+      const ids: number[] = [...firstPage.value.ids];
+      for (let next = pages.next(); !next.done; next = pages.next()) ids.push(...next.value.ids);
+      assert.deepEqual(ids, Array.from({ length: before }, (_, i) => i + 1));
+    });
+    const loaded = await reload(dir);
+    assert.equal(loaded.items.length, before + 100 - 1);
+    assert.equal(loaded.items[0].id, 2);
+  });
+});
+
+Deno.test("sqlite: a damaged value in a later page names its item", async () => {
+  await withTempDir(async (dir) => {
+    await withStore(dir, async (store) => {
+      await loadAll(store);
+      for (let id = 1; id <= PAGE_ROWS + 50; id++) store.insert(item(id, `v${id}`));
+      await store.commit();
+    });
+    const bad = PAGE_ROWS + 20;
+    const db = new DatabaseSync(`${dir}/${DATABASE_FILE}`);
+    // A string header promising more bytes than the value has.
+    db.prepare("UPDATE items SET value = ? WHERE id = ?").run(new Uint8Array([0xa5, 0x61]), bad);
+    db.close();
+    await withStore(dir, async (store) => {
+      await assert.rejects(loadAll(store), (error: unknown) => {
+        assert.ok(error instanceof StoreCorruptError, `expected StoreCorruptError, got ${error}`);
+        assert.match(error.message, new RegExp(`item ${bad} of queue "q"`));
+        return true;
+      });
+    });
+  });
+});
+
+Deno.test("sqlite: a last page with gaps reads its ids, whatever their span", async () => {
+  await withTempDir(async (dir) => {
+    // Ids 1 to PAGE_ROWS but 2: the last page spans a full page's ids, but holds one fewer.
+    const ids = Array.from({ length: PAGE_ROWS }, (_, i) => i + 1).filter((id) => id !== 2);
+    await withStore(dir, async (store) => {
+      await loadAll(store);
+      for (const id of ids) store.insert(item(id, id));
+      await store.commit();
+    });
+    const loaded = await reload(dir);
+    assert.deepEqual(loaded.items.map((it) => it.id), ids);
+    assert.deepEqual(loaded.items.map((it) => it.value), ids);
+    assert.equal(loaded.nextId, PAGE_ROWS + 1);
   });
 });

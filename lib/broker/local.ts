@@ -48,7 +48,14 @@ import { ConfigError } from "../errors.ts";
 import { defaultMaxMemoryBytes, ITEMS_SHARE, MIB, shareOf } from "../util/memory.ts";
 import { MemoryStore, type Store, type StoredItem } from "../store/store.ts";
 
-export type { LoadedState, Store, StoredCounters, StoredItem } from "../store/store.ts";
+export type {
+  ItemBatch,
+  LoadedState,
+  RareFields,
+  Store,
+  StoredCounters,
+  StoredItem,
+} from "../store/store.ts";
 import { DATABASE_FILE, SqliteStore } from "../store/sqlite.ts";
 import type { RetryPolicy } from "../model/types.ts";
 import {

@@ -121,6 +121,41 @@ export function decode(payload: Uint8Array, trust: DecodeTrust = "peer"): unknow
   return value;
 }
 
+/**
+ * Checks, without building anything, that `bytes` hold exactly one msgpack
+ * value that {@link decode} accepts from a trusted writer (plain data, nested
+ * at most {@link MAX_VALUE_DEPTH} deep, the timestamp the only extension):
+ * how a store vouches for values it hands on still encoded.
+ * @throws {ProtocolError} when they do not.
+ *
+ * @example
+ * ```ts
+ * import { checkEncoded, encode } from "./codec.ts";
+ * checkEncoded(encode({ a: [1, "b"] })); // passes
+ * ```
+ */
+export function checkEncoded(bytes: Uint8Array): void {
+  scan(bytes, false);
+}
+
+/**
+ * Where the msgpack value that starts at `start` in `bytes` ends, checked as
+ * {@link checkEncoded} checks a whole payload (without building anything):
+ * how a store splits values kept one after the other.
+ * @throws {ProtocolError} when no such value starts there.
+ *
+ * @example
+ * ```ts
+ * import { encode, encodedEnd } from "./codec.ts";
+ * const a = encode("a"), b = encode([1]);
+ * const both = new Uint8Array([...a, ...b]);
+ * console.log(encodedEnd(both, 0) === a.length, encodedEnd(both, a.length) === both.length);
+ * ```
+ */
+export function encodedEnd(bytes: Uint8Array, start: number): number {
+  return scan(bytes, false, start, false);
+}
+
 // What the scan found a header to start.
 const STRING = 0;
 const BINARY = 1;
@@ -195,17 +230,19 @@ function sizeText(bytes: number): string {
  * It is iterative, with a stack of one count per open array or map, and does
  * constant work per header: linear in the frame's size. Every element takes at
  * least one byte, so a count is checked against the bytes that remain.
+ * Starts at `start` and returns where the value ends; unless `whole` is
+ * false, that must be the frame's end.
  * @throws {ProtocolError} when the frame is not one such value, or would cost
  *   more than {@link DECODED_COST_PER_WIRE_BYTE} per byte plus
  *   {@link DECODED_COST_ALLOWANCE_BYTES}.
  */
-function scan(bytes: Uint8Array, bounded: boolean): void {
+function scan(bytes: Uint8Array, bounded: boolean, start = 0, whole = true): number {
   const end = bytes.length;
   const limit = bounded
     ? DECODED_COST_ALLOWANCE_BYTES + DECODED_COST_PER_WIRE_BYTE * end
     : Infinity;
   const pending = scanPending;
-  let pos = 0;
+  let pos = start;
   let cost = 0;
   let depth = 0; // arrays and maps open around the next value
   let left = 1; // values still to read in the innermost open one (or at the top)
@@ -375,10 +412,11 @@ function scan(bytes: Uint8Array, bounded: boolean): void {
     pending[depth++] = left;
     left = n;
   }
-  if (pos !== end) {
+  if (whole && pos !== end) {
     throw notOneValue(`${end - pos} bytes follow the value (one value per frame)`);
   }
   if (cost > limit) throw tooCostly(end, cost);
+  return pos;
 }
 
 /** How a check refuses a value: for a bad type, or for a bad range (too deep, invalid Date). */

@@ -17,6 +17,8 @@
  * @module
  */
 
+import { decode, encode } from "../model/codec.ts";
+
 /** An item as a store keeps it. */
 export interface StoredItem {
   /** Unique id, never reused. */
@@ -63,10 +65,58 @@ export interface StoredCounters {
   dead: number;
 }
 
+/** The fields few items have, for one row of an {@link ItemBatch}. */
+export type RareFields = Pick<StoredItem, "lastError" | "priority" | "group" | "key" | "keyHoldMs">;
+
+/**
+ * A run of stored items in columns, in id order: one page of a streaming
+ * load. Its arrays are fresh and never touched again by the store, so a
+ * consumer may keep them (adopt `values` as an arena chunk) instead of
+ * copying. Values are msgpack bytes, checked to be well formed but not
+ * decoded (decode them with `decode(bytes, "trusted")` when needed).
+ *
+ * @example
+ * ```ts
+ * import { batchesOf, valueBytes } from "./store.ts";
+ * for (const batch of batchesOf([{ id: 1, queue: "q", value: "a", attempts: 0, readyAt: 0 }])) {
+ *   console.log(batch.ids[0], batch.queues[batch.queueOf[0]], valueBytes(batch, 0).length);
+ * }
+ * ```
+ */
+export interface ItemBatch {
+  /** Rows in the batch (at least one). */
+  readonly length: number;
+  /** Each row's id, ascending, above every id of earlier batches. */
+  readonly ids: Float64Array;
+  /** The queue names the batch's rows belong to (often just one). */
+  readonly queues: readonly string[];
+  /** Row `i`'s queue is `queues[queueOf[i]]`. */
+  readonly queueOf: Uint32Array;
+  /** Every row's value as msgpack bytes, one after the other. */
+  readonly values: Uint8Array;
+  /** Where row `i`'s bytes end in {@link values}; they start where row `i - 1`'s end (row 0: at 0). */
+  readonly valueEnds: Uint32Array;
+  /** Each row's deliveries so far. */
+  readonly attempts: Uint32Array;
+  /** Each row's deliveries allowed before dead-lettering; 0 for the queue's policy. */
+  readonly maxAttempts: Uint32Array;
+  /** Each row's earliest delivery (ms since the epoch); 0 for at once. */
+  readonly readyAt: Float64Array;
+  /** When each row was put (ms since the epoch); NaN when unknown (take the load time). */
+  readonly createdAt: Float64Array;
+  /** The rare fields of the rows that have any, by row index; `undefined` when no row has. */
+  readonly rare: ReadonlyMap<number, RareFields> | undefined;
+}
+
 /** What a store hands the engine when the master starts. */
 export interface LoadedState {
-  /** Items that outlived the previous run, in id order. */
-  items: StoredItem[];
+  /**
+   * Items that outlived the previous run, in id order, a page at a time:
+   * iterate it once. A store may read each page only when it is pulled, so a
+   * consumer may pull them all at once or a few at a time while serving.
+   * Iterating may throw a `StoreError` (a damaged value, an I/O error).
+   */
+  batches: Iterable<ItemBatch>;
   /** The next id to hand out (above every id ever used). */
   nextId: number;
   /** The queues' counters as the previous run left them (a store that keeps none: absent). */
@@ -120,6 +170,133 @@ export interface Store {
   onDiscard?: ((inserted: readonly StoredItem[]) => void) | undefined;
 }
 
+/** Rows per batch {@link batchesOf} makes. */
+export const BATCH_ROWS = 8192;
+
+/** The bytes of row `i`'s value in `batch`, a view into {@link ItemBatch.values} (not a copy). */
+export function valueBytes(batch: ItemBatch, i: number): Uint8Array {
+  return batch.values.subarray(i === 0 ? 0 : batch.valueEnds[i - 1], batch.valueEnds[i]);
+}
+
+/** The rare fields of `item` that it has (not at their "none" value), or `undefined` for none. */
+function rareFields(item: StoredItem): RareFields | undefined {
+  let rare: RareFields | undefined;
+  if (item.lastError !== undefined) (rare ??= {}).lastError = item.lastError;
+  if (item.priority !== undefined && item.priority !== 0) (rare ??= {}).priority = item.priority;
+  if (item.group !== undefined && item.group !== "") (rare ??= {}).group = item.group;
+  if (item.key !== undefined) (rare ??= {}).key = item.key;
+  if (item.keyHoldMs !== undefined && item.keyHoldMs !== 0) {
+    (rare ??= {}).keyHoldMs = item.keyHoldMs;
+  }
+  return rare;
+}
+
+/** Makes one batch of `items` (at least one), encoding their values. */
+function batchOf(items: readonly StoredItem[]): ItemBatch {
+  const length = items.length;
+  const encoded = items.map((item) => encode(item.value));
+  const values = new Uint8Array(encoded.reduce((sum, bytes) => sum + bytes.length, 0));
+  const valueEnds = new Uint32Array(length);
+  const ids = new Float64Array(length);
+  const queueOf = new Uint32Array(length);
+  const attempts = new Uint32Array(length);
+  const maxAttempts = new Uint32Array(length);
+  const readyAt = new Float64Array(length);
+  const createdAt = new Float64Array(length);
+  const queues: string[] = [];
+  const queueIndex = new Map<string, number>();
+  let rare: Map<number, RareFields> | undefined;
+  let end = 0;
+  for (let i = 0; i < length; i++) {
+    const item = items[i];
+    values.set(encoded[i], end);
+    end += encoded[i].length;
+    valueEnds[i] = end;
+    ids[i] = item.id;
+    let q = queueIndex.get(item.queue);
+    if (q === undefined) {
+      q = queues.push(item.queue) - 1;
+      queueIndex.set(item.queue, q);
+    }
+    queueOf[i] = q;
+    attempts[i] = item.attempts;
+    maxAttempts[i] = item.maxAttempts ?? 0;
+    readyAt[i] = item.readyAt;
+    createdAt[i] = item.createdAt ?? NaN;
+    const fields = rareFields(item);
+    if (fields !== undefined) (rare ??= new Map()).set(i, fields);
+  }
+  return {
+    length,
+    ids,
+    queues,
+    queueOf,
+    values,
+    valueEnds,
+    attempts,
+    maxAttempts,
+    readyAt,
+    createdAt,
+    rare,
+  };
+}
+
+/**
+ * The items `items` (in id order) as batches of up to {@link BATCH_ROWS}
+ * rows: a {@link LoadedState.batches} for a store (or a test) that holds
+ * its items as objects.
+ *
+ * @example
+ * ```ts
+ * import { batchesOf } from "./store.ts";
+ * const state = { nextId: 2, batches: batchesOf([{ id: 1, queue: "q", value: 1, attempts: 0, readyAt: 0 }]) };
+ * console.log([...state.batches].length); // 1
+ * ```
+ */
+export function* batchesOf(items: Iterable<StoredItem>): Generator<ItemBatch> {
+  let page: StoredItem[] = [];
+  for (const item of items) {
+    page.push(item);
+    if (page.length === BATCH_ROWS) {
+      yield batchOf(page);
+      page = [];
+    }
+  }
+  if (page.length > 0) yield batchOf(page);
+}
+
+/**
+ * The rows of `batches` as {@link StoredItem}s, values decoded, fields at
+ * their "none" value left out (as a store reads them back): for tests, and
+ * for a consumer that wants objects.
+ * @throws {ProtocolError} when a value cannot be decoded.
+ *
+ * @example
+ * ```ts
+ * import { batchesOf, storedItemsOf } from "./store.ts";
+ * const items = [...storedItemsOf(batchesOf([{ id: 1, queue: "q", value: "a", attempts: 0, readyAt: 0 }]))];
+ * console.log(items[0].value); // "a"
+ * ```
+ */
+export function* storedItemsOf(batches: Iterable<ItemBatch>): Generator<StoredItem> {
+  for (const batch of batches) {
+    for (let i = 0; i < batch.length; i++) {
+      const item: StoredItem = {
+        id: batch.ids[i],
+        queue: batch.queues[batch.queueOf[i]],
+        value: decode(valueBytes(batch, i), "trusted"),
+        attempts: batch.attempts[i],
+        readyAt: batch.readyAt[i],
+        maxAttempts: batch.maxAttempts[i],
+      };
+      const rare = batch.rare?.get(i);
+      if (rare !== undefined) Object.assign(item, rare);
+      if (!Number.isNaN(batch.createdAt[i])) item.createdAt = batch.createdAt[i];
+      yield item;
+    }
+  }
+}
+
 /** The first id a fresh store hands out. */
 const FIRST_ID = 1;
 
@@ -132,7 +309,7 @@ export class MemoryStore implements Store {
 
   /** An empty state: no earlier run to recover. */
   load(): Promise<LoadedState> {
-    return Promise.resolve({ items: [], nextId: FIRST_ID });
+    return Promise.resolve({ batches: [], nextId: FIRST_ID });
   }
 
   /** Nothing to record. */
