@@ -3,7 +3,9 @@
  * that split or merge them arbitrarily (byte by byte, many per read, across
  * buffer growth), refusing an oversized length prefix before allocating for
  * it (up to 0xFFFFFFFF), the zero-length frame, the exact maximum, and
- * joinFrames.
+ * joinFrames; and the master's idle-shrinking reader against a reference
+ * framing (reads split at every byte), its idle size, its growth for batches
+ * and its shrinking back.
  *
  * @module
  */
@@ -13,7 +15,9 @@ import {
   DEFAULT_MAX_FRAME_BYTES,
   FRAME_HEADER_BYTES,
   FrameReader,
+  IDLE_BUFFER_BYTES,
   joinFrames,
+  SHRINK_AFTER_SMALL_READS,
 } from "../lib/wire/frame.ts";
 import { FrameTooLargeError, ProtocolError } from "../lib/errors.ts";
 import { frameOf, randomBytes, seededRandom } from "./_helpers.ts";
@@ -161,4 +165,153 @@ Deno.test("frame: the buffer is reused instead of growing without bound", () => 
     assert.equal(reader.next()?.length, 1000);
   }
   assert.ok(largest <= SMALL_BUFFER_BYTES, `buffer grew to ${largest} bytes`);
+});
+
+// ------------------------------------------------------------ shrinkWhenIdle (#15)
+
+/** A reader as the master's connections have it: small while idle. */
+function idleReader(max: number = DEFAULT_MAX_FRAME_BYTES): FrameReader {
+  return new FrameReader(max, { shrinkWhenIdle: true });
+}
+
+/**
+ * Feeds `stream` as reads of the given sizes (cycled; each at most the space
+ * offered), checking each read against the reference framing (every frame
+ * comes out whole, in order, the same bytes) and the reader's bounds.
+ */
+function checkAgainstReference(
+  stream: Uint8Array,
+  sent: Uint8Array[],
+  chunkSizes: number[],
+  reader: FrameReader = idleReader(),
+): void {
+  const got: Uint8Array[] = [];
+  let offset = 0;
+  for (let i = 0; offset < stream.length; i++) {
+    const space = reader.space();
+    assert.ok(space.length > 0, "space() must offer room to read into");
+    const n = Math.min(chunkSizes[i % chunkSizes.length], space.length, stream.length - offset);
+    space.set(stream.subarray(offset, offset + n));
+    reader.written(n);
+    offset += n;
+    for (let f = reader.next(); f !== undefined; f = reader.next()) got.push(f.slice());
+    // The reference: frames wholly within the first `offset` bytes, and what is left pending.
+    let whole = 0;
+    let at = 0;
+    while (whole < sent.length && at + FRAME_HEADER_BYTES + sent[whole].length <= offset) {
+      at += FRAME_HEADER_BYTES + sent[whole].length;
+      whole++;
+    }
+    assert.equal(got.length, whole, `after ${offset} bytes`);
+    assert.equal(reader.pendingBytes, offset - at, `pending after ${offset} bytes`);
+  }
+  assert.deepEqual(got, sent);
+}
+
+Deno.test("frame: an idle-shrinking reader splits nothing wrongly, at every byte boundary", () => {
+  const random = seededRandom(15);
+  // Small frames (gets, acks), one a little over the idle buffer, one larger than a full read.
+  const sent = [
+    ...payloads(random, 12, 40),
+    randomBytes(random, IDLE_BUFFER_BYTES + 10),
+    ...payloads(random, 5, 300),
+    randomBytes(random, 70_000),
+    ...payloads(random, 3, 20),
+  ];
+  const stream = joinFrames(sent, sent.reduce((n, p) => n + p.length, 0));
+  // Two reads split at every byte of the first few frames and of the idle-size frame's edges,
+  // then every 97th byte further on.
+  for (let split = 1; split < stream.length; split += split < 2_000 ? 1 : 97) {
+    checkAgainstReference(stream, sent, [split, stream.length]);
+  }
+  // Byte by byte, and random read sizes.
+  checkAgainstReference(stream, sent, [1]);
+  for (let round = 0; round < 20; round++) {
+    const sizes = Array.from({ length: 17 }, () => 1 + Math.floor(random() * 3_000));
+    checkAgainstReference(stream, sent, sizes);
+  }
+});
+
+Deno.test("frame: an idle connection's reader stays at the idle size", () => {
+  const reader = idleReader();
+  assert.equal(reader.capacity, IDLE_BUFFER_BYTES);
+  // A worker's requests one at a time (a get, an ack): each fits, and the buffer stays small.
+  const get = frameOf(new Uint8Array(40).fill(1));
+  const ack = frameOf(new Uint8Array(600).fill(2));
+  for (let i = 0; i < 1_000; i++) {
+    const frame = i % 2 === 0 ? get : ack;
+    const space = reader.space();
+    assert.ok(space.length >= frame.length);
+    space.set(frame);
+    reader.written(frame.length);
+    assert.equal(reader.next()?.length, frame.length - FRAME_HEADER_BYTES);
+    assert.equal(reader.capacity, IDLE_BUFFER_BYTES);
+  }
+  // Before authentication (1 KiB frames) it is no larger.
+  assert.ok(idleReader(1024).capacity <= IDLE_BUFFER_BYTES);
+});
+
+Deno.test("frame: a read that fills the buffer earns full reads; small reads shrink it back", () => {
+  const reader = idleReader();
+  const frame = frameOf(new Uint8Array(100).fill(3));
+  const batch = new Uint8Array(frame.length * 2_000);
+  for (let i = 0; i < 2_000; i++) batch.set(frame, i * frame.length);
+  let offset = 0;
+  let reads = 0;
+  let frames = 0;
+  while (offset < batch.length) {
+    const space = reader.space();
+    if (reads > 0) assert.ok(space.length >= 64 * 1024, `read ${reads} offered ${space.length}`);
+    const n = Math.min(space.length, batch.length - offset);
+    space.set(batch.subarray(offset, offset + n));
+    reader.written(n);
+    offset += n;
+    reads++;
+    while (reader.next() !== undefined) frames++;
+  }
+  assert.equal(frames, 2_000);
+  assert.ok(reads <= 2 + Math.ceil(batch.length / (64 * 1024)), `${reads} reads`);
+  assert.ok(reader.capacity > IDLE_BUFFER_BYTES);
+  // The batch is over: small requests again, and the large buffer goes.
+  for (let i = 0; i < SHRINK_AFTER_SMALL_READS + 1; i++) {
+    reader.push(frame);
+    assert.equal(reader.next()?.length, 100);
+  }
+  reader.space();
+  assert.equal(reader.capacity, IDLE_BUFFER_BYTES);
+});
+
+Deno.test("frame: an idle-shrinking reader hands a large frame over and refuses oversized ones", () => {
+  const random = seededRandom(16);
+  const big = randomBytes(random, 1_000_000);
+  const reader = idleReader(2_000_000);
+  reader.push(frameOf(big));
+  assert.deepEqual(reader.take(), big);
+  assert.ok(reader.capacity <= 2 * 64 * 1024, `kept ${reader.capacity} bytes`);
+
+  const refusing = idleReader(1024);
+  const before = refusing.capacity;
+  refusing.push(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1]));
+  refusing.space();
+  assert.equal(refusing.capacity, before, "nothing is allocated for a refused length");
+  assert.throws(() => refusing.next(), FrameTooLargeError);
+});
+
+Deno.test("frame: frames left unconsumed still leave room to read (a held peer is watched)", () => {
+  const reader = idleReader();
+  const frame = frameOf(new Uint8Array(30).fill(4));
+  let total = 0;
+  for (let i = 0; i < 500; i++) {
+    const space = reader.space();
+    assert.ok(space.length > 0);
+    const n = Math.min(space.length, frame.length);
+    space.set(frame.subarray(0, n));
+    reader.written(n);
+    total += n;
+    if (n < frame.length) reader.push(frame.subarray(n)), total += frame.length - n;
+  }
+  assert.equal(reader.pendingBytes, total);
+  let frames = 0;
+  while (reader.next() !== undefined) frames++;
+  assert.equal(frames, 500);
 });

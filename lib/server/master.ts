@@ -210,6 +210,8 @@ export class Master {
     const framed = new FramedConnection(conn, {
       maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES,
       shared: this.buffers,
+      // Thousands of clients may wait in a get: each keeps a small buffer meanwhile.
+      shrinkWhenIdle: true,
     });
     return new NativeSession(framed, this.#ctx);
   }

@@ -30,6 +30,7 @@ import type { FramedConnection } from "../wire/connection.ts";
 import {
   type ClientMessage,
   type ErrorMessage,
+  type GetRequest,
   type JobRecord,
   limitChanges,
   MAX_HELD_LISTED,
@@ -315,7 +316,10 @@ export class NativeSession {
       this.refuse("auth_failed", "authentication failed: the key was rejected");
       return;
     }
+    // Nothing of the handshake stays with a connection that may now wait for hours.
     clearTimeout(this.#deadline);
+    this.#deadline = undefined;
+    this.#clientNonce = this.#serverNonce = undefined;
     this.#phase = "ready";
     this.conn.maxFrameBytes = this.#ctx.maxFrameBytes;
     return this.#welcome(cn, sn);
@@ -388,7 +392,16 @@ export class NativeSession {
    */
   #onRequest(msg: Request): void | Promise<void> {
     this.#pending++;
-    this.#answer(msg).then(this.#reply);
+    let answer: Promise<OkReply>;
+    try {
+      answer = this.#call(msg);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    // Promise callbacks, not an async function: a get that waits (thousands may, one per
+    // idle worker) holds no suspended call frames.
+    const rid = msg.rid; // kept instead of the whole request while it waits
+    answer.then(this.#reply, (error) => this.#reply(this.#refusal(rid, error)));
     if (this.#pending < MAX_PENDING_REQUESTS) return;
     this.#room ??= Promise.withResolvers<void>();
     return this.#room.promise;
@@ -404,37 +417,46 @@ export class NativeSession {
     if (reply !== undefined && this.#phase !== "closed") this.conn.send(reply);
   };
 
-  /** The reply to a request: what the broker resolved with, or the error it failed with. */
-  async #answer(msg: Request): Promise<OkReply | ErrorMessage | undefined> {
-    try {
-      return await this.#call(msg);
-    } catch (error) {
-      if (this.#phase === "closed" || error instanceof SessionClosedError) return undefined;
-      const down = unavailableCause(error);
-      if (down !== undefined) {
-        // The master cannot serve this now: the request alone is refused, the connection goes
-        // on, and the client retries later (a worker keeps going; see lib/worker/worker.ts).
-        this.#ctx.broker.telemetry.countError(down.code);
-        const message = error instanceof Error ? error.message : down.message;
-        return { op: "error", rid: msg.rid, code: down.code, message };
-      }
-      if (error instanceof MemoryFullError || error instanceof TooManyQueuesError) {
-        // A refusal of this request alone: the connection goes on.
-        this.#ctx.broker.telemetry.countError(error.code);
-        return { op: "error", rid: msg.rid, code: error.code, message: error.message };
-      }
-      if (error instanceof NotSavedError) {
-        this.#ctx.log.error("store commit failed", { error: error.message });
-      } else {
-        this.#ctx.log.error("request failed", { peer: this.conn.peer, error: String(error) });
-      }
-      const message = error instanceof TaskqError ? error.message : "internal error";
-      this.#ctx.broker.telemetry.countError("internal");
-      return { op: "error", rid: msg.rid, code: "internal", message };
+  /** The reply to request `rid`, which the broker failed with `error` (none once closed). */
+  #refusal(rid: number, error: unknown): ErrorMessage | undefined {
+    if (this.#phase === "closed" || error instanceof SessionClosedError) return undefined;
+    const down = unavailableCause(error);
+    if (down !== undefined) {
+      // The master cannot serve this now: the request alone is refused, the connection goes
+      // on, and the client retries later (a worker keeps going; see lib/worker/worker.ts).
+      this.#ctx.broker.telemetry.countError(down.code);
+      const message = error instanceof Error ? error.message : down.message;
+      return { op: "error", rid, code: down.code, message };
     }
+    if (error instanceof MemoryFullError || error instanceof TooManyQueuesError) {
+      // A refusal of this request alone: the connection goes on.
+      this.#ctx.broker.telemetry.countError(error.code);
+      return { op: "error", rid, code: error.code, message: error.message };
+    }
+    if (error instanceof NotSavedError) {
+      this.#ctx.log.error("store commit failed", { error: error.message });
+    } else {
+      this.#ctx.log.error("request failed", { peer: this.conn.peer, error: String(error) });
+    }
+    const message = error instanceof TaskqError ? error.message : "internal error";
+    this.#ctx.broker.telemetry.countError("internal");
+    return { op: "error", rid, code: "internal", message };
   }
 
-  async #call(msg: Request): Promise<OkReply> {
+  /** The reply to `msg` once the broker's call resolves. */
+  #call(msg: Request): Promise<OkReply> {
+    return msg.op === "get" ? this.#get(msg) : this.#callOther(msg);
+  }
+
+  /** A get's reply: the items, once some come or the time runs out. */
+  #get(msg: GetRequest): Promise<OkReply> {
+    const rid = msg.rid;
+    const session = this.#session as BrokerSession;
+    return session.get(msg.queue, { max: msg.max, timeoutMs: msg.timeout, leaseMs: msg.lease })
+      .then((items) => ({ op: "ok", rid, jobs: toJobs(items) }));
+  }
+
+  async #callOther(msg: Exclude<Request, GetRequest>): Promise<OkReply> {
     const session = this.#session as BrokerSession;
     const rid = msg.rid;
     switch (msg.op) {
@@ -444,18 +466,6 @@ export class NativeSession {
         if (ids.existing !== undefined) reply.existing = ids.existing;
         return reply;
       }
-      case "get":
-        return {
-          op: "ok",
-          rid,
-          jobs: toJobs(
-            await session.get(msg.queue, {
-              max: msg.max,
-              timeoutMs: msg.timeout,
-              leaseMs: msg.lease,
-            }),
-          ),
-        };
       case "ack":
         return {
           op: "ok",

@@ -69,6 +69,12 @@ export interface FramedConnectionOptions {
   hardLimitBytes?: number;
   /** The budget every connection's queued outgoing bytes are charged to together. */
   shared?: ByteBudget;
+  /**
+   * Keep the read buffer at about a kilobyte while the peer sends little
+   * (see `shrinkWhenIdle` of frame.ts's `ReaderOptions`): the master's connections,
+   * thousands of which may wait in a get.
+   */
+  shrinkWhenIdle?: boolean;
 }
 
 /** A framed msgpack connection over a Deno TCP connection. */
@@ -102,7 +108,9 @@ export class FramedConnection {
     this.peer = addr.hostname.includes(":")
       ? `[${addr.hostname}]:${addr.port}`
       : `${addr.hostname}:${addr.port}`;
-    this.#reader = new FrameReader(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    this.#reader = new FrameReader(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, {
+      shrinkWhenIdle: options.shrinkWhenIdle,
+    });
     this.#highWater = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
     this.#hardLimit = Math.max(
       options.hardLimitBytes ?? DEFAULT_HARD_LIMIT_BYTES,
@@ -220,7 +228,17 @@ export class FramedConnection {
     const reader = this.#reader;
     let busyMs = 0; // time spent handling frames since the pump last let others run
     while (!this.#closed) {
-      if (!(await this.#readSome())) return;
+      // The read awaited here, not in a helper: an idle connection (thousands may
+      // wait in a get) holds one suspended call the less.
+      let n: number | null;
+      try {
+        n = await this.#startRead();
+      } catch {
+        n = null; // reset by peer, or closed by us
+      }
+      this.#reading = undefined;
+      if (n === null) return;
+      reader.written(n);
       let start = performance.now();
       for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
         const paused = onMessage(decode(frame, this.trust));
