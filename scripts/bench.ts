@@ -11,10 +11,15 @@
  * - the seed's workload: a producer puts N ints, 1, 2 and 4 worker processes
  *   square them into "results", the producer collects the N results.
  * Then the same seed workload on Python's managers (scripts/python_managers_bench.py),
- * the master's memory with 1,000,000 small items queued, and, for scale, a raw
+ * the master's memory growth with 1,000,000 small items queued, and, for scale, a raw
  * TCP ping-pong between two processes (the floor under every round trip).
  * The taskq producer pipelines batched puts and the workers prefetch; the
  * Python programs do what the seed does (one call at a time).
+ *
+ * The scale scenarios (scripts/scale_bench.ts, issue #15): the master's RSS
+ * growth for 1,000,000 small items; the seed workload with 0 and 10,000 idle
+ * connections; the same tasks over 1 and 10,000 queues; a durable master
+ * restarted with 1,000,000 and 10,000,000 items, to its first get.
  *
  * Over TLS (mutual, certificates from `makeTlsMaterial`), the seed workload
  * with 2 workers on a memory master, next to the same on plain TCP, with the
@@ -76,7 +81,9 @@
  *
  * Usage: deno task bench [--store memory|durable|postgres] [--peers] [N]   (default N = 100000)
  * TASKQ_BENCH_ONLY=tls,raw deno task bench   runs only the named parts, of:
- * raw, memory, durable, python, rss, tls, features, postgres (all by
+ * raw, memory, durable, python, rss, tls, features, postgres, and the scale
+ * parts of scripts/scale_bench.ts (scale-rss, scale-idle, scale-queues,
+ * scale-restart; `scale` names all four; `rss` is scale-rss) (all by
  * default), and pgsize, features-postgres and peers (only when named).
  * `--store NAME` adds that store's part to them (and, alone, runs only it);
  * `--peers` adds the part `peers` (TASKQ_BENCH_ONLY=memory deno task bench
@@ -91,6 +98,7 @@ import { type Client, connect, type Queue } from "../lib/mod.ts";
 import { makeTlsMaterial, writeTlsMaterial } from "../lib/cli/tls.ts";
 import { connectOn } from "./bench_worker.ts";
 import { type Peer, peerRatios, runPeers } from "./peers_bench.ts";
+import { runScale, scalePartsOf } from "./scale_bench.ts";
 import {
   clockTicks,
   type CpuSplit,
@@ -116,7 +124,6 @@ const WORKER_CONCURRENCY = 64;
 const WORKER_PREFETCH = 256;
 const COLLECT_BATCH = 1_000;
 const COLLECT_TIMEOUT_MS = 60_000;
-const MEMORY_ITEMS = 1_000_000;
 const PROGRESS_STEPS = 4;
 const STARTUP_POLL_MS = 20;
 
@@ -981,36 +988,6 @@ async function peersWorkload(): Promise<void> {
   );
 }
 
-async function rssOf(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
-
-async function memoryFootprint(): Promise<void> {
-  const master = await startMaster("memory");
-  try {
-    const client = await connect({ address: master.address, reconnect: false });
-    const before = await rssOf(master.pid);
-    const queue = client.queue("bench-memory");
-    const batch = Array.from({ length: PUT_BATCH }, (_, i) => i);
-    for (let sent = 0; sent < MEMORY_ITEMS; sent += PUT_BATCH) {
-      await queue.putMany(batch);
-      if (sent % (MEMORY_ITEMS / PROGRESS_STEPS) === 0) progress(`memory: ${sent}/${MEMORY_ITEMS}`);
-    }
-    const after = await rssOf(master.pid);
-    report({
-      scenario: "master-rss-1M-items",
-      store: "memory",
-      value: Math.round(after / 2 ** 20),
-      unit: "MiB RSS",
-      bytesPerItem: Math.round((after - before) / MEMORY_ITEMS),
-    });
-    await client.close();
-  } finally {
-    await master.stop();
-  }
-}
-
 function find(
   scenario: string,
   store: string,
@@ -1480,7 +1457,11 @@ for (const store of ["memory", "durable"] as const) {
 }
 if (runs("python")) { for (const workers of WORKER_COUNTS) await pythonWorkload(workers); }
 if (PEERS_RUN) await peersWorkload();
-if (runs("rss")) await memoryFootprint();
+{
+  // The scale scenarios (issue #15): RSS growth, idle connections, many queues, deep restarts.
+  const parts = scalePartsOf(runs);
+  if (parts.length > 0) failures.push(...await runScale({ n: N, parts, report, progress }));
+}
 if (runs("tls")) await tlsWorkload();
 if (runs("features")) await featureWorkloads(MEMORY_FEATURES);
 if (PG_COMPARISON || FEATURES_ON_POSTGRES || runs("pgsize")) await postgresParts();
