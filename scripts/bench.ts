@@ -113,6 +113,7 @@ import {
   postgresAvailable,
   startPostgres,
 } from "../tests/_postgres.ts";
+import { rate, round2, stopChild, within } from "./bench_util.ts";
 
 const DEFAULT_N = 100_000;
 const PUT_BATCH = 1_000;
@@ -277,34 +278,6 @@ interface RunningMaster {
   stop(): Promise<void>;
 }
 
-/** Resolves true once `promise` settles, or false after `ms` (the timer cleared either way). */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), ms));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Stops a child process: `signal` (SIGTERM), then SIGKILL if it is still there after a grace. */
-async function stopChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGTERM"): Promise<void> {
-  if (await within(child.status, 0)) return;
-  try {
-    child.kill(signal);
-  } catch {
-    // Exited meanwhile.
-  }
-  if (await within(child.status, STOP_GRACE_MS)) return;
-  try {
-    child.kill("SIGKILL");
-  } catch {
-    // Exited meanwhile.
-  }
-  await child.status;
-}
-
 /**
  * What a bounded scenario started (processes, clients, masters), stopped in
  * reverse order when it ends, whether it finished, failed or ran out of time.
@@ -444,10 +417,6 @@ async function rawPingPong(): Promise<void> {
   listener.close();
   const out = JSON.parse(new TextDecoder().decode((await echo.output()).stdout));
   report({ scenario: "raw-tcp-pingpong", value: out.median, unit: "µs median", p99: out.p99 });
-}
-
-function rate(count: number, ms: number): number {
-  return Math.round(count / (ms / 1000));
 }
 
 async function producerBatched(address: string, store: Store): Promise<void> {
@@ -1416,10 +1385,6 @@ function postgresSummary(): void {
       );
     console.log(`    ${key.padEnd(32)} ${parts.join(", ")}; machine busy ${Math.round(busy)}%`);
   }
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 // A request left behind by a failed scenario must not end the bench before its cleanup (which

@@ -61,6 +61,7 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { decode, encode } from "../lib/model/codec.ts";
 import { startPostgres } from "../tests/_postgres.ts";
+import { round2 } from "./bench_util.ts";
 
 /** Tasks by default. */
 const DEFAULT_N = 100_000;
@@ -285,10 +286,6 @@ export function describeSplit(split: CpuSplit): string {
   }
   return `cpu over ${split.seconds} s: ${parts.join(", ")}; machine busy ` +
     `${split.machineBusyPct}% of ${navigator.hardwareConcurrency} cores, iowait ${split.iowaitPct}%`;
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 // ------------------------------------------------------------------ the raw loop

@@ -54,6 +54,7 @@
 import process from "node:process";
 import { connect } from "../lib/mod.ts";
 import { clockTicks } from "./pg_raw_bench.ts";
+import { rate, round2, stopChild as stopChildWithin, within } from "./bench_util.ts";
 
 /**
  * The parts this script runs, each named in TASKQ_BENCH_ONLY.
@@ -334,17 +335,6 @@ class Cleanups {
   }
 }
 
-/** Resolves true once `promise` settles, or false after `ms` (the timer cleared either way). */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), ms));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Runs `run` within `ms`; a failure or overrun goes to `failures`. Resolves true on success. */
 async function bounded(
   label: string,
@@ -376,21 +366,9 @@ async function bounded(
   }
 }
 
-/** Stops a child process by its PID: `signal`, then SIGKILL if it is still there after a grace. */
-async function stopChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGTERM"): Promise<void> {
-  if (await within(child.status, 0)) return;
-  try {
-    child.kill(signal);
-  } catch {
-    // Exited meanwhile.
-  }
-  if (await within(child.status, STOP_GRACE_MS)) return;
-  try {
-    child.kill("SIGKILL");
-  } catch {
-    // Exited meanwhile.
-  }
-  await child.status;
+/** Stops a child process this script started, with this script's longer grace (a deep durable master). */
+function stopChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+  return stopChildWithin(child, signal, STOP_GRACE_MS);
 }
 
 /** A master this script started. */
@@ -532,14 +510,6 @@ function medians<T extends object>(list: readonly T[] | undefined): T | undefine
 
 function mib(bytes: number): number {
   return Math.round(bytes / MIB);
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-function rate(count: number, ms: number): number {
-  return Math.round(count / (ms / 1000));
 }
 
 /** Polls `check` every `pollMs` until it holds; throws `what` after `ms`. */
