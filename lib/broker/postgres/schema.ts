@@ -228,6 +228,38 @@ ${functionsSql(s)}`;
 }
 
 /**
+ * The plpgsql of `claim_special` that fetches the next candidates of the group
+ * whose index is the variable `g` (up to `k`, after those it fetched before,
+ * in serve order) into the candidate arrays: the same step whether a
+ * priority's rotation is being rebuilt or a group's turn came with its
+ * candidates used up.
+ */
+function refillCandidates(s: string, g: string): string {
+  return `FOR r IN
+    SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+    FROM ${s}.items i
+    WHERE i.queue = q AND i.lease_owner IS NULL AND i.ready_at <= t
+      AND i.grp = names[${g}]
+    UNION ALL
+    SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
+    FROM ${s}.items i
+    WHERE names[${g}] = '' AND i.queue = q AND i.lease_owner IS NULL
+      AND i.grp IS NULL AND i.ready_at <= t
+    ORDER BY 2 DESC, 3, 4 LIMIT k OFFSET fetched[${g}]
+  LOOP
+    cnt[${g}] := cnt[${g}] + 1;
+    x := (${g} - 1) * k + cnt[${g}];
+    cid[x] := r.id;
+    cpri[x] := r.priority;
+    crd[x] := r.ready_at;
+    cseq[x] := r.seq;
+    cby[x] := r.bytes;
+  END LOOP;
+  fetched[${g}] := fetched[${g}] + cnt[${g}];
+  more[${g}] := cnt[${g}] = k;`;
+}
+
+/**
  * The functions of schema `s` (quoted): whether a queue has limits or
  * grouped items (the plain claim calls it: a function's own plans are
  * cached, so the claim's planning stays as cheap as it was), the claim of
@@ -448,28 +480,7 @@ BEGIN
               IF ptr[gx] >= cnt[gx] AND more[gx] THEN
                 ptr[gx] := 0;
                 cnt[gx] := 0;
-                FOR r IN
-                  SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
-                  FROM ${s}.items i
-                  WHERE i.queue = q AND i.lease_owner IS NULL AND i.ready_at <= t
-                    AND i.grp = names[gx]
-                  UNION ALL
-                  SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
-                  FROM ${s}.items i
-                  WHERE names[gx] = '' AND i.queue = q AND i.lease_owner IS NULL
-                    AND i.grp IS NULL AND i.ready_at <= t
-                  ORDER BY 2 DESC, 3, 4 LIMIT k OFFSET fetched[gx]
-                LOOP
-                  cnt[gx] := cnt[gx] + 1;
-                  x := (gx - 1) * k + cnt[gx];
-                  cid[x] := r.id;
-                  cpri[x] := r.priority;
-                  crd[x] := r.ready_at;
-                  cseq[x] := r.seq;
-                  cby[x] := r.bytes;
-                END LOOP;
-                fetched[gx] := fetched[gx] + cnt[gx];
-                more[gx] := cnt[gx] = k;
+                ${refillCandidates(s, "gx")}
               END IF;
             END LOOP;
             SELECT max(cpri[(gj - 1) * k + ptr[gj] + 1]) INTO level
@@ -491,28 +502,7 @@ BEGIN
             CONTINUE WHEN NOT more[best];
             ptr[best] := 0;
             cnt[best] := 0;
-            FOR r IN
-              SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
-              FROM ${s}.items i
-              WHERE i.queue = q AND i.lease_owner IS NULL AND i.ready_at <= t
-                AND i.grp = names[best]
-              UNION ALL
-              SELECT i.id, i.priority, i.ready_at, i.seq, octet_length(i.value) AS bytes
-              FROM ${s}.items i
-              WHERE names[best] = '' AND i.queue = q AND i.lease_owner IS NULL
-                AND i.grp IS NULL AND i.ready_at <= t
-              ORDER BY 2 DESC, 3, 4 LIMIT k OFFSET fetched[best]
-            LOOP
-              cnt[best] := cnt[best] + 1;
-              x := (best - 1) * k + cnt[best];
-              cid[x] := r.id;
-              cpri[x] := r.priority;
-              crd[x] := r.ready_at;
-              cseq[x] := r.seq;
-              cby[x] := r.bytes;
-            END LOOP;
-            fetched[best] := fetched[best] + cnt[best];
-            more[best] := cnt[best] = k;
+            ${refillCandidates(s, "best")}
             CONTINUE WHEN cnt[best] = 0 OR cpri[(best - 1) * k + 1] <> level;
           END IF;
           bx := (best - 1) * k + ptr[best] + 1;
