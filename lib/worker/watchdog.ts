@@ -137,6 +137,9 @@ export class Watchdog {
   async close(): Promise<void> {
     await this.#writing;
     await this.#writer.close().catch(() => {});
+    // Unreferenced, its exit would not keep the event loop alive: a caller
+    // awaiting this could see the program end with the promise pending.
+    this.#child.ref();
     await this.#child.status;
   }
 
