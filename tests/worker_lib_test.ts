@@ -520,3 +520,60 @@ Deno.test("worker lib: the worker carries on when the master comes back on the s
     for (const master of masters) await master.close();
   }
 });
+
+Deno.test("worker lib: items delivered again to the same worker run once more, as their newest delivery", async () => {
+  await withMaster(async (client, master) => {
+    await client.queue("tasks").putMany(["a", "b"]);
+    const firstMayFinish = gate();
+    const runs: string[] = [];
+    let firstSignal: AbortSignal | undefined;
+    // One slot and room for three more: "a" runs, "b" waits in the buffer, and a get
+    // stays open at the master for two more.
+    const worker = new BackgroundWorker<string>({
+      client,
+      queue: "tasks",
+      results: "results",
+      concurrency: 1,
+      prefetch: 3,
+      leaseMs: 3_600_000,
+      handler: async (job, signal) => {
+        runs.push(`${job.value}#${job.attempt}`);
+        if (job.attempt === 1) {
+          firstSignal = signal;
+          await firstMayFinish.promise;
+        }
+        return job.value;
+      },
+    });
+    try {
+      const broker = master.broker as LocalBroker;
+      await waitFor(
+        "a to run and b to wait",
+        async () => runs.length === 1 && (await stats(master, "tasks")).leased === 2,
+      );
+      // Every lease runs out: the open get takes both items again, as attempt 2.
+      broker.tick(Date.now() + 7_200_000);
+      await waitFor(
+        "the earlier delivery of a to be abandoned",
+        () => firstSignal?.aborted === true,
+      );
+      firstMayFinish.resolve();
+      await waitFor(
+        "both results",
+        async () => (await stats(master, "results")).ready === 2,
+      );
+      const summary = await worker.stop();
+      // The first delivery of "a" ran, and its result was dropped; that of "b",
+      // still in the buffer, never ran: its newer delivery did.
+      assert.deepEqual(runs, ["a#1", "a#2", "b#2"]);
+      assert.deepEqual(summary, { ...NOTHING, done: 2, lost: 1 });
+      const results = await drain<string>(client, "results");
+      assert.deepEqual(results.map((job) => job.value).sort(), ["a", "b"]);
+      const tasks = await stats(master, "tasks");
+      assert.deepEqual([tasks.expired, tasks.acked, tasks.leased, tasks.ready], [2, 2, 0, 0]);
+    } finally {
+      firstMayFinish.resolve();
+      await worker.dispose();
+    }
+  });
+});

@@ -1224,6 +1224,14 @@ export class Client {
       lease.cancelled === undefined;
   }
 
+  /**
+   * The {@link sessionNumber} of the connection `job` came on; `undefined`
+   * for a job this client did not deliver.
+   */
+  deliveredOn(job: Job): number | undefined {
+    return leaseOf(job)?.session;
+  }
+
   /** Counts connections: 1 for the first, +1 with each reconnection. */
   get sessionNumber(): number {
     return this.#sessionNumber;

@@ -238,15 +238,34 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   };
   /** Jobs whose handler runs, with the controller that aborts it. */
   const running = new Map<LeasedJob<T>, AbortController>();
-  /** Leased jobs waiting for a slot. */
+  /**
+   * Leased jobs waiting for a slot; one superseded by a newer delivery of
+   * its item (see {@link newest}) is skipped when its turn comes.
+   */
   const buffered = new Deque<LeasedJob<T>>();
-  /** The connection (its {@link Client.sessionNumber}) each held job came on. */
-  const cameOn = new WeakMap<LeasedJob<T>, number>();
+  /** The newest delivery of each item held (running or buffered), by id: one lookup per job. */
+  const newest = new Map<LeasedJob<T>["id"], LeasedJob<T>>();
+  /** Whether `job` is the newest delivery of its item held here. */
+  const current = (job: LeasedJob<T>) => newest.get(job.id) === job;
+  /** Lets go of `job` (settled, skipped or given back). */
+  const release = (job: LeasedJob<T>) => {
+    if (current(job)) newest.delete(job.id);
+  };
+  /** Empties the buffer; returns the jobs in it that were still current, in order. */
+  const unbuffer = (): LeasedJob<T>[] => {
+    const jobs: LeasedJob<T>[] = [];
+    for (let job = buffered.shift(); job !== undefined; job = buffered.shift()) {
+      if (!current(job)) continue;
+      newest.delete(job.id);
+      jobs.push(job);
+    }
+    return jobs;
+  };
   /** Whether the connection `job` came on has dropped since (its lease went with it). */
   const droppedSince = (job: LeasedJob<T>) =>
-    !client.connected || cameOn.get(job) !== client.sessionNumber;
+    !client.connected || client.deliveredOn(job) !== client.sessionNumber;
   /** Every job's settling (handler and ack), awaited before returning. */
-  const settling = new Set<Promise<void>>();
+  const settling = new Unsettled();
   let lastItemAt = Date.now();
   let wake = Promise.withResolvers<void>();
   let fatal: { error: unknown } | undefined;
@@ -273,8 +292,36 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     log.info(`task cancelled; ${what}`, { id: job.id, attempt: job.attempt });
   };
 
-  /** Runs one job's handler, then acks it; frees its slot as soon as the handler returns. */
+  /**
+   * Runs one job's handler, then acks it; frees its slot as soon as the
+   * handler returns. Never rejects: what goes wrong is counted and logged, or
+   * (a bug) kept in `fatal`.
+   */
   const work = async (job: LeasedJob<T>, abort: AbortController): Promise<void> => {
+    settling.begin();
+    try {
+      await runAndAck(job, abort);
+    } catch (error) {
+      if (wasCancelled(job) && error instanceof LeaseLostError) {
+        cancelled(job, "it was cancelled while being settled");
+      } else if (error instanceof LeaseLostError) {
+        lost(job, "the master no longer held it leased to this worker");
+      } else if (isDisconnect(error)) {
+        lost(job, "the connection to the master dropped while it was settled", true);
+      } else if (isUnavailable(error)) {
+        lost(job, `the master could not settle it: ${describe(error)}`);
+      } else fatal ??= { error };
+    } finally {
+      running.delete(job);
+      release(job);
+      settling.end();
+      lastItemAt = Date.now();
+      fillSlots();
+    }
+  };
+
+  /** The handler, then the ack (see {@link work}). */
+  const runAndAck = async (job: LeasedJob<T>, abort: AbortController): Promise<void> => {
     let result: unknown;
     try {
       result = await handler(job, abort.signal);
@@ -349,26 +396,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     // The handler's signal also aborts, with the job's JobCancelledError, when it is cancelled.
     whenCancelled(job, (reason) => abort.abort(reason));
     running.set(job, abort);
-    const task: Promise<void> = work(job, abort)
-      .catch((error) => {
-        if (wasCancelled(job) && error instanceof LeaseLostError) {
-          cancelled(job, "it was cancelled while being settled");
-        } else if (error instanceof LeaseLostError) {
-          lost(job, "the master no longer held it leased to this worker");
-        } else if (isDisconnect(error)) {
-          lost(job, "the connection to the master dropped while it was settled", true);
-        } else if (isUnavailable(error)) {
-          lost(job, `the master could not settle it: ${describe(error)}`);
-        } else fatal ??= { error };
-      })
-      .finally(() => {
-        running.delete(job);
-        settling.delete(task);
-        lastItemAt = Date.now();
-        fillSlots();
-        wake.resolve();
-      });
-    settling.add(task);
+    work(job, abort);
   };
 
   /**
@@ -377,11 +405,10 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
    * one is abandoned: only the newest delivery may settle it.
    */
   const take = (job: LeasedJob<T>) => {
-    for (const [old, abort] of running) {
-      if (old.id === job.id && !abort.signal.aborted) abort.abort(ABANDONED);
-    }
-    buffered.removeWhere((old) => old.id === job.id);
-    cameOn.set(job, client.sessionNumber);
+    const old = newest.get(job.id);
+    const abort = old === undefined ? undefined : running.get(old);
+    if (abort !== undefined && !abort.signal.aborted) abort.abort(ABANDONED);
+    newest.set(job.id, job);
     buffered.push(job);
   };
 
@@ -389,8 +416,12 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   function fillSlots(): void {
     while (running.size < concurrency && buffered.length > 0 && !stopped()) {
       const job = buffered.shift() as LeasedJob<T>;
-      if (wasCancelled(job)) cancelled(job, "it was cancelled before it started");
-      else if (!client.mayHoldLease(job)) {
+      if (!current(job)) continue; // delivered again since: the newer delivery runs
+      if (wasCancelled(job)) {
+        release(job);
+        cancelled(job, "it was cancelled before it started");
+      } else if (!client.mayHoldLease(job)) {
+        release(job);
         // Its connection dropped while it waited: the master serves it again; no work is wasted.
         log.debug("a prefetched item went back with the connection", { id: job.id });
       } else start(job);
@@ -401,7 +432,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   /** Renews every held lease in one request; aborts the jobs whose lease is gone. */
   const renew = setInterval(() => {
     // Not those cancelled: their leases are gone already (and their work stops).
-    const held = [...running.keys(), ...buffered].filter((job) => !wasCancelled(job));
+    const held = [...newest.values()].filter((job) => !wasCancelled(job));
     if (held.length === 0) return;
     source.extend(held, leaseMs).catch((error) => {
       if (isUnavailable(error)) {
@@ -542,7 +573,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
           // The client logs the disconnect (once) and reconnects by itself.
           log.debug("a get was cut off by the connection dropping", { error: describe(error) });
           // Prefetched items were returned by the master with the connection.
-          buffered.removeWhere(() => true);
+          unbuffer();
           continue;
         }
         throw error;
@@ -562,13 +593,12 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
         await source.nack(late);
         summary.returned += late.length;
       }).catch(() => {});
-      if (client.connected) settling.add(returning);
+      if (client.connected) settling.track(returning);
     }
     // Give back what was prefetched but not started (once no get is waiting at
     // the master, which would take it straight back). While the master is
     // away, there is nothing to give back: it took back every lease.
-    const unstarted = [...buffered];
-    buffered.removeWhere(() => true);
+    const unstarted = unbuffer();
     for (const job of unstarted) {
       if (wasCancelled(job)) cancelled(job, "it was cancelled before it started");
     }
@@ -583,11 +613,11 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     }
     if (running.size > 0 && fatal === undefined) {
       // Quiet: the running handlers finish, however long they take, unless a stop comes.
-      if (!options.signal?.aborted) await Promise.race([Promise.all(settling), stopSignal]);
+      if (!options.signal?.aborted) await Promise.race([settling.none(), stopSignal]);
       if (running.size > 0 && options.signal?.aborted) {
         const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
         const left = Math.max(0, (stopAt ?? Date.now()) + graceMs - Date.now());
-        const finished = Promise.all(settling).then(() => false);
+        const finished = settling.none().then(() => false);
         if (await Promise.race([finished, after(left, true)])) {
           log.warn("grace period over; stopping the work still running", {
             running: running.size,
@@ -598,7 +628,7 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
     }
   } finally {
     // Bounded once stopped: what has not settled STOP_SETTLE_MS after the grace is left behind.
-    const settled = Promise.allSettled(settling);
+    const settled = settling.none();
     if (stopAt === undefined) await settled;
     else await Promise.race([settled, after(STOP_SETTLE_MS, undefined)]);
     clearInterval(renew);
@@ -607,4 +637,39 @@ export async function runWorker<T = unknown>(options: WorkerOptions<T>): Promise
   }
   if (fatal !== undefined) throw fatal.error;
   return summary;
+}
+
+/** Counts work under way (each job's settling), and tells when none is left. */
+class Unsettled {
+  #count = 0;
+  #none: PromiseWithResolvers<void> | undefined;
+
+  /** How many are under way. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** One more is under way. */
+  begin(): void {
+    this.#count++;
+  }
+
+  /** One is done. */
+  end(): void {
+    if (--this.#count > 0) return;
+    this.#none?.resolve();
+    this.#none = undefined;
+  }
+
+  /** Counts `promise` as under way until it settles. */
+  track(promise: Promise<unknown>): void {
+    this.begin();
+    promise.finally(() => this.end()).catch(() => {});
+  }
+
+  /** Resolves once none is under way (at once if none is now). */
+  none(): Promise<void> {
+    if (this.#count === 0) return Promise.resolve();
+    return (this.#none ??= Promise.withResolvers()).promise;
+  }
 }
