@@ -5,15 +5,24 @@
  * delivering [], ack/nack/extend and the ids they refuse, delays on put and
  * nack, lease expiry returning items to the front, disconnect returning
  * leases to the front and dropping waiting gets, statistics, nextDeadline,
- * store notifications and restore.
+ * store notifications and restore; 10,000 queues of a few items each
+ * created, drained, emptied, swept and used again, and seeded random
+ * operations on thousands of queues compared with a model.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { type Consumer, Engine, type EngineOptions, type Item } from "../lib/engine/engine.ts";
+import {
+  type Consumer,
+  Engine,
+  type EngineOptions,
+  IDLE_QUEUE_SWEEP_THRESHOLD,
+  type Item,
+} from "../lib/engine/engine.ts";
 import { batchesOf, type LoadedState, type Store, type StoredItem } from "../lib/store/store.ts";
 import { itemCost } from "../lib/engine/item_cost.ts";
+import { seededRandom } from "./_helpers.ts";
 
 const START = 1_000_000;
 const LEASE = 1_000;
@@ -578,4 +587,158 @@ Deno.test("engine: restored plain items keep their values, costs and order (comp
   assert.deepEqual(got.map((item) => item.value), values);
   assert.equal(h.engine.ack(c, got.map((item) => item.id)).length, 0);
   assert.equal(h.engine.heldBytes, 0);
+});
+
+Deno.test("engine: 10,000 queues of a few items each are created, drained, emptied, swept and used again", () => {
+  const h = new Harness();
+  const QUEUES = 10_000;
+  const name = (i: number) => `spread-${i}`;
+  /** What queue `i` holds in round `round`: a few values of several kinds, 1 to 12 of them. */
+  const valuesOf = (i: number, round: number): unknown[] =>
+    Array.from({ length: 1 + (i * 7 + round) % 12 }, (_, k) => {
+      const n = i * 100 + k + round;
+      return k % 4 === 0 ? `s${n}` : k === 5 ? 2 ** 31 + n : k === 7 ? { n } : n;
+    });
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < QUEUES; i++) h.engine.put(name(i), valuesOf(i, round));
+    assert.equal(h.engine.queueCount, QUEUES, `round ${round}: every queue holds items`);
+    // A lease that ends puts its item back in front of the others of its queue.
+    const c = h.engine.connect(`c${round}`);
+    const early = h.take(c, name(3), 1);
+    h.engine.disconnect(c);
+    const d = h.engine.connect(`d${round}`);
+    assert.deepEqual(h.stats(name(3)).ready, valuesOf(3, round).length);
+    for (let i = 0; i < QUEUES; i++) {
+      const expected = valuesOf(i, round);
+      const items = h.take(d, name(i), 100);
+      assert.deepEqual(items.map((item) => item.value), expected, `round ${round} queue ${i}`);
+      if (i === 3) assert.equal(items[0].id, early[0].id);
+      assert.deepEqual(h.engine.ack(d, items.map((item) => item.id)), []);
+      assert.equal(h.stats(name(i)).ready, 0);
+    }
+    assert.equal(h.engine.heldBytes, 0, `round ${round}: nothing held`);
+    // Emptied queues are used again as they are (round 1), or after being swept (round 2).
+    h.engine.disconnect(d);
+  }
+  // New queues past the sweep point forget the emptied ones.
+  for (let i = 0; i < QUEUES + IDLE_QUEUE_SWEEP_THRESHOLD; i++) h.engine.put(`more-${i}`, [i]);
+  assert.ok(h.engine.queueCount < 2 * QUEUES, `${h.engine.queueCount} queues after the sweep`);
+  const e = h.engine.connect("e");
+  for (let i = 0; i < QUEUES; i += 97) {
+    h.engine.put(name(i), valuesOf(i, 7));
+    assert.deepEqual(h.take(e, name(i), 100).map((item) => item.value), valuesOf(i, 7));
+  }
+  assert.deepEqual(h.take(e, "more-5", 10).map((item) => item.value), [5]);
+});
+
+Deno.test("engine: random operations on thousands of queues agree with a model", () => {
+  const h = new Harness({ retry: { maxAttempts: 1_000_000 } });
+  const random = seededRandom(15_10_000);
+  const QUEUES = 2_500; // past the sweep threshold, so emptied queues are forgotten and made again
+  const names = Array.from({ length: QUEUES }, (_, i) => `q${i}`);
+  /** Each queue's ready values, front first. */
+  const ready = new Map<string, unknown[]>();
+  const readyOf = (name: string) => {
+    let values = ready.get(name);
+    if (values === undefined) ready.set(name, values = []);
+    return values;
+  };
+  interface Held {
+    readonly id: number;
+    readonly queue: string;
+    readonly value: unknown;
+  }
+  const consumers = [0, 1, 2].map((i) => h.engine.connect(`c${i}`));
+  /** What each consumer holds, in the order taken. */
+  const held = new Map<Consumer, Held[]>(consumers.map((c) => [c, []]));
+  const pick = <V>(from: readonly V[]) => from[Math.floor(random() * from.length)];
+  const oddValues = [-0, 1.5, 2 ** 31, null, { a: [1] }, "", true];
+  let n = 0;
+  const counts = { taken: 0, nacked: 0, returned: 0, purged: 0, fresh: 0, swept: 0 };
+  let lastCount = 0;
+  for (let step = 0; step < 30_000; step++) {
+    const name = random() < 0.2 ? names[Math.floor(random() * 8)] : pick(names);
+    const model = readyOf(name);
+    const ci = Math.floor(random() * consumers.length);
+    const c = consumers[ci];
+    const mine = held.get(c) as Held[];
+    const r = random();
+    let what: string;
+    if (r < 0.4) {
+      const values = Array.from(
+        { length: 1 + Math.floor(random() * 4) },
+        () => random() < 0.1 ? pick(oddValues) : random() < 0.7 ? n++ : `v${n++}`,
+      );
+      what = `put ${values.length} on ${name}`;
+      h.engine.put(name, values);
+      model.push(...values);
+    } else if (r < 0.72) {
+      const max = 1 + Math.floor(random() * 6);
+      what = `take ${max} of ${name}`;
+      const items = h.take(c, name, max);
+      const expected = model.splice(0, max);
+      assert.deepEqual(items.map((item) => item.value), expected, `step ${step}: ${what}`);
+      for (const item of items) mine.push({ id: item.id, queue: name, value: item.value });
+      counts.taken += items.length;
+    } else if (r < 0.84) {
+      const acked = mine.filter(() => random() < 0.6);
+      what = `ack ${acked.length}`;
+      assert.deepEqual(h.engine.ack(c, acked.map((x) => x.id)), [], `step ${step}: ${what}`);
+      held.set(c, mine.filter((x) => !acked.includes(x)));
+    } else if (r < 0.92) {
+      const nacked = mine.filter(() => random() < 0.5);
+      what = `nack ${nacked.length}`;
+      assert.deepEqual(h.engine.nack(c, nacked.map((x) => x.id)), [], `step ${step}: ${what}`);
+      for (const x of nacked) readyOf(x.queue).push(x.value);
+      held.set(c, mine.filter((x) => !nacked.includes(x)));
+      counts.nacked += nacked.length;
+    } else if (r < 0.95) {
+      what = `disconnect c${ci}`;
+      h.engine.disconnect(c);
+      // Each queue gets back what the consumer held of it, in the order taken, in front.
+      const back = new Map<string, unknown[]>();
+      for (const x of mine) back.set(x.queue, [...back.get(x.queue) ?? [], x.value]);
+      for (const [queue, values] of back) ready.set(queue, [...values, ...readyOf(queue)]);
+      counts.returned += mine.length;
+      held.delete(c);
+      const fresh = h.engine.connect(`c${ci}-${step}`);
+      consumers[ci] = fresh;
+      held.set(fresh, []);
+    } else if (r < 0.97) {
+      what = `purge ${name}`;
+      assert.equal(h.engine.purge(name), model.length, `step ${step}: ${what}`);
+      counts.purged += model.length;
+      model.length = 0;
+    } else {
+      // A queue used once: made, filled, drained, left empty (swept later).
+      const once = `once-${step}`;
+      what = `once ${once}`;
+      h.engine.put(once, [step, `s${step}`]);
+      assert.deepEqual(h.drain(once), [step, `s${step}`], `step ${step}: ${what}`);
+      counts.fresh++;
+    }
+    assert.equal(h.stats(name).ready, readyOf(name).length, `step ${step}: ${what}`);
+    if (step % 37 === 0) {
+      const probe = pick(names);
+      assert.deepEqual(
+        h.engine.peek(probe, 1000).map((item) => item.value),
+        readyOf(probe),
+        `step ${step}: ${what}: peek ${probe}`,
+      );
+    }
+    if (h.engine.queueCount < lastCount) counts.swept++;
+    lastCount = h.engine.queueCount;
+  }
+  // Everything held goes back; every queue then drains to exactly its model.
+  for (const c of consumers) {
+    for (const x of held.get(c) as Held[]) readyOf(x.queue).push(x.value);
+    assert.deepEqual(h.engine.nack(c, (held.get(c) as Held[]).map((x) => x.id)), []);
+  }
+  for (const name of names) assert.deepEqual(h.drain(name), readyOf(name), `drain ${name}`);
+  assert.equal(h.engine.heldBytes, 0);
+  assert.ok(counts.taken > 5_000, `taken ${counts.taken}`);
+  assert.ok(counts.nacked > 500, `nacked ${counts.nacked}`);
+  assert.ok(counts.returned > 200, `returned ${counts.returned}`);
+  assert.ok(counts.purged > 50, `purged ${counts.purged}`);
+  assert.ok(counts.swept > 0, `swept ${counts.swept}`);
 });

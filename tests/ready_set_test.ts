@@ -6,7 +6,9 @@
  * `shift(allowed)` skipping refused groups and falling through to lower
  * priorities, removeWhere, iteration order, `grouped`, the plain queue
  * behaving as a deque) and seeded random operations compared after every step
- * with a model built on plain arrays.
+ * with a model built on plain arrays, among them many short-lived sets that
+ * hold only plain items for a while (one lane, no levels yet) before the
+ * first item with a priority or a group makes the levels.
  *
  * @module
  */
@@ -501,4 +503,64 @@ Deno.test("ready set: random operations agree with the array model", () => {
   assert.ok(counts.removed > 100, `removed ${counts.removed}`);
   assert.ok(counts.empty > 20, `empty ${counts.empty}`);
   assert.deepEqual(drain(set), model.order());
+});
+
+Deno.test("ready set: plain items first, then priorities and groups, agree with the model", () => {
+  // The set keeps plain items in one lane until the first item with a priority or a group;
+  // each round starts a new set, holds plain items for a while (some unshifted, shifted with
+  // allowed() refusing the empty group, removed), then mixes in the others.
+  const random = seededRandom(151515);
+  const priorities = [0, 0, 3, -2];
+  const groups = ["", "", "a", "b"];
+  const pick = <V>(from: readonly V[]) => from[Math.floor(random() * from.length)];
+  const counts = { madeWithItems: 0, refusedPlain: 0, removedPlain: 0, mixedShifts: 0 };
+  for (let round = 0; round < 300; round++) {
+    const set = new ReadySet<Item>();
+    const model = new Model();
+    const plainSteps = Math.floor(random() * 40);
+    let mixed = false;
+    for (let step = 0; step < plainSteps + 40; step++) {
+      const plain = step < plainSteps;
+      const r = random();
+      let what: string;
+      if (r < 0.45) {
+        const i = plain ? item() : item(pick(groups), pick(priorities));
+        if (!mixed && (i.priority !== 0 || i.group !== "")) {
+          mixed = true;
+          if (set.length > 0) counts.madeWithItems++;
+        }
+        what = `push ${JSON.stringify(i)}`;
+        set.push(i);
+        model.push(i);
+      } else if (r < 0.6) {
+        const i = item();
+        what = `unshift ${JSON.stringify(i)}`;
+        set.unshift(i);
+        model.unshift(i);
+      } else if (r < 0.93) {
+        const refuse = random() < 0.25 ? pick(groups) : undefined;
+        const allowed = refuse === undefined ? undefined : (group: string) => group !== refuse;
+        what = `shift refusing ${JSON.stringify(refuse)}`;
+        const expected = model.shift(allowed);
+        assert.equal(set.shift(allowed), expected, `round ${round} step ${step}: ${what}`);
+        if (!mixed && refuse === "" && model.length > 0) counts.refusedPlain++;
+        if (mixed && expected !== undefined) counts.mixedShifts++;
+      } else {
+        const k = Math.floor(random() * 3) + 2;
+        what = `removeWhere % ${k}`;
+        const drop = (i: Item) => i.id % k === 0;
+        const n = model.removeWhere(drop);
+        assert.equal(set.removeWhere(drop), n, `round ${round} step ${step}: ${what}`);
+        if (!mixed) counts.removedPlain += n;
+      }
+      assert.equal(set.length, model.length, `round ${round} step ${step}: ${what}`);
+      assert.equal(set.grouped, model.grouped, `round ${round} step ${step}: ${what}`);
+      assert.deepEqual(ids(set), ids(model.order()), `round ${round} step ${step}: ${what}`);
+    }
+    assert.deepEqual(drain(set), model.order());
+  }
+  assert.ok(counts.madeWithItems > 100, `levels made with items ${counts.madeWithItems}`);
+  assert.ok(counts.refusedPlain > 50, `plain shifts refused ${counts.refusedPlain}`);
+  assert.ok(counts.removedPlain > 50, `plain items removed ${counts.removedPlain}`);
+  assert.ok(counts.mixedShifts > 1000, `mixed shifts ${counts.mixedShifts}`);
 });

@@ -26,7 +26,7 @@
 
 import { Deque } from "../util/deque.ts";
 import { ReadySet } from "./ready_set.ts";
-import type { MakeItem } from "./compact_lane.ts";
+import { ChunkPool, type MakeItem } from "./compact_lane.ts";
 import { History } from "./history.ts";
 import {
   DEFAULT_HISTORY_COUNT,
@@ -331,8 +331,9 @@ class QueueState implements Timed {
   deadline = 0;
   /** Timer heap position of the rate limit's wake-up. */
   heapIndex: number = NOT_SCHEDULED;
-  constructor(readonly name: string, readonly maxAttempts: number) {
-    this.ready = new ReadySet(itemMaker(name));
+  /** A queue; its ready items' first words come from `chunks` (the engine's pool), if given. */
+  constructor(readonly name: string, readonly maxAttempts: number, chunks?: ChunkPool) {
+    this.ready = new ReadySet(makeItem, name, chunks);
   }
 
   /** Items in the queue: ready, delayed and leased. */
@@ -345,16 +346,15 @@ class QueueState implements Timed {
  * How the ready items of queue `queue` kept as compact entries become items
  * again: a plain item is a fresh put (no attempts, priority, group, key,
  * original, own maximum of attempts or error), so its id, creation time,
- * value and cost are all it has.
+ * value and cost are all it has. One function for every queue (its lanes
+ * are tagged with its name): a queue costs no closure.
  */
-function itemMaker(queue: string): MakeItem<Item> {
-  return (id, createdAt, value, cost) => {
-    const item = new Item(id, queue, value);
-    item.createdAt = createdAt;
-    item.cost = cost;
-    return item;
-  };
-}
+const makeItem: MakeItem<Item> = (id, createdAt, value, cost, queue) => {
+  const item = new Item(id, queue, value);
+  item.createdAt = createdAt;
+  item.cost = cost;
+  return item;
+};
 
 /** Statistics of one queue, as {@link Engine.stats} reports them. */
 export type QueueSnapshot = QueueStats;
@@ -413,6 +413,8 @@ export class Engine {
   /** Queue count at which empty, unused queues are next swept away. */
   #sweepAt = IDLE_QUEUE_SWEEP_THRESHOLD;
   readonly #queues = new Map<string, QueueState>();
+  /** Where the queues' small lanes take their words (see compact_lane.ts). */
+  readonly #chunks = new ChunkPool();
   /** Leased items by id: the only ones an ack, nack, fail or extend can name. */
   readonly #leased = new Map<number, Item>();
   readonly #timers = new TimerHeap<Item | Waiter | QueueState>();
@@ -1384,7 +1386,11 @@ export class Engine {
     let queue = this.#queues.get(name);
     if (queue === undefined) {
       if (this.#queues.size >= this.#sweepAt) this.#sweep();
-      queue = new QueueState(name, this.retry.maxAttemptsByQueue?.[name] ?? this.retry.maxAttempts);
+      queue = new QueueState(
+        name,
+        this.retry.maxAttemptsByQueue?.[name] ?? this.retry.maxAttempts,
+        this.#chunks,
+      );
       this.#queues.set(name, queue);
     }
     return queue;

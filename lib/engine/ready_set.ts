@@ -3,11 +3,15 @@
  * first), then round-robin across groups within that priority, then first
  * in, first out within a group.
  *
- * A queue whose items have no priority and no group holds one level with one
- * lane: every operation is then a deque operation and nothing more, so the
- * plain workload pays nothing for priorities and groups. Lanes and levels
- * exist only while they hold items, so a queue that saw a million groups
- * keeps only those that still have ready items.
+ * A queue whose items have no priority and no group holds them in one lane
+ * and nothing else: every operation is then a deque operation and nothing
+ * more, so the plain workload pays nothing for priorities and groups, and a
+ * new set costs its lane and nothing else (an engine may hold thousands of
+ * queues with a few items each). The first item with a priority or a group makes
+ * the levels, that lane becoming the default priority's lane of items
+ * without a group. Lanes and levels (but the default one) exist only while
+ * they hold items, so a queue that saw a million groups keeps only those
+ * that still have ready items.
  *
  * Made with a `make` function, the default priority's lane of items without
  * a group is a {@link CompactLane}: plain items added with
@@ -29,7 +33,7 @@
  */
 
 import { Deque } from "../util/deque.ts";
-import { CompactLane, type MakeItem } from "./compact_lane.ts";
+import { type ChunkPool, CompactLane, type MakeItem } from "./compact_lane.ts";
 
 /** The priority whose level is always kept: the default one. */
 const DEFAULT_LEVEL = 0;
@@ -62,8 +66,8 @@ class Lane<T> {
 class Level<T> {
   /** The lane of items without a group: kept while the level lives. */
   readonly home: Lane<T>;
-  /** The other lanes that hold items, by group. */
-  readonly lanes = new Map<string, Lane<T>>();
+  /** The other lanes that hold items, by group (made with the first). */
+  lanes: Map<string, Lane<T>> | undefined = undefined;
   /** Lanes with items, in the order they are next served. */
   readonly ring: Deque<Lane<T>> = new Deque();
   length = 0;
@@ -73,10 +77,11 @@ class Level<T> {
 
   lane(group: string): Lane<T> {
     if (group === "") return this.home;
-    let lane = this.lanes.get(group);
+    const lanes = this.lanes ??= new Map();
+    let lane = lanes.get(group);
     if (lane === undefined) {
       lane = new Lane(group);
-      this.lanes.set(group, lane);
+      lanes.set(group, lane);
     }
     return lane;
   }
@@ -84,29 +89,42 @@ class Level<T> {
   /** A lane ran out of items: it leaves the rotation (and the map, unless it is the home lane). */
   emptied(lane: Lane<T>): void {
     lane.inRing = false;
-    if (lane !== this.home) this.lanes.delete(lane.group);
+    if (lane !== this.home) this.lanes?.delete(lane.group);
   }
 }
 
 /** Ready items served by priority, then round-robin across groups, then FIFO. */
 export class ReadySet<T extends Ranked> implements Iterable<T> {
   /**
+   * The items of the default priority without a group: every item, until
+   * the levels are made.
+   */
+  readonly #home: LaneItems<T>;
+  /** The same lane, when it keeps plain items compact (made with `make`). */
+  readonly #plain: CompactLane<T> | undefined;
+  /**
    * Levels, highest priority first: those that hold items, and always the
    * default priority's (so a queue that keeps draining allocates nothing).
+   * Made with the first item that has a priority or a group.
    */
-  readonly #levels: Level<T>[];
-  /** The default priority's lane of items without a group, when it keeps plain items compact. */
-  readonly #plain: CompactLane<T> | undefined;
+  #levels: Level<T>[] | undefined = undefined;
   #length = 0;
 
   /**
    * An empty set. With `make`, plain items (default priority, no group) may
    * be added as compact entries ({@link pushPlain}), which `make` turns into
-   * items when they are taken or looked at.
+   * items when they are taken or looked at (told `tag` too: see
+   * {@link MakeItem}); their lane takes its first words from `pool`, if
+   * given (see {@link ChunkPool}).
    */
-  constructor(make?: MakeItem<T>) {
-    this.#plain = make === undefined ? undefined : new CompactLane(make);
-    this.#levels = [new Level(DEFAULT_LEVEL, this.#plain)];
+  constructor(make?: MakeItem<T>, tag = "", pool?: ChunkPool) {
+    if (make === undefined) {
+      this.#plain = undefined;
+      this.#home = new Deque();
+    } else {
+      this.#plain = new CompactLane(make, tag, pool);
+      this.#home = this.#plain;
+    }
   }
 
   /** How many items it holds. */
@@ -116,12 +134,22 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
 
   /** Whether some item has a group (so per-group limits may apply). */
   get grouped(): boolean {
-    for (const level of this.#levels) if (level.lanes.size > 0) return true;
+    for (const level of this.#levels ?? []) {
+      if (level.lanes !== undefined && level.lanes.size > 0) return true;
+    }
     return false;
   }
 
   /** Adds `item` at the back of its priority and group. */
   push(item: T): void {
+    if (this.#levels === undefined) {
+      if (item.priority === DEFAULT_LEVEL && item.group === "") {
+        this.#home.push(item);
+        this.#length++;
+        return;
+      }
+      this.#makeLevels();
+    }
     const level = this.#level(item.priority);
     const lane = level.lane(item.group);
     lane.items.push(item);
@@ -140,6 +168,11 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
    */
   pushPlain(id: number, createdAt: number, value: unknown, cost: number): void {
     const plain = this.#plain as CompactLane<T>;
+    if (this.#levels === undefined) {
+      plain.pushPlain(id, createdAt, value, cost);
+      this.#length++;
+      return;
+    }
     const level = this.#level(DEFAULT_LEVEL);
     const lane = level.home;
     plain.pushPlain(id, createdAt, value, cost);
@@ -153,6 +186,14 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
 
   /** Puts `item` back at the front of its priority and group (served next among them). */
   unshift(item: T): void {
+    if (this.#levels === undefined) {
+      if (item.priority === DEFAULT_LEVEL && item.group === "") {
+        this.#home.unshift(item);
+        this.#length++;
+        return;
+      }
+      this.#makeLevels();
+    }
     const level = this.#level(item.priority);
     const lane = level.lane(item.group);
     lane.items.unshift(item);
@@ -173,6 +214,12 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
    */
   shift(allowed?: (group: string) => boolean): T | undefined {
     const levels = this.#levels;
+    if (levels === undefined) {
+      // Only items without priority or group, all in one lane.
+      if (this.#length === 0 || (allowed !== undefined && !allowed(""))) return undefined;
+      this.#length--;
+      return this.#home.shift();
+    }
     if (levels.length === 1 && levels[0].ring.length === 1) {
       // One priority, one group (the plain queue): no rotation to keep.
       const level = levels[0];
@@ -213,12 +260,17 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
    * levels left empty are forgotten; the rotation keeps its order.
    */
   removeWhere(drop: (item: T) => boolean): number {
-    let removed = 0;
     const levels = this.#levels;
+    if (levels === undefined) {
+      const gone = this.#home.removeWhere(drop);
+      this.#length -= gone;
+      return gone;
+    }
+    let removed = 0;
     for (let l = levels.length - 1; l >= 0; l--) {
       const level = levels[l];
       let emptied = false;
-      for (const lane of [level.home, ...level.lanes.values()]) {
+      for (const lane of [level.home, ...level.lanes?.values() ?? []]) {
         const gone = lane.items.removeWhere(drop);
         if (gone === 0) continue;
         removed += gone;
@@ -241,6 +293,10 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
    * rotation order.
    */
   *[Symbol.iterator](): Iterator<T> {
+    if (this.#levels === undefined) {
+      yield* this.#home;
+      return;
+    }
     for (const level of this.#levels) {
       const lanes = [...level.ring];
       if (lanes.length === 0) continue;
@@ -262,15 +318,31 @@ export class ReadySet<T extends Ranked> implements Iterable<T> {
     }
   }
 
-  /** Forgets level `l` if it is empty and not the default priority's. */
-  #drop(l: number): void {
-    const level = this.#levels[l];
-    if (level.length === 0 && level.priority !== DEFAULT_LEVEL) this.#levels.splice(l, 1);
+  /**
+   * Makes the levels for the first item with a priority or a group: the
+   * default one, whose lane of items without a group is the one that held
+   * every item so far (in the rotation if it holds any).
+   */
+  #makeLevels(): void {
+    const level = new Level<T>(DEFAULT_LEVEL, this.#home);
+    if (this.#length > 0) {
+      level.home.inRing = true;
+      level.ring.push(level.home);
+      level.length = this.#length;
+    }
+    this.#levels = [level];
   }
 
-  /** The level of `priority`, created in its place when absent. */
+  /** Forgets level `l` if it is empty and not the default priority's. */
+  #drop(l: number): void {
+    const levels = this.#levels as Level<T>[];
+    const level = levels[l];
+    if (level.length === 0 && level.priority !== DEFAULT_LEVEL) levels.splice(l, 1);
+  }
+
+  /** The level of `priority`, created in its place when absent (the levels are made). */
   #level(priority: number): Level<T> {
-    const levels = this.#levels;
+    const levels = this.#levels as Level<T>[];
     // Nearly always the one default level: check that before searching.
     if (levels.length === 1 && levels[0].priority === priority) return levels[0];
     let lo = 0;
