@@ -176,6 +176,21 @@ Deno.test("compact lane: removeWhere drops matches and keeps the order and form 
 });
 
 /** Seeded random operations on one lane (of `pool`, if given), compared with an array model. */
+/**
+ * Adds `entry` (held as an object) to `lane` and to its `model`: at the back
+ * when `coin` < 0.5, else at the front. Returns what it did, for messages.
+ */
+function addObject(lane: CompactLane<Entry>, model: Entry[], entry: Entry, coin: number): string {
+  if (coin < 0.5) {
+    lane.push(entry);
+    model.push(entry);
+    return `push object ${entry.id}`;
+  }
+  lane.unshift(entry);
+  model.unshift(entry);
+  return `unshift object ${entry.id}`;
+}
+
 function randomLaneAgainstModel(seed: number, pool?: ChunkPool): void {
   const random = seededRandom(seed);
   const lane = new CompactLane(make, "", pool);
@@ -207,16 +222,7 @@ function randomLaneAgainstModel(seed: number, pool?: ChunkPool): void {
       model.push(make(id, now, value, cost));
       counts.pushed++;
     } else if (r < pushBias + 0.08) {
-      const e: Entry = { ...make(nextId++, now, "obj", 7), object: true };
-      if (random() < 0.5) {
-        what = `push object ${e.id}`;
-        lane.push(e);
-        model.push(e);
-      } else {
-        what = `unshift object ${e.id}`;
-        lane.unshift(e);
-        model.unshift(e);
-      }
+      what = addObject(lane, model, { ...make(nextId++, now, "obj", 7), object: true }, random());
       counts.objects++;
     } else if (r < 0.995) {
       what = "shift";
@@ -521,16 +527,8 @@ Deno.test("compact lanes sharing a pool: random fills, drains and reuse agree wi
       model.push({ ...make(id, now, value, cost), group: tag });
     } else if (r < (phase ? 0.62 : 0.32)) {
       const e: Entry = { ...make(nextId++, now, "o", 3), group: tag, object: true };
-      if (random() < 0.5) {
-        what = `push object ${e.id}`;
-        lane.push(e);
-        model.push(e);
-      } else {
-        what = `unshift object ${e.id}`;
-        lane.unshift(e);
-        model.unshift(e);
-        counts.fronts++;
-      }
+      what = addObject(lane, model, e, random());
+      if (what.startsWith("unshift")) counts.fronts++;
     } else if (r < 0.985) {
       what = "shift";
       const got = lane.shift();
