@@ -1,7 +1,8 @@
 /**
  * Python's framing (lib/wire/python/frame.ts): reassembly from arbitrary
  * reads, the -1 escape to an 8-byte length, refusal of negative lengths, and
- * refusal of oversized lengths (4 GiB included) before anything is allocated.
+ * refusal of oversized lengths (4 GiB included) before anything is allocated;
+ * a server's reader that stays small while its peer sends little.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import {
   PyFrameReader,
 } from "../lib/python/wire/frame.ts";
 import { FrameTooLargeError, ProtocolError } from "../lib/errors.ts";
+import { IDLE_BUFFER_BYTES } from "../lib/wire/frame.ts";
 import { randomBytes, seededRandom } from "./_helpers.ts";
 
 const MAX = 1 << 20;
@@ -97,4 +99,40 @@ Deno.test("the maximum can be raised after the handshake", () => {
   reader.maxFrameBytes = MAX;
   reader.push(pyFrame(big));
   assert.deepEqual(reader.next(), big);
+});
+
+Deno.test("a server's reader stays small while the peer sends little, and grows for a large message", () => {
+  const reader = new PyFrameReader(MAX, { shrinkWhenIdle: true });
+  assert.equal(reader.capacity, IDLE_BUFFER_BYTES);
+  // Small calls one at a time (a Python worker's get, then its put): the buffer stays small.
+  const call = pyFrame(new Uint8Array(60).fill(1));
+  for (let i = 0; i < 500; i++) {
+    reader.space().set(call);
+    reader.written(call.length);
+    assert.equal(reader.next()?.length, 60);
+    assert.equal(reader.capacity, IDLE_BUFFER_BYTES);
+  }
+  // A large message is read whole, in reads as large as the space offered.
+  const large = pyFrame(randomBytes(seededRandom(3), 200_000));
+  let offset = 0;
+  const got: Uint8Array[] = [];
+  while (offset < large.length) {
+    const space = reader.space();
+    const n = Math.min(space.length, large.length - offset);
+    space.set(large.subarray(offset, offset + n));
+    reader.written(n);
+    offset += n;
+    got.push(...frames(reader));
+  }
+  assert.deepEqual(got.map((frame) => frame.length), [200_000]);
+  assert.ok(reader.capacity > IDLE_BUFFER_BYTES);
+  // Quiet again: small messages bring it back to the idle size.
+  for (let i = 0; i < 4; i++) {
+    reader.space().set(call);
+    reader.written(call.length);
+    assert.equal(reader.next()?.length, 60);
+  }
+  assert.equal(reader.capacity, IDLE_BUFFER_BYTES);
+  // A client's reader (no option) keeps its full buffer.
+  assert.ok(new PyFrameReader(MAX).capacity > IDLE_BUFFER_BYTES);
 });

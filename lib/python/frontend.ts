@@ -139,7 +139,10 @@ export class PythonFrontEnd implements FrontEnd {
       kind: "Python connections",
       open: (conn) => {
         host.broker.telemetry.connectionsAccepted++;
-        return new PythonSession(new PythonConnection(conn, { shared: host.buffers }), this.#ctx);
+        return new PythonSession(
+          new PythonConnection(conn, { shared: host.buffers, shrinkWhenIdle: true }),
+          this.#ctx,
+        );
       },
       drop: (session) => session.close(),
     });

@@ -57,6 +57,11 @@ const BUDGET_READ_BYTES = 256 * 1024;
 export interface PythonConnectionOptions {
   /** The budget its held messages and unwritten bytes are charged to, with every other connection's. */
   shared?: ByteBudget;
+  /**
+   * Keep the read buffer small while the peer sends little (a server's many
+   * connections: see `ReaderOptions.shrinkWhenIdle` in lib/wire/frame.ts).
+   */
+  shrinkWhenIdle?: boolean;
 }
 
 /**
@@ -110,7 +115,9 @@ export class PythonConnection {
     this.peer = addr.hostname.includes(":")
       ? `[${addr.hostname}]:${addr.port}`
       : `${addr.hostname}:${addr.port}`;
-    this.#reader = new PyFrameReader(PY_HANDSHAKE_MAX_BYTES);
+    this.#reader = new PyFrameReader(PY_HANDSHAKE_MAX_BYTES, {
+      shrinkWhenIdle: options.shrinkWhenIdle,
+    });
     this.ended = this.#pump();
   }
 

@@ -14,7 +14,7 @@
  */
 
 import { FrameTooLargeError, ProtocolError } from "../../errors.ts";
-import { type FrameHeader, LengthPrefixedReader } from "../../wire/frame.ts";
+import { type FrameHeader, LengthPrefixedReader, type ReaderOptions } from "../../wire/frame.ts";
 
 /** Bytes of the ordinary length prefix. */
 export const PY_HEADER_BYTES = 4;
@@ -63,9 +63,12 @@ export function decodePyHeader(
 
 /** Reassembles Python-framed messages from a byte stream. */
 export class PyFrameReader extends LengthPrefixedReader {
-  /** Creates a reader that refuses payloads longer than `maxFrameBytes`. */
-  constructor(maxFrameBytes: number) {
-    super(decodePyHeader, maxFrameBytes, MIN_READ_BYTES);
+  /**
+   * Creates a reader that refuses payloads longer than `maxFrameBytes`
+   * (`options` as {@link LengthPrefixedReader}'s).
+   */
+  constructor(maxFrameBytes: number, options: ReaderOptions = {}) {
+    super(decodePyHeader, maxFrameBytes, MIN_READ_BYTES, options);
   }
 
   /**
