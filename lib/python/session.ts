@@ -134,6 +134,24 @@ function traceback(message: string): string {
 
 const CLOSED: unique symbol = Symbol("closed");
 
+/**
+ * Frames at least this large that a refused call leaves behind are freed at
+ * once ({@link freeNow}); smaller ones are left to the collector.
+ */
+const FREE_AT_ONCE_BYTES = 64 * 1024;
+
+/**
+ * Frees the memory of `frame`, a frame the connection handed over as its own
+ * buffer (`PythonConnection.recv`), now rather than when the collector finds
+ * it: its buffer is detached (transferred to an empty one), which releases
+ * the bytes at once. Every view of it is empty afterwards: only for a frame
+ * nothing will read again.
+ */
+function freeNow(frame: Uint8Array): void {
+  const buffer = frame.buffer;
+  if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+}
+
 /** What a throttled peer is sent instead of a challenge (Python shows it in its error). */
 const THROTTLED_PREFIX = "#TASKQ-THROTTLED#";
 
@@ -168,6 +186,8 @@ export class PythonSession {
   #name = "";
   #session: BrokerSession | undefined;
   #held: number[] = [];
+  /** Whether the request being served was refused or failed (nothing of its frame kept). */
+  #refused = false;
   #renewal: ReturnType<typeof setInterval> | undefined;
   /** Aborts when the connection ends, to end a `join()` it waits in. */
   readonly #ended = new AbortController();
@@ -204,8 +224,13 @@ export class PythonSession {
           }
           return;
         }
+        this.#refused = false;
         const reply = await this.#handle(frame);
         if (reply === CLOSED) return;
+        // A refused call kept nothing of its frame: free a large one now, not
+        // when the collector gets to it (a peer sending refused 16 MiB puts
+        // would otherwise pile them up in memory).
+        if (this.#refused && frame.byteLength >= FREE_AT_ONCE_BYTES) freeNow(frame);
         await this.conn.send(reply);
       }
     } catch (error) {
@@ -290,7 +315,7 @@ export class PythonSession {
         error: error.message,
       });
       this.#ctx.broker.telemetry.countError("bad_request");
-      return encodeReply("#TRACEBACK", traceback(error.message));
+      return this.#refuse(encodeReply("#TRACEBACK", traceback(error.message)));
     }
     // The connection's next call: what it took before is done.
     await this.#settleHeld();
@@ -302,17 +327,25 @@ export class PythonSession {
       ]);
       if (result === CLOSED) return CLOSED;
     } catch (error) {
-      if (error instanceof PythonCallError) return errorReply(error);
-      if (error instanceof TaskqError) return encodeReply("#TRACEBACK", traceback(error.message));
+      if (error instanceof PythonCallError) return this.#refuse(errorReply(error));
+      if (error instanceof TaskqError) {
+        return this.#refuse(encodeReply("#TRACEBACK", traceback(error.message)));
+      }
       this.#ctx.log.error("internal error serving a Python request", {
         peer: this.conn.peer,
         method: request.method,
         error: String(error),
       });
       this.#ctx.broker.telemetry.countError("internal");
-      return encodeReply("#TRACEBACK", traceback(`internal error: ${String(error)}`));
+      return this.#refuse(encodeReply("#TRACEBACK", traceback(`internal error: ${String(error)}`)));
     }
     return encodeReply("#RETURN", result);
+  }
+
+  /** Notes that the request being served was refused or failed (see {@link run}); returns `reply`. */
+  #refuse(reply: Uint8Array): Uint8Array {
+    this.#refused = true;
+    return reply;
   }
 
   #dispatch(request: PyRequest): PyValue | Promise<PyValue> {
