@@ -113,7 +113,16 @@ import {
   postgresAvailable,
   startPostgres,
 } from "../tests/_postgres.ts";
-import { rate, round2, stopChild, within } from "./bench_util.ts";
+import {
+  activeScopes,
+  bounded,
+  DEFAULT_STOP_GRACE_MS,
+  listeningAddress,
+  rate,
+  round2,
+  type Scope,
+  stopChild,
+} from "./bench_util.ts";
 
 const DEFAULT_N = 100_000;
 const PUT_BATCH = 1_000;
@@ -146,8 +155,6 @@ const PG_ROUNDS = Number(Deno.env.get("TASKQ_BENCH_ROUNDS") ?? 1);
 /** Time a bounded scenario may take: this, plus {@link SCENARIO_MS_PER_TASK} per task. */
 const SCENARIO_BASE_MS = 60_000;
 const SCENARIO_MS_PER_TASK = 1;
-/** Time a stopped process has to exit before it is killed. */
-const STOP_GRACE_MS = 5_000;
 /** The stores `--store` selects, as parts. */
 const STORE_PARTS = ["memory", "durable", "postgres"];
 /** Parts that run only when named. */
@@ -278,70 +285,6 @@ interface RunningMaster {
   stop(): Promise<void>;
 }
 
-/**
- * What a bounded scenario started (processes, clients, masters), stopped in
- * reverse order when it ends, whether it finished, failed or ran out of time.
- */
-class Scope {
-  readonly #cleanups: (() => Promise<unknown>)[] = [];
-
-  /** Runs `cleanup` when the scope closes. */
-  defer(cleanup: () => Promise<unknown>): void {
-    this.#cleanups.push(cleanup);
-  }
-
-  async close(): Promise<void> {
-    for (const cleanup of this.#cleanups.splice(0).reverse()) {
-      try {
-        await cleanup();
-      } catch (error) {
-        console.error(`  cleanup: ${(error as Error).message}`);
-      }
-    }
-  }
-}
-
-/** The scopes of the scenarios running now (stopped on Ctrl-C). */
-const activeScopes = new Set<Scope>();
-
-/**
- * Runs one scenario within `ms`: when it throws or runs over, it is reported
- * as FAILED (the bench goes on and exits 1 at the end) and everything it
- * started is stopped. Resolves true when it succeeded.
- */
-async function bounded(
-  label: string,
-  ms: number,
-  run: (scope: Scope) => Promise<void>,
-): Promise<boolean> {
-  const scope = new Scope();
-  activeScopes.add(scope);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const running = run(scope);
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`did not finish within ${ms / 1000} s (stopped)`)),
-      ms,
-    );
-  });
-  try {
-    await Promise.race([running, timedOut]);
-    return true;
-  } catch (error) {
-    const message = `${label}: FAILED: ${(error as Error).message}`;
-    console.error(message);
-    failures.push(message);
-    return false;
-  } finally {
-    clearTimeout(timer);
-    running.catch(() => {});
-    await scope.close();
-    activeScopes.delete(scope);
-    // Let the scenario's own cleanup run now that what it waited on is gone.
-    await within(running, STOP_GRACE_MS);
-  }
-}
-
 async function startMaster(
   store: Store | PgStore,
   tls?: TlsFiles,
@@ -385,16 +328,12 @@ async function startMaster(
       if (dataDir) await Deno.remove(dataDir, { recursive: true });
     })();
   scope?.defer(stop);
-  let text = "";
-  while (!/listening on (\S+)/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) {
-      await stop();
-      throw new Error("master exited before listening");
-    }
-    text += value;
+  const address = await listeningAddress(reader);
+  if (address === undefined) {
+    await stop();
+    throw new Error("master exited before listening");
   }
-  return { address: /listening on (\S+)/.exec(text)![1], pid: child.pid, stop };
+  return { address, pid: child.pid, stop };
 }
 
 /** The floor under any round trip here: a raw 64-byte TCP ping-pong between two processes. */
@@ -778,34 +717,39 @@ async function featureWorkloads(target: FeatureTarget): Promise<void> {
     currentRound = rounds > 1 ? round : undefined;
     let plain: number | undefined;
     for (const feature of FEATURES) {
-      await bounded(`features (${target.store}), ${feature.name}`, scenarioMs(N), async (scope) => {
-        const master = await target.start(feature, scope);
-        const row = await seedWorkload({
-          address: master.address,
-          store: target.store,
-          workers: FEATURE_WORKERS,
-          scenario: FEATURE_SCENARIO,
-          putOptions: feature.putOptions,
-          scope,
-          ...target.seed?.(master),
-          extra: { variant: feature.name, feature: feature.description },
-          annotate: (row) =>
-            feature.name === "plain" || plain === undefined
-              ? {}
-              : { ratioToPlain: round2(row.value / plain) },
-        });
-        if (feature.name === "plain") plain = row.value;
-        values.set(feature.name, [...values.get(feature.name) ?? [], row.value]);
-        const cpu = row.cpu as CpuSplit | undefined;
-        if (cpu !== undefined) {
-          const us = Math.round(cpu.cpuSeconds.masters / (row.n as number) * 1e6 * 10) / 10;
-          masterCpu.set(feature.name, [...masterCpu.get(feature.name) ?? [], us]);
-          if (cpu.cpuSeconds.pgBackends !== undefined) {
-            const pgUs = Math.round(postgresSeconds(cpu) / (row.n as number) * 1e6 * 10) / 10;
-            pgCpu.set(feature.name, [...pgCpu.get(feature.name) ?? [], pgUs]);
+      await bounded(
+        `features (${target.store}), ${feature.name}`,
+        scenarioMs(N),
+        failures,
+        async (scope) => {
+          const master = await target.start(feature, scope);
+          const row = await seedWorkload({
+            address: master.address,
+            store: target.store,
+            workers: FEATURE_WORKERS,
+            scenario: FEATURE_SCENARIO,
+            putOptions: feature.putOptions,
+            scope,
+            ...target.seed?.(master),
+            extra: { variant: feature.name, feature: feature.description },
+            annotate: (row) =>
+              feature.name === "plain" || plain === undefined
+                ? {}
+                : { ratioToPlain: round2(row.value / plain) },
+          });
+          if (feature.name === "plain") plain = row.value;
+          values.set(feature.name, [...values.get(feature.name) ?? [], row.value]);
+          const cpu = row.cpu as CpuSplit | undefined;
+          if (cpu !== undefined) {
+            const us = Math.round(cpu.cpuSeconds.masters / (row.n as number) * 1e6 * 10) / 10;
+            masterCpu.set(feature.name, [...masterCpu.get(feature.name) ?? [], us]);
+            if (cpu.cpuSeconds.pgBackends !== undefined) {
+              const pgUs = Math.round(postgresSeconds(cpu) / (row.n as number) * 1e6 * 10) / 10;
+              pgCpu.set(feature.name, [...pgCpu.get(feature.name) ?? [], pgUs]);
+            }
           }
-        }
-      });
+        },
+      );
       await target.after?.(feature);
     }
   }
@@ -932,6 +876,7 @@ async function peersWorkload(): Promise<void> {
     await bounded(
       "memory seed workload (for the peers)",
       scenarioMs(N) * missing.length,
+      failures,
       async (scope) => {
         const master = await startMaster("memory", undefined, scope);
         for (const workers of missing) {
@@ -1127,6 +1072,7 @@ async function pgSize(pg: PgBench): Promise<void> {
   const ran = await bounded(
     `postgres, ${PG_SIZE_MASTERS} masters, ${PG_SIZE_ITEMS} items`,
     scenarioMs(PG_SIZE_ITEMS),
+    failures,
     async (scope) => {
       await pgSeed(pg, PG_SIZE_MASTERS, schema, scope, PG_SIZE_ITEMS, "seed-workload-pgsize");
     },
@@ -1226,18 +1172,24 @@ async function postgresParts(): Promise<void> {
         for (const variant of PG_RAW_VARIANTS) {
           await bounded(
             `raw SKIP LOCKED loop (${variant.name})`,
-            scenarioMs(N) + STOP_GRACE_MS,
+            scenarioMs(N) + DEFAULT_STOP_GRACE_MS,
+            failures,
             (scope) => pgRawLoop(pg, variant, scope),
           );
         }
         for (const masters of PG_MASTER_COUNTS) {
           const schema = `bench_${masters}m`;
-          await bounded(`postgres, ${masters} master(s)`, scenarioMs(N), async (scope) => {
-            await pgSeed(pg, masters, schema, scope);
-          });
+          await bounded(
+            `postgres, ${masters} master(s)`,
+            scenarioMs(N),
+            failures,
+            async (scope) => {
+              await pgSeed(pg, masters, schema, scope);
+            },
+          );
           await dropSchema(pg, schema);
         }
-        await bounded("durable (SQLite), 1 master", scenarioMs(N), sqliteSeed);
+        await bounded("durable (SQLite), 1 master", scenarioMs(N), failures, sqliteSeed);
       }
       currentRound = undefined;
       postgresSummary();

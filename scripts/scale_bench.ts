@@ -54,7 +54,15 @@
 import process from "node:process";
 import { connect } from "../lib/mod.ts";
 import { clockTicks } from "./pg_raw_bench.ts";
-import { rate, round2, stopChild as stopChildWithin, within } from "./bench_util.ts";
+import {
+  bounded,
+  listeningAddress,
+  rate,
+  round2,
+  type Scope,
+  stopChild as stopChildWithin,
+  within,
+} from "./bench_util.ts";
 
 /**
  * The parts this script runs, each named in TASKQ_BENCH_ONLY.
@@ -288,7 +296,7 @@ export function scalePartsOf(runs: (part: string) => boolean): ScalePart[] {
 export async function runScale(options: RunScaleOptions): Promise<string[]> {
   const failures: string[] = [];
   const ctx: Ctx = { ...options, progress: options.progress ?? (() => {}) };
-  const ran = (label: string, items: number, run: (cleanups: Cleanups) => Promise<void>) =>
+  const ran = (label: string, items: number, run: (cleanups: Scope) => Promise<void>) =>
     bounded(label, SCENARIO_BASE_MS + items * SCENARIO_MS_PER_ITEM, failures, run);
   if (options.parts.includes("scale-rss")) {
     await ran(`scale-rss, ${RSS_ITEMS} items`, RSS_ITEMS, (c) => rssGrowth(ctx, c));
@@ -309,62 +317,11 @@ interface Ctx extends RunScaleOptions {
 }
 
 /** Runs one scenario, bounded in time, with its clean-ups (see {@link bounded}). */
-type Ran = (label: string, items: number, run: (cleanups: Cleanups) => Promise<void>) => Promise<
+type Ran = (label: string, items: number, run: (cleanups: Scope) => Promise<void>) => Promise<
   boolean
 >;
 
 // ------------------------------------------------------------------ processes
-
-/** What a scenario started, undone in reverse order when it ends, however it ends. */
-class Cleanups {
-  readonly #steps: (() => Promise<unknown>)[] = [];
-
-  /** Runs `step` when the scenario ends. */
-  defer(step: () => Promise<unknown>): void {
-    this.#steps.push(step);
-  }
-
-  async run(): Promise<void> {
-    for (const step of this.#steps.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (error) {
-        console.error(`  cleanup: ${(error as Error).message}`);
-      }
-    }
-  }
-}
-
-/** Runs `run` within `ms`; a failure or overrun goes to `failures`. Resolves true on success. */
-async function bounded(
-  label: string,
-  ms: number,
-  failures: string[],
-  run: (cleanups: Cleanups) => Promise<void>,
-): Promise<boolean> {
-  const cleanups = new Cleanups();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const running = run(cleanups);
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`did not finish within ${Math.round(ms / 1000)} s (stopped)`)),
-      ms,
-    );
-  });
-  try {
-    await Promise.race([running, timedOut]);
-    return true;
-  } catch (error) {
-    const message = `${label}: FAILED: ${(error as Error).message}`;
-    console.error(message);
-    failures.push(message);
-    return false;
-  } finally {
-    clearTimeout(timer);
-    running.catch(() => {});
-    await cleanups.run();
-  }
-}
 
 /** Stops a child process this script started, with this script's longer grace (a deep durable master). */
 function stopChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGTERM"): Promise<void> {
@@ -386,7 +343,7 @@ interface Master {
 /** Starts `ROOT/main.ts master` on an ephemeral loopback port; stopped by `cleanups`. */
 async function startMaster(
   args: readonly string[],
-  cleanups: Cleanups,
+  cleanups: Scope,
   env: Record<string, string> = {},
 ): Promise<Master> {
   const spawnedAt = performance.now();
@@ -412,14 +369,10 @@ async function startMaster(
       await reader.cancel().catch(() => {});
     })();
   cleanups.defer(() => stop("SIGTERM"));
-  let text = "";
-  while (!/listening on (\S+)/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) {
-      await stop();
-      throw new Error("the master exited before listening");
-    }
-    text += value;
+  const address = await listeningAddress(reader);
+  if (address === undefined) {
+    await stop();
+    throw new Error("the master exited before listening");
   }
   const listeningMs = performance.now() - spawnedAt;
   // Keep reading what it prints, so that it never blocks on a full pipe.
@@ -429,7 +382,7 @@ async function startMaster(
     }
   })();
   return {
-    address: /listening on (\S+)/.exec(text)![1],
+    address,
     pid: child.pid,
     listeningMs,
     spawnedAt,
@@ -445,7 +398,7 @@ async function writeScript(dir: string, name: string, source: string): Promise<s
 }
 
 /** A temporary directory, removed by `cleanups`. */
-async function tempDir(prefix: string, cleanups: Cleanups): Promise<string> {
+async function tempDir(prefix: string, cleanups: Scope): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix });
   cleanups.defer(() => Deno.remove(dir, { recursive: true }));
   return dir;
@@ -562,7 +515,7 @@ async function fill(
 // ------------------------------------------------------------------ scale-rss
 
 /** A memory master's RSS before and after {@link RSS_ITEMS} small items are queued. */
-async function rssGrowth(ctx: Ctx, cleanups: Cleanups): Promise<void> {
+async function rssGrowth(ctx: Ctx, cleanups: Scope): Promise<void> {
   const master = await startMaster(["--memory"], cleanups);
   // Connected once first, so that "before" holds a session as "after" does.
   const client = await connect({ address: master.address, reconnect: false });
@@ -775,7 +728,7 @@ async function idleConnections(ctx: Ctx, ran: Ran): Promise<void> {
 async function seedWorkload(
   ctx: Ctx,
   master: Master,
-  options: { authkey: string; dir: string; idle: number; cleanups: Cleanups },
+  options: { authkey: string; dir: string; idle: number; cleanups: Scope },
 ): Promise<ScaleRow> {
   const { authkey, idle, cleanups } = options;
   const n = ctx.n;
@@ -1079,7 +1032,7 @@ async function queueSpread(ctx: Ctx, ran: Ran): Promise<void> {
  * restarted, then killed and restarted: the time from each spawn to the first
  * get answered, and the RSS then.
  */
-async function restart(ctx: Ctx, cleanups: Cleanups, items: number): Promise<void> {
+async function restart(ctx: Ctx, cleanups: Scope, items: number): Promise<void> {
   const dir = await tempDir("taskq-scale-restart-", cleanups);
   const data = ["--data", `${dir}/data`];
   const first = await startMaster(data, cleanups);
