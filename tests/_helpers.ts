@@ -607,6 +607,27 @@ export class RawConn implements AsyncDisposable {
     return welcome;
   }
 
+  /**
+   * Plays a master's side of the handshake, speaking protocol `version` (an
+   * older master, for tests of a client's fallback), after the client's
+   * `hello` was read: a challenge, the client's auth, a welcome proving `key`.
+   */
+  async answerHello(
+    hello: Record<string, unknown>,
+    version: number,
+    key: string = TEST_KEY,
+  ): Promise<void> {
+    const serverNonce = newNonce();
+    await this.send({ op: "challenge", version, nonce: serverNonce });
+    await this.next();
+    await this.send({
+      op: "welcome",
+      proof: serverProof(new TextEncoder().encode(key), hello.nonce as Uint8Array, serverNonce),
+      maxFrameBytes: 1 << 20,
+      leaseMs: 30_000,
+    });
+  }
+
   /** Shuts down our sending side (the master reads end-of-stream). */
   async closeWrite(): Promise<void> {
     try {

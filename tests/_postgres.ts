@@ -19,6 +19,7 @@
  * @module
  */
 
+import postgres from "postgres";
 import { freeLoopbackPort, waitFor } from "./_helpers.ts";
 
 /** Where Debian installs each PostgreSQL major version, as `<version>/bin`. */
@@ -482,4 +483,34 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     throw error;
   }
   return cluster;
+}
+
+/** Schemas named by {@link withSchema} in this process. */
+let schemasNamed = 0;
+
+/** Drops schema `schema` of `cluster` and everything in it, if it exists. */
+export async function dropSchema(cluster: PgCluster, schema: string): Promise<void> {
+  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Runs `body` with the name of a fresh schema of `cluster` (`PREFIX_PID_N`),
+ * dropped afterwards whatever happened.
+ */
+export async function withSchema(
+  cluster: PgCluster,
+  prefix: string,
+  body: (schema: string) => Promise<void>,
+): Promise<void> {
+  const schema = `${prefix}_${Deno.pid}_${++schemasNamed}`;
+  try {
+    await body(schema);
+  } finally {
+    await dropSchema(cluster, schema);
+  }
 }

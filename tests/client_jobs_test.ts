@@ -545,15 +545,7 @@ async function withOldMaster(
           await peer.closedByPeer();
           continue;
         }
-        const serverNonce = newNonce();
-        await peer.send({ op: "challenge", version: 1, nonce: serverNonce });
-        await peer.next();
-        await peer.send({
-          op: "welcome",
-          proof: serverProof(KEY_BYTES, hello.nonce as Uint8Array, serverNonce),
-          maxFrameBytes: 1 << 20,
-          leaseMs: 30_000,
-        });
+        await peer.answerHello(hello, 1);
         for (let next = 1;; next++) {
           let request: Record<string, unknown>;
           try {
@@ -642,15 +634,7 @@ Deno.test("client jobs: a master answering version 1 to an offer of 2 is spoken 
     try {
       const hello = await peer.next() as Record<string, unknown>;
       assert.equal(hello.version, PROTOCOL_VERSION);
-      const serverNonce = newNonce();
-      await peer.send({ op: "challenge", version: 1, nonce: serverNonce });
-      await peer.next();
-      await peer.send({
-        op: "welcome",
-        proof: serverProof(KEY_BYTES, hello.nonce as Uint8Array, serverNonce),
-        maxFrameBytes: 1 << 20,
-        leaseMs: 30_000,
-      });
+      await peer.answerHello(hello, 1);
       assert.deepEqual(await peer.closedByPeer(), [], "nothing of version 2 is sent");
     } finally {
       await peer.close();

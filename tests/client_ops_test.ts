@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { type Client, connect, type Master, serve, UnsupportedError } from "../lib/mod.ts";
 import type { ControlAction } from "../lib/client/client.ts";
-import { newNonce, PROTOCOL_VERSION, serverProof } from "../lib/wire/auth.ts";
+import { PROTOCOL_VERSION } from "../lib/wire/auth.ts";
 import { RawConn, TEST_KEY, waitFor } from "./_helpers.ts";
 
 const KEY_BYTES = new TextEncoder().encode(TEST_KEY);
@@ -236,15 +236,7 @@ async function withVersion2Master(
     try {
       const hello = await peer.next() as Record<string, unknown>;
       assert.equal(hello.version, PROTOCOL_VERSION);
-      const serverNonce = newNonce();
-      await peer.send({ op: "challenge", version: 2, nonce: serverNonce });
-      await peer.next();
-      await peer.send({
-        op: "welcome",
-        proof: serverProof(KEY_BYTES, hello.nonce as Uint8Array, serverNonce),
-        maxFrameBytes: 1 << 20,
-        leaseMs: 30_000,
-      });
+      await peer.answerHello(hello, 2);
       for (;;) {
         let request: Record<string, unknown>;
         try {

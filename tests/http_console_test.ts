@@ -35,8 +35,7 @@ import type { ClientRow, DashboardState } from "../lib/http/state.ts";
 import type { BrokerSession, ControlAction } from "../lib/broker/broker.ts";
 import { TASKQ_VERSION } from "../lib/http/version.ts";
 import { TEST_KEY, waitFor } from "./_helpers.ts";
-import { type PgCluster, POSTGRES_MISSING, postgresAvailable, startPostgres } from "./_postgres.ts";
-import postgres from "postgres";
+import { POSTGRES_MISSING, postgresAvailable, startPostgres, withSchema } from "./_postgres.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const KEY = new TextEncoder().encode(TEST_KEY);
@@ -489,23 +488,6 @@ for (const [name, fn] of cases) {
 const pgAvailable = postgresAvailable();
 if (!pgAvailable) console.log(`SKIPPED PostgreSQL console tests: ${POSTGRES_MISSING}`);
 
-let schemas = 0;
-
-/** Runs `body` with a fresh schema of `cluster`, dropped afterwards whatever happened. */
-async function withSchema(cluster: PgCluster, body: (schema: string) => Promise<void>) {
-  const schema = `http_console_${Deno.pid}_${++schemas}`;
-  try {
-    await body(schema);
-  } finally {
-    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
-    try {
-      await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    } finally {
-      await sql.end();
-    }
-  }
-}
-
 Deno.test({
   name: "the console's API on the PostgreSQL broker",
   ignore: !pgAvailable,
@@ -514,7 +496,7 @@ Deno.test({
     try {
       for (const [name, fn] of cases) {
         await t.step(name, () =>
-          withSchema(cluster, async (schema) => {
+          withSchema(cluster, "http_console", async (schema) => {
             await using r = await rig({ postgres: cluster.url, schema });
             await fn(r);
           }));

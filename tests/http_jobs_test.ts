@@ -34,8 +34,7 @@ import type { DashboardState } from "../lib/http/state.ts";
 import type { BrokerSession } from "../lib/broker/broker.ts";
 import { MAX_CONCURRENCY } from "../lib/model/jobs.ts";
 import { TEST_KEY, waitFor } from "./_helpers.ts";
-import { type PgCluster, POSTGRES_MISSING, postgresAvailable, startPostgres } from "./_postgres.ts";
-import postgres from "postgres";
+import { POSTGRES_MISSING, postgresAvailable, startPostgres, withSchema } from "./_postgres.ts";
 
 const KEY = new TextEncoder().encode(TEST_KEY);
 
@@ -611,23 +610,6 @@ for (const [name, fn] of cases) {
 const pgAvailable = postgresAvailable();
 if (!pgAvailable) console.log(`SKIPPED PostgreSQL HTTP jobs tests: ${POSTGRES_MISSING}`);
 
-let schemas = 0;
-
-/** Runs `body` with a fresh schema of `cluster`, dropped afterwards whatever happened. */
-async function withSchema(cluster: PgCluster, body: (schema: string) => Promise<void>) {
-  const schema = `http_jobs_${Deno.pid}_${++schemas}`;
-  try {
-    await body(schema);
-  } finally {
-    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
-    try {
-      await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    } finally {
-      await sql.end();
-    }
-  }
-}
-
 Deno.test({
   name: "jobs and limits over HTTP on the PostgreSQL broker",
   ignore: !pgAvailable,
@@ -636,7 +618,7 @@ Deno.test({
     try {
       for (const [name, fn] of cases) {
         await t.step(name, () =>
-          withSchema(cluster, async (schema) => {
+          withSchema(cluster, "http_jobs", async (schema) => {
             await using r = await rig({ postgres: cluster.url, schema });
             await fn(r);
           }));
@@ -644,7 +626,7 @@ Deno.test({
       await t.step(
         "a job leased through one master is looked up and cancelled through another's HTTP side",
         () =>
-          withSchema(cluster, async (schema) => {
+          withSchema(cluster, "http_jobs", async (schema) => {
             await using a = await rig({ postgres: cluster.url, schema });
             await using b = await rig({ postgres: cluster.url, schema });
             const told: number[] = [];

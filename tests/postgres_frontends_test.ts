@@ -29,7 +29,6 @@
  */
 
 import assert from "node:assert/strict";
-import postgres from "postgres";
 import { type Client, connect, type Master, serve } from "../lib/mod.ts";
 import { httpFrontEnd } from "../lib/http/server.ts";
 import { httpToken } from "../lib/http/token.ts";
@@ -39,7 +38,13 @@ import type { FrontEndFactory } from "../lib/server/front_end.ts";
 import type { RetryPolicy } from "../lib/model/types.ts";
 import { formatAddress } from "../lib/config.ts";
 import { MASTER_PERMISSIONS, runTaskq, TEST_KEY, waitFor, withDeadline } from "./_helpers.ts";
-import { type PgCluster, POSTGRES_MISSING, postgresAvailable, startPostgres } from "./_postgres.ts";
+import {
+  dropSchema,
+  type PgCluster,
+  POSTGRES_MISSING,
+  postgresAvailable,
+  startPostgres,
+} from "./_postgres.ts";
 import { parsePrometheus, sampleValue } from "./_prometheus.ts";
 import { managerPreamble, type Python, PYTHONS, runPython } from "./_python.ts";
 
@@ -118,12 +123,7 @@ async function withPair(
     await body(nodes[0], nodes[1]);
   } finally {
     for (const node of nodes.reverse()) await node.master.close();
-    const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
-    try {
-      await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    } finally {
-      await sql.end();
-    }
+    await dropSchema(cluster, schema);
   }
 }
 

@@ -81,6 +81,19 @@ export const APPLICATION_ID = 0x74710001;
  */
 export const SCHEMA_VERSION = 3;
 
+/** The queues' counters (schema 3), in a new database and added to an older one. */
+const COUNTERS_TABLE = `
+  CREATE TABLE counters (
+    queue TEXT PRIMARY KEY,
+    put INTEGER NOT NULL DEFAULT 0,
+    acked INTEGER NOT NULL DEFAULT 0,
+    nacked INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0
+  );
+`;
+
 /**
  * The statements that upgrade a database from the version each is keyed by to
  * the next one, run in the transaction that opens it. Added columns get the
@@ -94,17 +107,7 @@ const MIGRATIONS: Readonly<Record<number, string>> = {
     ALTER TABLE items ADD COLUMN key_hold INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE items ADD COLUMN created_at INTEGER;
   `,
-  2: `
-    CREATE TABLE counters (
-      queue TEXT PRIMARY KEY,
-      put INTEGER NOT NULL DEFAULT 0,
-      acked INTEGER NOT NULL DEFAULT 0,
-      nacked INTEGER NOT NULL DEFAULT 0,
-      expired INTEGER NOT NULL DEFAULT 0,
-      failed INTEGER NOT NULL DEFAULT 0,
-      dead INTEGER NOT NULL DEFAULT 0
-    );
-  `,
+  2: COUNTERS_TABLE,
 };
 
 /** Free pages above which a commit gives space back to the file system. */
@@ -299,15 +302,7 @@ const SCHEMA = `
     created_at INTEGER
   );
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-  CREATE TABLE counters (
-    queue TEXT PRIMARY KEY,
-    put INTEGER NOT NULL DEFAULT 0,
-    acked INTEGER NOT NULL DEFAULT 0,
-    nacked INTEGER NOT NULL DEFAULT 0,
-    expired INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    dead INTEGER NOT NULL DEFAULT 0
-  );
+  ${COUNTERS_TABLE}
 `;
 
 /** Pages in the database file: 0 for a new, empty file. */
